@@ -1,0 +1,40 @@
+"""``python -m renderer``: compose the config, render the batch, exit 0 (all rendered), 1 (some failed) or 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import renderer.config  # noqa: F401  (registers the structured config schema)
+from renderer import batch, logs
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+_sweep: list[tuple[str, int]] = []  # (job overrides, exit code) of each multirun job
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    logs.setup(run_dir, console=True)
+    result = batch.run_batch(cfg, run_dir)
+    if hydra_cfg.mode == RunMode.RUN:
+        sys.exit(result.exit_code)
+    _sweep.append((" ".join(hydra_cfg.overrides.task) or "(defaults)", result.exit_code))
+
+
+def _sweep_summary() -> int:
+    """Multirun: one failing job does not stop the sweep; report each job and exit non-zero if any failed."""
+    for overrides, code in _sweep:
+        print(f"{'ok    ' if code == 0 else 'FAILED'}  {overrides}  (exit {code})", file=sys.stderr)
+    return max((code for _, code in _sweep), default=0)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(_sweep_summary())

@@ -1,0 +1,137 @@
+"""One script, start to finish: parse, compose the stage graph from config, run it, publish the outputs."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from loguru import logger
+from omegaconf import DictConfig
+
+from renderer import captions
+from renderer.files import RunLayout, write_json_atomic, write_text_atomic
+from renderer.graph import Graph, GraphError, NodeRecord
+from renderer.providers.silent import SilentVoice
+from renderer.script import Script, parse_file
+from renderer.stages import assembly, terminal, visual, voice
+
+# which per-scene stages each assembly strategy needs
+STAGES_FOR = {
+    "overlay": ("voice", "visual", "terminal"),
+    "visual_only": ("voice", "visual"),
+    "ui_only": ("voice", "terminal"),
+    "audio_only": ("voice",),
+}
+
+
+class ScriptError(RuntimeError):
+    """The script itself is unusable; the message says where and how to fix it."""
+
+
+def build_providers(cfg: DictConfig, fallbacks: list[dict]) -> dict[str, Any]:
+    """Instantiate the configured providers; a voice that cannot start falls back to silence (recorded)."""
+    try:
+        voice_provider = instantiate(cfg.voice)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        fallbacks.append({"node": "voice", "from": cfg.voice.name, "to": "silent", "reason": reason})
+        logger.warning("voice provider {} unavailable, narration will be silent: {}", cfg.voice.name, reason)
+        voice_provider = SilentVoice()
+    return {"voice": voice_provider, "visual": instantiate(cfg.visual)}
+
+
+def build_graph(script: Script, slug: str, cfg: DictConfig, providers: dict[str, Any]) -> Graph:
+    """The stage graph for one script, shaped by the assembly strategy."""
+    strategy = cfg.assembly.strategy
+    if strategy not in STAGES_FOR:
+        raise ScriptError(f"unknown assembly strategy {strategy!r}: use one of {', '.join(STAGES_FOR)}")
+    wanted = STAGES_FOR[strategy]
+    timeout = cfg.limits.ffmpeg_timeout_s
+    graph = Graph()
+    for scene in script.scenes:
+        if "voice" in wanted:
+            graph.add(voice.node(scene, providers["voice"], timeout=cfg.limits.api_timeout_s))
+        if "visual" in wanted:
+            graph.add(visual.node(scene, providers["visual"], width=cfg.format.width, height=cfg.format.height,
+                                  timeout=timeout))
+        if "terminal" in wanted:
+            graph.add(terminal.node(scene, script.title))
+    graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout))
+    return graph
+
+
+def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:
+    used: dict[str, set[str]] = {}
+    for r in records:
+        if r.provider:
+            used.setdefault(r.stage, set()).add(r.provider)
+    return {stage: sorted(names) for stage, names in used.items()}
+
+
+def _publish(src: Path, target: Path) -> None:
+    """Move a finished file into place atomically (same file system: the work dir is inside the run dir)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(src, target)
+
+
+def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
+    """Render one script into ``<run>/<slug>/``; never raises: failures are returned in the record."""
+    started = time.perf_counter()
+    log = logger.bind(script=slug)
+    record: dict[str, Any] = {"script": str(path), "slug": slug, "status": "failed", "error": "", "issues": [],
+                              "stages": [], "fallbacks": [], "warnings": [], "outputs": {}}
+    try:
+        log.info("parsing {}", path)
+        script = parse_file(path, words_per_minute=cfg.script.words_per_minute,
+                            min_last_scene_s=cfg.script.min_last_scene_s)
+        record.update(title=script.title, script_id=script.script_id, parsed=script.to_dict(),
+                      issues=[asdict(i) for i in script.issues])
+        for issue in script.issues:
+            log.log("ERROR" if issue.severity == "error" else "WARNING", "{} ({})", issue.message, issue.hint)
+        if script.errors:
+            first = script.errors[0]
+            raise ScriptError(f"{first.message} — {first.hint}" + (
+                f" (and {len(script.errors) - 1} more error(s), see the issues)" if len(script.errors) > 1 else ""))
+
+        providers = build_providers(cfg, record["fallbacks"])
+        graph = build_graph(script, slug, cfg, providers)
+        log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
+        try:
+            outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads)
+        except GraphError as exc:
+            record["stages"] = [asdict(r) for r in exc.records]
+            raise
+        record["stages"] = [asdict(r) for r in records]
+        record["fallbacks"] += [{"node": r.name, "to": r.provider, "reason": r.error}
+                                for r in records if r.status == "fallback"]
+        for fb in record["fallbacks"]:
+            log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
+        assembled: assembly.Assembled = outputs["assembly"]
+        record["warnings"] += assembled.warnings
+        for warning in assembled.warnings:
+            log.warning(warning)
+
+        mp4 = layout.output(slug, ".mp4")
+        _publish(assembled.path, mp4)
+        voice_s = [getattr(outputs.get(f"voice/{s.index}"), "duration", 0.0) for s in script.scenes]
+        cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s)
+        write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
+        write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
+        record.update(status="ok", duration=assembled.duration, timeline=assembled.timeline,
+                      providers=_providers_used(records),
+                      outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
+        log.info("rendered {} ({:.1f} s of video)", mp4, assembled.duration)
+    except Exception as exc:  # one bad script never stops the batch: its failure is its record
+        record["error"] = f"{exc}" if isinstance(exc, ScriptError) else f"{type(exc).__name__}: {exc}"
+        log.error("failed: {}", record["error"])
+    finally:
+        layout.clean_workdir(slug)
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(layout.output(slug, ".json"), record)
+    return record

@@ -1,0 +1,88 @@
+"""Shared test helpers: composed configs, tiny render settings, ffprobe checks on rendered files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import renderer.config  # noqa: F401  (registers the schema)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+
+# Small frames, low fps, fastest encode: the tests check structure and timing, not picture quality.
+TINY = ["format.width=192", "format.height=108", "format.fps=10", "encode.preset=ultrafast",
+        "visual.fps=5", "batch.backend=sequential"]
+
+TWO_SCENES = """SCRIPT: TEST_0001 — TINY
+A test script
+
+[0:00 – One | Boot]
+Visual: A red sky over a server farm.
+ON-SCREEN TEXT:
+$ echo "hi: 100% {ok}"
+hi: 100% {ok}
+Narration:
+“Short line one.”
+
+[0:03 – Two]
+Visual: A blue sea.
+Narration (Anya):
+“And two.”
+END TEST_0001
+"""
+
+BACKWARDS = """SCRIPT: TEST_0002 — BROKEN
+[0:10 – Late]
+Narration: “First.”
+
+[0:05 – Early]
+Narration: “Second.”
+"""
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def ffprobe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def codecs(info: dict) -> list[str]:
+    return sorted(s["codec_name"] for s in info["streams"])
+
+
+def video_size(info: dict) -> tuple[int, int]:
+    v = next(s for s in info["streams"] if s["codec_type"] == "video")
+    return int(v["width"]), int(v["height"])
+
+
+def max_volume_db(path: Path, start: float, duration: float) -> float:
+    """Peak level of the audio between start and start+duration (-inf for digital silence)."""
+    err = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-ss", str(start), "-t", str(duration), "-i",
+                          str(path), "-af", "volumedetect", "-vn", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    line = next(ln for ln in err.splitlines() if "max_volume" in ln)
+    value = line.split("max_volume:")[1].split("dB")[0].strip()
+    return float(value)
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "renderer", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def two_scenes(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(TWO_SCENES, encoding="utf-8")
+    return path

@@ -1,0 +1,76 @@
+"""`python -m renderer` end to end in a subprocess: batches, exit codes, multirun, experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import BACKWARDS, TINY, TWO_SCENES, codecs, ffprobe, run_cli, video_size
+
+CLI_TINY = [o for o in TINY if not o.startswith("batch.backend")]  # the CLI tests use real joblib workers
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_one_bad_script_does_not_stop_the_batch(tmp_path):
+    inputs = tmp_path / "in"
+    write(inputs, "good.txt", TWO_SCENES)
+    write(inputs, "broken.txt", BACKWARDS)
+    write(inputs, "empty.txt", "")
+    run_dir = tmp_path / "run"
+    result = run_cli(*CLI_TINY, f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1, result.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    status = {slug: s["status"] for slug, s in manifest["scripts"].items()}
+    assert status == {"good": "ok", "broken": "failed", "empty": "failed"}
+    assert "broken.txt:5" in manifest["scripts"]["broken"]["error"]
+    assert "empty" in manifest["scripts"]["empty"]["error"].lower()
+    assert manifest["finished"] is not None
+    info = ffprobe(run_dir / "good" / "good.mp4")
+    assert codecs(info) == ["aac", "h264"] and video_size(info) == (192, 108)
+    assert (run_dir / "broken" / "broken.json").exists() and not (run_dir / "broken" / "broken.mp4").exists()
+    assert list((run_dir / "tmp").iterdir()) == []
+    assert not list(run_dir.rglob("*.part"))
+    log = (run_dir / "renderer.log").read_text()
+    assert "good" in log and "broken.txt:5" in log
+    lines = [json.loads(line) for line in (run_dir / "renderer.jsonl").read_text().splitlines()]
+    assert any(line["record"]["extra"].get("script") == "broken" for line in lines)
+
+
+def test_clean_batch_exits_zero_and_unmatched_input_exits_nonzero(tmp_path):
+    script = write(tmp_path, "one.txt", TWO_SCENES)
+    ok = run_cli(*CLI_TINY, f"batch.inputs=[{script}]", "assembly=audio_only", f"hydra.run.dir={tmp_path / 'a'}")
+    assert ok.returncode == 0, ok.stderr
+    missing = run_cli(*CLI_TINY, f"batch.inputs=[{tmp_path}/nothing/*.txt]", f"hydra.run.dir={tmp_path / 'b'}")
+    assert missing.returncode == 2
+    assert "matches" in missing.stderr or "matched" in missing.stderr
+
+
+def test_multirun_sweep_renders_one_job_per_theme(tmp_path):
+    script = write(tmp_path, "one.txt", TWO_SCENES)
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "theme=dark,matrix", *CLI_TINY, f"batch.inputs=[{script}]", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    for job in ("0", "1"):
+        manifest = json.loads((sweep / job / "manifest.json").read_text())
+        assert manifest["scripts"]["one"]["status"] == "ok"
+        assert (sweep / job / "one" / "one.mp4").exists()
+    themes = {json.loads((sweep / j / "manifest.json").read_text())["settings"]["theme"] for j in ("0", "1")}
+    assert themes == {"dark", "matrix"}
+    assert "theme=dark" in result.stderr and "theme=matrix" in result.stderr
+
+
+def test_experiment_preset(tmp_path):
+    script = write(tmp_path, "one.txt", TWO_SCENES)
+    run_dir = tmp_path / "run"
+    result = run_cli("+experiment=draft", f"batch.inputs=[{script}]", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert video_size(ffprobe(run_dir / "one" / "one.mp4")) == (640, 360)
+    assert json.loads((run_dir / "manifest.json").read_text())["experiment"] == "draft"
+    saved = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "+experiment=draft" in saved

@@ -1,0 +1,83 @@
+"""The config tree composes, every group option loads, and mistakes fail before any work starts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from tests.conftest import CONF, compose_cfg, run_cli
+
+GROUPS = ["voice", "visual", "theme", "assembly", "format", "limits", "breaker", "retry"]
+
+
+def test_defaults_compose_to_the_offline_setup():
+    cfg = compose_cfg()
+    assert cfg.voice.name == "espeak" and cfg.visual.name == "procedural"
+    assert cfg.assembly.strategy == "overlay" and cfg.theme.name == "dark"
+    assert (cfg.format.width, cfg.format.height) == (1280, 720)
+    assert list(cfg.batch.inputs) == ["scripts/*.txt"]
+    assert cfg.breaker.elevenlabs.fail_max == 5 and cfg.breaker.runway.fail_max == 3
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_of_every_group_composes(group):
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert options
+    for option in options:
+        cfg = compose_cfg(f"{group}={option}")
+        assert cfg[group] is not None
+
+
+def test_required_options_exist():
+    have = {g: {p.stem for p in (CONF / g).glob("*.yaml")} for g in GROUPS + ["experiment"]}
+    assert {"espeak", "silent"} <= have["voice"]
+    assert {"dark", "light", "matrix", "hacker", "vscode"} <= have["theme"]
+    assert {"overlay", "visual_only", "ui_only", "audio_only"} <= have["assembly"]
+    assert {"landscape_720p", "landscape_1080p", "portrait_1080", "square_1080"} <= have["format"]
+    assert {"cinematic", "draft"} <= have["experiment"]
+
+
+def test_experiments_are_added_not_defaulted():
+    assert compose_cfg().experiment == ""
+    cinematic = compose_cfg("+experiment=cinematic")
+    assert cinematic.experiment == "cinematic"
+    assert (cinematic.format.width, cinematic.format.height) == (1920, 1080)
+    assert cinematic.assembly.transition_s > 0
+    draft = compose_cfg("+experiment=draft")
+    assert draft.format.width == 640 and draft.encode.preset == "ultrafast"
+
+
+def test_unknown_group_option_fails():
+    with pytest.raises(ConfigCompositionException, match="matirx"):
+        compose_cfg("theme=matirx")
+
+
+def test_wrong_type_fails():
+    with pytest.raises(ConfigCompositionException, match="limits.max_jobs=abc") as info:
+        compose_cfg("limits.max_jobs=abc")
+    assert isinstance(info.value.__cause__, ValidationError)
+
+
+def test_unknown_key_fails():
+    with pytest.raises(ConfigCompositionException, match="thme"):
+        compose_cfg("thme.background=red")
+
+
+@pytest.mark.parametrize("theme", sorted(p.stem for p in (CONF / "theme").glob("*.yaml")))
+def test_every_theme_sets_every_colour(theme):
+    values = OmegaConf.to_container(compose_cfg(f"theme={theme}").theme, throw_on_missing=True)
+    colours = {k: v for k, v in values.items() if k not in ("name", "font_family", "comment") and isinstance(v, str)}
+    assert len(colours) == 22
+    assert all(re.fullmatch(r"#[0-9a-fA-F]{6}", v) for v in colours.values()), colours
+
+
+@pytest.mark.parametrize("override, needle", [("theme=matirx", "matirx"), ("limits.max_jobs=abc", "max_jobs")])
+def test_cli_typo_fails_fast_with_hydra_message(override, needle, tmp_path):
+    result = run_cli(override, f"hydra.run.dir={tmp_path / 'run'}", timeout=60)
+    assert result.returncode != 0
+    assert needle in result.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()

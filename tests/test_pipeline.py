@@ -1,0 +1,105 @@
+"""Real renders of one small script, checked with ffprobe: streams, size, timeline, captions, records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from renderer.files import RunLayout
+from renderer.pipeline import render_script
+from tests.conftest import TINY, codecs, compose_cfg, ffprobe, max_volume_db, video_size
+
+EXPECTED_STREAMS = {
+    "overlay": ["aac", "h264"],
+    "visual_only": ["aac", "h264"],
+    "ui_only": ["aac", "h264"],
+    "audio_only": ["aac"],
+}
+
+
+def render(script: Path, run_dir: Path, *overrides: str) -> dict:
+    cfg = compose_cfg(*TINY, *overrides)
+    return render_script(script, "tiny", cfg, RunLayout(run_dir))
+
+
+@pytest.mark.parametrize("strategy", sorted(EXPECTED_STREAMS))
+def test_each_strategy_renders_its_streams_on_the_timeline(strategy, two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, f"assembly={strategy}")
+    assert record["status"] == "ok", record["error"]
+    mp4 = tmp_path / "tiny" / "tiny.mp4"
+    info = ffprobe(mp4)
+    assert codecs(info) == EXPECTED_STREAMS[strategy]
+    if strategy != "audio_only":
+        assert video_size(info) == (192, 108)
+    # the second scene starts at its timestamp; the last lasts at least the parser's estimate
+    timeline = record["timeline"]
+    assert [round(s["start"], 3) for s in timeline] == [0.0, 3.0]
+    assert timeline[1]["duration"] >= 4.0
+    expected = timeline[-1]["start"] + timeline[-1]["duration"]
+    assert abs(float(info["format"]["duration"]) - expected) <= 0.1
+    for stream in info["streams"]:
+        assert abs(float(stream["duration"]) - expected) <= 0.1, stream["codec_type"]
+
+
+def test_narration_starts_at_its_scene_timestamp(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "assembly=audio_only")
+    mp4 = tmp_path / "tiny" / "tiny.mp4"
+    first_voice = next(s for s in record["stages"] if s["name"] == "voice/0")
+    assert first_voice["provider"] == "espeak"
+    assert max_volume_db(mp4, 0.1, 0.6) > -30  # scene 1 speaks from the start
+    assert max_volume_db(mp4, 2.3, 0.6) < -60  # silence before scene 2's timestamp
+    assert max_volume_db(mp4, 3.05, 0.5) > -30  # scene 2 speaks at 0:03
+
+
+def test_outputs_and_record(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path)
+    folder = tmp_path / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.json", "tiny.mp4", "tiny.srt", "tiny.vtt"]
+    saved = json.loads((folder / "tiny.json").read_text())
+    assert saved["status"] == "ok" and saved["title"] == "TINY" and saved["script_id"] == "TEST_0001"
+    assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
+    stages = {s["name"]: s for s in saved["stages"]}
+    assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "assembly"}
+    assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
+    assert saved["providers"]["voice"] == ["espeak"]
+    assert saved["fallbacks"] == []
+    srt = (folder / "tiny.srt").read_text()
+    assert "Short line one." in srt and "And two." in srt and "00:00:03,000 -->" in srt
+    assert (folder / "tiny.vtt").read_text().startswith("WEBVTT")
+    assert not any((tmp_path / "tmp").iterdir())  # work files are gone
+
+
+def test_strategy_shapes_the_graph(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "assembly=audio_only")
+    assert {s["stage"] for s in record["stages"]} == {"voice", "assembly"}
+    record = render(two_scenes, tmp_path, "assembly=ui_only")
+    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "assembly"}
+
+
+def test_silent_voice_keeps_the_timeline(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "voice=silent", "assembly=audio_only")
+    assert record["status"] == "ok"
+    assert max_volume_db(tmp_path / "tiny" / "tiny.mp4", 0.0, 5.0) < -80
+    assert record["timeline"][1]["start"] == 3.0
+
+
+def test_unusable_voice_falls_back_to_silence_and_says_so(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "voice.voice=no-such-voice", "assembly=audio_only")
+    assert record["status"] == "ok"
+    (fallback,) = record["fallbacks"]
+    assert fallback["node"] == "voice" and fallback["from"] == "espeak" and fallback["to"] == "silent"
+    assert "no-such-voice" in fallback["reason"]
+    assert record["providers"]["voice"] == ["silent"]
+
+
+def test_bad_script_fails_with_file_and_line(tmp_path):
+    bad = tmp_path / "broken.txt"
+    bad.write_text("SCRIPT: X — Y\n[0:10 – A]\nNarration: “a”\n\n[0:05 – B]\nNarration: “b”\n", encoding="utf-8")
+    record = render(bad, tmp_path)
+    assert record["status"] == "failed"
+    assert "broken.txt:5" in record["error"]
+    assert any(i["code"] == "timestamp_backwards" and i["line"] == 5 for i in record["issues"])
+    assert (tmp_path / "tiny" / "tiny.json").exists()
+    assert not (tmp_path / "tiny" / "tiny.mp4").exists()
