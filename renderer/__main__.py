@@ -1,4 +1,7 @@
-"""``python -m renderer``: compose the config, render the batch, exit 0 (all rendered), 1 (some failed) or 2."""
+"""``python -m renderer``: compose the config, render the batch.
+
+Exit codes: 0 all rendered, 1 some failed, 2 nothing to render or no usable ffmpeg, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,14 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from loguru import logger
 from omegaconf import DictConfig
 
 import renderer.config  # noqa: F401  (registers the structured config schema)
 from renderer import batch, logs
+from renderer.ffmpeg import FFmpegError
+
+EXIT_INTERRUPTED = 130
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 _sweep: list[tuple[str, int]] = []  # (job overrides, exit code) of each multirun job
@@ -22,7 +29,15 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     logs.setup(run_dir, console=True)
-    result = batch.run_batch(cfg, run_dir)
+    batch.interrupt_on_sigterm()
+    try:
+        result = batch.run_batch(cfg, run_dir)
+    except KeyboardInterrupt:
+        logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
+        sys.exit(EXIT_INTERRUPTED)
+    except FFmpegError as exc:
+        logger.error("{}", exc)
+        sys.exit(batch.EXIT_CANNOT_START)
     if hydra_cfg.mode == RunMode.RUN:
         sys.exit(result.exit_code)
     _sweep.append((" ".join(hydra_cfg.overrides.task) or "(defaults)", result.exit_code))

@@ -169,6 +169,14 @@ class ScriptConfig:
 
 
 @dataclass
+class FFmpegConfig:
+    """Binaries to use; empty = $FFMPEG_PATH / $FFPROBE_PATH, then PATH."""
+
+    path: str = ""
+    probe_path: str = ""
+
+
+@dataclass
 class BatchConfig:
     inputs: list[str] = field(default_factory=lambda: ["scripts/*.txt"])
     n_jobs: int = 2
@@ -189,6 +197,7 @@ class RendererConfig:
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
     script: ScriptConfig = field(default_factory=ScriptConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
     experiment: str = ""  # set by the experiment preset, shown in the manifest
 
 

@@ -1,7 +1,10 @@
-"""The one place that runs ffmpeg and ffprobe.
+"""The one place that runs ffmpeg and ffprobe (and the other media tools: espeak-ng goes through ``run_tool``).
 
-Argument lists only (never a shell), every run in its own process group with a timeout; on timeout or any
-interruption the whole group gets SIGTERM, then SIGKILL after a grace period, and is reaped.
+Argument lists only, never a shell. Every process runs in its own process group, is registered while it
+lives, and has a timeout: on timeout, cancellation or interruption its whole group gets SIGTERM, then SIGKILL
+after a grace period, and is reaped. ``kill_all`` stops every live process of this Python process (used on
+Ctrl-C / SIGTERM). Failures raise ``FFmpegError`` carrying the command (secrets redacted), exit code and the
+last lines of stderr.
 """
 
 from __future__ import annotations
@@ -11,77 +14,210 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections import deque
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+from typing import Callable
 
 DEFAULT_TIMEOUT_S = 300.0
 KILL_GRACE_S = 3.0
+STDERR_TAIL_LINES = 20
+REQUIRED_ENCODERS = ("libx264", "aac")
+REQUIRED_FILTERS = ("ass", "scale", "concat", "color", "anullsrc", "gradients", "life", "mandelbrot", "geq")
+INSTALL_HINT = "install ffmpeg with libx264, aac and libass (Debian/Ubuntu: apt-get install ffmpeg)"
+
+_paths: dict[str, str] = {}  # tool -> path set by configure()
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
 
 
 class FFmpegError(RuntimeError):
-    """An ffmpeg/ffprobe run that failed, timed out or could not start."""
+    """A media tool run that failed, timed out, was cancelled or could not start."""
 
-    def __init__(self, message: str, cmd: list[str], returncode: int | None = None, stderr_tail: str = ""):
-        self.cmd = cmd
+    def __init__(self, message: str, cmd: list[str] | None = None, returncode: int | None = None,
+                 stderr_tail: str = ""):
+        from renderer.logs import redact
+
+        self.cmd = [redact(part) for part in (cmd or [])]
         self.returncode = returncode
-        self.stderr_tail = stderr_tail
-        detail = f"\n{stderr_tail}" if stderr_tail else ""
-        super().__init__(f"{message} (exit {returncode}): {' '.join(cmd[:1] + cmd[-1:])}{detail}")
+        self.stderr_tail = redact(stderr_tail)
+        text = redact(message)
+        if returncode is not None:
+            text += f" (exit {returncode})"
+        if self.stderr_tail:
+            text += f"\n{self.stderr_tail}"
+        super().__init__(text)
 
 
-@cache
-def binary(name: str) -> str:
-    """ffmpeg or ffprobe: $FFMPEG_PATH / $FFPROBE_PATH, else PATH."""
-    override = os.environ.get(f"{name.upper()}_PATH")
-    found = override or shutil.which(name)
-    if not found:
-        raise FFmpegError(
-            f"{name} not found: install it (Debian/Ubuntu: apt-get install ffmpeg) or set {name.upper()}_PATH",
-            [name],
-        )
-    return found
+# --- binaries --------------------------------------------------------------------------------------------
+def configure(*, ffmpeg_path: str = "", ffprobe_path: str = "") -> None:
+    """Binaries from config; the FFMPEG_PATH / FFPROBE_PATH environment variables still win."""
+    _paths.clear()
+    if ffmpeg_path:
+        _paths["ffmpeg"] = ffmpeg_path
+    if ffprobe_path:
+        _paths["ffprobe"] = ffprobe_path
 
 
-def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = None, tool: str = "ffmpeg") -> str:
-    """Run ffmpeg (or ffprobe) with ``args``; return stdout. Raises FFmpegError with the stderr tail."""
-    cmd = [binary(tool), *args]
-    if tool == "ffmpeg":
-        cmd[1:1] = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
-    try:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True
-        )
-    except OSError as exc:
-        raise FFmpegError(f"could not start {tool}: {exc}", cmd) from exc
-    try:
-        out, err = proc.communicate(timeout=timeout or DEFAULT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise FFmpegError(f"{tool} timed out after {timeout or DEFAULT_TIMEOUT_S:.0f} s", cmd) from None
-    except BaseException:
-        _kill_group(proc)
-        raise
-    if proc.returncode != 0:
-        tail = "\n".join(deque(err.splitlines(), maxlen=20))
-        raise FFmpegError(f"{tool} failed", cmd, proc.returncode, tail)
-    return out
+def binary(tool: str) -> str:
+    """Path of ffmpeg/ffprobe: $FFMPEG_PATH / $FFPROBE_PATH, then config, then PATH, then imageio-ffmpeg."""
+    candidate = os.environ.get(f"{tool.upper()}_PATH") or _paths.get(tool) or shutil.which(tool)
+    if not candidate and tool == "ffmpeg":
+        try:
+            import imageio_ffmpeg  # optional: ships a static ffmpeg (no ffprobe, no libass guarantee)
+
+            candidate = imageio_ffmpeg.get_ffmpeg_exe()
+        except Exception:
+            candidate = None
+    if not candidate:
+        raise FFmpegError(f"{tool} not found: {INSTALL_HINT}, or set {tool.upper()}_PATH")
+    resolved = shutil.which(candidate) or candidate
+    if not os.access(resolved, os.X_OK):
+        raise FFmpegError(f"{tool} at {candidate!r} is not an executable file: fix {tool.upper()}_PATH")
+    return resolved
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+def check_features() -> None:
+    """Fail early, with the fix, if this ffmpeg lacks an encoder or filter the renderer uses."""
+    encoders = run(["-hide_banner", "-encoders"], tool="ffmpeg", raw=True, timeout=30)
+    filters = run(["-hide_banner", "-filters"], tool="ffmpeg", raw=True, timeout=30)
+    have_encoders = {line.split()[1] for line in encoders.splitlines() if len(line.split()) > 1}
+    have_filters = {line.split()[1] for line in filters.splitlines() if len(line.split()) > 1}
+    missing = [e for e in REQUIRED_ENCODERS if e not in have_encoders]
+    missing += [f for f in REQUIRED_FILTERS if f not in have_filters]
+    if missing:
+        raise FFmpegError(f"{binary('ffmpeg')} lacks {', '.join(missing)}: {INSTALL_HINT}, or point FFMPEG_PATH "
+                          "at a build that has them")
+    binary("ffprobe")
+
+
+# --- running ---------------------------------------------------------------------------------------------
+def _register(proc: subprocess.Popen) -> None:
+    with _live_lock:
+        _live.add(proc)
+
+
+def _unregister(proc: subprocess.Popen) -> None:
+    with _live_lock:
+        _live.discard(proc)
+
+
+def live_pids() -> list[int]:
+    with _live_lock:
+        return [p.pid for p in _live]
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_S) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the leader."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             break
         try:
-            proc.communicate(timeout=wait)
+            proc.wait(timeout=wait)
             break
         except subprocess.TimeoutExpired:
             continue
+    try:
+        proc.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
 
 
+def kill_all(grace: float = 1.0) -> int:
+    """Stop every live process started here (Ctrl-C, SIGTERM, cancelled job); return how many were running."""
+    with _live_lock:
+        procs = list(_live)
+    threads = [threading.Thread(target=_kill_group, args=(p, grace), daemon=True) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(procs)
+
+
+def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None = None,
+             on_progress: Callable[[dict[str, str]], None] | None = None) -> str:
+    """Run ``cmd`` in its own process group; return stdout (or, with ``on_progress``, stream stdout's
+    ``key=value`` lines to it, one dict per block). Raise FFmpegError on failure, timeout or interruption."""
+    limit = timeout or DEFAULT_TIMEOUT_S
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, text=True, errors="replace")
+    except OSError as exc:
+        raise FFmpegError(f"could not start {Path(cmd[0]).name}: {exc}", cmd) from exc
+    _register(proc)
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        _kill_group(proc)
+
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    reader = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    watchdog = threading.Timer(limit, on_timeout)
+    reader.start()
+    watchdog.start()
+    try:
+        if on_progress is None:
+            out = proc.stdout.read()  # type: ignore[union-attr]
+        else:
+            out, block = "", {}
+            for line in proc.stdout:  # type: ignore[union-attr]
+                key, _, value = line.strip().partition("=")
+                block[key] = value
+                if key == "progress":
+                    on_progress(block)
+                    block = {}
+        proc.wait()
+        reader.join(timeout=5)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        watchdog.cancel()
+        _unregister(proc)
+    name = Path(cmd[0]).name
+    if timed_out.is_set():
+        raise FFmpegError(f"{name} timed out after {limit:.0f} s and was stopped", cmd, proc.returncode,
+                          "".join(tail).strip())
+    if proc.returncode != 0:
+        what = f"{name} was stopped by signal {-proc.returncode}" if proc.returncode < 0 else f"{name} failed"
+        raise FFmpegError(what, cmd, proc.returncode, "".join(tail).strip())
+    return out
+
+
+def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = None, tool: str = "ffmpeg",
+        duration: float | None = None, on_progress: Callable[[float], None] | None = None,
+        raw: bool = False) -> str:
+    """Run ffmpeg (or ffprobe) with ``args``; return stdout.
+
+    With ``on_progress`` and the ``duration`` the output will have, ffmpeg reports its position and the
+    callback receives the fraction done (0..1) about twice a second, and 1.0 at the end.
+    """
+    cmd = [binary(tool)]
+    if tool == "ffmpeg" and not raw:
+        cmd += ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+        if on_progress is not None:
+            cmd += ["-nostats", "-progress", "pipe:1"]
+    cmd += args
+    if on_progress is None or tool != "ffmpeg" or raw:
+        return run_tool(cmd, timeout=timeout, cwd=cwd)
+
+    def report(block: dict[str, str]) -> None:
+        if block.get("progress") == "end":
+            on_progress(1.0)
+            return
+        micros = block.get("out_time_us", block.get("out_time_ms", ""))
+        if micros.isdigit() and duration:
+            on_progress(max(0.0, min(1.0, int(micros) / 1e6 / duration)))
+
+    return run_tool(cmd, timeout=timeout, cwd=cwd, on_progress=report)
+
+
+# --- probing ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stream:
     index: int
@@ -108,19 +244,24 @@ class MediaInfo:
     def codecs(self) -> list[str]:
         return [s.codec_name for s in self.streams]
 
+    @property
+    def resolution(self) -> tuple[int, int]:
+        video = self.first("video")
+        return (video.width, video.height) if video else (0, 0)
+
 
 def _rate(text: str) -> float:
     num, _, den = (text or "0/1").partition("/")
-    return float(num) / float(den or 1) if float(den or 1) else 0.0
+    try:
+        return float(num) / float(den or 1) if float(den or 1) else 0.0
+    except ValueError:
+        return 0.0
 
 
 def probe(path: Path | str, *, timeout: float = 60.0) -> MediaInfo:
     """Duration, container and streams of a media file."""
-    out = run(
-        ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        tool="ffprobe",
-        timeout=timeout,
-    )
+    out = run(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+              tool="ffprobe", timeout=timeout)
     data = json.loads(out)
     streams = tuple(
         Stream(

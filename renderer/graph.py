@@ -101,8 +101,13 @@ class Graph:
             keys[node.name] = hashlib.sha256(blob).hexdigest()
         return keys
 
-    def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4) -> tuple[dict[str, Any], list[NodeRecord]]:
-        """Run every node once its deps are done; return outputs by name and one record per node."""
+    def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4,
+            on_abort: Callable[[], Any] | None = None) -> tuple[dict[str, Any], list[NodeRecord]]:
+        """Run every node once its deps are done; return outputs by name and one record per node.
+
+        If the run is interrupted (Ctrl-C, SIGTERM turned into an exception), nodes not yet started are
+        dropped and ``on_abort`` stops the ones running (e.g. kills their subprocesses) before re-raising.
+        """
         keys = self.keys(cfg)
         records = {name: NodeRecord(name, node.stage, keys[name]) for name, node in self.nodes.items()}
         outputs: dict[str, Any] = {}
@@ -129,7 +134,8 @@ class Graph:
             record.provider = getattr(result, "provider", "")
             return result
 
-        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage")
+        try:
             while pending or running:
                 for name, node in list(pending.items()):
                     dep_status = [records[d].status for d in node.deps]
@@ -146,6 +152,13 @@ class Graph:
                     name = running.pop(future)
                     if future.exception() is None:
                         outputs[name] = future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if on_abort is not None:
+                on_abort()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         ordered = [records[name] for name in self.nodes]
         if any(r.status in ("failed", "skipped") for r in ordered):
             raise GraphError(ordered)

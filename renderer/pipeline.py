@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import captions
+from renderer import captions, ffmpeg
 from renderer.files import RunLayout, write_json_atomic, write_text_atomic
 from renderer.graph import Graph, GraphError, NodeRecord
 from renderer.providers.silent import SilentVoice
@@ -103,7 +103,8 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
         graph = build_graph(script, slug, cfg, providers)
         log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
         try:
-            outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads)
+            outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads,
+                                         on_abort=ffmpeg.kill_all)
         except GraphError as exc:
             record["stages"] = [asdict(r) for r in exc.records]
             raise
@@ -127,6 +128,10 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
                       providers=_providers_used(records),
                       outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
         log.info("rendered {} ({:.1f} s of video)", mp4, assembled.duration)
+    except KeyboardInterrupt:
+        record.update(status="cancelled", error="cancelled (interrupted)")
+        log.warning("cancelled")
+        raise
     except Exception as exc:  # one bad script never stops the batch: its failure is its record
         record["error"] = f"{exc}" if isinstance(exc, ScriptError) else f"{type(exc).__name__}: {exc}"
         log.error("failed: {}", record["error"])

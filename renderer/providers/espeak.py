@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import wave
 from functools import cache
 from itertools import groupby
 from pathlib import Path
 
+from renderer import ffmpeg
 from renderer.providers.base import AudioClip
 
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
@@ -69,11 +69,11 @@ class EspeakVoice:
         cmd = [self.binary, "-v", voice, "-s", str(self.rate), "-p", str(self.pitch), "-a", str(self.amplitude),
                "-g", str(self.word_gap), "-b", "1", "-w", str(out), "-f", str(text_file)]
         try:
-            result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise EspeakError(f"espeak-ng timed out after {timeout:.0f} s") from exc
-        if result.returncode != 0 or not out.exists():
-            raise EspeakError(f"espeak-ng failed (voice {voice!r}): {result.stderr.strip()[-500:]}")
+            ffmpeg.run_tool(cmd, timeout=timeout)
+        except ffmpeg.FFmpegError as exc:
+            raise EspeakError(f"espeak-ng (voice {voice!r}): {exc}") from exc
+        if not out.exists():
+            raise EspeakError(f"espeak-ng wrote no audio for voice {voice!r}")
         return out
 
 
@@ -82,7 +82,7 @@ def _known_voices(binary: str) -> frozenset[str]:
     """Languages, voice names, files and variants espeak-ng knows (it silently ignores an unknown one)."""
     names: set[str] = set()
     for listing in ("--voices", "--voices=variant"):
-        out = subprocess.run([binary, listing], capture_output=True, text=True, timeout=30).stdout
+        out = ffmpeg.run_tool([binary, listing], timeout=30)
         for row in out.splitlines()[1:]:
             cols = row.split()
             if len(cols) >= 5:

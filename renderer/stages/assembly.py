@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from loguru import logger
 
 from renderer import ass, ffmpeg
 from renderer.graph import Node, NodeInput
@@ -89,6 +91,19 @@ def _write_ass(path: Path, tracks: list[TerminalTrack | None], spans: list[dict[
     return True
 
 
+def _progress_logger(slug: str) -> Callable[[float], None]:
+    """Log the encode's progress in quarters (the run log shows where a long render is)."""
+    reported = [0]
+
+    def report(fraction: float) -> None:
+        quarter = int(fraction * 4)
+        if quarter > reported[0]:
+            reported[0] = quarter
+            logger.bind(script=slug).debug("assembly {:.0%}", quarter / 4)
+
+    return report
+
+
 def assemble(inp: NodeInput, *, n_scenes: int, slug: str, timeout: float) -> Assembled:
     cfg = inp.cfg
     strategy, fmt, enc = cfg["assembly"]["strategy"], cfg["format"], cfg["encode"]
@@ -143,10 +158,11 @@ def assemble(inp: NodeInput, *, n_scenes: int, slug: str, timeout: float) -> Ass
     out = inp.workdir / f"{slug}-{inp.key[:12]}.mp4"
     video_args = ["-c:v", "libx264", "-preset", enc["preset"], "-crf", str(enc["crf"]), "-pix_fmt", "yuv420p",
                   "-r", str(fmt["fps"])] if with_video else []
+    total = spans[-1]["start"] + spans[-1]["duration"]
     ffmpeg.run([*args, "-filter_complex_script", script_file.name, *maps, *video_args, "-c:a", "aac",
                 "-b:a", enc["audio_bitrate"], "-ar", str(enc["audio_rate"]), "-movflags", "+faststart",
-                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
-    total = spans[-1]["start"] + spans[-1]["duration"]
+                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=total,
+               on_progress=_progress_logger(slug))
     return Assembled(out, total, f"ffmpeg:{strategy}", spans, warnings)
 
 

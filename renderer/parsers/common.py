@@ -1,0 +1,132 @@
+"""Pieces both script formats share: timestamps, bracketed scene headers, speakers, quotes, on-screen lines."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from renderer.script import OnScreenLine
+
+_TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
+_MSS_RE = re.compile(r"^(\d{1,4}):([0-5]\d(?:\.\d{1,3})?)$", re.A)
+_HMMSS_RE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d(?:\.\d{1,3})?)$", re.A)
+_BRACKET_RE = re.compile(r"^\s*\[(?P<body>[^\]]*)\](?P<after>.*)$")
+_SPEAKER_SPLIT_RE = re.compile(r"\s*[–—]\s*|\s+-\s+")
+_ID_RE = re.compile(r"^(?=.*\d)[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_WHOLE_ID_RE = re.compile(r"^[A-Za-z]+[_-]?\d+[A-Za-z0-9_-]*$")
+PROMPT_RE = re.compile(r"^(?P<prompt>[$>])(?:\s(?P<text>.*))?$", re.S)
+
+OPEN_QUOTES = "“\""
+CLOSE_QUOTES = "”\""
+_ALL_QUOTES = "“”\""
+DASHES = "–—-|"
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+@dataclass
+class Header:
+    time: str  # the raw time token, e.g. "1:05" (may be unreadable: check with parse_time)
+    title: str
+    subtitle: str | None
+    strict: bool  # "[time – title]" with nothing after the bracket
+
+
+def match_header(line: str) -> Header | None:
+    """A line that looks like a bracketed scene header (its time may still be unreadable), else None.
+
+    ``[1:05 – Title | Subtitle]``, ``[1:05] Title``, ``[1:05] – Title``; ``[Beat]`` or ``[2 seconds later]`` are not.
+    """
+    match = _BRACKET_RE.match(line)
+    if match is None:
+        return None
+    body = match["body"].strip()
+    after = match["after"].strip()
+    token = _TOKEN_RE.match(body)
+    if token is None:
+        return None
+    time, rest = token["time"], token["rest"].strip()
+    has_sep = rest[:1] in DASHES and rest != ""
+    if not time[0].isdigit() or not (":" in time or has_sep):
+        return None  # "[Beat]", "[v2: draft]", "[2 seconds later]", "[1]" are not headers
+    if has_sep:
+        rest = rest[1:].strip()
+    strict = not after
+    if not rest and after:  # "[0:00] Title" / "[0:00] – Title"
+        rest = after.lstrip(DASHES[:3]).strip()
+        after = ""
+    title, _, subtitle = rest.partition("|")
+    subtitle = subtitle.strip() or after or None
+    return Header(time, title.strip(), subtitle, strict)
+
+
+def parse_time(token: str) -> float | None:
+    """'1:05' → 65.0, '1:02:03' → 3723.0; None when the token is not M:SS or H:MM:SS."""
+    if match := _MSS_RE.match(token):
+        return int(match[1]) * 60 + float(match[2])
+    if match := _HMMSS_RE.match(token):
+        return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    return None
+
+
+def format_time(seconds: float) -> str:
+    """65 → '1:05', 3723 → '1:02:03' (whole seconds)."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+# --------------------------------------------------------------------------- names and quotes
+
+
+def split_speaker(paren: str | None) -> tuple[str | None, str | None]:
+    """'Winston – distorted, low' → ('Winston', 'distorted, low'); 'Winston, calm' → ('Winston', 'calm')."""
+    if not paren or not paren.strip():
+        return None, None
+    parts = _SPEAKER_SPLIT_RE.split(paren.strip(), maxsplit=1)
+    if len(parts) == 1:
+        parts = paren.strip().split(",", 1)
+    speaker = parts[0].strip() or None
+    direction = parts[1].strip() if len(parts) > 1 else ""
+    return speaker, direction or None
+
+
+def split_script_value(value: str) -> tuple[str | None, str | None]:
+    """'LOG_0002 — THE DESCENT' → ('LOG_0002', 'THE DESCENT'); 'The Descent' → (None, 'The Descent')."""
+    parts = _SPEAKER_SPLIT_RE.split(value, maxsplit=1)
+    if len(parts) == 2 and _ID_RE.match(parts[0].strip()):
+        return parts[0].strip(), parts[1].strip() or None
+    if _WHOLE_ID_RE.match(value):
+        return value, None
+    return None, value or None
+
+
+def unquote(line: str) -> str:
+    """The line without the quote marks around it: '“Hi.”' → 'Hi.', '“Hi,' → 'Hi,', 'there.”' → 'there.'.
+
+    Quotes that do not wrap the whole line stay: '“Hi,” she said.' is kept as written.
+    """
+    text = line.strip()
+    start = 1 if text[:1] in OPEN_QUOTES else 0
+    end = len(text) - 1 if len(text) > start and text[-1] in CLOSE_QUOTES else len(text)
+    inner = text[start:end]
+    if any(quote in inner for quote in _ALL_QUOTES):
+        return text
+    return inner.strip()
+
+
+def on_screen_line(number: int, raw: str) -> OnScreenLine:
+    """'$ ls' → a command (prompt kept apart), '# note' → a comment, anything else → output, spacing kept."""
+    text = raw.rstrip()
+    stripped = text.lstrip()
+    if match := PROMPT_RE.match(stripped):
+        return OnScreenLine((match["text"] or "").strip(), "command", match["prompt"], number)
+    if stripped.startswith("#"):
+        return OnScreenLine(stripped, "comment", "", number)
+    return OnScreenLine(text, "output", "", number)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,183 @@
+"""The process service: timeouts with kill escalation, progress, kill_all, binary selection, feature check,
+and a Ctrl-C/SIGTERM to a running batch that leaves no process and no temp file behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from renderer import ffmpeg
+from tests.conftest import ROOT, TINY, TWO_SCENES
+
+STUBBORN = """#!/usr/bin/env python3
+import signal, sys, time, os
+signal.signal(signal.SIGTERM, signal.SIG_IGN)   # ignores the polite request
+open(sys.argv[-1], "w").write(str(os.getpid()))
+time.sleep(600)
+"""
+
+POLITE = """#!/usr/bin/env python3
+import sys, time, os
+open(sys.argv[-1], "w").write(str(os.getpid()))
+time.sleep(600)
+"""
+
+
+def fake_tool(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "fake-ffmpeg"
+    path.write_text(body)
+    path.chmod(0o755)
+    return path
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("body, escalates", [(POLITE, False), (STUBBORN, True)])
+def test_timeout_stops_the_process_group(tmp_path, body, escalates):
+    tool = fake_tool(tmp_path, body)
+    pid_file = tmp_path / "pid"
+    with pytest.raises(ffmpeg.FFmpegError, match="timed out after 1 s") as info:
+        ffmpeg.run_tool([str(tool), str(pid_file)], timeout=1)
+    pid = int(pid_file.read_text())
+    assert gone(pid)
+    assert ffmpeg.live_pids() == []
+    expected_signal = signal.SIGKILL if escalates else signal.SIGTERM
+    assert info.value.returncode == -expected_signal
+
+
+def test_kill_all_stops_running_tools_from_another_thread(tmp_path):
+    tool = fake_tool(tmp_path, STUBBORN)
+    errors: list[Exception] = []
+    pid_files = [tmp_path / f"pid{i}" for i in range(2)]
+
+    def call(pid_file: Path) -> None:
+        try:
+            ffmpeg.run_tool([str(tool), str(pid_file)], timeout=120)
+        except ffmpeg.FFmpegError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(p,)) for p in pid_files]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while not all(p.exists() and p.read_text() for p in pid_files) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ffmpeg.live_pids()) == 2
+    assert ffmpeg.kill_all(grace=0.5) == 2
+    for t in threads:
+        t.join(timeout=20)
+    assert len(errors) == 2 and all("stopped by signal" in str(e) for e in errors)
+    assert all(gone(int(p.read_text())) for p in pid_files)
+
+
+def test_failure_carries_exit_code_and_stderr_tail():
+    with pytest.raises(ffmpeg.FFmpegError) as info:
+        ffmpeg.run(["-f", "lavfi", "-i", "nosuchsource=x", "-f", "null", "-"])
+    assert info.value.returncode not in (0, None)
+    assert "nosuchsource" in info.value.stderr_tail
+    assert info.value.cmd[0].endswith("ffmpeg")
+
+
+def test_secrets_are_redacted_from_errors(monkeypatch):
+    monkeypatch.setenv("RUNWAY_API_KEY", "key_supersecretvalue123")
+    with pytest.raises(ffmpeg.FFmpegError) as info:
+        ffmpeg.run(["-i", "https://127.0.0.1:9/x?token=key_supersecretvalue123", "-f", "null", "-"], timeout=20)
+    assert "key_supersecretvalue123" not in str(info.value)
+    assert "key_supersecretvalue123" not in " ".join(info.value.cmd)
+
+
+def test_progress_reports_fractions_up_to_one(tmp_path):
+    seen: list[float] = []
+    ffmpeg.run(["-f", "lavfi", "-i", "testsrc2=s=160x90:r=25:d=4", "-c:v", "libx264", "-preset", "ultrafast",
+                "-f", "mp4", str(tmp_path / "p.mp4")], duration=4.0, on_progress=seen.append)
+    assert seen and seen[-1] == 1.0
+    assert all(0.0 <= f <= 1.0 for f in seen)
+    assert seen == sorted(seen)
+    assert ffmpeg.probe(tmp_path / "p.mp4").resolution == (160, 90)
+
+
+def test_binary_selection_order(tmp_path, monkeypatch):
+    tool = fake_tool(tmp_path, POLITE)
+    monkeypatch.delenv("FFMPEG_PATH", raising=False)
+    ffmpeg.configure(ffmpeg_path=str(tool))
+    try:
+        assert ffmpeg.binary("ffmpeg") == str(tool)
+        monkeypatch.setenv("FFMPEG_PATH", "/usr/bin/ffmpeg")
+        assert ffmpeg.binary("ffmpeg") == "/usr/bin/ffmpeg"  # the environment wins over config
+        monkeypatch.setenv("FFMPEG_PATH", str(tmp_path / "missing"))
+        with pytest.raises(ffmpeg.FFmpegError, match="FFMPEG_PATH"):
+            ffmpeg.binary("ffmpeg")
+    finally:
+        ffmpeg.configure()
+
+
+def test_feature_check_names_what_is_missing(tmp_path, monkeypatch):
+    ffmpeg.check_features()  # the real one has everything
+    lacking = tmp_path / "ffmpeg"
+    lacking.write_text("#!/bin/sh\necho ' V..... libx264   H.264'\necho ' A..... aac   AAC'\n")
+    lacking.chmod(0o755)
+    monkeypatch.setenv("FFMPEG_PATH", str(lacking))
+    with pytest.raises(ffmpeg.FFmpegError, match=r"lacks .*ass.*apt-get install ffmpeg"):
+        ffmpeg.check_features()
+
+
+def test_cli_without_usable_ffmpeg_exits_2_with_the_fix(tmp_path):
+    script = tmp_path / "one.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    env = {**os.environ, "FFMPEG_PATH": str(tmp_path / "nope")}
+    result = subprocess.run([sys.executable, "-m", "renderer", f"batch.inputs=[{script}]",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "FFMPEG_PATH" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_batch_leaves_nothing_behind(tmp_path, sig):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_script = TWO_SCENES.replace("[0:03 – Two]", "[0:40 – Two]")  # 40 s of video: still encoding when hit
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.txt").write_text(long_script, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith(("batch.backend", "format.width", "format.height"))]
+    proc = subprocess.Popen([sys.executable, "-m", "renderer", *overrides, "format.width=640",
+                             "format.height=360", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2",
+                             f"hydra.run.dir={run_dir}"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        tools = [c for c in children if c.name() == "ffmpeg"]
+        seen.update(c.pid for c in tools)
+        if any("concat" in " ".join(c.cmdline()) or "-filter_complex_script" in c.cmdline() for c in tools
+               if c.is_running()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the batch finished before it could be interrupted"
+    assert seen, "no ffmpeg was started"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert all(gone(pid) for pid in seen)
+    assert list((run_dir / "tmp").iterdir()) == []
+    assert not list(run_dir.rglob("*.part"))
+    assert not any(p.suffix == ".mp4" for p in run_dir.rglob("*.mp4") if p.stat().st_size == 0)
