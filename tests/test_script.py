@@ -1,4 +1,4 @@
-"""renderer.script: the LOG-format parser and its validation issues."""
+"""renderer.script and renderer.parsers.log: the model, format dispatch, the LOG parser, validation, split_text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from renderer.script import Issue, Script, parse_file, parse_log, read_text
+from renderer.script import (
+    Issue,
+    Options,
+    Script,
+    detect_format,
+    parse_file,
+    parse_log,
+    parse_text,
+    read_text,
+    split_text,
+)
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -370,14 +380,15 @@ def test_unreadable_file_is_an_issue_not_an_exception(tmp_path):
         assert s.errors[0].message.startswith(f"{path}: ")
 
 
-def test_sample_scripts_parse_without_errors():
-    paths = sorted(SCRIPTS_DIR.glob("*.txt"))
+def test_sample_scripts_parse_without_issues():
+    paths = sorted(SCRIPTS_DIR.glob("*.txt")) + sorted(SCRIPTS_DIR.glob("*.md"))
     if not paths:
         pytest.skip("no sample scripts")
     for path in paths:
         s = parse_file(path)
-        assert s.errors == [], s.errors
+        assert s.issues == [], s.issues
         assert s.scenes and all(sc.duration > 0 for sc in s.scenes)
+        assert s.format == ("markdown" if path.suffix == ".md" else "log")
 
 
 def test_to_dict_is_plain_json():
@@ -394,7 +405,8 @@ def test_to_dict_is_plain_json():
 _ALPHABET = st.sampled_from(
     list("abcXYZ019 :[]|()$>#\"“”’…–—-\t\r\n\ufeff\u2028é深")
     + ["SCRIPT: ", "END", "[0:00 – ", "[1:7x – ", "[2:10] ", "Visual:", "Narration (W – d):", "ON-SCREEN TEXT:",
-       "INVITE TEXT:", "Music:", "$ ", "> ", "# ", "\n\n", "[12:03:44]", "Audio:", "On screen:"]
+       "INVITE TEXT:", "Music:", "$ ", "> ", "# ", "\n\n", "[12:03:44]", "Audio:", "On screen:", "**Visual:**",
+       "__Music__:", "[0:00–0:20] ", "[1:05 - 1:7x | ", "END LOG_1", "END OF TRANSMISSION"]
 )
 
 
@@ -481,3 +493,232 @@ def test_round_trip_every_content_line_lands_in_exactly_one_field():
         ("Anomaly Discovery", None, 65.0, 25.0),
         ("Invitation", None, 90.0, 5.0),  # 8 words: 3.2 s + 1 s, rounded up
     ]
+
+
+# --------------------------------------------------------------------------- END lines and quotes
+
+
+@pytest.mark.parametrize("end", ["END", "END LOG_0002", "  END LOG-7  ", "END OF LOG", "END SCRIPT", "END 42"])
+def test_end_line_variants_stop_parsing(end):
+    s = parse(f"[0:00 – A]\nhi\n{end}\nafter\n[0:10 – B]\n")
+    assert len(s.scenes) == 1 and [n.text for n in s.scenes[0].narration] == ["hi"]
+
+
+@pytest.mark.parametrize("text", ["END OF TRANSMISSION", "END OF LINE.", "ENDPOINT REACHED", "END: 0x00"])
+def test_end_like_on_screen_text_is_kept(text):
+    s = one_scene(f"ON-SCREEN TEXT:\n{text}\n$ exit\n")
+    assert [o.text for o in s.scenes[0].on_screen] == [text, "exit"]
+
+
+@pytest.mark.parametrize(
+    "line, text",
+    [
+        ("“Hi,” she said.", "“Hi,” she said."),
+        ("He whispered “run”", "He whispered “run”"),
+        ("“The word was “abyss”.”", "“The word was “abyss”.”"),
+        ('"Plain."', "Plain."),
+        ("“Only the opening…", "Only the opening…"),
+        ("only the closing.”", "only the closing."),
+        ("“It’s ‘fine’.”", "It’s ‘fine’."),
+    ],
+)
+def test_quotes_are_stripped_only_when_they_wrap_the_line(line, text):
+    assert [n.text for n in one_scene(f"Narration:\n{line}\n").scenes[0].narration] == [text]
+
+
+def test_an_empty_quotation_is_not_narration():
+    s = one_scene("Narration:\n“”\nVisual: v\n")
+    assert s.scenes[0].narration == [] and s.issues == []
+
+
+# --------------------------------------------------------------------------- narration vs. time and limits
+
+THIRTY_WORDS = " ".join(["word"] * 30)  # 12 s at 150 wpm
+
+
+def test_narration_too_long_for_its_scene_names_the_numbers():
+    s = parse(f"[0:00 – A]\nNarration:\n“{THIRTY_WORDS}”\n[0:10 – B]\nhi\n")
+    issue = assert_issue(s, "narration_too_long", "warning", 3)
+    assert issue.message == (
+        "t.txt:3: scene 1 “A” has 30 words of narration, about 12.0 s at 150 words per minute, "
+        "but the scene lasts 10 s; the narration will be cut"
+    )
+    assert "words_per_minute" in issue.hint and s.errors == []
+
+
+def test_narration_too_long_depends_on_the_speaking_rate():
+    text = f"[0:00 – A]\nNarration: {THIRTY_WORDS}\n[0:10 – B]\nhi\n"
+    assert parse(text, words_per_minute=200).issues == []  # 9 s fits in 10 s
+    assert "at 100 words per minute" in parse(text, words_per_minute=100).issues[0].message
+
+
+def test_last_scene_is_long_enough_for_its_narration():
+    s = parse(f"[0:00 – A]\nNarration: {THIRTY_WORDS} {THIRTY_WORDS}\n")
+    assert s.issues == [] and s.scenes[0].duration == 25.0
+
+
+def test_narration_over_the_provider_limit_warns_and_counts_requests():
+    sentence = "Nine words in this sentence, give or take one. "  # 47 characters
+    s = parse(f"[0:00 – A]\nVisual: v\nNarration:\n{sentence * 4}\n", max_narration_chars=100)
+    issue = assert_issue(s, "narration_over_limit", "warning", 4)
+    assert "187 characters" in issue.message and "100-character limit" in issue.message
+    assert "split into 2 requests" in issue.message and s.errors == []
+
+
+def test_provider_limit_default_and_off_switch():
+    at_limit = "[0:00 – A]\nNarration: " + "x" * 5000 + "\n"
+    over_limit = "[0:00 – A]\nNarration: " + "x" * 5001 + "\n"
+    assert parse(at_limit).issues == []
+    assert "5,001 characters" in assert_issue(parse(over_limit), "narration_over_limit", "warning", 2).message
+    assert parse(over_limit, max_narration_chars=0).issues == []
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf"), None, "fast"])
+def test_unusable_options_fall_back_to_defaults(bad):
+    eleven = " ".join(["w"] * 11)  # 4.4 s at 150 wpm + 1 s → 6 s
+    s = parse(f"[0:00 – A]\n{eleven}\n", words_per_minute=bad, min_last_scene_s=bad, max_narration_chars=bad)
+    assert s.issues == [] and s.scenes[0].duration == 6.0
+
+
+def test_options_of():
+    assert Options.of() == Options(150.0, 4.0, 5000)
+    assert Options.of("120", "2.5", "300.0") == Options(120.0, 2.5, 300)
+    assert Options.of(max_narration_chars=-1).max_narration_chars == 0
+
+
+# --------------------------------------------------------------------------- split_text
+
+
+@pytest.mark.parametrize(
+    "text, limit, chunks",
+    [
+        ("One. Two. Three.", 9, ["One. Two.", "Three."]),
+        ("Aaa bbb. Ccc ddd eee.", 15, ["Aaa bbb.", "Ccc ddd eee."]),  # not "Aaa bbb. Ccc": sentences first
+        ("alpha beta gamma delta", 11, ["alpha beta", "gamma delta"]),
+        ("abcdefghij", 4, ["abcd", "efgh", "ij"]),
+        ("“Stop.” He ran! Why? Fine…  ok", 8, ["“Stop.”", "He ran!", "Why?", "Fine… ok"]),
+        ("  spaced \n\t out  ", 100, ["spaced out"]),
+        ("", 10, []),
+        ("Short enough.", 5000, ["Short enough."]),
+    ],
+)
+def test_split_text(text, limit, chunks):
+    assert split_text(text, limit) == chunks
+
+
+def test_split_text_rejects_a_limit_below_one():
+    with pytest.raises(ValueError):
+        split_text("x", 0)
+
+
+_SPLIT_PIECES = st.sampled_from(list("ab .!?…”’)\n\t\u2028") + ["wordy", "Sentence. ", "“Quoted.” "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(_SPLIT_PIECES, max_size=60).map("".join)),
+       st.integers(min_value=1, max_value=40))
+def test_split_text_never_exceeds_the_limit_and_loses_nothing(text, limit):
+    chunks = split_text(text, limit)
+    assert all(0 < len(chunk) <= limit and chunk == chunk.strip() for chunk in chunks)
+    assert "".join(chunks).replace(" ", "") == "".join(text.split())
+    if all(len(word) <= limit for word in text.split()):
+        assert " ".join(chunks) == " ".join(text.split())  # no word was cut
+
+
+# --------------------------------------------------------------------------- format detection and dispatch
+
+
+@pytest.mark.parametrize(
+    "text, fmt",
+    [
+        ("SCRIPT: X\n[0:00 – A]\nhi\n", "log"),
+        ("[0:00 – A]\nhi\n", "log"),
+        ("\n  [1:05] Title\nhi\n", "log"),
+        ("SCRIPT: X\n# a comment\n## not a heading here\n", "log"),
+        ("# Title\n## Scene 1: A\nhi\n", "markdown"),
+        ("## Scene 1\nhi\n", "markdown"),
+        ("# T\n## [0:30] Scene\n", "markdown"),
+        ("\n# Title\n\nSome prose only.\n", "markdown"),
+        ("just prose\n", "log"),
+        ("", "log"),
+    ],
+)
+def test_detect_format(text, fmt):
+    assert detect_format(text) == fmt
+    assert parse_text(text, "t.txt").format == fmt
+
+
+def test_format_option_forces_a_parser(tmp_path):
+    markdown = "# T\n## Scene 1: A\n**W**: hi\n"
+    forced = parse_text(markdown, "t.txt", format="log")
+    assert forced.format == "log" and [i.code for i in forced.errors] == ["no_scenes"]
+    forced = parse_text("SCRIPT: X\n[0:00 – A]\nhi\n", "t.txt", format="markdown")
+    assert forced.format == "markdown" and [i.code for i in forced.errors] == ["no_scenes"]
+    path = tmp_path / "screenplay.txt"
+    path.write_text(markdown, encoding="utf-8")
+    assert parse_file(path).format == "markdown"
+    assert parse_file(path, format=" MarkDown ").scenes[0].narration[0].speaker == "W"
+
+
+def test_unknown_format_is_an_error_issue():
+    s = parse_text("[0:00 – A]\nhi\n", "t.txt", format="yaml")
+    issue = assert_issue(s, "unknown_format", "error", None)
+    assert "“yaml”" in issue.message and s.scenes == []
+
+
+def test_bytes_are_decoded_like_files():
+    s = parse_text("[0:00 – A]\r\nNarration: caf\u00e9 \u201cok\u201d\r\n".encode("cp1252"), "t.txt")
+    assert s.scenes[0].narration[0].text == "caf\u00e9 \u201cok\u201d" and s.issues == []
+
+
+# --------------------------------------------------------------------------- untidy real-world input
+
+
+@pytest.mark.parametrize(
+    "header, title, subtitle",
+    [
+        ("[1:05–1:30] Cold Open", "Cold Open", None),
+        ("[1:05 - 1:30 | Cold Open]", "Cold Open", None),
+        ("[1:05 – 1:30 – Cold Open | Boot]", "Cold Open", "Boot"),
+        ("[1:05 – 1984 Revisited]", "1984 Revisited", None),
+        ("[1:05 – 2:30pm Meeting]", "2:30pm Meeting", None),
+    ],
+)
+def test_time_ranges_do_not_leak_into_titles(header, title, subtitle):
+    s = parse(f"[0:00 – First]\nhi\n{header}\nho\n[2:00 – Last]\nhi\n")
+    assert (s.scenes[1].start, s.scenes[1].title, s.scenes[1].subtitle) == (65.0, title, subtitle)
+    assert s.scenes[1].duration == 55.0 and s.issues == []  # a scene still runs to the next timestamp
+
+
+def test_the_last_scene_runs_to_the_end_of_its_range():
+    assert parse("[0:00 – A]\nhi\n[0:10–0:40] B\nhi\n").scenes[-1].duration == 30.0
+    assert parse("[0:00 – A]\nhi\n[0:10–0:05] B\nhi\n").scenes[-1].duration == 4.0  # a range ending early: estimated
+
+
+@pytest.mark.parametrize(
+    "label", ["**Visual:**", "**Visual**:", "__Visual:__", "**Narration (W – low):**", "**ON-SCREEN TEXT:**"]
+)
+def test_labels_pasted_in_bold_are_labels(label):
+    s = one_scene(f"{label} Some text.\n")
+    scene = s.scenes[0]
+    got = scene.visual or [n.text for n in scene.narration] or [o.text for o in scene.on_screen]
+    assert got in ("Some text.", ["Some text."]) and s.issues == []
+    assert [(n.speaker, n.direction) for n in scene.narration] in ([], [("W", "low")])
+
+
+def test_bold_text_that_is_not_a_label_stays_verbatim():
+    s = one_scene("**Run.** Now.\nON-SCREEN TEXT:\n__init__: loaded\n")
+    assert [n.text for n in s.scenes[0].narration] == ["**Run.** Now."]
+    assert [o.text for o in s.scenes[0].on_screen] == ["__init__: loaded"]
+
+
+def test_unknown_bold_label_is_reported_as_written():
+    s = one_scene("hi\n**Music:** ominous\n")
+    assert codes(s) == [("unknown_label", 3)] and "“**Music:** ominous”" in s.issues[0].message
+
+
+def test_a_label_followed_by_a_blank_line_still_owns_the_next_lines():
+    s = one_scene("Narration (Winston):\n\n“Spoken.”\n\nVisual:\n\nA hall.\nON-SCREEN TEXT:\n\n$ ls\n\nAfter.\n")
+    scene = s.scenes[0]
+    assert [(n.text, n.speaker) for n in scene.narration] == [("Spoken.", "Winston"), ("After.", None)]
+    assert scene.visual == "A hall." and [o.text for o in scene.on_screen] == ["ls"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from renderer.script import OnScreenLine
+from renderer.script import OnScreenLine, Options, Scene, estimated_duration
 
 _TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
 _MSS_RE = re.compile(r"^(\d{1,4}):([0-5]\d(?:\.\d{1,3})?)$", re.A)
 _HMMSS_RE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d(?:\.\d{1,3})?)$", re.A)
 _BRACKET_RE = re.compile(r"^\s*\[(?P<body>[^\]]*)\](?P<after>.*)$")
+# the end of a time range, "[0:00–0:20 …]": a time followed by the end of the bracket or a separator
+_RANGE_END_RE = re.compile(r"^(?P<end>\d{1,4}:\d\d(?::\d\d)?(?:\.\d+)?)\s*(?=$|[–—|-])")
 _SPEAKER_SPLIT_RE = re.compile(r"\s*[–—]\s*|\s+-\s+")
 _ID_RE = re.compile(r"^(?=.*\d)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _WHOLE_ID_RE = re.compile(r"^[A-Za-z]+[_-]?\d+[A-Za-z0-9_-]*$")
@@ -31,12 +33,14 @@ class Header:
     title: str
     subtitle: str | None
     strict: bool  # "[time – title]" with nothing after the bracket
+    end: str | None = None  # "0:20" in "[0:00–0:20 – Title]"
 
 
 def match_header(line: str) -> Header | None:
     """A line that looks like a bracketed scene header (its time may still be unreadable), else None.
 
-    ``[1:05 – Title | Subtitle]``, ``[1:05] Title``, ``[1:05] – Title``; ``[Beat]`` or ``[2 seconds later]`` are not.
+    ``[1:05 – Title | Subtitle]``, ``[1:05] Title``, ``[1:05] – Title``, ``[1:05–1:30] Title`` (a range);
+    ``[Beat]`` or ``[2 seconds later]`` are not.
     """
     match = _BRACKET_RE.match(line)
     if match is None:
@@ -52,13 +56,23 @@ def match_header(line: str) -> Header | None:
         return None  # "[Beat]", "[v2: draft]", "[2 seconds later]", "[1]" are not headers
     if has_sep:
         rest = rest[1:].strip()
+    end, rest = _range_end(rest) if has_sep else (None, rest)
     strict = not after
     if not rest and after:  # "[0:00] Title" / "[0:00] – Title"
         rest = after.lstrip(DASHES[:3]).strip()
         after = ""
     title, _, subtitle = rest.partition("|")
     subtitle = subtitle.strip() or after or None
-    return Header(time, title.strip(), subtitle, strict)
+    return Header(time, title.strip(), subtitle, strict, end)
+
+
+def _range_end(rest: str) -> tuple[str | None, str]:
+    """'0:20 – Cold Open' → ('0:20', 'Cold Open'); '1984 Revisited' → (None, '1984 Revisited')."""
+    match = _RANGE_END_RE.match(rest)
+    if match is None:
+        return None, rest
+    rest = rest[match.end() :].strip()
+    return match["end"], rest[1:].strip() if rest[:1] in DASHES else rest
 
 
 def parse_time(token: str) -> float | None:
@@ -68,6 +82,14 @@ def parse_time(token: str) -> float | None:
     if match := _HMMSS_RE.match(token):
         return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
     return None
+
+
+def last_scene_duration(scene: Scene, end: str | None, options: Options) -> float:
+    """The last scene runs to the end of its time range if it has one, else as long as its narration needs."""
+    end_s = parse_time(end) if end else None
+    if end_s is not None and end_s > scene.start:
+        return end_s - scene.start
+    return estimated_duration(scene.narration_text, options)
 
 
 def format_time(seconds: float) -> str:
@@ -81,12 +103,12 @@ def format_time(seconds: float) -> str:
 # --------------------------------------------------------------------------- names and quotes
 
 
-def split_speaker(paren: str | None) -> tuple[str | None, str | None]:
+def split_speaker(paren: str | None, *, commas: bool = True) -> tuple[str | None, str | None]:
     """'Winston – distorted, low' → ('Winston', 'distorted, low'); 'Winston, calm' → ('Winston', 'calm')."""
     if not paren or not paren.strip():
         return None, None
     parts = _SPEAKER_SPLIT_RE.split(paren.strip(), maxsplit=1)
-    if len(parts) == 1:
+    if len(parts) == 1 and commas:
         parts = paren.strip().split(",", 1)
     speaker = parts[0].strip() or None
     direction = parts[1].strip() if len(parts) > 1 else ""
@@ -126,7 +148,3 @@ def on_screen_line(number: int, raw: str) -> OnScreenLine:
     if stripped.startswith("#"):
         return OnScreenLine(stripped, "comment", "", number)
     return OnScreenLine(text, "output", "", number)
-
-
-def clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
