@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)
-    except FFmpegError as exc:
+    except (FFmpegError, batch.ResumeError) as exc:
         logger.error("{}", exc)
         sys.exit(batch.EXIT_CANNOT_START)
     if hydra_cfg.mode == RunMode.RUN:

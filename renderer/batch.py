@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import threading
 import time
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,9 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from renderer import ffmpeg, logs
+from renderer.cache import Cache
+from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
 
 EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
+
+
+class ResumeError(RuntimeError):
+    pass
 
 
 @dataclass
@@ -68,41 +77,82 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
     keep = ("script", "status", "error", "duration", "seconds", "outputs", "fallbacks", "warnings")
     out = {k: record.get(k) for k in keep if k in record}
     out["issues"] = [f"{i['severity']}: {i['message']}" for i in record.get("issues", [])]
+    out["stages"] = dict(Counter(stage["status"] for stage in record.get("stages", [])))
     return out
 
 
-def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
-    layout = RunLayout(run_dir)
+def _settings(cfg: DictConfig) -> dict[str, str]:
+    return {"voice": cfg.voice.name, "visual": cfg.visual.name, "theme": cfg.theme.name,
+            "assembly": cfg.assembly.strategy, "format": cfg.format.name}
+
+
+def _new_manifest(cfg: DictConfig, layout: RunLayout) -> tuple[dict[str, Any], dict[Path, str]]:
+    """A fresh batch: every input script pending."""
     files, unmatched = expand_inputs(list(cfg.batch.inputs))
     for pattern in unmatched:
         logger.error("batch.inputs: no file matches {!r} (paths are relative to {})", pattern, Path.cwd())
     slugs = unique_slugs(files)
     manifest: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(layout.run_dir),
+        "started": _now(),
         "finished": None,
         "experiment": cfg.experiment,
-        "settings": {"voice": cfg.voice.name, "visual": cfg.visual.name, "theme": cfg.theme.name,
-                     "assembly": cfg.assembly.strategy, "format": cfg.format.name},
+        "settings": _settings(cfg),
         "unmatched_inputs": unmatched,
         "scripts": {slug: {"script": str(path), "status": "pending"} for path, slug in slugs.items()},
     }
+    return manifest, slugs
+
+
+def _resumed_manifest(layout: RunLayout) -> tuple[DictConfig, dict[str, Any], dict[Path, str]]:
+    """An interrupted batch: its own config and manifest; scripts without a finished video are to do."""
+    saved_cfg = layout.run_dir / ".hydra" / "config.yaml"
+    if not layout.manifest.exists() or not saved_cfg.exists():
+        raise ResumeError(f"resume={layout.run_dir}: not a run directory (no manifest.json or .hydra/config.yaml);"
+                          " pass the folder of the run to continue, e.g. resume=outputs/2026-11-24/10-31-07")
+    cfg = OmegaConf.merge(OmegaConf.structured(RendererConfig), OmegaConf.load(saved_cfg))
+    manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+    todo = {}
+    for slug, entry in manifest["scripts"].items():
+        if entry["status"] == "ok" and layout.output(slug, ".mp4").exists():
+            continue
+        entry.update(status="pending", error="")
+        todo[Path(entry["script"])] = slug
+    manifest.setdefault("resumed", []).append(_now())
+    manifest["finished"] = None
+    return cfg, manifest, todo
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
+    layout = RunLayout(run_dir)
+    if cfg.resume:
+        cfg, manifest, todo = _resumed_manifest(layout)
+        logger.info("resuming {}: {} of {} script(s) left", run_dir, len(todo), len(manifest["scripts"]))
+    else:
+        manifest, todo = _new_manifest(cfg, layout)
     write_json_atomic(layout.manifest, manifest)
     result = BatchResult(run_dir, manifest)
-    if not files:
+    if not manifest["scripts"]:
         logger.error("nothing to render: batch.inputs={} matched no files", list(cfg.batch.inputs))
         return result
 
     ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
     ffmpeg.check_features()
+    cache = Cache(cfg.cache.dir)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    n_jobs = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, len(files)))
-    logger.info("rendering {} script(s) into {} with {} job(s)", len(files), run_dir, n_jobs)
+    plain_cfg["cache"]["dir"] = str(cache.root)  # workers may start elsewhere
+    n_jobs = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, len(todo) or 1))
+    logger.info("rendering {} script(s) into {} with {} job(s)", len(todo), run_dir, n_jobs)
     started = time.perf_counter()
-    jobs = (delayed(render_in_worker)(plain_cfg, str(p), s, str(run_dir)) for p, s in slugs.items())
+    jobs = (delayed(render_in_worker)(plain_cfg, str(p), s, str(run_dir)) for p, s in todo.items())
     parallel = Parallel(n_jobs=n_jobs, backend=cfg.batch.backend, return_as="generator_unordered")
     try:
-        with tqdm(total=len(files), desc="scripts", unit="script", dynamic_ncols=True) as bar:
+        with cache.in_use() if cfg.cache.enabled else nullcontext(), \
+                tqdm(total=len(todo), desc="scripts", unit="script", dynamic_ncols=True) as bar:
             for record in parallel(jobs):
                 manifest["scripts"][record["slug"]] = _summary(record)
                 write_json_atomic(layout.manifest, manifest)
@@ -114,14 +164,24 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
     except KeyboardInterrupt:
         for entry in manifest["scripts"].values():
             if entry["status"] == "pending":
-                entry.update(status="cancelled", error="the batch was interrupted; rerun to render it")
+                entry.update(status="cancelled", error="the batch was interrupted; resume it to finish")
         raise
     finally:
         ffmpeg.kill_all()
         clean_leftovers(layout)
-        manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest["finished"] = _now()
         manifest["seconds"] = round(time.perf_counter() - started, 3)
+        if cfg.cache.enabled:
+            manifest["cache"] = cache.stats() | _cache_use(manifest)
         write_json_atomic(layout.manifest, manifest)
-    ok = len(files) - len(result.failed)
-    logger.info("done: {}/{} rendered in {:.1f} s -> {}", ok, len(files), manifest["seconds"], run_dir)
+    done = len(manifest["scripts"]) - len(result.failed)
+    logger.info("done: {}/{} rendered in {:.1f} s -> {}", done, len(manifest["scripts"]), manifest["seconds"], run_dir)
     return result
+
+
+def _cache_use(manifest: dict[str, Any]) -> dict[str, int]:
+    """Stage nodes served from the cache vs rendered, over the whole run."""
+    counts: Counter[str] = Counter()
+    for entry in manifest["scripts"].values():
+        counts.update(entry.get("stages", {}))
+    return {"hits": counts["cached"], "misses": counts["ok"] + counts["fallback"] + counts["failed"]}

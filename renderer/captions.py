@@ -31,16 +31,20 @@ def _chunks(text: str) -> list[str]:
     return out
 
 
-def cues(scene_lines: list[list[str]], spans: list[dict[str, float]], voice_s: list[float]) -> list[Cue]:
-    """One scene at a time: its narration spread over its voice clip by length, never past the scene's end."""
+def cues(scene_lines: list[list[str]], spans: list[dict[str, float]], voice_s: list[float],
+         lead: float = 0.0) -> list[Cue]:
+    """One scene at a time: its narration spread over its voice clip by length, never past the scene's end.
+    ``lead``: when the first scene starts after 0:00, its narration (and so its captions) start that late."""
     result: list[Cue] = []
-    for lines, span, speech in zip(scene_lines, spans, voice_s):
+    for n, (lines, span, speech) in enumerate(zip(scene_lines, spans, voice_s)):
         chunks = [c for line in lines for c in _chunks(line)]
         if not chunks:
             continue
+        delay = lead if n == 0 else 0.0
         total_chars = sum(len(c) for c in chunks)
-        window = min(speech, span["duration"]) if speech > 0 else span["duration"]
-        t = span["start"]
+        room = span["duration"] - delay
+        window = min(speech, room) if speech > 0 else room
+        t = span["start"] + delay
         for chunk in chunks:
             length = window * len(chunk) / total_chars
             result.append(Cue(round(t, 3), round(t + length, 3), chunk))
@@ -61,5 +65,11 @@ def srt(items: list[Cue]) -> str:
                    for n, c in enumerate(items, 1))
 
 
+def _vtt_text(text: str) -> str:
+    """WebVTT cue text is markup: '&', '<' and '>' must be escaped or players drop what looks like a tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def vtt(items: list[Cue]) -> str:
-    return "WEBVTT\n\n" + "".join(f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}\n\n" for c in items)
+    return "WEBVTT\n\n" + "".join(f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{_vtt_text(c.text)}\n\n"
+                                    for c in items)

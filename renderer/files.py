@@ -41,8 +41,11 @@ def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     files: list[Path] = []
     unmatched: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        matches = [m for m in matches if Path(m).is_file()]
+        literal = os.path.expanduser(pattern)
+        if Path(literal).is_file():  # a real name that happens to hold glob characters: "LOG [final].txt"
+            matches = [literal]
+        else:
+            matches = [m for m in sorted(glob.glob(literal, recursive=True)) if Path(m).is_file()]
         if not matches:
             unmatched.append(pattern)
         for m in matches:
@@ -67,6 +70,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def copy_atomic(src: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def write_text_atomic(target: Path, text: str) -> None:

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from loguru import logger
 from omegaconf import DictConfig, OmegaConf
+
+from renderer.cache import Cache
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Node:
     data: Any = None
     deps: tuple[str, ...] = ()
     fallback: Callable[[NodeInput, Exception], Any] | None = None
+    cacheable: bool = True  # False when the key cannot vouch for the output (e.g. a stand-in provider)
 
 
 @dataclass
@@ -48,7 +52,7 @@ class NodeRecord:
     name: str
     stage: str
     key: str
-    status: str = "pending"  # ok | fallback | failed | skipped
+    status: str = "pending"  # ok | cached | fallback | failed | skipped
     seconds: float = 0.0
     provider: str = ""
     error: str = ""
@@ -71,6 +75,15 @@ def _plain(value: Any) -> Any:
 
 def _select(cfg: DictConfig, paths: tuple[str, ...]) -> dict[str, Any]:
     return {path: _plain(OmegaConf.select(cfg, path, throw_on_missing=True)) for path in paths}
+
+
+def _store(cache: Cache, node: Node, key: str, result: Any) -> Any:
+    """Keep a clean result for later runs; a cache that cannot be written costs speed, not the render."""
+    try:
+        return cache.put(node.stage, key, result)
+    except OSError as exc:
+        logger.warning("could not cache {} ({}): {}", node.name, key[:12], exc)
+        return result
 
 
 @dataclass
@@ -101,24 +114,35 @@ class Graph:
             keys[node.name] = hashlib.sha256(blob).hexdigest()
         return keys
 
-    def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4,
+    def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4, cache: Cache | None = None,
             on_abort: Callable[[], Any] | None = None) -> tuple[dict[str, Any], list[NodeRecord]]:
         """Run every node once its deps are done; return outputs by name and one record per node.
 
+        With a ``cache``, a node whose key is stored is not run ("cached"), and a node that ran cleanly is
+        stored. Fallback outputs are never stored, nor is anything built on them (their keys would lie).
         If the run is interrupted (Ctrl-C, SIGTERM turned into an exception), nodes not yet started are
         dropped and ``on_abort`` stops the ones running (e.g. kills their subprocesses) before re-raising.
         """
         keys = self.keys(cfg)
         records = {name: NodeRecord(name, node.stage, keys[name]) for name, node in self.nodes.items()}
         outputs: dict[str, Any] = {}
+        tainted: set[str] = set()  # not cacheable, fell back, or stand on such a node
         pending = dict(self.nodes)
         running: dict[Future, str] = {}
+        broken: set[str] = set()  # failed or skipped
 
         def execute(node: Node) -> Any:
-            inp = NodeInput(node.data, _select(cfg, node.reads), {d: outputs[d] for d in node.deps}, workdir,
-                            keys[node.name])
+            key = keys[node.name]
+            inp = NodeInput(node.data, _select(cfg, node.reads), {d: outputs[d] for d in node.deps}, workdir, key)
             record = records[node.name]
+            if not node.cacheable or tainted.intersection(node.deps):
+                tainted.add(node.name)
+            cacheable = cache is not None and node.name not in tainted
             started = time.perf_counter()
+            if cacheable and (hit := cache.get(node.stage, key)) is not None:
+                record.status, record.provider = "cached", getattr(hit, "provider", "")
+                record.seconds = round(time.perf_counter() - started, 3)
+                return hit
             try:
                 result = node.fn(inp)
                 record.status = "ok"
@@ -129,20 +153,23 @@ class Graph:
                     raise
                 result = node.fallback(inp, exc)  # a failing fallback leaves the node failed
                 record.status = "fallback"
+                tainted.add(node.name)
             finally:
                 record.seconds = round(time.perf_counter() - started, 3)
             record.provider = getattr(result, "provider", "")
+            if cacheable and record.status == "ok":
+                result = _store(cache, node, key, result)
             return result
 
         pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage")
         try:
             while pending or running:
-                for name, node in list(pending.items()):
-                    dep_status = [records[d].status for d in node.deps]
-                    if any(s in ("failed", "skipped") for s in dep_status):
+                for name, node in list(pending.items()):  # readiness is judged here, on the main thread only
+                    if any(d in broken for d in node.deps):
                         records[name].status = "skipped"
+                        broken.add(name)
                         del pending[name]
-                    elif all(s in ("ok", "fallback") for s in dep_status):
+                    elif all(d in outputs for d in node.deps):
                         running[pool.submit(execute, node)] = name
                         del pending[name]
                 if not running:
@@ -150,8 +177,14 @@ class Graph:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
-                    if future.exception() is None:
+                    error = future.exception()
+                    if error is None:
                         outputs[name] = future.result()
+                        continue
+                    broken.add(name)
+                    if records[name].status != "failed":  # broke outside its stage function
+                        records[name].status = "failed"
+                        records[name].error = f"{type(error).__name__}: {error}"
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             if on_abort is not None:

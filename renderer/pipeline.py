@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +12,8 @@ from loguru import logger
 from omegaconf import DictConfig
 
 from renderer import captions, ffmpeg
-from renderer.files import RunLayout, write_json_atomic, write_text_atomic
+from renderer.cache import Cache
+from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
 from renderer.graph import Graph, GraphError, NodeRecord
 from renderer.providers.silent import SilentVoice
 from renderer.script import Script, parse_file
@@ -54,7 +54,8 @@ def build_graph(script: Script, slug: str, cfg: DictConfig, providers: dict[str,
     graph = Graph()
     for scene in script.scenes:
         if "voice" in wanted:
-            graph.add(voice.node(scene, providers["voice"], timeout=cfg.limits.api_timeout_s))
+            graph.add(voice.node(scene, providers["voice"], timeout=cfg.limits.api_timeout_s,
+                                 stand_in=providers["voice"].name != cfg.voice.name))
         if "visual" in wanted:
             graph.add(visual.node(scene, providers["visual"], width=cfg.format.width, height=cfg.format.height,
                                   timeout=timeout))
@@ -72,14 +73,6 @@ def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:
     return {stage: sorted(names) for stage, names in used.items()}
 
 
-def _publish(src: Path, target: Path) -> None:
-    """Move a finished file into place atomically (same file system: the work dir is inside the run dir)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(src, target)
-
-
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises: failures are returned in the record."""
     started = time.perf_counter()
@@ -88,8 +81,9 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
                               "stages": [], "fallbacks": [], "warnings": [], "outputs": {}}
     try:
         log.info("parsing {}", path)
-        script = parse_file(path, words_per_minute=cfg.script.words_per_minute,
-                            min_last_scene_s=cfg.script.min_last_scene_s)
+        script = parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
+                            min_last_scene_s=cfg.script.min_last_scene_s,
+                            max_narration_chars=cfg.script.max_narration_chars)
         record.update(title=script.title, script_id=script.script_id, parsed=script.to_dict(),
                       issues=[asdict(i) for i in script.issues])
         for issue in script.issues:
@@ -103,8 +97,9 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
         graph = build_graph(script, slug, cfg, providers)
         log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
         try:
+            cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
             outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads,
-                                         on_abort=ffmpeg.kill_all)
+                                         cache=cache, on_abort=ffmpeg.kill_all)
         except GraphError as exc:
             record["stages"] = [asdict(r) for r in exc.records]
             raise
@@ -119,9 +114,10 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
             log.warning(warning)
 
         mp4 = layout.output(slug, ".mp4")
-        _publish(assembled.path, mp4)
+        copy_atomic(assembled.path, mp4)  # a copy: the rendered file may live in the cache
         voice_s = [getattr(outputs.get(f"voice/{s.index}"), "duration", 0.0) for s in script.scenes]
-        cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s)
+        cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s,
+                                 lead=script.scenes[0].start)
         write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
         write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
         record.update(status="ok", duration=assembled.duration, timeline=assembled.timeline,

@@ -17,7 +17,7 @@ CONF = ROOT / "conf"
 
 # Small frames, low fps, fastest encode: the tests check structure and timing, not picture quality.
 TINY = ["format.width=192", "format.height=108", "format.fps=10", "encode.preset=ultrafast",
-        "visual.fps=5", "batch.backend=sequential"]
+        "visual.fps=5", "batch.backend=sequential", "cache.enabled=false"]
 
 TWO_SCENES = """SCRIPT: TEST_0001 — TINY
 A test script

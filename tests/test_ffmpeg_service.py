@@ -160,16 +160,19 @@ def test_interrupting_a_batch_leaves_nothing_behind(tmp_path, sig):
                             stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
+    assembling = False
+    while time.monotonic() < deadline and proc.poll() is None and not assembling:
         try:
             children = psutil.Process(proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             break
-        tools = [c for c in children if c.name() == "ffmpeg"]
-        seen.update(c.pid for c in tools)
-        if any("concat" in " ".join(c.cmdline()) or "-filter_complex_script" in c.cmdline() for c in tools
-               if c.is_running()):
-            break
+        for child in children:
+            try:  # processes come and go while we look
+                if child.name() == "ffmpeg":
+                    seen.add(child.pid)
+                    assembling = assembling or "-filter_complex_script" in child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
         time.sleep(0.05)
     assert proc.poll() is None, "the batch finished before it could be interrupted"
     assert seen, "no ffmpeg was started"

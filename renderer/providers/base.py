@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -13,6 +13,9 @@ class AudioClip:
     path: Path | None
     duration: float
     provider: str
+    # per-character timing when the provider gives it (ElevenLabs /with-timestamps):
+    # {"characters": [...], "character_start_times_seconds": [...], "character_end_times_seconds": [...]}
+    alignment: dict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

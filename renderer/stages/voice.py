@@ -11,7 +11,9 @@ from renderer.script import Scene
 VERSION = "1"
 
 
-def node(scene: Scene, provider: Any, *, timeout: float, fallback: Any | None = None) -> Node:
+def node(scene: Scene, provider: Any, *, timeout: float, fallback: Any | None = None,
+         stand_in: bool = False) -> Node:
+    """``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
     lines = [(line.text, line.speaker) for line in scene.narration]
     backup = fallback or SilentVoice()
 
@@ -26,4 +28,5 @@ def node(scene: Scene, provider: Any, *, timeout: float, fallback: Any | None = 
         data={"lines": lines},
         fn=lambda inp: provider.synthesize(lines, out(inp), timeout=timeout),
         fallback=lambda inp, exc: backup.synthesize(lines, out(inp), timeout=timeout),
+        cacheable=not stand_in,
     )

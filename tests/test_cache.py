@@ -1,0 +1,132 @@
+"""The content-addressed stage cache: round trips, damage detection, concurrent writers, LRU pruning."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from renderer.cache import Cache, parse_size
+from renderer.providers.base import AudioClip
+from renderer.stages.terminal import TerminalTrack
+
+KEY = "ab" + "0" * 62
+
+
+def clip(tmp_path: Path, payload: bytes = b"RIFF-not-really-audio", name: str = "voice.wav") -> AudioClip:
+    path = tmp_path / name
+    path.write_bytes(payload)
+    return AudioClip(path, 1.5, "espeak")
+
+
+def test_put_moves_files_in_and_get_returns_them(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    stored = cache.put("voice", KEY, clip(tmp_path))
+    assert not (tmp_path / "voice.wav").exists()  # moved, not copied
+    assert stored.path.parent == cache.entry_dir("voice", KEY)
+    again = cache.get("voice", KEY)
+    assert again == stored and again.path.read_bytes() == b"RIFF-not-really-audio"
+    assert (cache.hits, cache.misses) == (1, 0)
+    assert cache.get("voice", "cd" + "0" * 62) is None and cache.misses == 1
+
+
+def test_outputs_without_files_round_trip(tmp_path):
+    cache = Cache(tmp_path)
+    track = TerminalTrack("[Script Info]", [], 1.0, 10, 40)
+    cache.put("terminal", KEY, track)
+    assert cache.get("terminal", KEY) == track
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete_file", "garble_record"])
+def test_damaged_entry_is_a_miss_and_is_removed(tmp_path, damage):
+    cache = Cache(tmp_path / "cache")
+    stored = cache.put("voice", KEY, clip(tmp_path))
+    entry = cache.entry_dir("voice", KEY)
+    if damage == "flip_byte":
+        data = bytearray(stored.path.read_bytes())
+        data[0] ^= 0xFF
+        stored.path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        stored.path.write_bytes(stored.path.read_bytes()[:3])
+    elif damage == "delete_file":
+        stored.path.unlink()
+    else:
+        (entry / "entry.json").write_text("{not json")
+    assert cache.get("voice", KEY) is None
+    assert not entry.exists()
+    assert cache.put("voice", KEY, clip(tmp_path)).path.exists()  # and it can be stored again
+
+
+def test_two_writers_of_one_key_leave_one_good_entry(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    barrier = threading.Barrier(2, timeout=10)
+    results: list[AudioClip] = []
+
+    def write(n: int) -> None:
+        value = clip(tmp_path, b"same bytes", name=f"v{n}.wav")
+        barrier.wait()
+        results.append(cache.put("voice", KEY, value))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and all(r.path.exists() for r in results)
+    assert cache.get("voice", KEY).path.read_bytes() == b"same bytes"
+    assert list((cache.root / "tmp").iterdir()) == []
+
+
+def test_prune_removes_least_recently_used_first(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    keys = [f"{n:02d}" + "0" * 62 for n in range(4)]
+    for n, key in enumerate(keys):
+        cache.put("voice", key, clip(tmp_path, b"x" * 1000))
+        os.utime(cache.entry_dir("voice", key) / "entry.json", (1000 + n, 1000 + n))
+    cache.get("voice", keys[0])  # used just now: the newest
+    entry_size = sum(p.stat().st_size for p in cache.entry_dir("voice", keys[0]).iterdir())
+    result = cache.prune(2 * entry_size)
+    assert result["removed"] == 2
+    assert [cache.entry_dir("voice", k).exists() for k in keys] == [True, False, False, True]
+    assert cache.stats()["entries"] == 2
+
+
+def test_prune_refuses_while_a_run_uses_the_cache(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    with cache.in_use():
+        with pytest.raises(RuntimeError, match="a run is using the cache"):
+            Cache(cache.root).prune(0)
+    assert Cache(cache.root).prune(0)["removed"] == 1
+
+
+def test_staging_of_dead_processes_is_cleaned(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (cache.root / "tmp" / f"{dead}-abc").mkdir(parents=True)
+    (cache.root / "tmp" / f"{os.getpid()}-def").mkdir()
+    cache.clean_staging()
+    assert sorted(p.name for p in (cache.root / "tmp").iterdir()) == [f"{os.getpid()}-def"]
+
+
+def test_cli_stats_and_prune(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "renderer.cache", "--dir", str(cache.root), *a],
+                                    capture_output=True, text=True)
+    stats = run("stats")
+    assert stats.returncode == 0 and "1 entries" in stats.stdout
+    pruned = run("prune", "--max-size", "0")
+    assert pruned.returncode == 0 and "removed 1 entries" in pruned.stdout
+    assert run("prune", "--max-size", "lots").returncode == 2
+
+
+@pytest.mark.parametrize("text, size", [("1024", 1024), ("5G", 5 * 1024**3), ("500M", 500 * 1024**2),
+                                        ("1.5GB", int(1.5 * 1024**3)), ("2KiB", 2048)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size

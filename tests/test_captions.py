@@ -1,0 +1,139 @@
+"""renderer.captions: cues timed inside each scene, split to broadcast length, written as SRT and WebVTT."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from renderer.captions import MAX_CUE_CHARS, Cue, cues, srt, vtt
+
+LONG = ("The first red flag was a loop that nobody could explain, a pattern repeating in the logs every night "
+        "at three minutes past two, always in the same subsystem, always with the same checksum, and always "
+        "gone by morning. We called it the ghost. Nobody laughed for long.")
+
+
+def scenes():
+    lines = [
+        ["We didn't build gods.", "We built mirrors."],
+        [LONG],
+        [],  # a silent scene: no cues
+        ["Short one. Another!", "And a question?"],
+    ]
+    spans = [
+        {"start": 0.0, "duration": 4.0},
+        {"start": 4.0, "duration": 12.0},
+        {"start": 16.0, "duration": 3.0},
+        {"start": 19.0, "duration": 5.0},
+    ]
+    voice = [2.5, 30.0, 0.0, 0.0]  # scene 2's voice is longer than the scene; scene 4 has no voice length
+    return lines, spans, voice
+
+
+def windows(items: list[Cue], spans) -> list[list[Cue]]:
+    return [[c for c in items if span["start"] <= c.start < span["start"] + span["duration"]] for span in spans]
+
+
+def test_cues_stay_inside_their_scene_window():
+    lines, spans, voice = scenes()
+    items = cues(lines, spans, voice)
+    per_scene = windows(items, spans)
+    assert sum(map(len, per_scene)) == len(items)
+    for scene_cues, span in zip(per_scene, spans):
+        for c in scene_cues:
+            assert span["start"] - 1e-9 <= c.start < c.end <= span["start"] + span["duration"] + 1e-6
+    assert per_scene[2] == []
+    assert all(per_scene[i] for i in (0, 1, 3))
+
+
+def test_cues_follow_the_voice_clip_when_it_is_shorter_than_the_scene():
+    lines, spans, voice = scenes()
+    first = windows(cues(lines, spans, voice), spans)[0]
+    assert first[0].start == 0.0
+    assert first[-1].end == pytest.approx(2.5, abs=1e-3)  # spread over the voice, not the whole scene
+
+
+def test_cues_fill_the_scene_when_the_voice_is_longer_or_unknown():
+    lines, spans, voice = scenes()
+    per_scene = windows(cues(lines, spans, voice), spans)
+    assert per_scene[1][-1].end == pytest.approx(16.0, abs=1e-3)  # voice 30 s cut at the scene end
+    assert per_scene[3][-1].end == pytest.approx(24.0, abs=1e-3)  # no voice length: the whole scene
+
+
+def test_cues_are_ordered_and_do_not_overlap():
+    lines, spans, voice = scenes()
+    items = cues(lines, spans, voice)
+    assert len(items) > 5
+    for a, b in zip(items, items[1:]):
+        assert a.start < a.end <= b.start < b.end
+
+
+def test_long_narration_is_split_into_cues_of_at_most_84_chars_without_losing_words():
+    lines, spans, voice = scenes()
+    second = windows(cues(lines, spans, voice), spans)[1]
+    assert MAX_CUE_CHARS == 84
+    assert len(second) >= 3
+    assert all(len(c.text) <= 84 for c in second)
+    assert " ".join(c.text for c in second).split() == LONG.split()
+
+
+def test_cues_break_at_sentence_ends():
+    items = cues([["Short one. Another! And a question? Yes."]], [{"start": 0.0, "duration": 8.0}], [0.0])
+    assert [c.text for c in items] == ["Short one.", "Another!", "And a question?", "Yes."]
+
+
+def test_cue_length_is_proportional_to_its_text():
+    items = cues([["Hi. " + "A much longer sentence than the first."]], [{"start": 0.0, "duration": 10.0}], [0.0])
+    short, long = items
+    ratio = (long.end - long.start) / (short.end - short.start)
+    assert ratio == pytest.approx(len(long.text) / len(short.text), rel=0.02)
+
+
+# --------------------------------------------------------------------------- formats
+
+ITEMS = [Cue(0.0, 1.5, "First line."), Cue(1.5, 62.042, "Second, with ünïcode — and a dash."),
+         Cue(3661.001, 3662.999, "Past an hour.")]
+
+
+def test_srt_format():
+    assert srt(ITEMS) == (
+        "1\n00:00:00,000 --> 00:00:01,500\nFirst line.\n\n"
+        "2\n00:00:01,500 --> 00:01:02,042\nSecond, with ünïcode — and a dash.\n\n"
+        "3\n01:01:01,001 --> 01:01:02,999\nPast an hour.\n\n"
+    )
+
+
+def test_vtt_format():
+    text = vtt(ITEMS)
+    assert text.startswith("WEBVTT\n\n")
+    blocks = text[len("WEBVTT\n\n"):].split("\n\n")
+    assert blocks[-1] == ""
+    assert blocks[:-1] == [
+        "00:00:00.000 --> 00:00:01.500\nFirst line.",
+        "00:00:01.500 --> 00:01:02.042\nSecond, with ünïcode — and a dash.",
+        "01:01:01.001 --> 01:01:02.999\nPast an hour.",
+    ]
+
+
+def test_srt_of_generated_cues_is_well_formed():
+    lines, spans, voice = scenes()
+    items = cues(lines, spans, voice)
+    blocks = srt(items).split("\n\n")[:-1]
+    assert len(blocks) == len(items)
+    stamp = r"\d{2}:\d{2}:\d{2},\d{3}"
+    for n, block in enumerate(blocks, 1):
+        number, times, text = block.split("\n")
+        assert number == str(n)
+        assert re.fullmatch(f"{stamp} --> {stamp}", times)
+        assert text
+
+
+def test_empty_cue_list():
+    assert srt([]) == ""
+    assert vtt([]) == "WEBVTT\n\n"
+    assert cues([[], []], [{"start": 0, "duration": 1}, {"start": 1, "duration": 1}], [0, 0]) == []
+
+
+def test_vtt_escapes_markup_characters():
+    text = vtt([Cue(0.0, 1.0, "Tom & Jerry <redacted> 3 > 2")])
+    assert "Tom &amp; Jerry &lt;redacted&gt; 3 &gt; 2" in text

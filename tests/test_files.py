@@ -1,0 +1,175 @@
+"""renderer.files: slugs, input expansion, atomic writes, the run-dir layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from renderer.files import (RunLayout, atomic_path, expand_inputs, slugify, unique_slugs, write_json_atomic,
+                            write_text_atomic)
+
+
+# --------------------------------------------------------------------------- slugs
+
+
+@pytest.mark.parametrize("name, slug", [
+    ("The Descent (v2)", "the-descent-v2"),
+    ("LOG_0002 — THE DESCENT", "log-0002-the-descent"),
+    ("  --Hello,   World!!--  ", "hello-world"),
+    ("Café Müller naïve", "cafe-muller-naive"),
+    ("ÅNGSTRÖM ﬁle", "angstrom-file"),  # NFKD folds the ligature
+    ("a/b\\c:d*e?f\"g<h>i|j", "a-b-c-d-e-f-g-h-i-j"),
+    ("../../etc/passwd", "etc-passwd"),
+    ("日本語", "script"),
+    ("", "script"),
+    ("!!!", "script"),
+])
+def test_slugify(name, slug):
+    assert slugify(name) == slug
+
+
+def test_slugify_is_filesystem_safe_and_bounded():
+    for name in ("x" * 500, "A b " * 100, "..", "." * 5, "\x00\n\t"):
+        slug = slugify(name)
+        assert slug and len(slug) <= 80
+        assert set(slug) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+        assert not slug.startswith("-")
+
+
+def test_unique_slugs_number_collisions_in_input_order():
+    paths = [Path("a/Intro.txt"), Path("b/intro.md"), Path("c/INTRO!.txt"), Path("d/other.txt"), Path("e/日本.txt"),
+             Path("f/中文.txt")]
+    slugs = unique_slugs(paths)
+    assert [slugs[p] for p in paths] == ["intro", "intro-2", "intro-3", "other", "script", "script-2"]
+
+
+def test_unique_slugs_never_reuses_a_slug_even_when_a_name_looks_numbered():
+    paths = [Path("x/foo.txt"), Path("x/foo-2.txt"), Path("y/foo.txt")]
+    slugs = unique_slugs(paths)
+    assert len(set(slugs.values())) == 3
+    assert slugs[paths[0]] == "foo" and slugs[paths[1]] == "foo-2"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for rel in ("scripts/b.txt", "scripts/a.txt", "scripts/c.md", "scripts/sub/d.txt", "extra/e.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel, encoding="utf-8")
+    return tmp_path
+
+
+def test_expand_inputs_globs_in_pattern_order_sorted_within_a_pattern(tree: Path):
+    files, unmatched = expand_inputs([str(tree / "extra/*.txt"), str(tree / "scripts/*.txt")])
+    assert files == [tree / "extra/e.txt", tree / "scripts/a.txt", tree / "scripts/b.txt"]
+    assert unmatched == []
+    assert all(p.is_absolute() for p in files)
+
+
+def test_expand_inputs_recursive_glob(tree: Path):
+    files, _ = expand_inputs([str(tree / "scripts/**/*.txt")])
+    assert files == [tree / "scripts/a.txt", tree / "scripts/b.txt", tree / "scripts/sub/d.txt"]
+
+
+def test_expand_inputs_dedupes_across_patterns_and_spellings(tree: Path, monkeypatch):
+    monkeypatch.chdir(tree)
+    files, unmatched = expand_inputs(["scripts/b.txt", "scripts/*.txt", str(tree / "scripts/./a.txt"),
+                                      "scripts/sub/../a.txt"])
+    assert files == [tree / "scripts/b.txt", tree / "scripts/a.txt"]
+    assert unmatched == []
+
+
+def test_expand_inputs_reports_patterns_that_match_no_file(tree: Path):
+    files, unmatched = expand_inputs([str(tree / "scripts/*.txt"), str(tree / "nope/*.txt"),
+                                      str(tree / "missing.txt"), str(tree / "scripts")])  # a directory is no file
+    assert files == [tree / "scripts/a.txt", tree / "scripts/b.txt"]
+    assert unmatched == [str(tree / "nope/*.txt"), str(tree / "missing.txt"), str(tree / "scripts")]
+
+
+def test_expand_inputs_takes_an_existing_literal_path_as_is(tmp_path: Path):
+    script = tmp_path / "LOG_0002 [final].txt"
+    script.write_text("x", encoding="utf-8")
+    files, unmatched = expand_inputs([str(script)])
+    assert (files, unmatched) == ([script], [])
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_path_success_leaves_only_the_target(tmp_path: Path):
+    target = tmp_path / "out" / "video.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        assert not target.exists()  # nothing visible under the final name while writing
+        tmp.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["video.mp4"]
+
+
+def test_atomic_path_exception_leaves_neither_target_nor_part(tmp_path: Path):
+    target = tmp_path / "video.mp4"
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("killed mid-write")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_failure_keeps_the_previous_version(tmp_path: Path):
+    target = tmp_path / "manifest.json"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new but incomplete", encoding="utf-8")
+            raise KeyboardInterrupt
+    assert target.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_atomic_path_replaces_an_existing_target(tmp_path: Path):
+    target = tmp_path / "a.txt"
+    target.write_text("old", encoding="utf-8")
+    write_text_atomic(target, "new ✓")
+    assert target.read_text(encoding="utf-8") == "new ✓"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_write_json_atomic_round_trips_unicode_and_paths(tmp_path: Path):
+    target = tmp_path / "m.json"
+    write_json_atomic(target, {"title": "Café — 日本", "path": Path("/x/y")})
+    text = target.read_text(encoding="utf-8")
+    assert "Café — 日本" in text  # not \u-escaped
+    assert json.loads(text) == {"title": "Café — 日本", "path": "/x/y"}
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path: Path):
+    """mkstemp makes private (0600) files; outputs must be ordinary, readable files like open() makes."""
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "report.html", "<html></html>")
+        (tmp_path / "plain.html").write_text("<html></html>")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "report.html").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.html").stat().st_mode) == 0o644
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_run_layout(tmp_path: Path):
+    layout = RunLayout(tmp_path)
+    assert layout.manifest == tmp_path / "manifest.json"
+    assert layout.output("descent", ".mp4") == tmp_path / "descent" / "descent.mp4"
+    work = layout.workdir("descent")
+    assert work == tmp_path / "tmp" / "descent" and work.is_dir()
+    (work / "scratch.wav").write_bytes(b"x")
+    layout.clean_workdir("descent")
+    assert not work.exists()
+    assert layout.tmp.is_dir()

@@ -1,0 +1,286 @@
+"""renderer.graph: dependency order, concurrency, content keys, fallbacks and failure propagation."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from renderer.graph import Graph, GraphError, Node, NodeInput
+
+BARRIER_TIMEOUT_S = 5  # only a guard against hanging: the happy path never waits on it
+
+
+def cfg(**overrides):
+    base = {
+        "voice": {"name": "espeak", "rate": 160},
+        "visual": {"name": "procedural", "fps": 12},
+        "format": {"width": 160, "height": 90, "fps": 25},
+        "assembly": {"strategy": "overlay", "panel": {"x": 0.05, "y": 0.45}},
+    }
+    conf = OmegaConf.create(base)
+    for path, value in overrides.items():
+        OmegaConf.update(conf, path.replace("__", "."), value)
+    return conf
+
+
+def const(value):
+    return lambda inp: value
+
+
+def boom(inp: NodeInput):
+    raise ValueError("boom")
+
+
+def by_name(records):
+    return {r.name: r for r in records}
+
+
+class Out:
+    """A stage output carrying a provider name, as providers' clips do."""
+
+    def __init__(self, value, provider):
+        self.value, self.provider = value, provider
+
+
+# --------------------------------------------------------------------------- execution order
+
+
+def test_nodes_run_after_their_deps_and_see_their_outputs(tmp_path: Path):
+    log: list[str] = []
+    lock = threading.Lock()
+
+    def step(name, value):
+        def fn(inp: NodeInput):
+            with lock:
+                log.append(f"start {name}")
+            result = (value, dict(inp.deps))
+            with lock:
+                log.append(f"end {name}")
+            return result
+        return fn
+
+    g = Graph()
+    g.add(Node("a", "s", "1", step("a", 1)))
+    g.add(Node("b", "s", "1", step("b", 2)))
+    g.add(Node("c", "s", "1", step("c", 3), deps=("a", "b")))
+    g.add(Node("d", "s", "1", step("d", 4), deps=("c",)))
+    outputs, records = g.run(cfg(), tmp_path)
+
+    assert [r.status for r in records] == ["ok"] * 4
+    assert log.index("start c") > max(log.index("end a"), log.index("end b"))
+    assert log.index("start d") > log.index("end c")
+    assert outputs["c"][1] == {"a": outputs["a"], "b": outputs["b"]}
+    assert outputs["d"][1] == {"c": outputs["c"]}
+    assert outputs["a"][1] == {}
+
+
+def test_independent_nodes_run_concurrently(tmp_path: Path):
+    barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT_S)
+
+    def meet(inp: NodeInput):
+        barrier.wait()  # breaks (and fails the node) unless the other node is running at the same time
+        return threading.current_thread().name
+
+    g = Graph()
+    g.add(Node("voice/0", "voice", "1", meet))
+    g.add(Node("visual/0", "visual", "1", meet))
+    outputs, records = g.run(cfg(), tmp_path, threads=4)
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert outputs["voice/0"] != outputs["visual/0"]  # two different worker threads
+
+
+def test_node_input_carries_only_declared_config_as_plain_data(tmp_path: Path):
+    seen = {}
+
+    def fn(inp: NodeInput):
+        seen.update(cfg=inp.cfg, data=inp.data, workdir=inp.workdir, key=inp.key)
+        return None
+
+    g = Graph()
+    g.add(Node("n", "s", "1", fn, reads=("voice", "assembly.panel"), data={"k": [1, 2]}))
+    _, records = g.run(cfg(), tmp_path)
+    assert seen["cfg"] == {"voice": {"name": "espeak", "rate": 160}, "assembly.panel": {"x": 0.05, "y": 0.45}}
+    assert type(seen["cfg"]["voice"]) is dict  # plain containers, not DictConfig
+    assert seen["data"] == {"k": [1, 2]}
+    assert seen["workdir"] == tmp_path
+    assert seen["key"] == records[0].key == g.keys(cfg())["n"]
+
+
+def test_duplicate_or_unknown_dependency_is_rejected():
+    g = Graph()
+    g.add(Node("a", "s", "1", const(1)))
+    with pytest.raises(ValueError, match="duplicate"):
+        g.add(Node("a", "s", "1", const(1)))
+    with pytest.raises(ValueError, match="unknown"):
+        g.add(Node("b", "s", "1", const(1), deps=("nope",)))
+
+
+# --------------------------------------------------------------------------- content keys
+
+
+def keyed_graph(*, version="1", data=None, voice_reads=("voice",)):
+    g = Graph()
+    g.add(Node("voice/0", "voice", version, const(None), reads=voice_reads, data=data or {"text": "hi"}))
+    g.add(Node("visual/0", "visual", "1", const(None), reads=("visual", "format"), data={"prompt": "p"}))
+    g.add(Node("panel", "terminal", "1", const(None), reads=("assembly.panel",)))
+    g.add(Node("assembly", "assembly", "1", const(None), deps=("voice/0", "visual/0"), reads=("format",)))
+    return g
+
+
+def test_keys_are_stable_across_calls_and_graph_instances():
+    k1 = keyed_graph().keys(cfg())
+    k2 = keyed_graph().keys(cfg())
+    assert k1 == keyed_graph().keys(cfg()) == k2
+    assert len(set(k1.values())) == len(k1)  # every node has its own key
+    assert all(len(k) == 64 and int(k, 16) >= 0 for k in k1.values())
+
+
+def test_key_changes_with_a_config_subtree_the_node_reads():
+    before = keyed_graph().keys(cfg())
+    after = keyed_graph().keys(cfg(voice__rate=200))
+    assert after["voice/0"] != before["voice/0"]
+    assert after["visual/0"] == before["visual/0"]  # does not read voice
+    assert after["panel"] == before["panel"]
+
+
+def test_key_of_a_dotted_read_changes_only_with_that_subtree():
+    before = keyed_graph().keys(cfg())
+    assert keyed_graph().keys(cfg(assembly__panel__x=0.1))["panel"] != before["panel"]
+    assert keyed_graph().keys(cfg(assembly__strategy="ui_only"))["panel"] == before["panel"]
+
+
+def test_key_does_not_change_with_unrelated_config():
+    before = keyed_graph().keys(cfg())
+    after = keyed_graph().keys(cfg(assembly__strategy="ui_only", extra={"anything": 1}))
+    assert after == before
+
+
+def test_key_changes_when_a_dependency_key_changes():
+    before = keyed_graph().keys(cfg())
+    after = keyed_graph().keys(cfg(voice__name="silent"))
+    assert after["voice/0"] != before["voice/0"]
+    assert after["assembly"] != before["assembly"]  # reads only "format", but depends on voice/0
+    assert after["visual/0"] == before["visual/0"]
+
+
+def test_key_changes_with_node_data_and_version():
+    base = keyed_graph().keys(cfg())
+    new_data = keyed_graph(data={"text": "hello"}).keys(cfg())
+    new_version = keyed_graph(version="2").keys(cfg())
+    for changed in (new_data, new_version):
+        assert changed["voice/0"] != base["voice/0"]
+        assert changed["assembly"] != base["assembly"]
+        assert changed["visual/0"] == base["visual/0"]
+
+
+# --------------------------------------------------------------------------- failures and fallbacks
+
+
+def test_failing_node_with_fallback_records_it_and_dependents_use_the_fallback(tmp_path: Path):
+    fallback_calls = []
+
+    def fallback(inp: NodeInput, exc: Exception):
+        fallback_calls.append(exc)
+        return Out("silence", "silent")
+
+    g = Graph()
+    g.add(Node("voice/0", "voice", "1", boom, fallback=fallback))
+    g.add(Node("assembly", "assembly", "1", lambda inp: ("assembled", inp.deps["voice/0"].value),
+               deps=("voice/0",)))
+    outputs, records = g.run(cfg(), tmp_path)
+    rec = by_name(records)
+
+    assert rec["voice/0"].status == "fallback"
+    assert rec["voice/0"].error == "ValueError: boom"
+    assert rec["voice/0"].provider == "silent"
+    assert isinstance(fallback_calls[0], ValueError)
+    assert rec["assembly"].status == "ok"
+    assert outputs["assembly"] == ("assembled", "silence")
+
+
+def test_failing_node_without_fallback_skips_dependents_and_raises(tmp_path: Path):
+    g = Graph()
+    g.add(Node("voice/0", "voice", "1", boom))
+    g.add(Node("visual/0", "visual", "1", const("clip")))
+    g.add(Node("mix", "mix", "1", const("mixed"), deps=("voice/0",)))
+    g.add(Node("assembly", "assembly", "1", const("video"), deps=("mix", "visual/0")))
+    with pytest.raises(GraphError) as info:
+        g.run(cfg(), tmp_path)
+    rec = by_name(info.value.records)
+
+    assert rec["voice/0"].status == "failed"
+    assert rec["voice/0"].error == "ValueError: boom"
+    assert rec["visual/0"].status == "ok"  # independent work is not affected
+    assert rec["mix"].status == "skipped"
+    assert rec["assembly"].status == "skipped"  # transitively
+    assert "voice/0" in str(info.value) and "boom" in str(info.value)
+    assert [r.name for r in info.value.records] == ["voice/0", "visual/0", "mix", "assembly"]
+
+
+def test_failing_fallback_leaves_the_node_failed(tmp_path: Path):
+    def bad_fallback(inp: NodeInput, exc: Exception):
+        raise RuntimeError("fallback broke too")
+
+    g = Graph()
+    g.add(Node("visual/0", "visual", "1", boom, fallback=bad_fallback))
+    g.add(Node("assembly", "assembly", "1", const("video"), deps=("visual/0",)))
+    with pytest.raises(GraphError) as info:
+        g.run(cfg(), tmp_path)
+    rec = by_name(info.value.records)
+    assert rec["visual/0"].status == "failed"
+    assert "boom" in rec["visual/0"].error
+    assert rec["assembly"].status == "skipped"
+
+
+def test_dependent_waits_for_its_dep_output_not_just_its_status(tmp_path: Path):
+    """B's function has returned (its status is set) but B has not finished; meanwhile A finishes and
+    wakes the scheduler. C (depends on B) must not start before B's output exists.
+
+    Regression: readiness was once judged by the dep's status, set in the worker before its output was
+    handed back, so C hit a KeyError and was silently left 'pending'. Two workers make the order
+    deterministic: C, if wrongly started, runs before D (which is what lets B finish)."""
+    b_returned = threading.Event()
+    release_b = threading.Event()
+
+    class SlowToHandBack:
+        @property
+        def provider(self):  # read by the graph after the status is set, before the future resolves
+            b_returned.set()
+            release_b.wait(BARRIER_TIMEOUT_S)
+            return "b-provider"
+
+    def a(inp):
+        b_returned.wait(BARRIER_TIMEOUT_S)
+        return "a"
+
+    def d(inp):
+        release_b.set()  # D depends only on A: it may run while B is still handing back
+        return "d"
+
+    g = Graph()
+    g.add(Node("a", "s", "1", a))
+    g.add(Node("b", "s", "1", const(SlowToHandBack())))
+    g.add(Node("c", "s", "1", lambda inp: ("c", inp.deps["b"]), deps=("b",)))
+    g.add(Node("d", "s", "1", d, deps=("a",)))
+    outputs, records = g.run(cfg(), tmp_path, threads=2)
+    assert [r.status for r in records] == ["ok"] * 4
+    assert outputs["c"][0] == "c"
+
+
+def test_a_node_breaking_outside_its_function_is_failed_not_left_pending(tmp_path: Path):
+    class BadOutput:
+        @property
+        def provider(self):  # the graph reads this after the stage function returned
+            raise RuntimeError("bad output")
+
+    g = Graph()
+    g.add(Node("a", "s", "1", const(BadOutput())))
+    g.add(Node("b", "s", "1", const("b"), deps=("a",)))
+    with pytest.raises(GraphError) as info:
+        g.run(cfg(), tmp_path)
+    rec = by_name(info.value.records)
+    assert rec["a"].status == "failed" and "bad output" in rec["a"].error
+    assert rec["b"].status == "skipped"

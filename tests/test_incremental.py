@@ -1,0 +1,191 @@
+"""Incremental rendering: unchanged reruns run no stage, a change re-runs exactly what depends on it,
+and an interrupted batch (kill -9) resumes to the same result as an uninterrupted run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from renderer.files import RunLayout
+from renderer.pipeline import render_script
+from tests.conftest import ROOT, TINY, TWO_SCENES, compose_cfg
+
+THREE_SCENES = TWO_SCENES.replace("END TEST_0001", """
+[0:07 – Three]
+Visual: A green field.
+ON-SCREEN TEXT:
+$ uptime
+Narration:
+“Three.”
+END TEST_0001""")
+
+
+def render(script: Path, run_dir: Path, cache_dir: Path, *overrides: str) -> dict:
+    cfg = compose_cfg(*TINY, "cache.enabled=true", f"cache.dir={cache_dir}", *overrides)
+    return render_script(script, "tiny", cfg, RunLayout(run_dir))
+
+
+def statuses(record: dict) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in record["stages"]}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(THREE_SCENES, encoding="utf-8")
+    return path
+
+
+def test_unchanged_rerun_runs_no_stage_and_gives_the_same_file(script, tmp_path):
+    cache = tmp_path / "cache"
+    cold = render(script, tmp_path / "a", cache)
+    assert set(statuses(cold).values()) == {"ok"}
+    warm = render(script, tmp_path / "b", cache)
+    assert set(statuses(warm).values()) == {"cached"}
+    assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
+
+
+def test_theme_change_reruns_exactly_terminal_and_assembly(script, tmp_path):
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    changed = statuses(render(script, tmp_path / "b", cache, "theme=matrix"))
+    rerun = sorted(name for name, status in changed.items() if status == "ok")
+    assert rerun == ["assembly", "terminal/0", "terminal/1", "terminal/2"]
+    assert {s for n, s in changed.items() if n not in rerun} == {"cached"}
+
+
+def test_one_narration_change_reruns_that_voice_and_assembly(script, tmp_path):
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
+    changed = statuses(render(script, tmp_path / "b", cache))
+    assert sorted(n for n, s in changed.items() if s == "ok") == ["assembly", "voice/1"]
+
+
+def test_fallbacks_are_not_cached(script, tmp_path):
+    cache = tmp_path / "cache"
+    first = render(script, tmp_path / "a", cache, "voice.voice=no-such-voice")
+    assert first["fallbacks"] and first["providers"]["voice"] == ["silent"]
+    again = statuses(render(script, tmp_path / "b", cache, "voice.voice=no-such-voice"))
+    assert again["voice/0"] == "ok" and again["assembly"] == "ok"  # stand-in voice: nothing of it was kept
+    assert again["visual/0"] == "cached"
+
+
+def test_disabled_cache_renders_everything(script, tmp_path):
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    record = render(script, tmp_path / "b", cache, "cache.enabled=false")
+    assert set(statuses(record).values()) == {"ok"}
+
+
+# --- kill -9 and resume ------------------------------------------------------------------------------------
+def _batch(inputs: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
+    overrides = [o for o in TINY if not o.startswith(("batch.backend", "cache.enabled"))]
+    return [sys.executable, "-m", "renderer", *overrides, "format.width=320", "format.height=180",
+            f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=1", f"cache.dir={cache}", f"hydra.run.dir={run_dir}",
+            *extra]
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            psutil.Process(pid).send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=10)
+
+
+def _wait_for(proc: subprocess.Popen, run_dir: Path, point: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the batch ended before the kill point"
+        if point == "first_tool" or point == "assembling":
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    line = child.cmdline()
+                except psutil.NoSuchProcess:
+                    continue
+                if child.name() in ("ffmpeg", "espeak-ng") and (
+                        point == "first_tool" or "-filter_complex_script" in line):
+                    return
+        elif point == "one_done":
+            try:
+                manifest = json.loads((run_dir / "manifest.json").read_text())
+            except (OSError, ValueError):
+                manifest = {"scripts": {}}
+            if any(s["status"] == "ok" for s in manifest["scripts"].values()):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"never reached {point}")
+
+
+@pytest.fixture(scope="module")
+def batch_inputs(tmp_path_factory) -> Path:
+    inputs = tmp_path_factory.mktemp("inputs")
+    for n, title in enumerate(["alpha", "beta", "gamma"]):
+        text = THREE_SCENES.replace("A red sky over a server farm.", f"A {title} sky.").replace(
+            "[0:07 – Three]", f"[0:{8 + n}:00 – Three]".replace("0:8:00", "0:08").replace("0:9:00", "0:09")
+            .replace("0:10:00", "0:10"))
+        (inputs / f"{title}.txt").write_text(text, encoding="utf-8")
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def reference(batch_inputs, tmp_path_factory) -> dict[str, str]:
+    """The uninterrupted run, with a cache of its own."""
+    base = tmp_path_factory.mktemp("reference")
+    result = subprocess.run(_batch(batch_inputs, base / "run", base / "cache"), cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return {p.stem: sha(p) for p in (base / "run").glob("*/*.mp4")}
+
+
+@pytest.mark.parametrize("point", ["first_tool", "one_done", "assembling"])
+def test_kill_9_then_resume_matches_an_uninterrupted_run(point, batch_inputs, reference, tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    proc = subprocess.Popen(_batch(batch_inputs, run_dir, cache), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for(proc, run_dir, point)
+    _kill_tree(proc)
+
+    resumed = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scripts"].values()} == {"ok"}
+    assert manifest["resumed"]
+    assert {p.stem: sha(p) for p in run_dir.glob("*/*.mp4")} == reference
+    assert not list(run_dir.rglob("*.part")) and list((run_dir / "tmp").iterdir()) == []
+    assert not list((cache / "tmp").iterdir()) if (cache / "tmp").exists() else True
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / ".hydra" / "resumed").is_dir()
+
+
+def test_resume_of_a_finished_run_renders_nothing(batch_inputs, tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    first = subprocess.run(_batch(batch_inputs, run_dir, cache), cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*.mp4")}
+    again = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}"], cwd=ROOT, capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*.mp4")} == before
+
+
+def test_resume_of_something_else_fails_clearly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "renderer", f"resume={tmp_path / 'nowhere'}"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "not a run directory" in result.stderr
