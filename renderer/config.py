@@ -186,7 +186,7 @@ class FFmpegConfig:
 
 @dataclass
 class BatchConfig:
-    inputs: list[str] = field(default_factory=lambda: ["scripts/*.txt"])
+    inputs: list[str] = field(default_factory=lambda: ["scripts/*.txt", "scripts/*.md"])
     n_jobs: int = 2
     backend: str = "loky"  # any joblib backend: loky | threading | sequential | dask
 

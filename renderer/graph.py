@@ -77,6 +77,22 @@ def _select(cfg: DictConfig, paths: tuple[str, ...]) -> dict[str, Any]:
     return {path: _plain(OmegaConf.select(cfg, path, throw_on_missing=True)) for path in paths}
 
 
+def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[NodeInput, Exception], Any] | None:
+    """A node fallback trying ``fallbacks`` in order; the last one's error if all fail; None if there are none."""
+    if not fallbacks:
+        return None
+
+    def fallback(inp: NodeInput, exc: Exception) -> Any:
+        for attempt in fallbacks[:-1]:
+            try:
+                return attempt(inp)
+            except Exception as error:
+                logger.warning("fallback failed too: {}", error)
+        return fallbacks[-1](inp)
+
+    return fallback
+
+
 def _store(cache: Cache, node: Node, key: str, result: Any) -> Any:
     """Keep a clean result for later runs; a cache that cannot be written costs speed, not the render."""
     try:

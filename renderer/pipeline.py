@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from loguru import logger
 from omegaconf import DictConfig
 
@@ -15,7 +14,9 @@ from renderer import captions, ffmpeg
 from renderer.cache import Cache
 from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
 from renderer.graph import Graph, GraphError, NodeRecord
-from renderer.providers.silent import SilentVoice
+from renderer.providers import chain
+from renderer.logs import redact
+from renderer.providers.chain import ProviderUnavailable, Providers
 from renderer.script import Script, parse_file
 from renderer.stages import assembly, terminal, visual, voice
 
@@ -32,37 +33,32 @@ class ScriptError(RuntimeError):
     """The script itself is unusable; the message says where and how to fix it."""
 
 
-def build_providers(cfg: DictConfig, fallbacks: list[dict]) -> dict[str, Any]:
-    """Instantiate the configured providers; a voice that cannot start falls back to silence (recorded)."""
-    try:
-        voice_provider = instantiate(cfg.voice)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        fallbacks.append({"node": "voice", "from": cfg.voice.name, "to": "silent", "reason": reason})
-        logger.warning("voice provider {} unavailable, narration will be silent: {}", cfg.voice.name, reason)
-        voice_provider = SilentVoice()
-    return {"voice": voice_provider, "visual": instantiate(cfg.visual)}
-
-
-def build_graph(script: Script, slug: str, cfg: DictConfig, providers: dict[str, Any]) -> Graph:
+def build_graph(script: Script, slug: str, cfg: DictConfig, providers: Providers) -> Graph:
     """The stage graph for one script, shaped by the assembly strategy."""
-    strategy = cfg.assembly.strategy
-    if strategy not in STAGES_FOR:
-        raise ScriptError(f"unknown assembly strategy {strategy!r}: use one of {', '.join(STAGES_FOR)}")
-    wanted = STAGES_FOR[strategy]
+    wanted = STAGES_FOR[cfg.assembly.strategy]
     timeout = cfg.limits.ffmpeg_timeout_s
     graph = Graph()
     for scene in script.scenes:
         if "voice" in wanted:
-            graph.add(voice.node(scene, providers["voice"], timeout=cfg.limits.api_timeout_s,
-                                 stand_in=providers["voice"].name != cfg.voice.name))
+            graph.add(voice.node(scene, providers.primary["voice"], timeout=cfg.limits.api_timeout_s,
+                                 backups=providers.backups["voice"], stand_in=providers.stand_in["voice"]))
         if "visual" in wanted:
-            graph.add(visual.node(scene, providers["visual"], width=cfg.format.width, height=cfg.format.height,
-                                  timeout=timeout))
+            graph.add(visual.node(scene, providers.primary["visual"], width=cfg.format.width,
+                                  height=cfg.format.height, timeout=timeout, backups=providers.backups["visual"],
+                                  stand_in=providers.stand_in["visual"]))
         if "terminal" in wanted:
             graph.add(terminal.node(scene, script.title))
     graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout))
     return graph
+
+
+def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
+    """The providers the strategy needs; breaker state shared by all workers of the run."""
+    strategy = cfg.assembly.strategy
+    if strategy not in STAGES_FOR:
+        raise ScriptError(f"unknown assembly strategy {strategy!r}: use one of {', '.join(STAGES_FOR)}")
+    groups = [g for g in ("voice", "visual") if g in STAGES_FOR[strategy]]
+    return chain.build(cfg, groups=groups, state_dir=layout.tmp / ".breakers")
 
 
 def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:
@@ -71,6 +67,12 @@ def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:
         if r.provider:
             used.setdefault(r.stage, set()).add(r.provider)
     return {stage: sorted(names) for stage, names in used.items()}
+
+
+def _breaker_of(providers: Providers, stage: str, services: dict[str, Any]) -> dict[str, str]:
+    """The breaker state of the cloud service behind ``stage``, if there is one."""
+    service = getattr(providers.primary.get(stage), "service", None)
+    return {"breaker": services[service]["breaker_state"]} if service in services else {}
 
 
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
@@ -93,18 +95,22 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
             raise ScriptError(f"{first.message} — {first.hint}" + (
                 f" (and {len(script.errors) - 1} more error(s), see the issues)" if len(script.errors) > 1 else ""))
 
-        providers = build_providers(cfg, record["fallbacks"])
+        providers = providers_for(cfg, layout)
+        record["fallbacks"] += providers.fallbacks
         graph = build_graph(script, slug, cfg, providers)
         log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
         try:
             cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
             outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads,
-                                         cache=cache, on_abort=ffmpeg.kill_all)
+                                         cache=cache, on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
         except GraphError as exc:
             record["stages"] = [asdict(r) for r in exc.records]
             raise
+        finally:
+            record["services"] = providers.services()
         record["stages"] = [asdict(r) for r in records]
-        record["fallbacks"] += [{"node": r.name, "to": r.provider, "reason": r.error}
+        record["fallbacks"] += [{"node": r.name, "to": r.provider, "reason": r.error,
+                                 **_breaker_of(providers, r.stage, record["services"])}
                                 for r in records if r.status == "fallback"]
         for fb in record["fallbacks"]:
             log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
@@ -129,7 +135,8 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
         log.warning("cancelled")
         raise
     except Exception as exc:  # one bad script never stops the batch: its failure is its record
-        record["error"] = f"{exc}" if isinstance(exc, ScriptError) else f"{type(exc).__name__}: {exc}"
+        message = f"{exc}" if isinstance(exc, (ScriptError, ProviderUnavailable)) else f"{type(exc).__name__}: {exc}"
+        record["error"] = redact(message)
         log.error("failed: {}", record["error"])
     finally:
         layout.clean_workdir(slug)

@@ -19,7 +19,7 @@ def test_defaults_compose_to_the_offline_setup():
     assert cfg.voice.name == "espeak" and cfg.visual.name == "procedural"
     assert cfg.assembly.strategy == "overlay" and cfg.theme.name == "dark"
     assert (cfg.format.width, cfg.format.height) == (1280, 720)
-    assert list(cfg.batch.inputs) == ["scripts/*.txt"]
+    assert list(cfg.batch.inputs) == ["scripts/*.txt", "scripts/*.md"]
     assert cfg.breaker.elevenlabs.fail_max == 5 and cfg.breaker.runway.fail_max == 3
 
 

@@ -85,13 +85,13 @@ def test_silent_voice_keeps_the_timeline(two_scenes, tmp_path):
     assert record["timeline"][1]["start"] == 3.0
 
 
-def test_unusable_voice_falls_back_to_silence_and_says_so(two_scenes, tmp_path):
+def test_unusable_voice_falls_back_and_says_so(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "voice.voice=no-such-voice", "assembly=audio_only")
     assert record["status"] == "ok"
     (fallback,) = record["fallbacks"]
-    assert fallback["node"] == "voice" and fallback["from"] == "espeak" and fallback["to"] == "silent"
-    assert "no-such-voice" in fallback["reason"]
-    assert record["providers"]["voice"] == ["silent"]
+    assert fallback["node"] == "voice" and fallback["from"] == "espeak" and fallback["to"] == "espeak"
+    assert "no-such-voice" in fallback["reason"]  # the stand-in is espeak-ng's default voice
+    assert record["providers"]["voice"] == ["espeak"]
 
 
 def test_bad_script_fails_with_file_and_line(tmp_path):

@@ -1,4 +1,4 @@
-"""renderer.providers (espeak, silent, procedural), stages.visual.backdrop and renderer.ffmpeg — real binaries."""
+"""renderer.providers (espeak, silent, procedural, backdrop) and renderer.ffmpeg — real binaries."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 
 from renderer import ffmpeg
 from renderer.providers.espeak import SPEAKER_GAP_S, EspeakError, EspeakVoice
-from renderer.providers.procedural import ProceduralVisual, seed_of
+from renderer.providers.procedural import Backdrop, ProceduralVisual, seed_of
 from renderer.providers.silent import SilentVoice
-from renderer.stages.visual import backdrop
 
 SOURCES = ["gradients", "plasma", "life", "mandelbrot"]
 HANG_GUARD_S = 60
@@ -161,7 +160,7 @@ def test_procedural_unknown_source_is_a_value_error(tmp_path: Path):
 
 
 def test_backdrop_renders_a_clip(tmp_path: Path):
-    clip = backdrop(tmp_path / "b.mp4", duration=2.0, timeout=60)
+    clip = Backdrop().render("ignored", tmp_path / "b.mp4", width=1280, height=720, duration=2.0, timeout=60)
     assert clip.provider == "backdrop" and clip.duration == 2.0
     info = ffprobe(clip.path)
     video = info["streams"][0]

@@ -74,3 +74,17 @@ class ProceduralVisual:
                     "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
                    timeout=timeout)
         return VisualClip(out, duration, f"{self.name}:{kind}")
+
+
+class Backdrop:
+    """The last resort for a scene's visual: a dark still, tiny (assembly scales it)."""
+
+    name = "backdrop"
+    version = "1"
+    colour = "0x14161c"
+
+    def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
+               timeout: float = 300.0) -> VisualClip:
+        ffmpeg.run(["-f", "lavfi", "-i", f"color=c={self.colour}:s=64x36:r=1:d={duration:.3f}", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)], timeout=timeout)
+        return VisualClip(out, duration, self.name)

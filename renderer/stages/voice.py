@@ -1,21 +1,20 @@
-"""Voice stage: one narration clip per scene from the configured voice provider; silence if it fails."""
+"""Voice stage: one narration clip per scene; when the provider fails, its stand-ins are tried in turn."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from renderer.graph import Node, NodeInput
-from renderer.providers.silent import SilentVoice
+from renderer.graph import Node, NodeInput, first_that_works
 from renderer.script import Scene
 
 VERSION = "1"
 
 
-def node(scene: Scene, provider: Any, *, timeout: float, fallback: Any | None = None,
+def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
          stand_in: bool = False) -> Node:
-    """``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
+    """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
+    ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
     lines = [(line.text, line.speaker) for line in scene.narration]
-    backup = fallback or SilentVoice()
 
     def out(inp: NodeInput):
         return inp.workdir / f"voice-{scene.index:03d}-{inp.key[:12]}.wav"
@@ -27,6 +26,7 @@ def node(scene: Scene, provider: Any, *, timeout: float, fallback: Any | None = 
         reads=("voice",),
         data={"lines": lines},
         fn=lambda inp: provider.synthesize(lines, out(inp), timeout=timeout),
-        fallback=lambda inp, exc: backup.synthesize(lines, out(inp), timeout=timeout),
+        fallback=first_that_works([lambda inp, b=b: b.synthesize(lines, out(inp), timeout=timeout)
+                                   for b in backups or []]),
         cacheable=not stand_in,
     )

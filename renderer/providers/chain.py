@@ -1,0 +1,102 @@
+"""The providers a script renders with, and what stands in when they fail (the fallback policy).
+
+voice:  configured provider → espeak-ng (offline) → silence
+visual: configured provider → procedural (offline) → a plain backdrop
+A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script.
+A provider that cannot even start (no API key, no espeak-ng) is replaced by its first working stand-in,
+recorded as a fallback. Cloud providers get a service guard (breaker, retries, concurrency) whose breaker
+state is shared by every worker of the run through ``state_dir``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hydra.utils import instantiate
+from loguru import logger
+from omegaconf import DictConfig
+
+from renderer.providers.espeak import EspeakVoice
+from renderer.providers.procedural import Backdrop, ProceduralVisual
+from renderer.providers.silent import SilentVoice
+from renderer.reliability import build_guard
+
+OFFLINE: dict[str, list[Callable[[], Any]]] = {
+    "voice": [EspeakVoice, SilentVoice],
+    "visual": [ProceduralVisual, Backdrop],
+}
+
+
+class ProviderUnavailable(RuntimeError):
+    """The configured provider cannot start and its config forbids a fallback."""
+
+
+@dataclass
+class Providers:
+    primary: dict[str, Any] = field(default_factory=dict)  # group -> provider in use
+    backups: dict[str, list[Any]] = field(default_factory=dict)  # group -> stand-ins, in order
+    stand_in: dict[str, bool] = field(default_factory=dict)  # group -> primary is not the configured one
+    fallbacks: list[dict[str, str]] = field(default_factory=list)  # start-up fallbacks, for the record
+
+    def cancel(self) -> None:
+        """Stop cloud work in flight (e.g. DELETE running Runway tasks); called when a run is interrupted."""
+        for provider in self.primary.values():
+            if hasattr(provider, "cancel"):
+                provider.cancel()
+
+    def services(self) -> dict[str, Any]:
+        """Usage and breaker state of every cloud provider in use, for the script's record."""
+        out = {}
+        for provider in self.primary.values():
+            guard = getattr(provider, "guard", None)
+            if guard is not None:
+                out[provider.service] = {**guard.summary(), "usage": getattr(provider, "stats", {})}
+        return out
+
+
+def _stand_ins(group: str, configured: Any) -> list[Any]:
+    """Offline stand-ins after ``configured`` (never the same kind of provider again)."""
+    chain = OFFLINE[group]
+    if type(configured) in chain:
+        chain = chain[chain.index(type(configured)) + 1:]
+    out = []
+    for make in chain:
+        try:
+            out.append(make())
+        except Exception as exc:
+            logger.warning("{} stand-in {} unavailable: {}", group, make.__name__, exc)
+    return out
+
+
+def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
+    providers = Providers()
+    for group in groups:
+        group_cfg = cfg[group]
+        allowed = group_cfg.get("fallback", True)
+        try:
+            provider = instantiate(group_cfg)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if not allowed:
+                raise ProviderUnavailable(f"{group} provider {group_cfg.name} cannot start and fallback is off: "
+                                          f"{reason}") from exc
+            backups = _stand_ins(group, None)
+            if not backups:
+                raise ProviderUnavailable(f"no {group} provider can start: {reason}") from exc
+            provider = backups.pop(0)
+            providers.stand_in[group] = True
+            providers.fallbacks.append({"node": group, "from": group_cfg.name, "to": provider.name, "reason": reason})
+            logger.warning("{} provider {} cannot start, using {}: {}", group, group_cfg.name, provider.name, reason)
+        else:
+            providers.stand_in[group] = False
+            backups = _stand_ins(group, provider) if allowed else []
+            service = getattr(provider, "service", None)
+            if service:
+                provider.guard = build_guard(service, cfg.breaker, cfg.retry, state_dir=state_dir,
+                                             timeout_s=cfg.limits.api_timeout_s,
+                                             max_concurrency=cfg.limits.stage_threads)
+        providers.primary[group] = provider
+        providers.backups[group] = backups
+    return providers

@@ -1,0 +1,259 @@
+"""Runway scene visuals over its HTTP API: a generation task per scene, polled, downloaded, fitted to the scene.
+
+``POST {base_url}/v1/text_to_video`` (``image_to_video`` when an image URL is given) with
+``Authorization: Bearer`` RUNWAY_API_KEY and ``X-Runway-Version``; the answer's task id is polled at
+``GET /v1/tasks/{id}`` every ``poll_interval_s`` (+ jitter) until SUCCEEDED / FAILED / CANCELLED. A task that
+is interrupted (Ctrl-C, ``cancel()``, timeout, repeated poll errors) is cancelled with ``DELETE /v1/tasks/{id}``.
+The output (a pre-signed URL: downloaded without the key) is looped or held on its last frame to last the
+scene; assembly scales it to the format.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from renderer import ffmpeg
+from renderer.providers.base import VisualClip
+from renderer.providers.http import Client, api_key, json_body
+from renderer.reliability import Cancelled, ServiceError, ServiceGuard, build_guard
+
+DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
+API_VERSION = "2024-11-06"
+DEFAULT_RATIOS = ("1280:720", "720:1280", "960:960", "1104:832", "832:1104", "1584:672")
+CINEMATIC_STYLE = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
+TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+NOT_RETRYABLE_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY", "ASSET.INVALID")
+MAX_POLL_ERRORS = 3  # consecutive failed polls before the task is given up
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def truncate_at_word(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a word boundary when there is one."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0]
+    return (cut if 0 < len(cut) <= limit else text[:limit]).rstrip(" ,;:")
+
+
+def nearest_ratio(width: int, height: int, ratios: list[str] | tuple[str, ...]) -> str:
+    """The allowed ``W:H`` ratio closest in shape to width x height."""
+    def distance(ratio: str) -> float:
+        w, h = (int(x) for x in ratio.split(":"))
+        return abs(math.log((w / h) / (width / height)))
+
+    return min(ratios, key=distance)
+
+
+def task_failure(service: str, task: dict[str, Any]) -> ServiceError:
+    code = str(task.get("failureCode") or "FAILED")
+    message = str(task.get("failure") or "the generation failed")
+    return ServiceError(service, None, code, message, not code.upper().startswith(NOT_RETRYABLE_FAILURES))
+
+
+class RunwayVisual:
+    service = "runway"
+
+    def __init__(
+        self,
+        name: str = "runway",
+        base_url: str = DEFAULT_BASE_URL,
+        api_version: str = API_VERSION,
+        model: str = "gen4.5",
+        image_model: str = "gen4_turbo",
+        ratio: str = "auto",
+        ratios: list[str] | None = None,
+        min_duration_s: int = 2,
+        max_duration_s: int = 10,
+        prompt_limit: int = 1000,
+        cinematic: bool = False,
+        cinematic_style: str = CINEMATIC_STYLE,
+        fit: str = "loop",
+        poll_interval_s: float = 5.0,
+        poll_jitter_s: float = 1.0,
+        fallback: bool = True,
+    ):
+        if fit not in ("loop", "extend"):
+            raise ValueError(f"unknown runway fit {fit!r}: use loop (repeat the clip) or extend (hold its last frame)")
+        self.name = name
+        self.model = model
+        self.image_model = image_model
+        self.ratio = ratio
+        self.ratios = list(ratios or DEFAULT_RATIOS)
+        self.min_duration_s = int(min_duration_s)
+        self.max_duration_s = int(max_duration_s)
+        self.prompt_limit = int(prompt_limit)
+        self.cinematic = bool(cinematic) or env_flag("RUNWAY_CINEMATIC_MODE")
+        self.cinematic_style = cinematic_style
+        self.fit = fit
+        self.poll_interval_s = float(poll_interval_s)
+        self.poll_jitter_s = float(poll_jitter_s)
+        self.fallback = fallback
+        # the environment can switch the style on: the version (part of the cache key) says so
+        self.version = "1-cinematic" if self.cinematic else "1"
+        headers = {"Authorization": f"Bearer {api_key('RUNWAY_API_KEY', 'Runway')}", "X-Runway-Version": api_version}
+        self.client = Client(self.service, base_url, headers)
+        self.guard: ServiceGuard | None = None
+        self.on_poll: Callable[[dict[str, Any]], None] | None = None  # sees every polled task (progress, tests)
+        self._default_guard: ServiceGuard | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._tasks = {"created": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+
+    def __repr__(self) -> str:
+        return f"RunwayVisual(name={self.name!r}, base_url={self.client.base_url!r}, model={self.model!r})"
+
+    # --- public ----------------------------------------------------------------------------------------
+    def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
+               timeout: float = 300.0, image_url: str | None = None) -> VisualClip:
+        """A clip of ``duration`` seconds for ``prompt`` (from ``image_url`` when given), at ``out`` (mp4)."""
+        deadline = time.monotonic() + timeout
+        endpoint, body = self.request_body(prompt, width=width, height=height, duration=duration,
+                                           image_url=image_url)
+        guard = self._active_guard()
+        url = guard.call(lambda: self._run_task(endpoint, body, deadline), operation=endpoint, deadline=deadline)
+        raw = out.with_name(f"{out.stem}.runway.mp4")
+        try:
+            guard.call(lambda: self._download(url, raw, deadline), operation="download", deadline=deadline)
+            self._fit(raw, out, duration, timeout=max(10.0, deadline - time.monotonic()))
+        finally:
+            raw.unlink(missing_ok=True)
+        return VisualClip(out, duration, self.name)
+
+    def request_body(self, prompt: str, *, width: int, height: int, duration: float,
+                     image_url: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body of the generation request."""
+        style = f", {self.cinematic_style}" if self.cinematic and self.cinematic_style else ""
+        text = truncate_at_word(prompt, self.prompt_limit - len(style)) + style
+        seconds = max(self.min_duration_s, min(self.max_duration_s, math.ceil(duration)))
+        ratio = nearest_ratio(width, height, self.ratios) if self.ratio == "auto" else self.ratio
+        body: dict[str, Any] = {"model": self.model, "promptText": text, "ratio": ratio, "duration": seconds}
+        if image_url:
+            return "image_to_video", {**body, "model": self.image_model, "promptImage": image_url}
+        return "text_to_video", body
+
+    def cancel(self) -> None:
+        """Stop waiting: running tasks are DELETEd (called from another thread on abort)."""
+        self._cancelled.set()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        guard = self.guard or self._default_guard
+        with self._lock:
+            tasks = dict(self._tasks)
+        return {"service": self.service, "tasks": tasks, **self.client.stats(),
+                "retries": guard.summary()["retries"] if guard else 0}
+
+    # --- one task --------------------------------------------------------------------------------------
+    def _active_guard(self) -> ServiceGuard:
+        """The guard the pipeline set, or a local default so the provider also works on its own."""
+        if self.guard is not None:
+            return self.guard
+        with self._lock:
+            if self._default_guard is None:
+                self._default_guard = build_guard(self.service)
+            return self._default_guard
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self._tasks[what] += 1
+
+    @staticmethod
+    def _task_path(task_id: str) -> str:
+        return f"/v1/tasks/{quote(task_id, safe='')}"
+
+    def _timeout(self, deadline: float) -> float:
+        return self._active_guard().request_timeout(deadline)
+
+    def _run_task(self, endpoint: str, body: dict[str, Any], deadline: float) -> str:
+        """Create a task and wait for its output URL; a task left unfinished is DELETEd."""
+        resp = self.client.request("POST", f"/v1/{endpoint}", json=body, timeout=self._timeout(deadline))
+        data = json_body(self.service, resp)
+        task_id = str(data.get("id") or "") if isinstance(data, dict) else ""
+        if not task_id:
+            raise ServiceError(self.service, resp.status_code, "malformed_response", "the answer has no task id", True)
+        self._count("created")
+        try:
+            task = self._wait(task_id, deadline)
+        except BaseException:  # interrupted, timed out, polls failing: don't leave it running (and billing)
+            self._delete(task_id, deadline)
+            raise
+        if task["status"] == "SUCCEEDED":
+            output = task.get("output") or []
+            if not output or not isinstance(output[0], str):
+                raise ServiceError(self.service, None, "malformed_response", "the task succeeded without output",
+                                   True)
+            self._count("succeeded")
+            return output[0]
+        self._count("failed")
+        if task["status"] == "CANCELLED":
+            raise ServiceError(self.service, None, "cancelled", f"task {task_id} was cancelled", False)
+        raise task_failure(self.service, task)
+
+    def _wait(self, task_id: str, deadline: float) -> dict[str, Any]:
+        """Poll until the task ends (THROTTLED/PENDING/RUNNING keep polling; a few failed polls are tolerated)."""
+        errors = 0
+        while True:
+            self._pause(deadline)
+            try:
+                resp = self.client.request("GET", self._task_path(task_id), timeout=self._timeout(deadline))
+                task = json_body(self.service, resp)
+                if not isinstance(task, dict) or "status" not in task:
+                    raise ServiceError(self.service, resp.status_code, "malformed_response", "task has no status",
+                                       True)
+            except ServiceError as exc:
+                errors += 1
+                if not exc.retryable or errors >= MAX_POLL_ERRORS:
+                    raise
+                continue
+            errors = 0
+            if self.on_poll is not None:
+                self.on_poll(task)
+            if task["status"] in TERMINAL_STATES:
+                return task
+
+    def _pause(self, deadline: float) -> None:
+        """Sleep one poll interval (+ jitter); raise when cancelled or when the deadline has passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServiceError(self.service, None, "deadline", "the task did not finish in time", False)
+        interval = self.poll_interval_s + random.uniform(0, self.poll_jitter_s)
+        if self._cancelled.wait(min(interval, left)):
+            raise Cancelled(f"{self.name}: cancelled")
+
+    def _delete(self, task_id: str, deadline: float) -> None:
+        """Cancel a running task (best effort: never hides the error that got us here)."""
+        try:
+            timeout = max(2.0, min(10.0, self._timeout(deadline)))  # even past the deadline: stop the billing
+            self.client.request("DELETE", self._task_path(task_id), timeout=timeout)
+            self._count("cancelled")
+        except ServiceError:
+            pass
+
+    def _download(self, url: str, dest: Path, deadline: float) -> None:
+        self.client.download(url, dest, timeout=self._timeout(deadline))
+        try:
+            info = ffmpeg.probe(dest, timeout=30)
+        except ffmpeg.FFmpegError:
+            info = None
+        if info is None or info.first("video") is None:
+            raise ServiceError(self.service, None, "malformed_video", "the downloaded output is not a video", True)
+
+    def _fit(self, src: Path, out: Path, duration: float, *, timeout: float) -> None:
+        """Loop (or hold the last frame of) the clip to exactly ``duration`` seconds."""
+        if self.fit == "loop":
+            args = ["-stream_loop", "-1", "-i", str(src)]
+        else:
+            args = ["-i", str(src), "-vf", f"tpad=stop_mode=clone:stop_duration={duration:.3f}"]
+        ffmpeg.run([*args, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+                    "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(out)], timeout=timeout)

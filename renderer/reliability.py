@@ -1,0 +1,380 @@
+"""Calls to external services: a circuit breaker shared by the run's processes, retries, concurrency limits.
+
+One ``ServiceGuard`` per service wraps every call as   semaphore → tenacity retry → pybreaker breaker → call.
+Retries sit outside the breaker, so an open breaker (``pybreaker.CircuitBreakerError``) ends the call at once;
+only errors a retry can fix are retried (5xx, 408, 429, timeouts, dropped connections, broken bodies), waiting
+with exponential backoff plus jitter, or as long as the service's ``Retry-After`` says.
+
+The breaker's state lives in a small JSON file under ``state_dir`` (guarded by ``fcntl.flock``), so failures
+in any joblib worker count towards one breaker for the whole run: three workers failing once each open a
+breaker with ``fail_max: 3``. Without a ``state_dir`` the breaker is local to the process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import pybreaker
+import tenacity
+from loguru import logger
+
+from renderer.logs import redact
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({408, 429})  # plus every 5xx
+REQUEST_FAULT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})  # this request was refused; service is fine
+NON_RETRYABLE_CODES = frozenset({"invalid_api_key", "quota_exceeded", "unauthorized", "payment_required",
+                                 "voice_not_found", "model_not_found", "deadline", "cancelled"})
+RETRYABLE_CODES = frozenset({"too_many_concurrent_requests", "system_busy", "rate_limit_exceeded", "timeout",
+                             "connection", "truncated", "malformed_response", "malformed_audio",
+                             "malformed_video"})
+
+
+class ServiceError(RuntimeError):
+    """A failed call to an external service, classified: may a retry help (``retryable``)?"""
+
+    def __init__(self, service: str, status: int | None, code: str, message: str, retryable: bool,
+                 retry_after: float | None = None):
+        self.service = service
+        self.status = status
+        self.code = code
+        self.message = redact(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        where = f"HTTP {status}, {code}" if status else code
+        super().__init__(f"{service}: {self.message} ({where})")
+
+    @property
+    def request_fault(self) -> bool:
+        """The service refused this one request (bad input, content policy): it is healthy, the breaker ignores it."""
+        return self.status in REQUEST_FAULT_STATUSES or self.code.upper().startswith("SAFETY")
+
+    def __reduce__(self):  # picklable across joblib workers despite the custom __init__
+        return (type(self), (self.service, self.status, self.code, self.message, self.retryable, self.retry_after))
+
+
+class Cancelled(RuntimeError):
+    """The caller asked a provider to stop (Ctrl-C, batch abort); never retried, never counted by the breaker."""
+
+
+def retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Retry only what a retry can fix; an open breaker, a refusal or anything unexpected is final."""
+    return isinstance(exc, ServiceError) and exc.retryable
+
+
+def _ignored_by_breaker(exc: BaseException) -> bool:
+    return isinstance(exc, Cancelled) or not isinstance(exc, Exception) or (
+        isinstance(exc, ServiceError) and exc.request_fault)
+
+
+# --- breaker state shared by processes ---------------------------------------------------------------------
+class FileBreakerStorage(pybreaker.CircuitBreakerStorage):
+    """pybreaker state (state, failure/success counters, opened_at) in a JSON file under an flock.
+
+    Every read and write takes the lock, writes replace the file atomically: all processes of a run see one
+    breaker per service.
+    """
+
+    def __init__(self, path: Path | str, state: str = pybreaker.STATE_CLOSED):
+        super().__init__("file")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.path.with_suffix(".lock")
+        with self._locked():
+            if not self.path.exists():
+                self._write({"state": state, "counter": 0, "success_counter": 0, "opened_at": None})
+
+    @contextmanager
+    def _locked(self, exclusive: bool = True) -> Iterator[None]:
+        with open(self._lock_path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a missing or damaged file is a closed breaker
+            return {"state": pybreaker.STATE_CLOSED, "counter": 0, "success_counter": 0, "opened_at": None}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def _get(self, key: str) -> Any:
+        with self._locked(exclusive=False):
+            return self._read()[key]
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        with self._locked():
+            data = self._read()
+            change(data)
+            self._write(data)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._locked(exclusive=False):
+            return self._read()
+
+    @property
+    def state(self) -> str:
+        return self._get("state")
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._update(lambda d: d.update(state=str(state)))
+
+    def increment_counter(self) -> None:
+        self._update(lambda d: d.update(counter=d["counter"] + 1))
+
+    def reset_counter(self) -> None:
+        self._update(lambda d: d.update(counter=0))
+
+    def increment_success_counter(self) -> None:
+        self._update(lambda d: d.update(success_counter=d["success_counter"] + 1))
+
+    def reset_success_counter(self) -> None:
+        self._update(lambda d: d.update(success_counter=0))
+
+    @property
+    def counter(self) -> int:
+        return int(self._get("counter"))
+
+    @property
+    def success_counter(self) -> int:
+        return int(self._get("success_counter"))
+
+    @property
+    def opened_at(self) -> datetime | None:
+        stamp = self._get("opened_at")
+        return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
+    @opened_at.setter
+    def opened_at(self, when: datetime) -> None:
+        self._update(lambda d: d.update(opened_at=when.timestamp()))
+
+
+class SharedBreaker(pybreaker.CircuitBreaker):
+    """A pybreaker breaker that does not hold its lock while the guarded call runs.
+
+    pybreaker serialises ``call`` with one lock per breaker object, which would let only one request per
+    process reach a service at a time; concurrency is the semaphore's job, state changes go to the storage.
+    """
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return self.state.call(func, *args, **kwargs)
+
+
+# --- config ------------------------------------------------------------------------------------------------
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    if cfg is None:
+        return default
+    if isinstance(cfg, dict) or hasattr(cfg, "keys"):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def _has(cfg: Any, key: str) -> bool:
+    return _get(cfg, key) is not None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    wait_s: float = 1.0
+    max_wait_s: float = 30.0
+    exponential: bool = True
+    jitter_s: float = 1.0
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> RetryPolicy:
+        """From ``cfg.retry`` (its ``api`` policy is used) or from one policy."""
+        if _has(cfg, "api"):
+            cfg = _get(cfg, "api")
+        base = cls()
+        return cls(**{name: type(getattr(base, name))(_get(cfg, name, getattr(base, name)))
+                      for name in base.__dataclass_fields__})
+
+    def backoff(self) -> tenacity.wait.wait_base:
+        base = (tenacity.wait_exponential(multiplier=self.wait_s, max=self.max_wait_s) if self.exponential
+                else tenacity.wait_fixed(min(self.wait_s, self.max_wait_s)))
+        return base + tenacity.wait_random(0, self.jitter_s) if self.jitter_s > 0 else base
+
+
+def breaker_settings(service: str, cfg: Any) -> tuple[int, float]:
+    """(fail_max, reset_timeout_s) from ``cfg.breaker`` (the service's entry is used) or from one entry."""
+    defaults = {"elevenlabs": (5, 60.0), "runway": (3, 120.0)}.get(service, (5, 60.0))
+    if _has(cfg, service):
+        cfg = _get(cfg, service)
+    return int(_get(cfg, "fail_max", defaults[0])), float(_get(cfg, "reset_timeout_s", defaults[1]))
+
+
+# --- the guard ---------------------------------------------------------------------------------------------
+@dataclass
+class CallRecord:
+    """What happened to one guarded call: for logs, the script's JSON and the manifest."""
+
+    service: str
+    operation: str
+    attempts: int = 0
+    waits_s: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    ok: bool = False
+    error: str = ""
+    error_code: str = ""
+    breaker_state: str = ""
+
+
+_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_semaphores_lock = threading.Lock()
+
+
+def service_semaphore(service: str, limit: int) -> threading.BoundedSemaphore:
+    """One semaphore per service and limit in this process: every guard of the service shares it."""
+    with _semaphores_lock:
+        return _semaphores.setdefault((service, limit), threading.BoundedSemaphore(max(1, limit)))
+
+
+class ServiceGuard:
+    """semaphore → retry → breaker → call, with a record of each call (``last_call`` is per thread)."""
+
+    def __init__(self, service: str, breaker: pybreaker.CircuitBreaker, policy: RetryPolicy, *,
+                 timeout_s: float = 60.0, max_concurrency: int = 4, sleep: Callable[[float], None] = time.sleep):
+        self.service = service
+        self.breaker = breaker
+        self.policy = policy
+        self.timeout_s = timeout_s
+        self.max_concurrency = max_concurrency
+        self.semaphore = service_semaphore(service, max_concurrency)
+        self._sleep = sleep
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.calls: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"ServiceGuard({self.service!r}, breaker={self.breaker_state}, attempts={self.policy.attempts})"
+
+    @property
+    def breaker_state(self) -> str:
+        return self.breaker.current_state
+
+    @property
+    def last_call(self) -> dict[str, Any] | None:
+        """The record of the last call made by this thread (the stage that just failed or succeeded)."""
+        return getattr(self._local, "last_call", None)
+
+    def request_timeout(self, deadline: float | None = None) -> float:
+        """Per-request timeout: the configured one, cut to what is left before ``deadline`` (monotonic)."""
+        if deadline is None:
+            return self.timeout_s
+        return max(0.05, min(self.timeout_s, deadline - time.monotonic()))
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            calls = list(self.calls)
+        return {"service": self.service, "breaker_state": self.breaker_state,
+                "failure_count": self.breaker.fail_counter, "calls": len(calls),
+                "failed_calls": sum(not c["ok"] for c in calls),
+                "retries": sum(max(0, c["attempts"] - 1) for c in calls)}
+
+    def call(self, fn: Callable[[], T], *, operation: str = "", deadline: float | None = None) -> T:
+        """Run ``fn`` under the guard; raise its last error (or ``CircuitBreakerError``) when it gives up.
+
+        ``deadline`` (time.monotonic()) stops retries that could not start in time.
+        """
+        record = CallRecord(self.service, operation or "call")
+        started = time.monotonic()
+
+        def attempt() -> T:
+            record.attempts += 1
+            with self._slot(deadline):
+                return self.breaker.call(fn)
+
+        stop = tenacity.stop_after_attempt(max(1, self.policy.attempts))
+        if deadline is not None:
+            stop = stop | tenacity.stop_before_delay(max(0.0, deadline - started))
+        retrying = tenacity.Retrying(stop=stop, wait=self._wait, retry=tenacity.retry_if_exception(is_retryable),
+                                     sleep=self._sleep, before_sleep=lambda state: self._before_sleep(state, record),
+                                     reraise=True)
+        try:
+            result = retrying(attempt)
+            record.ok = True
+            return result
+        except BaseException as exc:
+            record.error = f"{type(exc).__name__}: {redact(str(exc))}"
+            record.error_code = ("circuit_open" if isinstance(exc, pybreaker.CircuitBreakerError)
+                                 else getattr(exc, "code", "") or type(exc).__name__)
+            raise
+        finally:
+            record.seconds = round(time.monotonic() - started, 3)
+            record.breaker_state = self.breaker_state
+            self._remember(record)
+
+    @contextmanager
+    def _slot(self, deadline: float | None) -> Iterator[None]:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.semaphore.acquire(timeout=wait):
+            raise ServiceError(self.service, None, "deadline", "no free connection slot before the deadline", False)
+        try:
+            yield
+        finally:
+            self.semaphore.release()
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Backoff with jitter; a ``Retry-After`` from the service wins (capped at max_wait_s)."""
+        exc = state.outcome.exception() if state.outcome else None
+        after = getattr(exc, "retry_after", None)
+        if after is not None:
+            return max(0.0, min(float(after), self.policy.max_wait_s))
+        return self.policy.backoff()(state)
+
+    def _before_sleep(self, state: tenacity.RetryCallState, record: CallRecord) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        record.waits_s.append(round(wait, 3))
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning("{} {}: attempt {} failed ({}), retrying in {:.2f} s", self.service, record.operation,
+                       state.attempt_number, redact(str(exc)), wait)
+
+    def _remember(self, record: CallRecord) -> None:
+        data = asdict(record)
+        self._local.last_call = data
+        with self._lock:
+            self.calls.append(data)
+        if not record.ok:
+            logger.warning("{} {} failed after {} attempt(s), breaker {}: {}", self.service, record.operation,
+                           record.attempts, record.breaker_state, record.error)
+
+
+def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: Path | str | None = None) -> SharedBreaker:
+    fail_max, reset_timeout_s = breaker_settings(service, breaker_cfg)
+    storage = (FileBreakerStorage(Path(state_dir) / f"breaker-{service}.json") if state_dir is not None
+               else pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED))
+    return SharedBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s, exclude=[_ignored_by_breaker],
+                         state_storage=storage, name=service, throw_new_error_on_trip=False)
+
+
+def build_guard(service: str, breaker_cfg: Any = None, retry_cfg: Any = None, *,
+                state_dir: Path | str | None = None, timeout_s: float = 60.0, max_concurrency: int = 4,
+                sleep: Callable[[float], None] = time.sleep) -> ServiceGuard:
+    """The guard for ``service`` from config: ``breaker_cfg`` is ``cfg.breaker`` (or its service entry),
+    ``retry_cfg`` is ``cfg.retry`` (its ``api`` policy is used) or one policy; ``state_dir`` shares the
+    breaker between processes (use one directory per run)."""
+    return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir),
+                        RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency,
+                        sleep=sleep)
