@@ -1,6 +1,6 @@
 """Cold render vs unchanged rerun vs theme-only change, measured side by side on the sample batch.
 
-    python tests/benchmarks/incremental.py [--format landscape_720p] [--inputs 'scripts/*.txt']
+    python -m tests.benchmarks.incremental [--format landscape_720p] [--inputs "[scripts/*.txt]"]
 
 Prints one table; the target is an unchanged rerun costing at most 5 % of a cold run.
 """
