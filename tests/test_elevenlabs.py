@@ -12,7 +12,7 @@ from loguru import logger
 
 from renderer import ffmpeg
 from renderer.fakes import FakeAPI
-from renderer.providers.elevenlabs import ElevenLabsVoice, parse_output_format, split_text
+from renderer.providers.elevenlabs import ElevenLabsVoice, parse_output_format
 from renderer.providers.http import MissingAPIKey
 from renderer.reliability import ServiceError, build_guard
 
@@ -188,17 +188,6 @@ def test_breaker_opens_and_stops_calling_the_service(voice: ElevenLabsVoice, api
     assert voice.guard.last_call["breaker_state"] == "open"
 
 
-# --------------------------------------------------------------------------- text splitting
-
-
-def test_split_text_keeps_sentences_whole_and_chunks_under_the_limit():
-    text = "One. Two two. " + "word " * 30 + "end."
-    chunks = split_text(text, 25)
-    assert all(len(c) <= 25 for c in chunks)
-    assert chunks[0] == "One. Two two."
-    assert " ".join(chunks) == " ".join(text.split())
-    assert split_text("x" * 12, 5) == ["xxxxx", "xxxxx", "xx"]
-    assert split_text("   ", 10) == []
 
 
 def test_unknown_output_format_is_refused(monkeypatch):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import tempfile
 import threading
 import time
@@ -22,8 +21,9 @@ from urllib.parse import quote
 
 from renderer import ffmpeg
 from renderer.providers.base import AudioClip
-from renderer.providers.http import Client, api_key, json_body
-from renderer.reliability import Cancelled, ServiceError, ServiceGuard, build_guard
+from renderer.providers.http import Client, Guarded, api_key, json_body
+from renderer.reliability import Cancelled, ServiceError, ServiceGuard
+from renderer.script import split_text
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 DEFAULT_VOICE_ID = "JBFqnCBsd6RMkjVDRZzb"
@@ -31,38 +31,7 @@ DEFAULT_VOICE_SETTINGS = {"stability": 0.5, "similarity_boost": 0.75, "style": 0
                           "speed": 1.0}
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 CONTEXT_CHARS = 300  # previous_text / next_text sent for continuity between chunks
-SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
 SAMPLE_BYTES = 2  # 16-bit mono PCM
-
-
-def _pack(pieces: list[str], limit: int) -> list[str]:
-    """Join pieces with spaces into chunks of at most ``limit`` characters."""
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current} {piece}" if current else piece
-        if len(candidate) <= limit:
-            current = candidate
-        else:
-            chunks.append(current)
-            current = piece
-    return [*chunks, current] if current else chunks
-
-
-def _words(text: str, limit: int) -> list[str]:
-    """Words of ``text``; a word longer than ``limit`` is cut into pieces."""
-    return [word[i:i + limit] for word in text.split() for i in range(0, len(word), limit)]
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Chunks of at most ``limit`` characters, cut at sentence ends (a sentence too long is cut at spaces)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return [text] if text else []
-    pieces: list[str] = []
-    for sentence in SENTENCE_BREAK.split(text):
-        pieces += _pack(_words(sentence, limit), limit) if len(sentence) > limit else [sentence]
-    return _pack(pieces, limit)
 
 
 def parse_output_format(name: str) -> tuple[str, int]:
@@ -75,7 +44,7 @@ def parse_output_format(name: str) -> tuple[str, int]:
     return codec, int(rate)
 
 
-class ElevenLabsVoice:
+class ElevenLabsVoice(Guarded):
     service = "elevenlabs"
     version = "1"
 
@@ -103,7 +72,7 @@ class ElevenLabsVoice:
         self.with_timestamps = with_timestamps
         self.fallback = fallback
         self.client = Client(self.service, base_url, {"xi-api-key": api_key("ELEVENLABS_API_KEY", "ElevenLabs")})
-        self.guard: ServiceGuard | None = None
+        self.guard: ServiceGuard | None = None  # set by the pipeline; see Guarded
         self._default_guard: ServiceGuard | None = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
@@ -145,27 +114,18 @@ class ElevenLabsVoice:
 
     @property
     def stats(self) -> dict[str, Any]:
-        guard = self.guard or self._default_guard
         with self._lock:
             characters = self._characters
         return {"service": self.service, "characters": characters, **self.client.stats(),
-                "retries": guard.summary()["retries"] if guard else 0}
+                "retries": self.retries()}
 
     # --- one request -----------------------------------------------------------------------------------
-    def _active_guard(self) -> ServiceGuard:
-        """The guard the pipeline set, or a local default so the provider also works on its own."""
-        if self.guard is not None:
-            return self.guard
-        with self._lock:
-            if self._default_guard is None:
-                self._default_guard = build_guard(self.service)
-            return self._default_guard
 
     def _speak_guarded(self, voice: str, text: str, before: str, after: str, deadline: float,
                        tmp: Path) -> tuple[bytes, dict | None]:
         if self._cancelled.is_set():
             raise Cancelled(f"{self.name}: cancelled")
-        guard = self._active_guard()
+        guard = self.active_guard()
         audio, timing = guard.call(lambda: self._speak(voice, text, before, after, guard.request_timeout(deadline),
                                                        tmp),
                                    operation="text-to-speech", deadline=deadline)

@@ -17,7 +17,8 @@ from typing import Any
 
 import requests
 
-from renderer.reliability import NON_RETRYABLE_CODES, RETRYABLE_CODES, ServiceError, retryable_status
+from renderer.reliability import (NON_RETRYABLE_CODES, RETRYABLE_CODES, ServiceError, ServiceGuard, build_guard,
+                                  retryable_status)
 
 DOWNLOAD_CHUNK = 1 << 16
 
@@ -88,6 +89,29 @@ def json_body(service: str, resp: requests.Response) -> Any:
     except ValueError:
         raise ServiceError(service, resp.status_code, "malformed_response", "the answer is not valid JSON",
                            True) from None
+
+
+class Guarded:
+    """A cloud provider's service guard: the one the pipeline sets on ``guard`` (breaker state shared by the
+    run), or a local default so the provider also works on its own. Needs ``service``, ``guard``,
+    ``_default_guard`` and ``_lock`` set by the provider."""
+
+    service: str
+    guard: ServiceGuard | None
+    _default_guard: ServiceGuard | None
+    _lock: threading.Lock
+
+    def active_guard(self) -> ServiceGuard:
+        if self.guard is not None:
+            return self.guard
+        with self._lock:
+            if self._default_guard is None:
+                self._default_guard = build_guard(self.service)
+            return self._default_guard
+
+    def retries(self) -> int:
+        guard = self.guard or self._default_guard
+        return guard.summary()["retries"] if guard else 0
 
 
 class Client:

@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from renderer import ffmpeg
 from renderer.providers.base import VisualClip
-from renderer.providers.http import Client, api_key, json_body
-from renderer.reliability import Cancelled, ServiceError, ServiceGuard, build_guard
+from renderer.providers.http import Client, Guarded, api_key, json_body
+from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 API_VERSION = "2024-11-06"
@@ -61,7 +61,7 @@ def task_failure(service: str, task: dict[str, Any]) -> ServiceError:
     return ServiceError(service, None, code, message, not code.upper().startswith(NOT_RETRYABLE_FAILURES))
 
 
-class RunwayVisual:
+class RunwayVisual(Guarded):
     service = "runway"
 
     def __init__(
@@ -103,7 +103,7 @@ class RunwayVisual:
         self.version = "1-cinematic" if self.cinematic else "1"
         headers = {"Authorization": f"Bearer {api_key('RUNWAY_API_KEY', 'Runway')}", "X-Runway-Version": api_version}
         self.client = Client(self.service, base_url, headers)
-        self.guard: ServiceGuard | None = None
+        self.guard: ServiceGuard | None = None  # set by the pipeline; see Guarded
         self.on_poll: Callable[[dict[str, Any]], None] | None = None  # sees every polled task (progress, tests)
         self._default_guard: ServiceGuard | None = None
         self._cancelled = threading.Event()
@@ -120,7 +120,7 @@ class RunwayVisual:
         deadline = time.monotonic() + timeout
         endpoint, body = self.request_body(prompt, width=width, height=height, duration=duration,
                                            image_url=image_url)
-        guard = self._active_guard()
+        guard = self.active_guard()
         url = guard.call(lambda: self._run_task(endpoint, body, deadline), operation=endpoint, deadline=deadline)
         raw = out.with_name(f"{out.stem}.runway.mp4")
         try:
@@ -148,21 +148,12 @@ class RunwayVisual:
 
     @property
     def stats(self) -> dict[str, Any]:
-        guard = self.guard or self._default_guard
         with self._lock:
             tasks = dict(self._tasks)
         return {"service": self.service, "tasks": tasks, **self.client.stats(),
-                "retries": guard.summary()["retries"] if guard else 0}
+                "retries": self.retries()}
 
     # --- one task --------------------------------------------------------------------------------------
-    def _active_guard(self) -> ServiceGuard:
-        """The guard the pipeline set, or a local default so the provider also works on its own."""
-        if self.guard is not None:
-            return self.guard
-        with self._lock:
-            if self._default_guard is None:
-                self._default_guard = build_guard(self.service)
-            return self._default_guard
 
     def _count(self, what: str) -> None:
         with self._lock:
@@ -173,7 +164,7 @@ class RunwayVisual:
         return f"/v1/tasks/{quote(task_id, safe='')}"
 
     def _timeout(self, deadline: float) -> float:
-        return self._active_guard().request_timeout(deadline)
+        return self.active_guard().request_timeout(deadline)
 
     def _run_task(self, endpoint: str, body: dict[str, Any], deadline: float) -> str:
         """Create a task and wait for its output URL; a task left unfinished is DELETEd."""

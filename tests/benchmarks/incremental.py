@@ -34,7 +34,7 @@ def run(label: str, overrides: list[str], workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", default="landscape_720p")
-    parser.add_argument("--inputs", default="[scripts/*.txt]")
+    parser.add_argument("--inputs", default="[scripts/*.txt,scripts/*.md]", help="batch.inputs (default: the sample batch)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = [f"format={args.format}", f"batch.inputs={args.inputs}", f"cache.dir={tmp}/cache"]
