@@ -75,61 +75,89 @@ def _breaker_of(providers: Providers, stage: str, services: dict[str, Any]) -> d
     return {"breaker": services[service]["breaker_state"]} if service in services else {}
 
 
+def _parse(path: Path, cfg: DictConfig, record: dict[str, Any], log: Any) -> Script:
+    """The script, its issues logged and recorded; a script with errors stops here."""
+    log.info("parsing {}", path)
+    script = parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
+                        min_last_scene_s=cfg.script.min_last_scene_s,
+                        max_narration_chars=cfg.script.max_narration_chars)
+    record.update(title=script.title, script_id=script.script_id, parsed=script.to_dict(),
+                  issues=[asdict(i) for i in script.issues])
+    for issue in script.issues:
+        log.log("ERROR" if issue.severity == "error" else "WARNING", "{} ({})", issue.message, issue.hint)
+    if script.errors:
+        first, more = script.errors[0], len(script.errors) - 1
+        raise ScriptError(f"{first.message} — {first.hint}" + (f" (and {more} more error(s), see the issues)"
+                                                               if more else ""))
+    return script
+
+
+def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, record: dict[str, Any],
+               log: Any) -> dict[str, Any]:
+    """Compose and run the stage graph; record stages, services and fallbacks; return the outputs."""
+    providers = providers_for(cfg, layout)
+    record["fallbacks"] += providers.fallbacks
+    graph = build_graph(script, slug, cfg, providers)
+    log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
+    cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
+    try:
+        outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
+                                     on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
+    except GraphError as exc:
+        record["stages"] = [asdict(r) for r in exc.records]
+        raise
+    finally:
+        record["services"] = providers.services()
+    record["stages"] = [asdict(r) for r in records]
+    record["providers"] = _providers_used(records)
+    record["fallbacks"] += [{"node": r.name, "to": r.provider, "reason": r.error,
+                             **_breaker_of(providers, r.stage, record["services"])}
+                            for r in records if r.status == "fallback"]
+    for fb in record["fallbacks"]:
+        log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
+    return outputs
+
+
+def _typing_warnings(script: Script, outputs: dict[str, Any]) -> list[str]:
+    """Scenes whose on-screen text had to be typed faster than configured to fit."""
+    out = []
+    for scene in script.scenes:
+        scale = getattr(outputs.get(f"terminal/{scene.index}"), "speed_scale", 1.0)
+        if scale > 1.01:
+            out.append(f"scene {scene.index + 1} ({scene.title}): on-screen text typed {scale:.1f}x faster to fit "
+                       f"its {scene.duration:.0f} s; give the scene more time or shorten the text")
+    return out
+
+
+def _publish(script: Script, slug: str, outputs: dict[str, Any], layout: RunLayout) -> assembly.Assembled:
+    """The video and its captions, each written atomically into the script's folder."""
+    assembled: assembly.Assembled = outputs["assembly"]
+    copy_atomic(assembled.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
+    voice_s = [getattr(outputs.get(f"voice/{s.index}"), "duration", 0.0) for s in script.scenes]
+    cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s,
+                             lead=script.scenes[0].start)
+    write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
+    write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
+    return assembled
+
+
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
-    """Render one script into ``<run>/<slug>/``; never raises: failures are returned in the record."""
+    """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
+    returned in the record, which is also written as ``<slug>.json``."""
     started = time.perf_counter()
     log = logger.bind(script=slug)
     record: dict[str, Any] = {"script": str(path), "slug": slug, "status": "failed", "error": "", "issues": [],
                               "stages": [], "fallbacks": [], "warnings": [], "outputs": {}}
     try:
-        log.info("parsing {}", path)
-        script = parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
-                            min_last_scene_s=cfg.script.min_last_scene_s,
-                            max_narration_chars=cfg.script.max_narration_chars)
-        record.update(title=script.title, script_id=script.script_id, parsed=script.to_dict(),
-                      issues=[asdict(i) for i in script.issues])
-        for issue in script.issues:
-            log.log("ERROR" if issue.severity == "error" else "WARNING", "{} ({})", issue.message, issue.hint)
-        if script.errors:
-            first = script.errors[0]
-            raise ScriptError(f"{first.message} — {first.hint}" + (
-                f" (and {len(script.errors) - 1} more error(s), see the issues)" if len(script.errors) > 1 else ""))
-
-        providers = providers_for(cfg, layout)
-        record["fallbacks"] += providers.fallbacks
-        graph = build_graph(script, slug, cfg, providers)
-        log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
-        try:
-            cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
-            outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads,
-                                         cache=cache, on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
-        except GraphError as exc:
-            record["stages"] = [asdict(r) for r in exc.records]
-            raise
-        finally:
-            record["services"] = providers.services()
-        record["stages"] = [asdict(r) for r in records]
-        record["fallbacks"] += [{"node": r.name, "to": r.provider, "reason": r.error,
-                                 **_breaker_of(providers, r.stage, record["services"])}
-                                for r in records if r.status == "fallback"]
-        for fb in record["fallbacks"]:
-            log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
-        assembled: assembly.Assembled = outputs["assembly"]
-        record["warnings"] += assembled.warnings
-        for warning in assembled.warnings:
+        script = _parse(path, cfg, record, log)
+        outputs = _run_graph(script, slug, cfg, layout, record, log)
+        assembled = _publish(script, slug, outputs, layout)
+        record["warnings"] += _typing_warnings(script, outputs) + assembled.warnings
+        for warning in record["warnings"]:
             log.warning(warning)
-
-        mp4 = layout.output(slug, ".mp4")
-        copy_atomic(assembled.path, mp4)  # a copy: the rendered file may live in the cache
-        voice_s = [getattr(outputs.get(f"voice/{s.index}"), "duration", 0.0) for s in script.scenes]
-        cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s,
-                                 lead=script.scenes[0].start)
-        write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
-        write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
         record.update(status="ok", duration=assembled.duration, timeline=assembled.timeline,
-                      providers=_providers_used(records),
                       outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
-        log.info("rendered {} ({:.1f} s of video)", mp4, assembled.duration)
+        log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), assembled.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")
         log.warning("cancelled")

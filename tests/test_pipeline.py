@@ -103,3 +103,14 @@ def test_bad_script_fails_with_file_and_line(tmp_path):
     assert any(i["code"] == "timestamp_backwards" and i["line"] == 5 for i in record["issues"])
     assert (tmp_path / "tiny" / "tiny.json").exists()
     assert not (tmp_path / "tiny" / "tiny.mp4").exists()
+
+
+def test_text_too_long_for_its_scene_is_typed_faster_with_a_warning(tmp_path):
+    crowded = tmp_path / "crowded.txt"
+    commands = "\n".join(f"$ echo line number {n} with a fair amount of text to type" for n in range(12))
+    crowded.write_text(f"SCRIPT: X — Crowded\n[0:00 – Busy]\nVisual: A desk.\nON-SCREEN TEXT:\n{commands}\n"
+                       "Narration:\n“Quick.”\n", encoding="utf-8")
+    record = render(crowded, tmp_path, "assembly=ui_only")
+    assert record["status"] == "ok"
+    (warning,) = [w for w in record["warnings"] if "typed" in w]
+    assert "scene 1 (Busy)" in warning and "faster to fit" in warning
