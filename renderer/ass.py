@@ -6,16 +6,31 @@ because the ASS file reaches ffmpeg as a file name, never as filter-graph text.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 WORD_JOINER = "\u2060"  # invisible; placed after a backslash so "\N", "\h", "\{" stay literal
+NO_BREAK_SPACE = "\u00a0"  # libass trims plain spaces at the start and end of a line; this one it keeps
+LINE_BREAKS = "\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # shown as a space: an event is one line
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # would reorder the row
+
+
+def printable(text: str, tab_width: int = 4) -> str:
+    """``text`` as one line of printable characters: tabs become spaces, line breaks a space, and other
+    control characters (NUL, ESC, CR, bidi overrides ...) are dropped, as a terminal shows none of them."""
+    out = []
+    for ch in text.replace("\r\n", "\n").replace("\t", " " * tab_width):
+        if ch in LINE_BREAKS:
+            out.append(" ")
+        elif ch not in BIDI_CONTROLS and unicodedata.category(ch) not in ("Cc", "Cs"):
+            out.append(ch)
+    return "".join(out)
 
 
 def escape(text: str) -> str:
-    """Plain text -> ASS dialogue text that libass shows verbatim."""
-    text = text.replace("\t", "    ").replace("\r", "").replace("\n", " ")
-    text = text.replace("\\", "\\" + WORD_JOINER)
-    return text.replace("{", "\\{").replace("}", "\\}")
+    """Plain text -> ASS dialogue text that libass shows verbatim (spaces included)."""
+    text = printable(text).replace("\\", "\\" + WORD_JOINER)
+    return text.replace("{", "\\{").replace("}", "\\}").replace(" ", NO_BREAK_SPACE)
 
 
 def colour(hex_rgb: str, alpha: float = 1.0) -> str:
@@ -48,15 +63,16 @@ def timestamp(cs: int) -> str:
     return f"{h}:{m:02d}:{s:02d}.{c:02d}"
 
 
-def rect(w: float, h: float, r: float = 0.0) -> str:
-    """An ASS vector drawing of a (rounded) rectangle from (0,0)."""
-    if r <= 0:
+def rect(w: float, h: float, r: float = 0.0, *, top: bool = True, bottom: bool = True) -> str:
+    """An ASS vector drawing of a rectangle from (0,0); ``r`` rounds its top and/or bottom corners."""
+    rt, rb = (r if top else 0.0), (r if bottom else 0.0)
+    if rt <= 0 and rb <= 0:
         return f"m 0 0 l {w:.0f} 0 {w:.0f} {h:.0f} 0 {h:.0f}"
-    k = r * 0.45  # control-point offset approximating a quarter circle
-    return (f"m {r:.0f} 0 l {w - r:.0f} 0 b {w - k:.0f} 0 {w:.0f} {k:.0f} {w:.0f} {r:.0f} "
-            f"l {w:.0f} {h - r:.0f} b {w:.0f} {h - k:.0f} {w - k:.0f} {h:.0f} {w - r:.0f} {h:.0f} "
-            f"l {r:.0f} {h:.0f} b {k:.0f} {h:.0f} 0 {h - k:.0f} 0 {h - r:.0f} "
-            f"l 0 {r:.0f} b 0 {k:.0f} {k:.0f} 0 {r:.0f} 0")
+    kt, kb = rt * 0.45, rb * 0.45  # control-point offsets approximating a quarter circle
+    return (f"m {rt:.0f} 0 l {w - rt:.0f} 0 b {w - kt:.0f} 0 {w:.0f} {kt:.0f} {w:.0f} {rt:.0f} "
+            f"l {w:.0f} {h - rb:.0f} b {w:.0f} {h - kb:.0f} {w - kb:.0f} {h:.0f} {w - rb:.0f} {h:.0f} "
+            f"l {rb:.0f} {h:.0f} b {kb:.0f} {h:.0f} 0 {h - kb:.0f} 0 {h - rb:.0f} "
+            f"l 0 {rt:.0f} b 0 {kt:.0f} {kt:.0f} 0 {rt:.0f} 0")
 
 
 def circle(d: float) -> str:

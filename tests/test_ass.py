@@ -42,7 +42,7 @@ def shown(text: str) -> str:
             result.append({"\\{": "{", "\\}": "}", "\\h": "\u00a0"}.get(tok, "\n"))
         else:
             result.append(tok)
-    return "".join(result).replace(ass.WORD_JOINER, "")
+    return "".join(result).replace(ass.WORD_JOINER, "").replace(ass.NO_BREAK_SPACE, " ")
 
 
 # --------------------------------------------------------------------------- escape, structurally
@@ -67,6 +67,22 @@ def test_escape_flattens_newlines_and_tabs():
     assert shown(out) == "a b c    d"
 
 
+def test_escape_keeps_every_space_as_a_no_break_space():
+    """libass trims plain spaces at the ends of a line: indentation would be lost."""
+    out = ass.escape("  two  ")
+    assert " " not in out
+    assert out == ass.NO_BREAK_SPACE * 2 + "two" + ass.NO_BREAK_SPACE * 2
+
+
+def test_printable_drops_control_characters_and_reordering_marks():
+    assert ass.printable("\x00a\x07b\x1b[1mc\x7f\x9bd") == "ab[1mcd"
+    assert ass.printable("x\u2028y\u2029z\x0cw\x85v") == "x y z w v"  # line breaks of any kind
+    assert ass.printable("abc\u202edef\u2066g") == "abcdefg"
+    assert ass.printable("\ud800x") == "x"  # a lone surrogate cannot even be written as UTF-8
+    kept = "emoji 😀 CJK 日本 Arabic مرحبا zwj 👩\u200d💻 combining e\u0301"
+    assert ass.printable(kept) == kept
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("\\{}Nnh \t\n\rab%:'\"") + ["日", "\u2060"]), max_size=40))
 def test_escape_makes_any_text_literal(text):
@@ -76,6 +92,17 @@ def test_escape_makes_any_text_literal(text):
     assert "\n" not in out and "\r" not in out
     expected = text.replace("\t", "    ").replace("\r", "").replace("\n", " ").replace(ass.WORD_JOINER, "")
     assert shown(out) == expected
+    assert " " not in out  # all spaces are no-break spaces
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+def test_escape_of_any_unicode_is_one_line_without_override_blocks(text):
+    out = ass.escape(text)
+    assert all(kind != "override" for kind, _ in libass_tokens(out))
+    assert all(tok in ("\\{", "\\}") for kind, tok in libass_tokens(out) if kind == "escape")
+    assert len(out.splitlines()) <= 1
+    out.encode("utf-8")  # writable to the .ass file
 
 
 # --------------------------------------------------------------------------- escape, rendered by libass
@@ -116,6 +143,13 @@ def test_escaped_hostile_text_renders_verbatim_on_one_line(tmp_path: Path):
     # every one of the characters takes its cell: nothing was swallowed as an override tag
     assert abs((x1 - 10) - len(HOSTILE) * advance) < 2 * advance, (x1, len(HOSTILE) * advance)
     assert y1 - y0 < FONT_SIZE * 1.5  # one line: "\N" did not break it
+
+
+def test_escaped_leading_spaces_indent_the_text(tmp_path: Path):
+    plain = ink_box(render_line(tmp_path, ass.escape("abc"), "plain"))
+    indented = ink_box(render_line(tmp_path, ass.escape("    abc"), "indented"))
+    advance = FONT_SIZE * 0.515
+    assert abs((indented[0] - plain[0]) - 4 * advance) < 1.5, (plain, indented)
 
 
 def test_unescaped_hostile_text_is_mangled_by_libass(tmp_path: Path):
@@ -188,6 +222,15 @@ def test_header_declares_play_res_and_styles():
 def test_rect_drawing_spans_its_size():
     square = ass.rect(100, 40)
     assert square == "m 0 0 l 100 0 100 40 0 40"
-    rounded = ass.rect(100, 40, 8)
-    nums = [float(t) for t in rounded.split() if t not in ("m", "l", "b")]
-    assert min(nums) == 0 and max(nums[0::2]) == 100 and max(nums[1::2]) == 40
+    for rounded in (ass.rect(100, 40, 8), ass.rect(100, 40, 8, top=False), ass.rect(100, 40, 8, bottom=False)):
+        nums = [float(t) for t in rounded.split() if t not in ("m", "l", "b")]
+        assert min(nums) == 0 and max(nums[0::2]) == 100 and max(nums[1::2]) == 40
+
+
+def test_rect_rounds_only_the_corners_asked_for():
+    assert ass.rect(100, 40, 8, top=False, bottom=False) == ass.rect(100, 40)
+    top_only = ass.rect(100, 40, 8, bottom=False)
+    assert top_only.startswith("m 8 0 ")  # rounded top-left
+    assert "l 100 40 " in top_only and "l 0 40 " in top_only  # square bottom corners
+    bottom_only = ass.rect(100, 40, 8, top=False)
+    assert bottom_only.startswith("m 0 0 ") and "l 100 32 " in bottom_only

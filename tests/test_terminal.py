@@ -1,4 +1,4 @@
-"""renderer.stages.terminal: cell widths, wrapping, the typing schedule and a golden frame through libass."""
+"""renderer.stages.terminal: cell widths, wrapping, the typing schedule, and golden frames through libass."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from renderer import ass
 from renderer.config import FormatConfig, PanelConfig, TerminalConfig
 from renderer.stages import terminal
-from renderer.stages.terminal import CHAR_WIDTH_EM, build_track, cells, geometry, wrap
+from renderer.stages.terminal import (CHAR_WIDTH_EM, CURSOR, build_track, cells, display_text, expand_tabs,
+                                      geometry, truncate, wrap)
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 THEME = OmegaConf.load(CONF / "theme" / "dark.yaml")
@@ -19,9 +21,42 @@ FMT = FormatConfig("t", 640, 360, 25)
 W, H = FMT.width, FMT.height
 
 
-def track(lines, duration_s=10.0, *, always_show=False, timing=None):
-    return build_track(lines, title="Test — scene", duration_s=duration_s, theme=THEME,
-                       timing=timing or TerminalConfig(), fmt=FMT, panel=PanelConfig(), always_show=always_show)
+def track(lines, duration_s=10.0, *, always_show=False, timing=None, theme=THEME, panel=None):
+    return build_track(lines, title="Test — scene", duration_s=duration_s, theme=theme,
+                       timing=timing or TerminalConfig(), fmt=FMT, panel=panel or PanelConfig(),
+                       always_show=always_show)
+
+
+def cmd(text: str, prompt: str = "$") -> dict:
+    return {"kind": "command", "text": text, "prompt": prompt}
+
+
+def out(text: str) -> dict:
+    return {"kind": "output", "text": text, "prompt": ""}
+
+
+def comment(text: str) -> dict:
+    return {"kind": "comment", "text": text, "prompt": ""}
+
+
+OVERRIDE_BLOCK = re.compile(r"(?<!\\)\{[^}]*\}")
+
+
+def visible(event_text: str) -> str:
+    """The characters libass draws for an event's text: override blocks dropped, escapes undone."""
+    text = OVERRIDE_BLOCK.sub("", event_text)
+    text = text.replace("\\{", "{").replace("\\}", "}").replace(ass.WORD_JOINER, "")
+    return text.replace(ass.NO_BREAK_SPACE, " ")
+
+
+def row_y(event) -> int:
+    return int(re.search(r"\\pos\(\d+,(\d+)\)", event.text).group(1))
+
+
+def screen_at(t, cs: int) -> list[str]:
+    """The terminal's rows (top to bottom) at ``cs`` centiseconds, the cursor shown as CURSOR."""
+    active = [e for e in t.events if e.layer == 2 and e.start <= cs and (e.end is None or cs < e.end)]
+    return [visible(e.text) for e in sorted(active, key=row_y)]
 
 
 def commands(n: int, text: str = "echo abcdefghij") -> list[dict]:
@@ -32,7 +67,7 @@ def outputs(n: int) -> list[dict]:
     return [{"kind": "output", "text": f"line-{i:02d}", "prompt": ""} for i in range(n)]
 
 
-# --------------------------------------------------------------------------- cells / wrap
+# --------------------------------------------------------------------------- text on the grid
 
 
 def test_cells_counts_wide_characters_twice_and_combining_marks_not_at_all():
@@ -42,6 +77,8 @@ def test_cells_counts_wide_characters_twice_and_combining_marks_not_at_all():
     assert cells("한") == 2
     assert cells("Ａ") == 2  # fullwidth
     assert cells("\u0301") == 0  # combining acute
+    assert cells("\u200d") == 0  # zero-width joiner
+    assert cells("ب") == 1
 
 
 def test_wrap_breaks_at_cols_cells():
@@ -68,11 +105,34 @@ def test_wrap_keeps_combining_marks_with_their_letter():
     assert rows == ["e\u0301" * 5]
 
 
+def test_tabs_expand_to_the_next_tab_stop_counted_from_where_the_text_starts():
+    assert expand_tabs("a\tb") == "a" + " " * 7 + "b"
+    assert expand_tabs("\tx") == " " * 8 + "x"
+    assert expand_tabs("abcdefgh\tx") == "abcdefgh" + " " * 8 + "x"
+    assert expand_tabs("x\ty", start_col=2) == "x" + " " * 5 + "y"  # after a "$ " prompt
+    assert expand_tabs("日\tx") == "日" + " " * 6 + "x"  # the wide char takes two cells
+
+
+def test_display_text_drops_control_characters_and_keeps_everything_else():
+    assert display_text("\x1b[31mred\x1b[0m\x07\x00") == "[31mred[0m"
+    assert display_text("a\u202eb") == "ab"  # a bidi override would reorder the row
+    assert display_text("line\nbreak\r") == "line break"
+    hostile = "{\\b1} %{pts} \\N ' \" ; , [] 😀 日本 مرحبا"
+    assert display_text(hostile) == hostile
+
+
+def test_truncate_by_cells_with_an_ellipsis():
+    assert truncate("short", 10) == "short"
+    assert truncate("abcdefghij", 6) == "abcde…"
+    assert truncate("日本語のテキスト", 7) == "日本語…"
+
+
 # --------------------------------------------------------------------------- the schedule
 
 
 def test_every_event_ends_after_it_starts():
-    for t in (track(commands(30), 5.0), track(outputs(25) + commands(3), 20.0), track([], 3.0, always_show=True)):
+    for t in (track(commands(30), 5.0), track(outputs(25) + commands(3), 20.0), track([], 3.0, always_show=True),
+              track([cmd("ls"), out("a"), comment("# note"), out("b"), cmd("x")], 6.0)):
         assert t.events
         for e in t.events:
             assert e.end is None or e.end > e.start, e
@@ -81,7 +141,7 @@ def test_every_event_ends_after_it_starts():
 
 def test_typing_cost_grows_linearly_with_text():
     """Ten times the lines (with time to type them) gives roughly ten times the events, not a hundred."""
-    per_line_s = 1.4  # one command of ~20 chars at 50 ms/char plus its pause fits in this
+    per_line_s = 1.7  # one command of ~20 chars at 50 ms/char, the prompt coming back and a pause fit in this
     small = track(commands(10), 10 * per_line_s + 1)
     large = track(commands(100), 100 * per_line_s + 1)
     assert small.speed_scale == large.speed_scale == 1.0
@@ -91,13 +151,75 @@ def test_typing_cost_grows_linearly_with_text():
 
 def test_each_typed_character_gets_its_own_step():
     text = "abcdefghij"
-    t = track([{"kind": "command", "text": text, "prompt": "$"}], 10.0)
-    shown = set()
-    for e in t.events:
-        m = re.search(r"\$ \{[^}]*\}(\w*)", e.text)
-        if m:
-            shown.add(m.group(1))
+    t = track([cmd(text)], 10.0)
+    shown = {visible(e.text).removeprefix("$ ").rstrip(CURSOR) for e in t.events if e.layer == 2}
     assert shown == {text[:k] for k in range(len(text) + 1)}
+
+
+def test_characters_typed_at_a_given_time():
+    """Typing starts after start_delay_ms; the k-th character shows k * command_ms_per_char later."""
+    timing = TerminalConfig()
+    t = track([cmd("hello world")], 5.0)
+    for k in (0, 1, 5, 11):
+        cs = (timing.start_delay_ms + k * timing.command_ms_per_char) // 10
+        assert screen_at(t, cs) == ["$ " + "hello world"[:k] + CURSOR], k
+    assert screen_at(t, (timing.start_delay_ms + 6 * timing.command_ms_per_char) // 10 - 1) == ["$ hello" + CURSOR]
+    assert screen_at(t, timing.start_delay_ms // 10 - 1) == []  # nothing before the delay
+
+
+def test_comments_type_faster_than_commands_and_output_appears_at_once():
+    timing = TerminalConfig()
+    t = track([comment("# abcdefghij"), out("all of this at once")], 5.0)
+    typed_cs = (timing.start_delay_ms + 12 * timing.comment_ms_per_char) // 10
+    assert screen_at(t, typed_cs) == ["# abcdefghij" + CURSOR]
+    assert screen_at(t, typed_cs - 3) == ["# abcdefghi" + CURSOR]  # 30 ms per character
+    shown_cs = typed_cs + timing.line_pause_ms // 10 + timing.output_pause_ms // 10
+    assert screen_at(t, shown_cs - 1)[1:] == []
+    assert screen_at(t, shown_cs) == ["# abcdefghij", "all of this at once" + CURSOR]
+
+
+def test_a_fresh_prompt_waits_after_a_commands_output_and_takes_the_next_command():
+    timing = TerminalConfig()
+    t = track([cmd("ls"), out("a.txt"), out("b.txt"), cmd("cat a.txt")], 6.0)
+    typed = timing.start_delay_ms + 2 * timing.command_ms_per_char
+    first_output = typed + timing.line_pause_ms + timing.output_pause_ms
+    prompt_back = first_output + timing.output_pause_ms  # with the last output line
+    assert screen_at(t, prompt_back // 10 - 1) == ["$ ls", "a.txt" + CURSOR]
+    assert screen_at(t, prompt_back // 10) == ["$ ls", "a.txt", "b.txt", "$ " + CURSOR]
+    typing = prompt_back + timing.line_pause_ms
+    assert screen_at(t, typing // 10 + 15)[3] == "$ cat" + CURSOR  # typed into the waiting prompt's row
+    assert len(screen_at(t, 599)) == 4  # the last command has no output: no prompt after it
+    assert screen_at(t, 599)[3].startswith("$ cat a.txt")
+
+
+def test_a_prompt_follows_a_silent_command_and_the_last_commands_output():
+    timing = TerminalConfig()
+    t = track([cmd("cd /tmp", ">"), cmd("ls"), out("x")], 8.0)
+    typed = timing.start_delay_ms + 7 * timing.command_ms_per_char
+    back = typed + timing.line_pause_ms
+    assert screen_at(t, back // 10) == ["> cd /tmp", "$ " + CURSOR]  # the next command's prompt symbol
+    end = screen_at(t, 790)
+    assert end[:3] == ["> cd /tmp", "$ ls", "x"]
+    assert end[3] in ("$ ", "$ " + CURSOR)  # waiting for more, cursor blinking
+
+
+def test_the_cursor_blinks_at_a_waiting_prompt_and_is_solid_while_typing():
+    timing = TerminalConfig(line_pause_ms=2000)
+    t = track([cmd("ls"), out("x"), cmd("pwd")], 10.0, timing=timing)
+    prompt_back = (timing.start_delay_ms + 2 * timing.command_ms_per_char + timing.line_pause_ms
+                   + timing.output_pause_ms) // 10  # with the output line
+    blink = timing.cursor_blink_ms // 10
+    assert screen_at(t, prompt_back + 1)[-1] == "$ " + CURSOR
+    assert screen_at(t, prompt_back + blink + 1)[-1] == "$ "
+    assert screen_at(t, prompt_back + 2 * blink + 1)[-1] == "$ " + CURSOR
+    typing = prompt_back + timing.line_pause_ms // 10
+    for cs in range(typing, typing + 3 * timing.command_ms_per_char // 10):
+        assert screen_at(t, cs)[-1].endswith(CURSOR), cs
+
+
+def test_a_comment_after_a_command_is_typed_at_the_prompt():
+    t = track([cmd("make"), out("done"), comment("# now test")], 8.0)
+    assert [row.rstrip(CURSOR) for row in screen_at(t, 790)] == ["$ make", "done", "$ # now test"]
 
 
 def test_speed_scale_is_one_when_text_fits_and_above_one_when_it_cannot():
@@ -106,16 +228,37 @@ def test_speed_scale_is_one_when_text_fits_and_above_one_when_it_cannot():
     crowded = track(commands(40), 4.0)
     assert crowded.speed_scale > 1.0
     # sped up to fit: every character is typed before the scene ends
-    fully_typed = min(e.start for e in crowded.events if "echo abcdefghij 0039" in e.text)
-    assert fully_typed <= 400
+    last = "$ echo abcdefghij 0039"
+    fully_typed = min(e.start for e in crowded.events if visible(e.text).startswith(last))
+    assert fully_typed <= 400 - terminal.END_RESERVE_MS // 10
+
+
+def test_speed_scale_is_how_much_faster_than_configured():
+    timing = TerminalConfig()
+    lines = [cmd("x" * 100)]
+    needed_s = 100 * timing.command_ms_per_char / 1000
+    room_s = needed_s / 2  # half the time it needs
+    t = track(lines, room_s + (timing.start_delay_ms + terminal.END_RESERVE_MS) / 1000)
+    assert t.speed_scale == pytest.approx(2.0, rel=0.01)
 
 
 def test_empty_scene_has_no_events_unless_always_show():
     assert track([], 5.0).events == []
     shown = track([], 5.0, always_show=True)
     assert shown.events
-    assert any(terminal.CURSOR in e.text for e in shown.events)  # an idle prompt with its cursor
-    assert any("\\p1" in e.text for e in shown.events)  # the panel itself
+    assert any(CURSOR in e.text for e in shown.events)  # an idle prompt with its cursor
+    assert any("\\p1" in e.text for e in shown.events)  # the window chrome
+
+
+def test_terminal_only_frame_draws_no_panel_body():
+    """On its own background (ui_only) a panel body of the same colour would change nothing but cost a
+    full-frame blend per frame: it is left out; over a visual (overlay) it is drawn."""
+    def panel_bodies(t):
+        return [e for e in t.events if e.layer == 0 and ass.fill(THEME.background, THEME.panel_opacity) in e.text]
+
+    lines = [{"kind": "command", "text": "ls", "prompt": "$"}]
+    assert len(panel_bodies(track(lines, 5.0))) == 1
+    assert panel_bodies(track(lines, 5.0, always_show=True)) == []
 
 
 def test_scrolling_removes_early_rows_and_moves_rows_up():
@@ -130,8 +273,10 @@ def test_scrolling_removes_early_rows_and_moves_rows_up():
     assert all(e.end is not None for e in first)  # scrolled off: ends before the scene does
     assert max(e.end for e in first) <= min(e.start for e in last)
     assert any(e.end is None for e in last)  # still on screen at the scene's end
-    ys = sorted({int(m.group(1)) for e in events_of("line-10") for m in [re.search(r"\\pos\(\d+,(\d+)\)", e.text)]})
+    ys = {row_y(e) for e in events_of("line-10")}
     assert len(ys) > 1  # line 10 moved up as later lines arrived
+    final = screen_at(t, 2999)
+    assert len(final) == t.rows and final[-1] == "line-19" + CURSOR or final[-1] == "line-19"
 
 
 def test_track_reports_grid_from_geometry():
@@ -143,15 +288,56 @@ def test_track_reports_grid_from_geometry():
 
 
 def test_long_command_wraps_into_rows_of_at_most_cols():
-    t = track([{"kind": "command", "text": "x" * 150, "prompt": "$"}], 20.0)
-    finals = {}
-    for e in t.events:
-        m = re.search(r"\\pos\((\d+),(\d+)\).*?\}(x+)", e.text)
-        if m:
-            finals[e.start] = m.group(3)
-    longest = max(len(v) for v in finals.values())
-    assert longest == t.cols  # continuation rows use the full width
-    assert longest <= t.cols
+    t = track([cmd("x" * 150)], 20.0)
+    rows = [row.rstrip(CURSOR) for row in screen_at(t, 1999)]
+    assert rows[0] == "$ " + "x" * (t.cols - 2)
+    assert all(len(row) <= t.cols for row in rows)
+    assert "".join(rows).removeprefix("$ ") == "x" * 150
+
+
+def test_title_is_escaped_and_truncated_to_the_bar():
+    title = "{\\b1}LOG — " + "x" * 200
+    t = build_track([cmd("ls")], title=title, duration_s=3, theme=THEME, timing=TerminalConfig(), fmt=FMT,
+                    panel=PanelConfig(), always_show=False)
+    label = [visible(e.text) for e in t.events if e.layer == 1 and "\\an8" in e.text]
+    assert len(label) == 1
+    assert label[0].startswith("{\\b1}LOG — x") and label[0].endswith("…") and len(label[0]) < 80
+
+
+HOSTILE = [
+    "quotes 'single' \"double\" `back`",
+    "colons a:b::c, percent 100% %{pts} %d",
+    "backslashes C:\\Users\\x \\N \\n \\h \\\\",
+    "braces {\\b1}bold?{\\i1} {} [] [x]",
+    "semicolons; commas, = & | > < $HOME",
+    "tab\tseparated\tcolumns",
+    "    indented four spaces, trailing   ",
+    "emoji 😀 ✔ ★",
+    "CJK 日本語のテキスト 漢字",
+    "Arabic مرحبا بالعالم",
+    "very long " + "0123456789" * 12,
+]
+
+
+def test_hostile_text_comes_out_verbatim_on_the_grid():
+    lines = [out(text) for text in HOSTILE] + [cmd(HOSTILE[3]), cmd(HOSTILE[2])]
+    panel = PanelConfig(x=0, y=0, w=1, h=1)
+    t = track(lines, 60.0, panel=panel, timing=TerminalConfig(output_pause_ms=10))
+    everything: list[str] = []
+    for cs in range(0, 6000, 5):  # collect every row ever shown, in order, fully drawn
+        for row in screen_at(t, cs):
+            if row not in everything:
+                everything.append(row)
+    finals = "\n".join(everything)
+    for e in t.events:  # each event stays one Dialogue line; its text is the last of the ten fields
+        line = e.line()
+        assert "\n" not in line and "\r" not in line
+        assert line.split(",", 9)[9] == e.text
+    for text in HOSTILE:
+        expected = expand_tabs(text) if "\t" in text else text
+        rows = wrap(expected, t.cols)
+        for row in rows:
+            assert row in finals, (row, text)
 
 
 # --------------------------------------------------------------------------- golden frames through libass
@@ -268,3 +454,70 @@ def test_golden_cursor_blinks_after_typing(golden):
     assert max(on) >= x0 + (done + 0.5) * cw  # cursor block after the full command
     assert max(off) <= x0 + done * cw + 2  # blinked off: only the text remains
     assert max(off) >= x0 + (done - 1) * cw  # ... all of it
+
+
+def test_golden_fresh_prompt_after_output_holds_the_cursor(tmp_path):
+    """After `ls` and its output, a new "$ " row waits with the cursor; the command row lost its cursor."""
+    t = track([cmd("ls"), out("abc")], 3.0)
+    # typed at 0.5 s, Enter pause 0.35 s, output pause 0.25 s: output and prompt at 1.10 s, cursor on until 1.63 s
+    (frame,) = burn(tmp_path, t, 3.0, [1.2])
+    geo = geometry(THEME, FMT, PanelConfig())
+    cw = geo.font_size * CHAR_WIDTH_EM
+    right = round(geo.x + geo.w)
+    spans = []
+    for slot in range(4):
+        x0, y0 = geo.row_xy(slot)
+        spans.append(ink_columns(frame, y0, y0 + round(geo.line_h), x0 - 2, right))
+    x0 = geo.row_xy(0)[0]
+    assert max(spans[0]) <= x0 + 4 * cw + 2  # "$ ls", no cursor after it
+    assert max(spans[1]) <= x0 + 3 * cw + 2  # "abc"
+    assert min(spans[2]) < x0 + cw  # the prompt symbol ...
+    assert x0 + 2.5 * cw - 1 <= max(spans[2]) <= x0 + 3 * cw + 2  # ... and the cursor block in cell 2
+    assert spans[3] == []  # nothing below
+
+
+@pytest.mark.parametrize("theme_name", ["light", "matrix", "hacker"])
+def test_golden_theme_colours(tmp_path, theme_name):
+    """Panel, title bar, prompt and text come out in the theme's colours."""
+    theme = OmegaConf.load(CONF / "theme" / f"{theme_name}.yaml")
+    t = track([cmd("ls"), out("\u2588\u2588\u2588\u2588 full blocks")], 2.0, theme=theme)
+    (frame,) = burn(tmp_path, t, 2.0, [1.5])
+    geo = geometry(theme, FMT, PanelConfig())
+
+    def near(got, want, tol=4):
+        return all(abs(a - b) <= tol for a, b in zip(got, want))
+
+    bg = hex_rgb(theme.background)
+    body = tuple(b * theme.panel_opacity + base * (1 - theme.panel_opacity) for b, base in zip(bg, BASE))
+    assert near(pixel(frame, round(geo.x + geo.w * 0.75), round(geo.y + geo.h * 0.8)), body)
+    assert near(pixel(frame, round(geo.x + geo.w * 0.9), round(geo.y + geo.chrome_h / 2)), hex_rgb(theme.title_bar))
+    x0, y0 = geo.row_xy(1)
+    cw = geo.font_size * CHAR_WIDTH_EM
+    block = pixel(frame, round(x0 + 1.5 * cw), round(y0 + geo.line_h * 0.5))  # inside the first full block
+    assert near(block, hex_rgb(theme.foreground), tol=8), block
+    x0, y0 = geo.row_xy(2)  # the fresh prompt: the cursor block in cell 2, in the cursor colour
+    cursor = pixel(frame, round(x0 + 2.5 * cw), round(y0 + geo.line_h * 0.5))
+    assert near(cursor, hex_rgb(theme.cursor), tol=8), cursor
+
+
+def test_golden_hostile_text_renders_with_ink_on_every_row(tmp_path):
+    """Every hostile line renders (libass does not choke on any of it) and puts ink where its characters are."""
+    panel = PanelConfig(x=0, y=0, w=1, h=1)
+    lines = [out(text) for text in HOSTILE] + [cmd(HOSTILE[3])]
+    t = track(lines, 3.0, panel=panel, timing=TerminalConfig(output_pause_ms=0))
+    (frame,) = burn(tmp_path, t, 3.0, [2.8])
+    geo = geometry(THEME, FMT, panel)
+    cw = geo.font_size * CHAR_WIDTH_EM
+    rows = [r for text in HOSTILE for r in wrap(display_text(text), t.cols)]
+    rows += wrap(display_text(HOSTILE[3], 2), t.cols, first_indent=2)
+    assert len(rows) < t.rows  # all on screen at once
+    for slot, text in enumerate(rows):
+        x0, y0 = geo.row_xy(slot)
+        ink = ink_columns(frame, y0, y0 + round(geo.line_h), x0 - 2, W)
+        assert ink, (slot, text)
+        if text.isascii():
+            prefix = 2 if slot == len(rows) - 1 else 0  # "$ " before the typed command
+            first, last = len(text) - len(text.lstrip()), len(text.rstrip()) + prefix
+            if not prefix:
+                assert min(ink) >= x0 + first * cw - 2, (text, min(ink))  # leading spaces kept
+            assert x0 + (last - 1) * cw <= max(ink) <= x0 + (last + 1) * cw + 2, (text, max(ink))  # nothing lost

@@ -1,16 +1,19 @@
 """Terminal UI stage: a scene's on-screen text typed out on a themed terminal, as ASS events.
 
 Commands (``$``/``>``) are typed character by character, ``#`` comments faster, output lines appear at once;
-the cursor blinks while idle and the screen scrolls when full. Each visual row yields one event per change
-(typed character, scroll, blink), so the cost grows linearly with the text.
+after a command's output a fresh prompt waits with a blinking cursor, and the next command is typed there;
+the screen scrolls when full. Each visual row yields one event per change (typed character, scroll, blink),
+so the cost grows linearly with the text. The schedule is planned at the configured speeds first; when it
+cannot finish within the scene, every time is scaled down together and ``speed_scale`` says by how much.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -20,9 +23,11 @@ from renderer.script import Scene
 
 CHAR_WIDTH_EM = 0.515  # advance of DejaVu Sans Mono per unit of ASS font size, as libass lays it out
 CURSOR = "\u2588"
+TAB_STOP = 8
 TRAFFIC_LIGHTS = ("#ff5f56", "#ffbd2e", "#27c93f")
 IDLE_HORIZON_CS = 6000  # blink on past the scene's planned end: the last scene may be extended
-VERSION = "1"
+END_RESERVE_MS = 600  # typing finishes at least this long before the scene ends
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,33 @@ def geometry(theme: Any, fmt: Any, panel: Any) -> Geometry:
     )
 
 
+# --------------------------------------------------------------------------- text on a character grid
+
+
 def cells(ch: str) -> int:
-    """Terminal cells a character takes: 2 for wide East Asian characters, 0 for combining marks."""
-    if unicodedata.combining(ch):
+    """Terminal cells a character takes: 2 for wide East Asian characters, 0 for combining and format marks."""
+    if unicodedata.category(ch) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def expand_tabs(text: str, start_col: int = 0) -> str:
+    """Tabs to spaces up to the next tab stop, counted in cells from ``start_col`` (where the text begins)."""
+    out, col = [], start_col
+    for ch in text:
+        if ch == "\t":
+            width = TAB_STOP - col % TAB_STOP
+            out.append(" " * width)
+        else:
+            width = cells(ch)
+            out.append(ch)
+        col += width
+    return "".join(out)
+
+
+def display_text(text: str, start_col: int = 0) -> str:
+    """What a terminal shows for ``text``: tabs expanded, control characters gone, one line."""
+    return ass.printable(expand_tabs(text, start_col))
 
 
 def wrap(text: str, cols: int, first_indent: int = 0) -> list[str]:
@@ -79,31 +106,200 @@ def wrap(text: str, cols: int, first_indent: int = 0) -> list[str]:
     return rows
 
 
+def truncate(text: str, max_cells: int) -> str:
+    """``text`` cut to ``max_cells`` cells, with an ellipsis when something was cut."""
+    if sum(cells(ch) for ch in text) <= max_cells:
+        return text
+    out, used = "", 0
+    for ch in text:
+        if used + cells(ch) > max_cells - 1:
+            break
+        out += ch
+        used += cells(ch)
+    return out + "…"
+
+
+# --------------------------------------------------------------------------- the typing schedule
+
+
 @dataclass
 class Row:
+    """One visual row. Times are in ms while scheduling, centiseconds once ``retime`` has run."""
+
     text: str
     colour: str
     prompt: str = ""  # already-formatted ASS prefix (prompt symbol in its colour)
-    appear: int = 0
-    char_times: list[int] = field(default_factory=list)  # when each character shows; empty = all at once
-    slots: list[tuple[int, int]] = field(default_factory=list)  # (time, slot) position history
-    gone: int | None = None
+    appear: float = 0
+    typing_from: float = 0  # the cursor is solid from here until the last character is typed
+    char_times: list[float] = field(default_factory=list)  # when each character shows; empty = all at once
+    slots: list[tuple[float, int]] = field(default_factory=list)  # (time, slot) position history
+    gone: float | None = None
 
     @property
-    def typed_until(self) -> int:
-        return self.char_times[-1] if self.char_times else self.appear
+    def typed_until(self) -> float:
+        return self.char_times[-1] if self.char_times else self.typing_from
 
-    def chars_at(self, t: int) -> int:
-        if not self.char_times:
-            return len(self.text)
-        return sum(1 for ct in self.char_times if ct <= t)
+    def chars_at(self, t: float) -> int:
+        return bisect.bisect_right(self.char_times, t) if self.char_times else len(self.text)
 
-    def slot_at(self, t: int) -> int:
+    def slot_at(self, t: float) -> int:
         slot = self.slots[0][1]
         for when, s in self.slots:
             if when <= t:
                 slot = s
         return slot
+
+    def type_out(self, start: float, ms_per_char: float) -> float:
+        """Type the row's characters from ``start``; return when the last one shows."""
+        self.typing_from = start
+        self.char_times = [start + (k + 1) * ms_per_char for k in range(len(self.text))]
+        return self.typed_until
+
+    def retime(self, clock: Callable[[float], int]) -> None:
+        self.appear, self.typing_from = clock(self.appear), clock(self.typing_from)
+        self.char_times = [clock(t) for t in self.char_times]
+        self.slots = [(clock(t), s) for t, s in self.slots]
+        self.gone = None if self.gone is None else clock(self.gone)
+
+
+class Screen:
+    """The rows on screen, oldest first; a row added to a full screen scrolls the top one off."""
+
+    def __init__(self, max_rows: int):
+        self.max_rows = max_rows
+        self.visible: list[Row] = []
+        self.history: list[Row] = []
+
+    def add(self, row: Row, at: float) -> Row:
+        if len(self.visible) == self.max_rows:
+            self.visible.pop(0).gone = at
+        self.visible.append(row)
+        self.history.append(row)
+        row.appear = row.typing_from = at
+        for slot, r in enumerate(self.visible):
+            if not r.slots or r.slots[-1][1] != slot:
+                r.slots.append((at, slot))
+        return row
+
+
+def _prompt_prefix(theme: Any, symbol: str) -> str:
+    return ass.tag_colour(theme.prompt) + ass.escape(f"{symbol} ")
+
+
+def _schedule(lines: list[dict], cols: int, max_rows: int, timing: Any, theme: Any) -> tuple[list[Row], float]:
+    """Rows with appearance, character and scroll times in ms from the start of typing; and when it all ends.
+
+    A typed line is followed by a pause (the Enter key). A command (or a comment typed at a waiting prompt)
+    then runs: its output lines follow, each after a short pause, and a fresh prompt comes back with the
+    last one; typing into it starts after another pause. Only a last command without output keeps the
+    cursor at its end, as if still running.
+    """
+    screen = Screen(max_rows)
+    comment_colour = getattr(theme, "comment", "") or theme.brightBlack
+    t = 0.0
+    waiting_prompt: Row | None = None  # a fresh prompt row nothing has been typed into yet
+    running = False  # a command was entered and its output has not ended yet
+    symbol = "$"  # of the latest command
+    for i, line in enumerate(lines):
+        kind = line["kind"]
+        upcoming = lines[i + 1] if i + 1 < len(lines) else None
+        if kind == "output":
+            t += timing.output_pause_ms if i else 0
+            for text in wrap(display_text(line["text"]), cols):
+                screen.add(Row(text, theme.foreground), t)
+        else:
+            at_prompt = kind == "command" or waiting_prompt is not None
+            if waiting_prompt is not None:
+                t += timing.line_pause_ms  # a moment at the prompt before typing
+            if kind == "command":
+                symbol = line.get("prompt") or "$"
+            indent = len(symbol) + 1 if at_prompt else 0
+            colour, ms_per_char = ((theme.foreground, timing.command_ms_per_char) if kind == "command"
+                                   else (comment_colour, timing.comment_ms_per_char))
+            for k, text in enumerate(wrap(display_text(line["text"], indent), cols, first_indent=indent)):
+                if k == 0 and waiting_prompt is not None:
+                    row, waiting_prompt = waiting_prompt, None
+                    row.text, row.colour = text, colour
+                else:
+                    prefix = _prompt_prefix(theme, symbol) if k == 0 and at_prompt else ""
+                    row = screen.add(Row(text, colour, prefix), t)
+                t = row.type_out(t, ms_per_char)
+            running = at_prompt
+            if upcoming is not None:
+                t += timing.line_pause_ms  # Enter
+        output_ends = upcoming is None or upcoming["kind"] != "output"
+        if running and output_ends and (upcoming is not None or kind == "output"):
+            next_symbol = (upcoming.get("prompt") if upcoming and upcoming["kind"] == "command" else None) or symbol
+            waiting_prompt = screen.add(Row("", theme.foreground, _prompt_prefix(theme, next_symbol)), t)
+            running = False
+    return screen.history, t
+
+
+def _speed_factor(needed_ms: float, duration_ms: float, timing: Any) -> float:
+    """Time multiplier (<= 1) that makes the typing finish inside the scene."""
+    available = max(1.0, duration_ms - timing.start_delay_ms - END_RESERVE_MS)
+    return min(1.0, available / needed_ms) if needed_ms > 0 else 1.0
+
+
+# --------------------------------------------------------------------------- ASS events
+
+
+def _cursor_visible(t: int, row: Row, cursor_until: int, blink_cs: int) -> bool:
+    """Solid while typing; while idle (waiting at a prompt, or after typing) it blinks from the idle start."""
+    if t >= cursor_until:
+        return False
+    if row.typing_from <= t < row.typed_until:
+        return True
+    idle_since = row.appear if t < row.typing_from else row.typed_until
+    return blink_cs <= 0 or ((t - idle_since) // blink_cs) % 2 == 0
+
+
+def _row_events(row: Row, cursor_until: int, geo: Geometry, blink_cs: int, cursor_colour: str) -> list[ass.Event]:
+    """Events for one row: one per change of typed length, position or cursor."""
+    keys = {row.appear, row.typing_from, *row.char_times, *(t for t, _ in row.slots), cursor_until}
+    if blink_cs > 0:
+        keys.update(range(int(row.appear), int(min(row.typing_from, cursor_until)), blink_cs))
+        keys.update(range(int(row.typed_until), cursor_until, blink_cs))
+    times = sorted(k for k in keys if k >= row.appear and (row.gone is None or k < row.gone))
+    pieces = [ass.escape(ch) for ch in row.text]  # escaping is per character, so prefixes are joins
+    colour, cursor = ass.tag_colour(row.colour), ass.tag_colour(cursor_colour) + CURSOR
+    events = []
+    for i, t in enumerate(times):
+        end = times[i + 1] if i + 1 < len(times) else row.gone
+        x, y = geo.row_xy(row.slot_at(t))
+        shown = "".join(pieces[: row.chars_at(t)])
+        tail = cursor if _cursor_visible(t, row, cursor_until, blink_cs) else ""
+        events.append(ass.Event(int(t), None if end is None else int(end), 2, "Term",
+                                f"{{\\pos({x},{y})}}{row.prompt}{colour}{shown}{tail}"))
+    return events
+
+
+def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list[ass.Event]:
+    """The panel, and the title bar with its three dots and the title. The bar is not drawn over the panel
+    body but beside it: libass blends every drawn pixel in every frame, so overlapping shapes cost time.
+    ``body=False`` leaves the panel body out, for a terminal drawn on its own background colour."""
+    x, y = round(geo.x), round(geo.y)
+    radius = geo.font_size * 0.5
+    chrome_h = round(geo.chrome_h)
+    panel = f"{{\\pos({x},{y + chrome_h})\\p1\\bord0\\shad0{ass.fill(theme.background, theme.panel_opacity)}}}"
+    events = [ass.Event(0, None, 0, "Shape", panel + ass.rect(geo.w, geo.h - chrome_h, radius, top=not chrome_h))
+              ] if body else []
+    if not chrome_h:
+        return events
+    bar = f"{{\\pos({x},{y})\\p1\\bord0\\shad0{ass.fill(theme.title_bar)}}}"
+    events.append(ass.Event(0, None, 0, "Shape", bar + ass.rect(geo.w, chrome_h, radius, bottom=False)))
+    dot = round(chrome_h * 0.4)
+    for i, c in enumerate(TRAFFIC_LIGHTS):
+        dx = x + round(geo.pad + i * dot * 1.7)
+        dy = y + round((chrome_h - dot) / 2)
+        events.append(ass.Event(0, None, 1, "Shape", f"{{\\pos({dx},{dy})\\p1\\bord0\\shad0{ass.fill(c)}}}"
+                                                     f"{ass.circle(dot)}"))
+    size = round(geo.font_size * 0.8)
+    label = truncate(display_text(title), max(4, int((geo.w - 2 * geo.pad - 6 * dot) // (size * CHAR_WIDTH_EM))))
+    events.append(ass.Event(0, None, 1, "Term",
+                            f"{{\\an8\\pos({round(geo.x + geo.w / 2)},{y + round((chrome_h - size * 1.15) / 2)})"
+                            f"\\fs{size}}}{ass.tag_colour(theme.foreground)}{ass.escape(label)}"))
+    return events
 
 
 @dataclass(frozen=True)
@@ -117,105 +313,6 @@ class TerminalTrack:
     cols: int
 
 
-def _plan(lines: list[dict], cols: int, timing: Any, theme: Any) -> list[tuple[str, list[Row], float, float]]:
-    """Rows per on-screen line, with the per-character time (ms) and the pause before it (ms)."""
-    comment = getattr(theme, "comment", "") or theme.brightBlack
-    planned = []
-    for line in lines:
-        kind, text = line["kind"], line["text"]
-        if kind == "command":
-            prompt_text = f"{line.get('prompt') or '$'} "
-            prompt = ass.tag_colour(theme.prompt) + ass.escape(prompt_text)
-            parts = wrap(text, cols, first_indent=len(prompt_text))
-            rows = [Row(p, theme.foreground, prompt if i == 0 else "") for i, p in enumerate(parts)]
-            planned.append((kind, rows, timing.command_ms_per_char, timing.line_pause_ms))
-        elif kind == "comment":
-            rows = [Row(p, comment) for p in wrap(text, cols)]
-            planned.append((kind, rows, timing.comment_ms_per_char, timing.line_pause_ms))
-        else:
-            rows = [Row(p, theme.foreground) for p in wrap(text, cols)]
-            planned.append((kind, rows, 0, timing.output_pause_ms))
-    return planned
-
-
-def _schedule(planned, duration_ms: float, timing: Any, max_rows: int) -> tuple[list[Row], float]:
-    """Give every row its appearance, character and scroll times (centiseconds); scale speed to fit."""
-    needed = sum(pause + ms * sum(len(r.text) for r in rows) for _, rows, ms, pause in planned)
-    available = max(1.0, duration_ms - timing.start_delay_ms - 600)
-    factor = min(1.0, available / needed) if needed else 1.0
-    t = timing.start_delay_ms
-    screen: list[Row] = []
-    all_rows: list[Row] = []
-    for kind, rows, ms, pause in planned:
-        if kind == "output":
-            t += pause * factor
-        for row in rows:
-            at = round(t / 10)
-            if len(screen) == max_rows:
-                screen.pop(0).gone = at
-            screen.append(row)
-            for slot, r in enumerate(screen):
-                if not r.slots or r.slots[-1][1] != slot:
-                    r.slots.append((at, slot))
-            row.appear = at
-            if ms:
-                row.char_times = [round((t + (k + 1) * ms * factor) / 10) for k in range(len(row.text))]
-                t += len(row.text) * ms * factor
-            all_rows.append(row)
-        if kind != "output":
-            t += pause * factor
-    return all_rows, (1.0 / factor if factor else 1.0)
-
-
-def _row_events(row: Row, next_appear: int | None, geo: Geometry, blink_cs: int, horizon: int,
-                cursor_colour: str) -> list[ass.Event]:
-    """Events for one row: one per change of typed length, position or cursor."""
-    is_cursor_row_until = next_appear if next_appear is not None else horizon
-    idle_from = row.typed_until
-    keys = {row.appear, *row.char_times, *(t for t, _ in row.slots)}
-    if blink_cs > 0:
-        keys.update(range(idle_from, is_cursor_row_until, blink_cs))
-    keys.add(is_cursor_row_until)
-    end = row.gone
-    times = sorted(k for k in keys if k >= row.appear and (end is None or k < end))
-    colour = ass.tag_colour(row.colour)
-    events = []
-    for i, t in enumerate(times):
-        t_next = times[i + 1] if i + 1 < len(times) else end
-        if t < is_cursor_row_until and (t < idle_from or blink_cs <= 0 or ((t - idle_from) // blink_cs) % 2 == 0):
-            cursor = ass.tag_colour(cursor_colour) + CURSOR
-        else:
-            cursor = ""
-        x, y = geo.row_xy(row.slot_at(t))
-        text = f"{{\\pos({x},{y})}}{row.prompt}{colour}{ass.escape(row.text[: row.chars_at(t)])}{cursor}"
-        events.append(ass.Event(t, t_next, 2, "Term", text))
-    return events
-
-
-def _chrome(geo: Geometry, theme: Any, title: str) -> list[ass.Event]:
-    x, y = round(geo.x), round(geo.y)
-    radius = geo.font_size * 0.5
-    shape = f"{{\\pos({x},{y})\\p1\\bord0\\shad0"
-    events = [ass.Event(0, None, 0, "Shape",
-                        f"{shape}{ass.fill(theme.background, theme.panel_opacity)}}}{ass.rect(geo.w, geo.h, radius)}")]
-    if geo.chrome_h:
-        events.append(ass.Event(0, None, 1, "Shape",
-                                f"{shape}{ass.fill(theme.title_bar)}}}{ass.rect(geo.w, geo.chrome_h, radius)}"))
-        dot = round(geo.chrome_h * 0.4)
-        for i, c in enumerate(TRAFFIC_LIGHTS):
-            dx = x + round(geo.pad + i * dot * 1.7)
-            dy = y + round((geo.chrome_h - dot) / 2)
-            events.append(ass.Event(0, None, 2, "Shape",
-                                    f"{{\\pos({dx},{dy})\\p1\\bord0\\shad0{ass.fill(c)}}}{ass.circle(dot)}"))
-        size = round(geo.font_size * 0.8)
-        max_chars = max(4, int((geo.w - 2 * geo.pad - 6 * dot) // (size * CHAR_WIDTH_EM)))
-        label = title if len(title) <= max_chars else title[: max_chars - 1] + "…"
-        events.append(ass.Event(0, None, 2, "Term",
-                                f"{{\\an8\\pos({round(geo.x + geo.w / 2)},{y + round((geo.chrome_h - size * 1.15) / 2)})"
-                                f"\\fs{size}}}{ass.tag_colour(theme.foreground)}{ass.escape(label)}"))
-    return events
-
-
 def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any, timing: Any, fmt: Any,
                 panel: Any, always_show: bool) -> TerminalTrack:
     """The terminal for one scene. ``lines`` are on-screen lines as dicts with kind/text/prompt."""
@@ -225,15 +322,19 @@ def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any,
         return TerminalTrack(head, [], 1.0, geo.rows, geo.cols)
     if not lines:
         lines = [{"kind": "command", "text": "", "prompt": "$"}]
-    planned = _plan(lines, geo.cols, timing, theme)
-    rows, speed_scale = _schedule(planned, duration_s * 1000, timing, geo.rows)
+    rows, needed_ms = _schedule(lines, geo.cols, geo.rows, timing, theme)
+    factor = _speed_factor(needed_ms, duration_s * 1000, timing)
+    for row in rows:
+        row.retime(lambda ms: round((timing.start_delay_ms + ms * factor) / 10))
     horizon = math.ceil(duration_s * 100) + IDLE_HORIZON_CS
     blink = round(timing.cursor_blink_ms / 10)
-    events = _chrome(geo, theme, title)
+    # always_show is the terminal-only strategy: the frame is already the theme's background, so a
+    # full-frame panel of that colour would change no pixel and cost a blend of the whole frame per frame
+    events = _chrome(geo, theme, title, body=not always_show)
     for i, row in enumerate(rows):
-        next_appear = rows[i + 1].appear if i + 1 < len(rows) else None
-        events += _row_events(row, next_appear, geo, blink, horizon, theme.cursor)
-    return TerminalTrack(head, events, speed_scale, geo.rows, geo.cols)
+        cursor_until = int(rows[i + 1].appear) if i + 1 < len(rows) else horizon
+        events += _row_events(row, cursor_until, geo, blink, theme.cursor)
+    return TerminalTrack(head, events, 1.0 / factor, geo.rows, geo.cols)
 
 
 def node(scene: Scene, script_title: str) -> Node:
