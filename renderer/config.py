@@ -43,6 +43,53 @@ class ProceduralVisualConfig:
     sources: list[str] = field(default_factory=lambda: ["gradients", "plasma", "life", "mandelbrot"])
 
 
+# --- cloud providers (keys come from the environment only, never from config) ----------------------------
+@dataclass
+class ElevenLabsVoiceSettings:
+    stability: float = 0.5
+    similarity_boost: float = 0.75
+    style: float = 0.0
+    use_speaker_boost: bool = True
+    speed: float = 1.0
+
+
+@dataclass
+class ElevenLabsVoiceConfig:
+    _target_: str = "renderer.providers.elevenlabs.ElevenLabsVoice"
+    name: str = "elevenlabs"
+    base_url: str = "https://api.elevenlabs.io"
+    model_id: str = "eleven_multilingual_v2"
+    voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
+    speakers: dict[str, str] = field(default_factory=dict)  # speaker name -> voice_id
+    voice_settings: ElevenLabsVoiceSettings = field(default_factory=ElevenLabsVoiceSettings)
+    output_format: str = "pcm_22050"  # pcm_<rate> | mp3_<rate>_<kbps>
+    char_limit: int = 5000  # per request; longer text is split at sentence ends
+    with_timestamps: bool = False  # /with-timestamps: keep per-character timing on the clip
+    fallback: bool = True  # false: a failure stops the script instead of falling back to espeak
+
+
+@dataclass
+class RunwayVisualConfig:
+    _target_: str = "renderer.providers.runway.RunwayVisual"
+    name: str = "runway"
+    base_url: str = "https://api.dev.runwayml.com"
+    api_version: str = "2024-11-06"  # X-Runway-Version
+    model: str = "gen4.5"  # text_to_video
+    image_model: str = "gen4_turbo"  # image_to_video
+    ratio: str = "auto"  # auto: the allowed ratio nearest the output format; or e.g. "1280:720"
+    ratios: list[str] = field(default_factory=lambda: ["1280:720", "720:1280", "960:960", "1104:832",
+                                                        "832:1104", "1584:672"])
+    min_duration_s: int = 2
+    max_duration_s: int = 10
+    prompt_limit: int = 1000
+    cinematic: bool = False  # or RUNWAY_CINEMATIC_MODE=true
+    cinematic_style: str = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
+    fit: str = "loop"  # loop | extend (hold the last frame) to fill the scene
+    poll_interval_s: float = 5.0
+    poll_jitter_s: float = 1.0
+    fallback: bool = True  # false: a failure stops the script instead of falling back to procedural
+
+
 # --- look and layout -------------------------------------------------------------------------------------
 @dataclass
 class ThemeConfig:
@@ -211,53 +258,6 @@ class RendererConfig:
     experiment: str = ""  # set by the experiment preset, shown in the manifest
 
 
-
-# --- cloud providers (keys come from the environment only, never from config) ----------------------------
-@dataclass
-class ElevenLabsVoiceSettings:
-    stability: float = 0.5
-    similarity_boost: float = 0.75
-    style: float = 0.0
-    use_speaker_boost: bool = True
-    speed: float = 1.0
-
-
-@dataclass
-class ElevenLabsVoiceConfig:
-    _target_: str = "renderer.providers.elevenlabs.ElevenLabsVoice"
-    name: str = "elevenlabs"
-    base_url: str = "https://api.elevenlabs.io"
-    model_id: str = "eleven_multilingual_v2"
-    voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
-    speakers: dict[str, str] = field(default_factory=dict)  # speaker name -> voice_id
-    voice_settings: ElevenLabsVoiceSettings = field(default_factory=ElevenLabsVoiceSettings)
-    output_format: str = "pcm_22050"  # pcm_<rate> | mp3_<rate>_<kbps>
-    char_limit: int = 5000  # per request; longer text is split at sentence ends
-    with_timestamps: bool = False  # /with-timestamps: keep per-character timing on the clip
-    fallback: bool = True  # false: a failure stops the script instead of falling back to espeak
-
-
-@dataclass
-class RunwayVisualConfig:
-    _target_: str = "renderer.providers.runway.RunwayVisual"
-    name: str = "runway"
-    base_url: str = "https://api.dev.runwayml.com"
-    api_version: str = "2024-11-06"  # X-Runway-Version
-    model: str = "gen4.5"  # text_to_video
-    image_model: str = "gen4_turbo"  # image_to_video
-    ratio: str = "auto"  # auto: the allowed ratio nearest the output format; or e.g. "1280:720"
-    ratios: list[str] = field(default_factory=lambda: ["1280:720", "720:1280", "960:960", "1104:832",
-                                                        "832:1104", "1584:672"])
-    min_duration_s: int = 2
-    max_duration_s: int = 10
-    prompt_limit: int = 1000
-    cinematic: bool = False  # or RUNWAY_CINEMATIC_MODE=true
-    cinematic_style: str = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
-    fit: str = "loop"  # loop | extend (hold the last frame) to fill the scene
-    poll_interval_s: float = 5.0
-    poll_jitter_s: float = 1.0
-    fallback: bool = True  # false: a failure stops the script instead of falling back to procedural
-
 def _if_set(value: str, then: str, otherwise: str) -> str:
     return then if value else otherwise
 
@@ -269,8 +269,8 @@ def register_configs() -> None:
     cs.store(name="renderer_schema", node=RendererConfig)
     cs.store(group="voice", name="espeak_schema", node=EspeakVoiceConfig)
     cs.store(group="voice", name="silent_schema", node=SilentVoiceConfig)
-    cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
     cs.store(group="voice", name="elevenlabs_schema", node=ElevenLabsVoiceConfig)
+    cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
     cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
 
 
