@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 from joblib import Parallel, delayed
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
@@ -127,6 +128,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def job_count(cfg: DictConfig, scripts: int) -> int:
+    """Scripts rendered at once: as asked, within limits.max_jobs, and only as many as the free memory
+    gives limits.memory_gb each (admission control: a small machine runs fewer jobs instead of swapping)."""
+    free_gb = psutil.virtual_memory().available / 1024**3
+    by_memory = max(1, int(free_gb // cfg.limits.memory_gb)) if cfg.limits.memory_gb > 0 else scripts
+    n_jobs = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, by_memory, scripts or 1))
+    if by_memory < min(cfg.batch.n_jobs, cfg.limits.max_jobs, scripts):
+        logger.warning("{:.1f} GB free allows {} job(s) at limits.memory_gb={} each", free_gb, by_memory,
+                       cfg.limits.memory_gb)
+    return n_jobs
+
+
 def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
     layout = RunLayout(run_dir)
     if cfg.resume:
@@ -145,7 +158,7 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
     cache = Cache(cfg.cache.dir)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg["cache"]["dir"] = str(cache.root)  # workers may start elsewhere
-    n_jobs = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, len(todo) or 1))
+    n_jobs = manifest["n_jobs"] = job_count(cfg, len(todo))
     logger.info("rendering {} script(s) into {} with {} job(s)", len(todo), run_dir, n_jobs)
     started = time.perf_counter()
     jobs = (delayed(render_in_worker)(plain_cfg, str(p), s, str(run_dir)) for p, s in todo.items())

@@ -174,7 +174,7 @@ class TerminalConfig:
 # --- operations ------------------------------------------------------------------------------------------
 @dataclass
 class LimitsConfig:
-    memory_gb: float = 2.0
+    memory_gb: float = 2.0  # per concurrent script: fewer jobs run when less memory is free (0: no check)
     max_jobs: int = 3
     stage_threads: int = 4
     ffmpeg_timeout_s: float = 300.0

@@ -74,3 +74,18 @@ def test_experiment_preset(tmp_path):
     assert json.loads((run_dir / "manifest.json").read_text())["experiment"] == "draft"
     saved = (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "+experiment=draft" in saved
+
+
+def test_free_memory_caps_the_number_of_jobs(tmp_path):
+    inputs = tmp_path / "in"
+    for name in ("a", "b"):
+        write(inputs, f"{name}.txt", TWO_SCENES)
+    run_dir = tmp_path / "run"
+    result = run_cli(*CLI_TINY, "assembly=audio_only", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2",
+                     "limits.memory_gb=100000", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_dir / "manifest.json").read_text())["n_jobs"] == 1
+    assert "allows 1 job(s) at limits.memory_gb=100000" in result.stderr
+    relaxed = run_cli(*CLI_TINY, "assembly=audio_only", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2",
+                      "limits.memory_gb=0.001", f"hydra.run.dir={tmp_path / 'run2'}")
+    assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["n_jobs"] == 2, relaxed.stderr
