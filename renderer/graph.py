@@ -21,6 +21,7 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
 from renderer.cache import Cache
+from renderer.reliability import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Node:
     deps: tuple[str, ...] = ()
     fallback: Callable[[NodeInput, Exception], Any] | None = None
     cacheable: bool = True  # False when the key cannot vouch for the output (e.g. a stand-in provider)
+    retry: RetryPolicy | None = None  # tries of ``fn`` before the fallback (or the failure)
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Graph:
                 record.seconds = round(time.perf_counter() - started, 3)
                 return hit
             try:
-                result = node.fn(inp)
+                result = node.fn(inp) if node.retry is None else node.retry.run(lambda: node.fn(inp), node.name)
                 record.status = "ok"
             except Exception as exc:  # a stage failure is data: recorded, then fallen back from
                 record.error = f"{type(exc).__name__}: {exc}"

@@ -16,6 +16,7 @@ from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text
 from renderer.graph import Graph, GraphError, NodeRecord
 from renderer.providers import chain
 from renderer.logs import redact
+from renderer.reliability import RetryPolicy
 from renderer.providers.chain import ProviderUnavailable, Providers
 from renderer.script import Script, parse_file
 from renderer.stages import assembly, terminal, visual, voice
@@ -48,7 +49,8 @@ def build_graph(script: Script, slug: str, cfg: DictConfig, providers: Providers
                                   stand_in=providers.stand_in["visual"]))
         if "terminal" in wanted:
             graph.add(terminal.node(scene, script.title))
-    graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout))
+    graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout,
+                            retry=RetryPolicy.from_cfg(cfg.retry.assembly)))
     return graph
 
 
@@ -75,12 +77,29 @@ def _breaker_of(providers: Providers, stage: str, services: dict[str, Any]) -> d
     return {"breaker": services[service]["breaker_state"]} if service in services else {}
 
 
+def _read(path: Path, cfg: DictConfig) -> Script:
+    """Parse the file, retrying per retry.parse while it cannot be read (a network share that hiccups)."""
+    last: list[Script] = []
+
+    def attempt() -> Script:
+        last[:] = [parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
+                              min_last_scene_s=cfg.script.min_last_scene_s,
+                              max_narration_chars=cfg.script.max_narration_chars)]
+        unreadable = [i for i in last[0].issues if i.code == "unreadable_file"]
+        if unreadable:
+            raise OSError(unreadable[0].message)
+        return last[0]
+
+    try:
+        return RetryPolicy.from_cfg(cfg.retry.parse).run(attempt, f"reading {path.name}")
+    except OSError:
+        return last[0]  # still unreadable: its issue says why
+
+
 def _parse(path: Path, cfg: DictConfig, record: dict[str, Any], log: Any) -> Script:
     """The script, its issues logged and recorded; a script with errors stops here."""
     log.info("parsing {}", path)
-    script = parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
-                        min_last_scene_s=cfg.script.min_last_scene_s,
-                        max_narration_chars=cfg.script.max_narration_chars)
+    script = _read(path, cfg)
     record.update(title=script.title, script_id=script.script_id, parsed=script.to_dict(),
                   issues=[asdict(i) for i in script.issues])
     for issue in script.issues:

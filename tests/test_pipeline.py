@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from renderer.files import RunLayout
 from renderer.pipeline import render_script
@@ -114,3 +115,30 @@ def test_text_too_long_for_its_scene_is_typed_faster_with_a_warning(tmp_path):
     assert record["status"] == "ok"
     (warning,) = [w for w in record["warnings"] if "typed" in w]
     assert "scene 1 (Busy)" in warning and "faster to fit" in warning
+
+
+@pytest.mark.parametrize("strategy", ["overlay", "audio_only"])
+def test_failed_assembly_is_retried_then_replaced_by_a_placeholder(strategy, two_scenes, tmp_path):
+    broken = "assembly.grade=nosuchfilter" if strategy == "overlay" else "encode.audio_bitrate=lots"
+    record = render(two_scenes, tmp_path, f"assembly={strategy}", broken, "retry.assembly.attempts=2",
+                    "retry.assembly.wait_s=0.01")
+    assert record["status"] == "ok"
+    (fallback,) = record["fallbacks"]
+    assert fallback["node"] == "assembly" and fallback["to"] == "placeholder" and "ffmpeg failed" in fallback["reason"]
+    assert any("placeholder" in w for w in record["warnings"])
+    info = ffprobe(tmp_path / "tiny" / "tiny.mp4")
+    assert codecs(info) == EXPECTED_STREAMS[strategy]
+    expected = record["timeline"][-1]["start"] + record["timeline"][-1]["duration"]
+    assert abs(float(info["format"]["duration"]) - expected) <= 0.1
+
+
+def test_unreadable_script_is_retried_then_reported(tmp_path):
+    messages: list[str] = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="WARNING")
+    try:
+        record = render(tmp_path / "gone.txt", tmp_path, "retry.parse.attempts=3", "retry.parse.wait_s=0.01")
+    finally:
+        logger.remove(sink)
+    assert record["status"] == "failed" and "gone.txt" in record["error"]
+    assert [i["code"] for i in record["issues"]] == ["unreadable_file"]
+    assert sum("reading gone.txt failed" in m and "retrying" in m for m in messages) == 2  # three reads in all

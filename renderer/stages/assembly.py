@@ -8,6 +8,7 @@ so the streams stay in sync and end together; the terminal events of all scenes 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from loguru import logger
 
 from renderer import ass, ffmpeg
 from renderer.graph import Node, NodeInput
+from renderer.reliability import RetryPolicy
 from renderer.providers.base import AudioClip, VisualClip
 from renderer.script import Script
 from renderer.stages.terminal import TerminalTrack
@@ -24,6 +26,7 @@ VERSION = "1"
 STRATEGIES = ("overlay", "visual_only", "ui_only", "audio_only")
 TAIL_S = 0.75  # the last scene outlasts its narration by this much
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
+SAFE_ENCODE = {"preset": "ultrafast", "crf": 30, "audio_bitrate": "96k", "audio_rate": 48000}  # placeholders
 
 
 @dataclass(frozen=True)
@@ -106,16 +109,14 @@ def _progress_logger(slug: str) -> Callable[[float], None]:
 
 def assemble(inp: NodeInput, *, n_scenes: int, slug: str, timeout: float) -> Assembled:
     cfg = inp.cfg
-    strategy, fmt, enc = cfg["assembly"]["strategy"], cfg["format"], cfg["encode"]
+    strategy, enc = cfg["assembly"]["strategy"], cfg["encode"]
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown assembly strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     voices: list[AudioClip | None] = [inp.deps.get(f"voice/{i}") for i in range(n_scenes)]
     visuals: list[VisualClip | None] = [inp.deps.get(f"visual/{i}") for i in range(n_scenes)]
     tracks: list[TerminalTrack | None] = [inp.deps.get(f"terminal/{i}") for i in range(n_scenes)]
-    scenes = inp.data["scenes"]
-    lead = scenes[0]["start"]
-    last_voice = voices[-1].duration if voices[-1] else 0.0
-    spans = timeline(scenes, last_voice + (lead if n_scenes == 1 else 0.0), fmt["fps"])
+    spans = _spans(inp, n_scenes)
+    lead = inp.data["scenes"][0]["start"]
     warnings = []
 
     args: list[str] = []
@@ -156,17 +157,61 @@ def assemble(inp: NodeInput, *, n_scenes: int, slug: str, timeout: float) -> Ass
     script_file = inp.workdir / f"assembly-{inp.key[:12]}.filter"
     script_file.write_text(";\n".join(graph) + "\n", encoding="utf-8")
     out = inp.workdir / f"{slug}-{inp.key[:12]}.mp4"
-    video_args = ["-c:v", "libx264", "-preset", enc["preset"], "-crf", str(enc["crf"]), "-pix_fmt", "yuv420p",
-                  "-r", str(fmt["fps"])] if with_video else []
     total = spans[-1]["start"] + spans[-1]["duration"]
-    ffmpeg.run([*args, "-filter_complex_script", script_file.name, *maps, *video_args, "-c:a", "aac",
-                "-b:a", enc["audio_bitrate"], "-ar", str(enc["audio_rate"]), "-movflags", "+faststart",
+    ffmpeg.run([*args, "-filter_complex_script", script_file.name, *maps, *_encoding(cfg, with_video),
                 "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=total,
                on_progress=_progress_logger(slug))
     return Assembled(out, total, f"ffmpeg:{strategy}", spans, warnings)
 
 
-def node(script: Script, slug: str, dep_names: list[str], *, timeout: float) -> Node:
+def _spans(inp: NodeInput, n_scenes: int) -> list[dict[str, float]]:
+    scenes = inp.data["scenes"]
+    lead = scenes[0]["start"]
+    last_voice = getattr(inp.deps.get(f"voice/{n_scenes - 1}"), "duration", 0.0)
+    return timeline(scenes, last_voice + (lead if n_scenes == 1 else 0.0), inp.cfg["format"]["fps"])
+
+
+def _encoding(cfg: dict[str, Any], with_video: bool) -> list[str]:
+    fmt, enc = cfg["format"], cfg["encode"]
+    video = ["-c:v", "libx264", "-preset", enc["preset"], "-crf", str(enc["crf"]), "-pix_fmt", "yuv420p",
+             "-r", str(fmt["fps"])] if with_video else []
+    return [*video, "-c:a", "aac", "-b:a", enc["audio_bitrate"], "-ar", str(enc["audio_rate"]),
+            "-movflags", "+faststart"]
+
+
+def placeholder(inp: NodeInput, exc: Exception, *, n_scenes: int, slug: str, timeout: float) -> Assembled:
+    """When assembly fails for good, the video still comes out: the script's length, silent, saying what
+    failed (recorded as a fallback, so the batch report shows it)."""
+    cfg = inp.cfg
+    fmt = cfg["format"]
+    spans = _spans(inp, n_scenes)
+    total = spans[-1]["start"] + spans[-1]["duration"]
+    with_video = cfg["assembly"]["strategy"] != "audio_only"
+    lines = (getattr(exc, "stderr_tail", "") or str(exc)).strip().splitlines()
+    # ffmpeg's first complaint says what broke; its "[aac @ 0x55…]" prefixes do not
+    reason = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[0])[:160] if lines else type(exc).__name__
+    args = ["-f", "lavfi", "-i", f"anullsrc=r={SAFE_ENCODE['audio_rate']}:cl=stereo,atrim=duration={total:.6f}"]
+    if with_video:
+        size = max(12, fmt["height"] // 24)
+        card = ass.header(fmt["width"], fmt["height"], "DejaVu Sans", size, "#e0e0e0") + "\n" + ass.Event(
+            0, round(total * 100), 0, "Term",
+            f"{{\\an5\\pos({fmt['width'] // 2},{fmt['height'] // 2})}}{ass.escape(f'{slug}: rendering failed')}"
+            f"\\N{{\\fs{size * 2 // 3}}}{ass.escape(reason)}").line() + "\n"
+        card_file = inp.workdir / f"placeholder-{inp.key[:12]}.ass"
+        card_file.write_text(card, encoding="utf-8")
+        args += ["-f", "lavfi", "-i", f"color=c=black:s={fmt['width']}x{fmt['height']}:r={fmt['fps']}:d={total:.6f}",
+                 "-map", "1:v", "-vf", f"ass=filename={card_file.name}"]
+    out = inp.workdir / f"{slug}-{inp.key[:12]}-placeholder.mp4"
+    safe = {**cfg, "encode": SAFE_ENCODE}  # whatever setting broke the assembly is not used here
+    ffmpeg.run([*args, "-map", "0:a", *_encoding(safe, with_video), "-t", f"{total:.6f}", "-f", "mp4", str(out)],
+               timeout=timeout, cwd=inp.workdir)
+    return Assembled(out, total, "placeholder", spans,
+                     [f"assembly failed ({reason}); the video is a placeholder that says so"])
+
+
+def node(script: Script, slug: str, dep_names: list[str], *, timeout: float, retry: RetryPolicy | None = None
+         ) -> Node:
+    """The assembly node: retried per ``retry``, then a placeholder video if it still fails."""
     scenes = [{"start": s.start, "duration": s.duration} for s in script.scenes]
     return Node(
         name="assembly",
@@ -176,4 +221,6 @@ def node(script: Script, slug: str, dep_names: list[str], *, timeout: float) -> 
         data={"scenes": scenes, "slug": slug},
         deps=tuple(dep_names),
         fn=lambda inp: assemble(inp, n_scenes=len(scenes), slug=slug, timeout=timeout),
+        fallback=lambda inp, exc: placeholder(inp, exc, n_scenes=len(scenes), slug=slug, timeout=timeout),
+        retry=retry,
     )
