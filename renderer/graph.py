@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
 from renderer.cache import Cache
+from renderer.logs import redact
 from renderer.reliability import RetryPolicy
 
 
@@ -148,6 +150,7 @@ class Graph:
         pending = dict(self.nodes)
         running: dict[Future, str] = {}
         broken: set[str] = set()  # failed or skipped
+        aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
 
         def execute(node: Node) -> Any:
             key = keys[node.name]
@@ -162,14 +165,19 @@ class Graph:
                 record.seconds = round(time.perf_counter() - started, 3)
                 return hit
             try:
-                result = node.fn(inp) if node.retry is None else node.retry.run(lambda: node.fn(inp), node.name)
+                result = (node.fn(inp) if node.retry is None else
+                          node.retry.run(lambda: node.fn(inp), node.name, cancelled=aborting.is_set))
                 record.status = "ok"
             except Exception as exc:  # a stage failure is data: recorded, then fallen back from
-                record.error = f"{type(exc).__name__}: {exc}"
+                record.error = redact(f"{type(exc).__name__}: {exc}")
                 record.status = "failed"
-                if node.fallback is None:
+                if node.fallback is None or aborting.is_set():  # an interrupted run starts nothing new
                     raise
-                result = node.fallback(inp, exc)  # a failing fallback leaves the node failed
+                try:
+                    result = node.fallback(inp, exc)
+                except Exception as fallback_exc:  # the node stays failed, with both reasons
+                    record.error += redact(f"; fallback: {type(fallback_exc).__name__}: {fallback_exc}")
+                    raise
                 record.status = "fallback"
                 tainted.add(node.name)
             finally:
@@ -202,8 +210,9 @@ class Graph:
                     broken.add(name)
                     if records[name].status != "failed":  # broke outside its stage function
                         records[name].status = "failed"
-                        records[name].error = f"{type(error).__name__}: {error}"
+                        records[name].error = redact(f"{type(error).__name__}: {error}")
         except BaseException:
+            aborting.set()
             pool.shutdown(wait=False, cancel_futures=True)
             if on_abort is not None:
                 on_abort()

@@ -211,13 +211,15 @@ class RetryPolicy:
         return cls(**{name: type(getattr(base, name))(_get(cfg, name, getattr(base, name)))
                       for name in base.__dataclass_fields__})
 
-    def run(self, fn: Callable[[], T], what: str = "") -> T:
-        """``fn()`` with up to ``attempts`` tries (any Exception; an interruption is never retried)."""
+    def run(self, fn: Callable[[], T], what: str = "", *, cancelled: Callable[[], bool] = lambda: False) -> T:
+        """``fn()`` with up to ``attempts`` tries (any Exception; never after ``cancelled()`` turns true, and
+        an interruption is never retried)."""
         def log(state: tenacity.RetryCallState) -> None:
             logger.warning("{} failed (attempt {} of {}), retrying: {}", what or "call", state.attempt_number,
                            self.attempts, redact(str(state.outcome.exception())))
 
         return tenacity.Retrying(stop=tenacity.stop_after_attempt(max(1, self.attempts)), wait=self.backoff(),
+                                 retry=tenacity.retry_if_exception(lambda exc: not cancelled()),
                                  before_sleep=log, reraise=True)(fn)
 
     def backoff(self) -> tenacity.wait.wait_base:

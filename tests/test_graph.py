@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -231,7 +232,7 @@ def test_failing_fallback_leaves_the_node_failed(tmp_path: Path):
         g.run(cfg(), tmp_path)
     rec = by_name(info.value.records)
     assert rec["visual/0"].status == "failed"
-    assert "boom" in rec["visual/0"].error
+    assert "boom" in rec["visual/0"].error and "fallback broke too" in rec["visual/0"].error
     assert rec["assembly"].status == "skipped"
 
 
@@ -284,3 +285,35 @@ def test_a_node_breaking_outside_its_function_is_failed_not_left_pending(tmp_pat
     rec = by_name(info.value.records)
     assert rec["a"].status == "failed" and "bad output" in rec["a"].error
     assert rec["b"].status == "skipped"
+
+
+def test_an_interrupted_run_starts_no_fallback_and_no_retry(tmp_path: Path):
+    """Ctrl-C while a stage runs: on_abort stops it, and neither its retry nor its fallback starts anything."""
+    from renderer.reliability import RetryPolicy
+
+    started, killed = threading.Event(), threading.Event()
+    calls = {"fn": 0, "fallback": 0}
+
+    def long_stage(inp):
+        calls["fn"] += 1
+        started.set()
+        killed.wait(10)  # stands for a subprocess that on_abort kills
+        raise RuntimeError("killed")
+
+    def fallback(inp, exc):
+        calls["fallback"] += 1
+        return "stand-in"
+
+    graph = Graph()
+    graph.add(Node("slow", "visual", "1", long_stage, fallback=fallback,
+                   retry=RetryPolicy(attempts=3, wait_s=0.0, jitter_s=0.0)))
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        threading.Thread(target=lambda: started.wait(10) and signal.setitimer(signal.ITIMER_REAL, 0.05),
+                         daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            graph.run(cfg(), tmp_path, on_abort=killed.set)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert calls == {"fn": 1, "fallback": 0}
