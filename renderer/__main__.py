@@ -31,16 +31,16 @@ def main(cfg: DictConfig) -> None:
     logs.setup(run_dir, console=True)
     batch.interrupt_on_sigterm()
     try:
-        result = batch.run_batch(cfg, run_dir)
-    except KeyboardInterrupt:
+        code = batch.run_batch(cfg, run_dir).exit_code
+    except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)
     except (FFmpegError, batch.ResumeError) as exc:
         logger.error("{}", exc)
-        sys.exit(batch.EXIT_CANNOT_START)
+        code = batch.EXIT_CANNOT_START
     if hydra_cfg.mode == RunMode.RUN:
-        sys.exit(result.exit_code)
-    _sweep.append((" ".join(hydra_cfg.overrides.task) or "(defaults)", result.exit_code))
+        sys.exit(code)
+    _sweep.append((" ".join(hydra_cfg.overrides.task) or "(defaults)", code))  # the sweep goes on
 
 
 def _sweep_summary() -> int:
@@ -51,5 +51,8 @@ def _sweep_summary() -> int:
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(_sweep_summary())
+    try:
+        main()
+    finally:  # even when a sweep job raised: say how each job ended
+        worst = _sweep_summary()
+    sys.exit(worst)

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 from joblib import Parallel, delayed
@@ -66,8 +66,10 @@ def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dic
 
 
 def clean_leftovers(layout: RunLayout) -> None:
-    """Whatever happened: no work files, no half-written outputs (killed workers cannot clean up)."""
+    """Whatever happened: no stray processes, no work files, no half-written outputs (killed workers
+    cannot clean up after themselves)."""
     if layout.tmp.exists():
+        ffmpeg.kill_strays(layout.tmp)
         for entry in layout.tmp.iterdir():
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
     for part in layout.run_dir.rglob(".*.part"):
@@ -147,26 +149,24 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
         logger.info("resuming {}: {} of {} script(s) left", run_dir, len(todo), len(manifest["scripts"]))
     else:
         manifest, todo = _new_manifest(cfg, layout)
+    ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
+    ffmpeg.check_features()  # before the manifest: a run that could not start is not one to resume
     write_json_atomic(layout.manifest, manifest)
     result = BatchResult(run_dir, manifest)
     if not manifest["scripts"]:
         logger.error("nothing to render: batch.inputs={} matched no files", list(cfg.batch.inputs))
         return result
 
-    ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
-    ffmpeg.check_features()
     cache = Cache(cfg.cache.dir)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg["cache"]["dir"] = str(cache.root)  # workers may start elsewhere
     n_jobs = manifest["n_jobs"] = job_count(cfg, len(todo))
     logger.info("rendering {} script(s) into {} with {} job(s)", len(todo), run_dir, n_jobs)
     started = time.perf_counter()
-    jobs = (delayed(render_in_worker)(plain_cfg, str(p), s, str(run_dir)) for p, s in todo.items())
-    parallel = Parallel(n_jobs=n_jobs, backend=cfg.batch.backend, return_as="generator_unordered")
     try:
         with cache.in_use() if cfg.cache.enabled else nullcontext(), \
                 tqdm(total=len(todo), desc="scripts", unit="script", dynamic_ncols=True) as bar:
-            for record in parallel(jobs):
+            for record in _render_all(todo, plain_cfg, run_dir, n_jobs, cfg.batch.backend):
                 manifest["scripts"][record["slug"]] = _summary(record)
                 write_json_atomic(layout.manifest, manifest)
                 bar.update()
@@ -190,6 +190,35 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
     done = len(manifest["scripts"]) - len(result.failed)
     logger.info("done: {}/{} rendered in {:.1f} s -> {}", done, len(manifest["scripts"]), manifest["seconds"], run_dir)
     return result
+
+
+def _render_all(todo: dict[Path, str], plain_cfg: dict, run_dir: Path, n_jobs: int, backend: str
+                ) -> Iterator[dict[str, Any]]:
+    """Records as scripts finish. A worker that dies (killed, out of memory) takes the batch's pool with it:
+    the scripts not finished then are rendered again one per pool, so a crash costs only its own script."""
+    def job(path: Path, slug: str):
+        return delayed(render_in_worker)(plain_cfg, str(path), slug, str(run_dir))
+
+    finished: set[str] = set()
+    try:
+        for record in Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(
+                job(p, s) for p, s in todo.items()):
+            finished.add(record["slug"])
+            yield record
+        return
+    except Exception as exc:  # the pool broke, not a script: scripts return their failures as records
+        left = {p: s for p, s in todo.items() if s not in finished}
+        logger.error("a worker died ({}: {}); rendering the {} unfinished script(s) one at a time",
+                     type(exc).__name__, exc, len(left))
+        ffmpeg.kill_strays(RunLayout(run_dir).tmp)  # what the dead worker had started
+    for path, slug in left.items():
+        try:
+            (record,) = Parallel(n_jobs=2, backend=backend)([job(path, slug)])  # 2: in a worker, not here
+        except Exception as exc:
+            record = {"script": str(path), "slug": slug, "status": "failed", "issues": [], "stages": [],
+                      "fallbacks": [], "warnings": [], "outputs": {},
+                      "error": f"the worker rendering it died ({type(exc).__name__}: {exc}); resume to retry"}
+        yield record
 
 
 def _cache_use(manifest: dict[str, Any]) -> dict[str, int]:

@@ -225,7 +225,7 @@ class CacheConfig:
 
 @dataclass
 class FFmpegConfig:
-    """Binaries to use; empty = $FFMPEG_PATH / $FFPROBE_PATH, then PATH."""
+    """Binaries to use; FFMPEG_PATH / FFPROBE_PATH in the environment win; empty = from PATH."""
 
     path: str = ""
     probe_path: str = ""

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 DEFAULT_TIMEOUT_S = 300.0
+MEDIA_TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "espeak")  # what this module starts
 KILL_GRACE_S = 3.0
 STDERR_TAIL_LINES = 20
 REQUIRED_ENCODERS = ("libx264", "aac")
@@ -52,12 +55,10 @@ class FFmpegError(RuntimeError):
 
 # --- binaries --------------------------------------------------------------------------------------------
 def configure(*, ffmpeg_path: str = "", ffprobe_path: str = "") -> None:
-    """Binaries from config; the FFMPEG_PATH / FFPROBE_PATH environment variables still win."""
-    _paths.clear()
-    if ffmpeg_path:
-        _paths["ffmpeg"] = ffmpeg_path
-    if ffprobe_path:
-        _paths["ffprobe"] = ffprobe_path
+    """Binaries from config (``ffmpeg.path`` / ``ffmpeg.probe_path``); FFMPEG_PATH / FFPROBE_PATH still win."""
+    global _paths
+    chosen = {"ffmpeg": ffmpeg_path, "ffprobe": ffprobe_path}
+    _paths = {tool: path for tool, path in chosen.items() if path}  # one swap: threads never see it half-set
 
 
 def binary(tool: str) -> str:
@@ -136,6 +137,27 @@ def kill_all(grace: float = 1.0) -> int:
     for t in threads:
         t.join()
     return len(procs)
+
+
+def kill_strays(folder: Path) -> int:
+    """Stop processes of ours that work in ``folder`` but whose parent is gone (a worker killed with
+    SIGKILL cannot stop its children); return how many there were."""
+    marker = str(folder)
+    strays = []
+    for proc in psutil.process_iter(["name", "cmdline", "uids"]):
+        try:
+            ours = proc.info["uids"] is not None and proc.info["uids"].real == os.getuid()
+            if ours and proc.info["name"] in MEDIA_TOOLS and any(marker in a for a in proc.info["cmdline"] or []):
+                strays.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for proc in strays:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(strays, timeout=5)
+    return len(strays)
 
 
 def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None = None,

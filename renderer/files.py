@@ -107,9 +107,11 @@ class RunLayout:
         return self.script_dir(slug) / f"{slug}{suffix}"
 
     def workdir(self, slug: str) -> Path:
-        path = self.tmp / slug
+        """This process's work dir for ``slug``: a retry in another worker never shares files with the
+        leftovers of one that died."""
+        path = self.tmp / f"{slug}.{os.getpid()}"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def clean_workdir(self, slug: str) -> None:
-        shutil.rmtree(self.tmp / slug, ignore_errors=True)
+        shutil.rmtree(self.tmp / f"{slug}.{os.getpid()}", ignore_errors=True)

@@ -49,11 +49,12 @@ def setup(run_dir: Path, *, console: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     logger.remove()
     logger.configure(patcher=_patch, extra={"script": "-"})
-    logger.add(run_dir / "renderer.log", format=HUMAN_FORMAT, level="DEBUG", encoding="utf-8")
-    logger.add(run_dir / "renderer.jsonl", serialize=True, level="DEBUG", encoding="utf-8")
+    # diagnose=False: tracebacks never print local variables (a key could be one)
+    logger.add(run_dir / "renderer.log", format=HUMAN_FORMAT, level="DEBUG", encoding="utf-8", diagnose=False)
+    logger.add(run_dir / "renderer.jsonl", serialize=True, level="DEBUG", encoding="utf-8", diagnose=False)
     if console:
         from tqdm import tqdm
 
         logger.add(lambda msg: tqdm.write(msg, end="", file=sys.stderr), level="INFO", colorize=True,
-                   format="<level>{level: <7}</level> {message}")
+                   format="<level>{level: <7}</level> {message}", diagnose=False)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)

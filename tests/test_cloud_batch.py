@@ -106,3 +106,13 @@ def test_fallback_off_makes_a_failure_fatal(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["scripts"]["s0"]["status"] == "failed"
     assert "fallback is off" in manifest["scripts"]["s0"]["error"]
+
+
+def test_a_malformed_key_is_refused_without_being_shown(tmp_path, monkeypatch):
+    from renderer.providers.elevenlabs import ElevenLabsVoice
+    from renderer.providers.http import MissingAPIKey
+
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "el-SECRET-part-one\nel-SECRET-part-two")
+    with pytest.raises(MissingAPIKey) as info:
+        ElevenLabsVoice(base_url="http://127.0.0.1:9")
+    assert "ELEVENLABS_API_KEY" in str(info.value) and "SECRET" not in str(info.value)

@@ -3,6 +3,7 @@ and a Ctrl-C/SIGTERM to a running batch that leaves no process and no temp file 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -184,3 +185,39 @@ def test_interrupting_a_batch_leaves_nothing_behind(tmp_path, sig):
     assert list((run_dir / "tmp").iterdir()) == []
     assert not list(run_dir.rglob("*.part"))
     assert not any(p.suffix == ".mp4" for p in run_dir.rglob("*.mp4") if p.stat().st_size == 0)
+
+
+def test_a_worker_killed_mid_batch_costs_no_script(tmp_path):
+    """kill -9 of one joblib worker (as the OOM killer would): its media tools are stopped, the scripts it
+    took down are rendered again, the batch finishes with every video."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_script = TWO_SCENES.replace("[0:03 – Two]", "[0:30 – Two]")
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.txt").write_text(long_script, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith(("batch.backend", "format.width", "format.height"))]
+    proc = subprocess.Popen([sys.executable, "-m", "renderer", *overrides, "format.width=640", "format.height=360",
+                             f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2", f"hydra.run.dir={run_dir}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim, tools = None, []
+    deadline = time.monotonic() + 90
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if child.name() == "ffmpeg" and "-filter_complex_script" in child.cmdline():
+                    victim = child.parent()  # the worker running this assembly
+                    tools = victim.children(recursive=True)
+                    break
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.05)
+    assert victim is not None, "no assembly was seen running"
+    victim.kill()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "a worker died" in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scripts"].values()} == {"ok"}
+    assert all(gone(t.pid) for t in tools)
+    assert list((run_dir / "tmp").iterdir()) == []

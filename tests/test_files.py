@@ -168,7 +168,7 @@ def test_run_layout(tmp_path: Path):
     assert layout.manifest == tmp_path / "manifest.json"
     assert layout.output("descent", ".mp4") == tmp_path / "descent" / "descent.mp4"
     work = layout.workdir("descent")
-    assert work == tmp_path / "tmp" / "descent" and work.is_dir()
+    assert work == tmp_path / "tmp" / f"descent.{os.getpid()}" and work.is_dir()
     (work / "scratch.wav").write_bytes(b"x")
     layout.clean_workdir("descent")
     assert not work.exists()

@@ -118,8 +118,8 @@ def _wait_for(proc: subprocess.Popen, run_dir: Path, point: str, timeout: float 
                     line = child.cmdline()
                 except psutil.NoSuchProcess:
                     continue
-                if child.name() in ("ffmpeg", "espeak-ng") and (
-                        point == "first_tool" or "-filter_complex_script" in line):
+                stage_tool = child.name() == "espeak-ng" or (child.name() == "ffmpeg" and "-i" in line)
+                if stage_tool and (point == "first_tool" or "-filter_complex_script" in line):
                     return
         elif point == "one_done":
             try:

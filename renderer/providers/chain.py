@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from loguru import logger
 from omegaconf import DictConfig
 
+from renderer.logs import redact
 from renderer.providers.espeak import EspeakVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
@@ -78,7 +79,7 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
         try:
             provider = instantiate(group_cfg)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = redact(f"{type(exc).__name__}: {exc}")
             if not allowed:
                 raise ProviderUnavailable(f"{group} provider {group_cfg.name} cannot start and fallback is off: "
                                           f"{reason}") from exc

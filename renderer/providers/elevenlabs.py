@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import tempfile
 import threading
 import time
@@ -164,7 +165,9 @@ class ElevenLabsVoice(Guarded):
                 raise ServiceError(self.service, None, "malformed_audio",
                                    f"{len(audio)} bytes is not 16-bit PCM audio", True)
             return audio
-        src = Path(tempfile.mkstemp(suffix=".mp3", dir=tmp)[1])
+        fd, name = tempfile.mkstemp(suffix=".mp3", dir=tmp)
+        os.close(fd)
+        src = Path(name)
         raw = src.with_suffix(".raw")
         src.write_bytes(audio)
         try:

@@ -32,6 +32,8 @@ def api_key(env_var: str, label: str) -> str:
     if not key:
         raise MissingAPIKey(f"{label} needs an API key: set {env_var} in the environment "
                             "(keys are read from the environment only, never from config files)")
+    if not key.isprintable() or any(ch.isspace() for ch in key):  # never echo it: say where, not what
+        raise MissingAPIKey(f"{env_var} holds spaces or control characters: set it to the key alone")
     return key
 
 
@@ -148,6 +150,9 @@ class Client:
             raise ServiceError(self.service, None, "truncated", "the answer was cut off", True) from None
         except requests.ConnectionError:
             raise ServiceError(self.service, None, "connection", f"could not reach {self.base_url}", True) from None
+        except requests.RequestException as exc:  # its text may quote a header: name the kind, nothing more
+            raise ServiceError(self.service, None, "request", f"the request could not be made "
+                               f"({type(exc).__name__})", False) from None
         finally:
             with self._lock:
                 self.latencies_s.append(round(time.monotonic() - started, 4))
@@ -168,11 +173,14 @@ class Client:
                 raise error_from_response(self.service, resp)
             expected = int(resp.headers.get("Content-Length") or 0)
             size = 0
+            stop_at = time.monotonic() + timeout  # the request timeout is per read: bound the whole download
             try:
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_content(DOWNLOAD_CHUNK):
                         fh.write(chunk)
                         size += len(chunk)
+                        if time.monotonic() > stop_at:
+                            raise requests.Timeout()
             except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError):
                 raise ServiceError(self.service, None, "truncated", "the download was cut off", True) from None
             except requests.Timeout:
