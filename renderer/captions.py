@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from renderer.script import sentences, split_text
 
 MAX_CUE_CHARS = 84  # two lines of 42: the usual broadcast limit
 
@@ -16,19 +17,8 @@ class Cue:
 
 
 def _chunks(text: str) -> list[str]:
-    """Sentences, then words, packed into cues of at most MAX_CUE_CHARS."""
-    out: list[str] = []
-    for sentence in re.split(r"(?<=[.!?…])\s+", text.strip()):
-        current = ""
-        for word in sentence.split():
-            if current and len(current) + 1 + len(word) > MAX_CUE_CHARS:
-                out.append(current)
-                current = word
-            else:
-                current = f"{current} {word}".strip()
-        if current:
-            out.append(current)
-    return out
+    """One cue per sentence; a sentence too long for one is split between words."""
+    return [cue for sentence in sentences(" ".join(text.split())) for cue in split_text(sentence, MAX_CUE_CHARS)]
 
 
 def cues(scene_lines: list[list[str]], spans: list[dict[str, float]], voice_s: list[float],

@@ -35,6 +35,7 @@ __all__ = [
     "parse_markdown",
     "parse_text",
     "read_text",
+    "sentences",
     "split_text",
     "validate",
 ]
@@ -378,7 +379,7 @@ def split_text(text: str, limit: int) -> list[str]:
     return chunks
 
 
-def _sentences(text: str):
+def sentences(text: str):
     """Sentences of single-spaced ``text``: each ends with a word ending in . ! ? or … (closing quotes allowed)."""
     words: list[str] = []
     for word in text.split(" "):
@@ -394,7 +395,7 @@ def _units(text: str, limit: int):
     """Sentences that fit in ``limit``; the words of those that don't; slices of words that don't either."""
     if not text:
         return
-    for sentence in _sentences(text):
+    for sentence in sentences(text):
         if len(sentence) <= limit:
             yield sentence
             continue

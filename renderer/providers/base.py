@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
+
+SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 
 
 @dataclass(frozen=True)
@@ -27,3 +30,10 @@ class VisualClip:
 
 def words(text: str) -> int:
     return len(text.split())
+
+
+def takes(lines: list[tuple[str, str | None]], voice_of: dict[str, str], default: str) -> list[tuple[str, str]]:
+    """(voice, text) takes: consecutive (text, speaker) lines of one speaker joined; empty takes dropped."""
+    joined = [(voice_of.get(speaker or "", default), " ".join(text for text, _ in group))
+              for speaker, group in groupby(lines, key=lambda line: line[1])]
+    return [(voice, text) for voice, text in joined if text.strip()]

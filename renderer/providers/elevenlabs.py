@@ -15,13 +15,12 @@ import tempfile
 import threading
 import time
 import wave
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from renderer import ffmpeg
-from renderer.providers.base import AudioClip
+from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
 from renderer.providers.http import Client, Guarded, api_key, json_body
 from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 from renderer.script import split_text
@@ -30,7 +29,6 @@ DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 DEFAULT_VOICE_ID = "JBFqnCBsd6RMkjVDRZzb"
 DEFAULT_VOICE_SETTINGS = {"stability": 0.5, "similarity_boost": 0.75, "style": 0.0, "use_speaker_boost": True,
                           "speed": 1.0}
-SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 CONTEXT_CHARS = 300  # previous_text / next_text sent for continuity between chunks
 SAMPLE_BYTES = 2  # 16-bit mono PCM
 
@@ -85,10 +83,8 @@ class ElevenLabsVoice(Guarded):
     # --- public ----------------------------------------------------------------------------------------
     def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *, timeout: float = 60.0) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
-        takes = [(self.speakers.get(speaker or "", self.voice_id), " ".join(text for text, _ in group))
-                 for speaker, group in groupby(lines, key=lambda line: line[1])]
-        takes = [(voice, text) for voice, text in takes if text.strip()]
-        if not takes:
+        spoken = takes(lines, self.speakers, self.voice_id)
+        if not spoken:
             return AudioClip(None, 0.0, self.name)
         deadline = time.monotonic() + timeout
         gap = b"\0" * int(self.sample_rate * SPEAKER_GAP_S) * SAMPLE_BYTES
@@ -96,7 +92,7 @@ class ElevenLabsVoice(Guarded):
         alignment: dict[str, list] = {"characters": [], "character_start_times_seconds": [],
                                       "character_end_times_seconds": []}
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            for n, (voice, text) in enumerate(takes):
+            for n, (voice, text) in enumerate(spoken):
                 if n:
                     pcm += gap
                 chunks = split_text(text, self.char_limit)

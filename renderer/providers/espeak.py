@@ -6,13 +6,11 @@ import shutil
 import tempfile
 import wave
 from functools import cache
-from itertools import groupby
 from pathlib import Path
 
 from renderer import ffmpeg
-from renderer.providers.base import AudioClip
+from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
 
-SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 
 
 class EspeakError(RuntimeError):
@@ -51,15 +49,11 @@ class EspeakVoice:
 
     def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *, timeout: float = 60.0) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
-        takes = [
-            (self.speakers.get(speaker or "", self.voice), " ".join(text for text, _ in group))
-            for speaker, group in groupby(lines, key=lambda line: line[1])
-        ]
-        takes = [(voice, text) for voice, text in takes if text.strip()]
-        if not takes:
+        spoken = takes(lines, self.speakers, self.voice)
+        if not spoken:
             return AudioClip(None, 0.0, self.name)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            parts = [self._speak(voice, text, Path(tmp) / f"{n}.wav", timeout) for n, (voice, text) in enumerate(takes)]
+            parts = [self._speak(voice, text, Path(tmp) / f"{n}.wav", timeout) for n, (voice, text) in enumerate(spoken)]
             duration = _join_wavs(parts, out, gap_s=SPEAKER_GAP_S)
         return AudioClip(out, duration, self.name)
 
