@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from renderer.script import OnScreenLine, Options, Scene, estimated_duration
+from renderer.script import ERROR, WARNING, OnScreenLine, Options, Scene, clip, estimated_duration
 
 _TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
 _MSS_RE = re.compile(r"^(\d{1,4}):([0-5]\d(?:\.\d{1,3})?)$", re.A)
@@ -90,6 +90,35 @@ def last_scene_duration(scene: Scene, end: str | None, options: Options) -> floa
     if end_s is not None and end_s > scene.start:
         return end_s - scene.start
     return estimated_duration(scene.narration_text, options)
+
+
+def set_durations(scenes: list[Scene], last_end: str | None, options: Options) -> None:
+    """Each scene lasts until the next one starts; the last one as its narration (or a range end) needs."""
+    for scene, following in zip(scenes, scenes[1:]):
+        scene.duration = max(0.0, following.start - scene.start)
+    if scenes:
+        scenes[-1].duration = last_scene_duration(scenes[-1], last_end, options)
+
+
+def out_of_order(timestamp: str, seconds: float, previous: tuple[float, str] | None) -> str | None:
+    """What is wrong when a scene does not start after the previous one (None when it does)."""
+    if previous is None or seconds > previous[0]:
+        return None
+    relation = "comes before" if seconds < previous[0] else "is the same as"
+    return f"timestamp {timestamp} {relation} the previous scene's {previous[1]}"
+
+
+def opening_issues(report, *, has_text: bool, scenes: list[Scene], first_text_line: int | None,
+                   preamble: list[tuple[int, str]], no_scenes: str) -> None:
+    """The issues every format reports once parsed: an empty script, no scenes, text before the first scene.
+    ``report(code, severity, line, what)`` records one."""
+    if not has_text:
+        report("empty_script", ERROR, None, "the script is empty")
+    elif not scenes:
+        report("no_scenes", ERROR, first_text_line, no_scenes)
+    else:
+        for number, line in preamble:
+            report("text_before_first_scene", WARNING, number, f"text before the first scene is ignored: “{clip(line)}”")
 
 
 def format_time(seconds: float) -> str:

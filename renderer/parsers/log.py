@@ -23,10 +23,12 @@ from renderer.parsers.common import (
     OPEN_QUOTES,
     PROMPT_RE,
     Header,
-    last_scene_duration,
     match_header,
     on_screen_line,
+    opening_issues,
+    out_of_order,
     parse_time,
+    set_durations,
     split_script_value,
     split_speaker,
     unquote,
@@ -121,21 +123,12 @@ class _LogParser:
             self.scene_line(number, raw, line)
 
     def finish(self, has_text: bool) -> Script:
-        if not has_text:
-            self.issue("empty_script", ERROR, None, "the script is empty")
-        elif not self.scenes:
-            what = "no scene header found (expected a line like “[0:00 – Title]”)"
-            self.issue("no_scenes", ERROR, self.first_text_line, what)
-        else:
-            for number, line in self.preamble:
-                self.issue("text_before_first_scene", WARNING, number,
-                           f"text before the first scene is ignored: “{clip(line)}”")
-        for i, scene in enumerate(self.scenes):
-            scene.visual = " ".join(self.visual[i])
-            if i + 1 < len(self.scenes):
-                scene.duration = max(0.0, self.scenes[i + 1].start - scene.start)
-            else:
-                scene.duration = last_scene_duration(scene, self.last_end, self.options)
+        opening_issues(self.issue, has_text=has_text, scenes=self.scenes, first_text_line=self.first_text_line,
+                       preamble=self.preamble,
+                       no_scenes="no scene header found (expected a line like “[0:00 – Title]”)")
+        for scene, visual in zip(self.scenes, self.visual):
+            scene.visual = " ".join(visual)
+        set_durations(self.scenes, self.last_end, self.options)
         return Script(
             path=self.path,
             title=self.title or title_from_path(self.path),
@@ -172,10 +165,8 @@ class _LogParser:
             start = self.prev_time[0] if self.prev_time else 0.0
         else:
             start = seconds
-            if self.prev_time is not None and seconds <= self.prev_time[0]:
-                relation = "comes before" if seconds < self.prev_time[0] else "is the same as"
-                self.issue("timestamp_backwards", ERROR, number,
-                           f"timestamp {header.time} {relation} the previous scene's {self.prev_time[1]}")
+            if problem := out_of_order(header.time, seconds, self.prev_time):
+                self.issue("timestamp_backwards", ERROR, number, problem)
             self.prev_time = (seconds, header.time)
         index = len(self.scenes)
         self.scenes.append(

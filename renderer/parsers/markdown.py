@@ -25,10 +25,12 @@ import re
 from renderer.parsers.common import (
     PROMPT_RE,
     format_time,
-    last_scene_duration,
     match_header,
     on_screen_line,
+    opening_issues,
+    out_of_order,
     parse_time,
+    set_durations,
     split_script_value,
     split_speaker,
     unquote,
@@ -139,15 +141,9 @@ class _MarkdownParser:
             self.scene_line(number, raw, line)
 
     def finish(self, has_text: bool) -> Script:
-        if not has_text:
-            self.issue("empty_script", ERROR, None, "the script is empty")
-        elif not self.scenes:
-            self.issue("no_scenes", ERROR, self.first_text_line,
-                       "no scene heading found (expected a line like “## Scene 1: Title”)")
-        else:
-            for number, line in self.preamble:
-                self.issue("text_before_first_scene", WARNING, number,
-                           f"text before the first scene is ignored: “{clip(line)}”")
+        opening_issues(self.issue, has_text=has_text, scenes=self.scenes, first_text_line=self.first_text_line,
+                       preamble=self.preamble,
+                       no_scenes="no scene heading found (expected a line like “## Scene 1: Title”)")
         if self.fence:
             marker, number = self.fence
             self.issue("unclosed_code_block", WARNING, number,
@@ -255,10 +251,7 @@ class _MarkdownParser:
                 scene.start = seconds
                 previous = (seconds, timestamp)
             next_start = scene.start + estimated_duration(scene.narration_text, self.options)
-        for scene, following in zip(self.scenes, self.scenes[1:]):
-            scene.duration = max(0.0, following.start - scene.start)
-        if self.scenes:
-            self.scenes[-1].duration = last_scene_duration(self.scenes[-1], self.last_end, self.options)
+        set_durations(self.scenes, self.last_end, self.options)
 
     def checked_time(self, scene: Scene, timestamp: str | None, previous: tuple[float, str] | None) -> float | None:
         """The scene's timestamp in seconds (None if it has none or it is unreadable), reporting problems."""
@@ -268,10 +261,8 @@ class _MarkdownParser:
         if seconds is None:
             self.issue("bad_timestamp", ERROR, scene.line,
                        f"cannot read the timestamp “{timestamp}” in the scene heading “{clip(scene.title)}”")
-        elif previous is not None and seconds <= previous[0]:
-            relation = "comes before" if seconds < previous[0] else "is the same as"
-            self.issue("timestamp_backwards", ERROR, scene.line,
-                       f"timestamp {timestamp} {relation} the previous scene's {previous[1]}")
+        elif problem := out_of_order(timestamp, seconds, previous):
+            self.issue("timestamp_backwards", ERROR, scene.line, problem)
         return seconds
 
     def issue(self, code: str, severity: str, line: int | None, what: str) -> None:
