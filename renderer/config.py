@@ -178,7 +178,8 @@ class LimitsConfig:
     max_jobs: int = 3
     stage_threads: int = 4
     ffmpeg_timeout_s: float = 300.0
-    api_timeout_s: float = 60.0
+    api_timeout_s: float = 60.0  # one HTTP request to a cloud service
+    scene_timeout_s: float = 600.0  # a cloud provider's whole scene: every request, retry and poll
 
 
 @dataclass

@@ -38,15 +38,21 @@ def build_graph(script: Script, slug: str, cfg: DictConfig, providers: Providers
     """The stage graph for one script, shaped by the assembly strategy."""
     wanted = STAGES_FOR[cfg.assembly.strategy]
     timeout = cfg.limits.ffmpeg_timeout_s
+
+    def budget(group: str) -> float:
+        """A cloud provider's whole scene (every request, retry and poll); a local tool's single run."""
+        cloud = getattr(providers.primary.get(group), "service", None)
+        return cfg.limits.scene_timeout_s if cloud else timeout
+
     graph = Graph()
     for scene in script.scenes:
         if "voice" in wanted:
-            graph.add(voice.node(scene, providers.primary["voice"], timeout=cfg.limits.api_timeout_s,
+            graph.add(voice.node(scene, providers.primary["voice"], timeout=budget("voice"),
                                  backups=providers.backups["voice"], stand_in=providers.stand_in["voice"]))
         if "visual" in wanted:
             graph.add(visual.node(scene, providers.primary["visual"], width=cfg.format.width,
-                                  height=cfg.format.height, timeout=timeout, backups=providers.backups["visual"],
-                                  stand_in=providers.stand_in["visual"]))
+                                  height=cfg.format.height, timeout=budget("visual"),
+                                  backups=providers.backups["visual"], stand_in=providers.stand_in["visual"]))
         if "terminal" in wanted:
             graph.add(terminal.node(scene, script.title))
     graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout,
