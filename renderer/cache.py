@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -232,4 +233,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
     sys.exit(main())

@@ -17,6 +17,7 @@ import argparse
 import difflib
 import json
 import re
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -257,4 +258,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
     sys.exit(main())
