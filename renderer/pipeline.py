@@ -158,9 +158,10 @@ def _publish(script: Script, slug: str, outputs: dict[str, Any], layout: RunLayo
     """The video and its captions, each written atomically into the script's folder."""
     assembled: assembly.Assembled = outputs["assembly"]
     copy_atomic(assembled.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
-    voice_s = [getattr(outputs.get(f"voice/{s.index}"), "duration", 0.0) for s in script.scenes]
-    cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline, voice_s,
-                             lead=script.scenes[0].start)
+    voices = [outputs.get(f"voice/{s.index}") for s in script.scenes]
+    cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline,
+                             [getattr(v, "duration", 0.0) for v in voices], lead=script.scenes[0].start,
+                             alignments=[getattr(v, "alignment", None) for v in voices])
     write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
     write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
     return assembled

@@ -137,3 +137,25 @@ def test_empty_cue_list():
 def test_vtt_escapes_markup_characters():
     text = vtt([Cue(0.0, 1.0, "Tom & Jerry <redacted> 3 > 2")])
     assert "Tom &amp; Jerry &lt;redacted&gt; 3 &gt; 2" in text
+
+
+def _alignment(text: str, start: float, per_char: float) -> dict:
+    chars = list(text)
+    return {"characters": chars,
+            "character_start_times_seconds": [start + i * per_char for i in range(len(chars))],
+            "character_end_times_seconds": [start + (i + 1) * per_char for i in range(len(chars))]}
+
+
+def test_character_timing_from_the_voice_times_the_cues():
+    spans = [{"start": 10.0, "duration": 8.0}]
+    # the service's text lost the space between its two requests: the timing still lines up
+    alignment = _alignment("Hello there.Second one.", 0.5, 0.1)
+    (first, second) = cues([["Hello there. Second one."]], spans, [3.0], alignments=[alignment])
+    assert (first.text, first.start, first.end) == ("Hello there.", 10.5, 11.7)
+    assert (second.text, second.start, second.end) == ("Second one.", 11.7, 12.8)
+
+
+def test_timing_that_does_not_spell_the_narration_is_ignored():
+    spans = [{"start": 0.0, "duration": 4.0}]
+    wrong = _alignment("Something else entirely.", 0.0, 0.1)
+    assert cues([["Hello there."]], spans, [2.0], alignments=[wrong]) == cues([["Hello there."]], spans, [2.0])
