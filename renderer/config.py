@@ -64,7 +64,7 @@ class ElevenLabsVoiceConfig:
     voice_settings: ElevenLabsVoiceSettings = field(default_factory=ElevenLabsVoiceSettings)
     output_format: str = "pcm_22050"  # pcm_<rate> | mp3_<rate>_<kbps>
     char_limit: int = 5000  # per request; longer text is split at sentence ends
-    with_timestamps: bool = False  # /with-timestamps: keep per-character timing on the clip
+    with_timestamps: bool = False  # /with-timestamps: captions follow the per-character timing
     fallback: bool = True  # false: a failure stops the script instead of falling back to espeak
 
 
