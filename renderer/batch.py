@@ -20,7 +20,7 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from renderer import ffmpeg, logs
+from renderer import ffmpeg, logs, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
@@ -187,6 +187,7 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
         if cfg.cache.enabled:
             manifest["cache"] = cache.stats() | _cache_use(manifest)
         write_json_atomic(layout.manifest, manifest)
+        report.write(manifest, run_dir)
     done = len(manifest["scripts"]) - len(result.failed)
     logger.info("done: {}/{} rendered in {:.1f} s -> {}", done, len(manifest["scripts"]), manifest["seconds"], run_dir)
     return result
