@@ -49,6 +49,7 @@ class Node:
     fallback: Callable[[NodeInput, Exception], Any] | None = None
     cacheable: bool = True  # False when the key cannot vouch for the output (e.g. a stand-in provider)
     retry: RetryPolicy | None = None  # tries of ``fn`` before the fallback (or the failure)
+    unkeyed: tuple[str, ...] = ()  # read settings that cannot change the output (e.g. "visual.poll_interval_s")
 
 
 @dataclass
@@ -75,6 +76,15 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return value
+
+
+def _without(selected: dict[str, Any], unkeyed: tuple[str, ...]) -> dict[str, Any]:
+    """``selected`` minus the dotted ``unkeyed`` settings (each under one of its read paths)."""
+    for dotted in unkeyed:
+        path, _, name = dotted.rpartition(".")
+        if isinstance(selected.get(path), dict):
+            selected[path] = {k: v for k, v in selected[path].items() if k != name}
+    return selected
 
 
 def _select(cfg: DictConfig, paths: tuple[str, ...]) -> dict[str, Any]:
@@ -126,7 +136,7 @@ class Graph:
             payload = {
                 "stage": node.stage,
                 "version": node.version,
-                "cfg": _select(cfg, node.reads),
+                "cfg": _without(_select(cfg, node.reads), node.unkeyed),
                 "data": _plain(node.data),
                 "deps": [keys[d] for d in node.deps],
             }

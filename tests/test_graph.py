@@ -317,3 +317,22 @@ def test_an_interrupted_run_starts_no_fallback_and_no_retry(tmp_path: Path):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert calls == {"fn": 1, "fallback": 0}
+
+
+def test_unkeyed_settings_do_not_change_the_key_but_still_reach_the_stage(tmp_path: Path):
+    seen = {}
+
+    def stage(inp):
+        seen.update(inp.cfg["visual"])
+        return "clip"
+
+    def graph():
+        g = Graph()
+        g.add(Node("visual/0", "visual", "1", stage, reads=("visual",), unkeyed=("visual.poll_interval_s",)))
+        return g
+
+    slow, fast = cfg(visual={"model": "gen4", "poll_interval_s": 5}), cfg(visual={"model": "gen4", "poll_interval_s": 1})
+    assert graph().keys(slow) == graph().keys(fast)
+    assert graph().keys(slow) != graph().keys(cfg(visual={"model": "gen3", "poll_interval_s": 5}))
+    graph().run(fast, tmp_path)
+    assert seen["poll_interval_s"] == 1

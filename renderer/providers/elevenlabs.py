@@ -44,6 +44,7 @@ def parse_output_format(name: str) -> tuple[str, int]:
 
 
 class ElevenLabsVoice(Guarded):
+    UNKEYED = ("fallback",)  # what happens on failure, not what a success sounds like
     service = "elevenlabs"
     version = "1"
 

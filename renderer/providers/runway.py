@@ -62,6 +62,7 @@ def task_failure(service: str, task: dict[str, Any]) -> ServiceError:
 
 
 class RunwayVisual(Guarded):
+    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback")  # how we wait and recover, not what we get
     service = "runway"
 
     def __init__(

@@ -34,4 +34,5 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
         fn=render_with(provider),
         fallback=first_that_works([render_with(b) for b in backups or []]),
         cacheable=not stand_in,
+        unkeyed=tuple(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
     )

@@ -29,4 +29,5 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
         fallback=first_that_works([lambda inp, b=b: b.synthesize(lines, out(inp), timeout=timeout)
                                    for b in backups or []]),
         cacheable=not stand_in,
+        unkeyed=tuple(f"voice.{name}" for name in getattr(provider, "UNKEYED", ())),
     )
