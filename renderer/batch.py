@@ -24,6 +24,7 @@ from renderer import ffmpeg, logs, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
+from renderer.pipeline import new_record, render_script
 
 EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
 
@@ -56,8 +57,6 @@ def interrupt_on_sigterm() -> None:
 
 def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dict[str, Any]:
     """Runs in a joblib worker: it gets plain data and builds its own config, loggers and providers."""
-    from renderer.pipeline import render_script  # imported here: loky workers start fresh
-
     interrupt_on_sigterm()
     logs.setup(Path(run_dir), console=False)
     cfg = OmegaConf.create(plain_cfg)
@@ -216,9 +215,8 @@ def _render_all(todo: dict[Path, str], plain_cfg: dict, run_dir: Path, n_jobs: i
         try:
             (record,) = Parallel(n_jobs=2, backend=backend)([job(path, slug)])  # 2: in a worker, not here
         except Exception as exc:
-            record = {"script": str(path), "slug": slug, "status": "failed", "issues": [], "stages": [],
-                      "fallbacks": [], "warnings": [], "outputs": {},
-                      "error": f"the worker rendering it died ({type(exc).__name__}: {exc}); resume to retry"}
+            record = new_record(path, slug, f"the worker rendering it died ({type(exc).__name__}: {exc}); "
+                                            "resume to retry")
         yield record
 
 

@@ -167,13 +167,18 @@ def _publish(script: Script, slug: str, outputs: dict[str, Any], layout: RunLayo
     return assembled
 
 
+def new_record(path: Path, slug: str, error: str = "") -> dict[str, Any]:
+    """A script's record before anything succeeded: failed until rendering says otherwise."""
+    return {"script": str(path), "slug": slug, "status": "failed", "error": error, "issues": [], "stages": [],
+            "fallbacks": [], "warnings": [], "outputs": {}}
+
+
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
     returned in the record, which is also written as ``<slug>.json``."""
     started = time.perf_counter()
     log = logger.bind(script=slug)
-    record: dict[str, Any] = {"script": str(path), "slug": slug, "status": "failed", "error": "", "issues": [],
-                              "stages": [], "fallbacks": [], "warnings": [], "outputs": {}}
+    record = new_record(path, slug)
     try:
         script = _parse(path, cfg, record, log)
         outputs = _run_graph(script, slug, cfg, layout, record, log)

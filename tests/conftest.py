@@ -46,6 +46,15 @@ Narration: “Second.”
 """
 
 
+def model_fields(script) -> list[str]:
+    """Every non-empty text field of a parsed script: where each line of the source must land once."""
+    fields = [script.title, script.script_id, script.subtitle]
+    for scene in script.scenes:
+        fields += [scene.title, scene.subtitle, scene.visual]
+        fields += [n.text for n in scene.narration] + [o.text for o in scene.on_screen]
+    return [f for f in fields if f]
+
+
 def compose_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides))

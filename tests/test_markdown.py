@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from renderer.script import Issue, Script, parse_file, parse_markdown, parse_text
+from tests.conftest import model_fields
 
 
 def parse(text: str, **options) -> Script:
@@ -350,11 +351,7 @@ origin → inside the perimeter
 def test_round_trip_every_content_line_lands_in_exactly_one_field():
     s = parse_markdown(RICH, "first_contact.md")
     assert s.issues == []
-    fields = [s.title, s.script_id, s.subtitle]
-    for scene in s.scenes:
-        fields += [scene.title, scene.subtitle, scene.visual]
-        fields += [n.text for n in scene.narration] + [o.text for o in scene.on_screen]
-    fields = [f for f in fields if f]
+    fields = model_fields(s)
 
     content = {  # each line with content (markup stripped) → its expected text
         "# LOG_0005 — FIRST CONTACT": ["LOG_0005", "FIRST CONTACT"],

@@ -20,6 +20,7 @@ from renderer.script import (
     read_text,
     split_text,
 )
+from tests.conftest import model_fields
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -456,11 +457,7 @@ END LOG_0002
 def test_round_trip_every_content_line_lands_in_exactly_one_field():
     s = parse_log(RICH, "descent.txt")
     assert s.issues == []
-    fields = [s.title, s.script_id, s.subtitle]
-    for scene in s.scenes:
-        fields += [scene.title, scene.subtitle, scene.visual]
-        fields += [n.text for n in scene.narration] + [o.text for o in scene.on_screen]
-    fields = [f for f in fields if f]
+    fields = model_fields(s)
 
     content = {  # each non-blank, non-label, non-header line (or inline label text) → its expected text
         "Recovered AI Incident Log": "Recovered AI Incident Log",
