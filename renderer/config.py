@@ -137,7 +137,11 @@ class PanelConfig:
 
 @dataclass
 class AssemblyConfig:
-    strategy: str = MISSING  # overlay | visual_only | ui_only | audio_only
+    """A strategy: what each scene's segment is drawn on and which layers are burnt in (see renderer/compose.py)."""
+
+    strategy: str = MISSING  # its name: overlay | visual_only | ui_only | audio_only | your own
+    picture: str = MISSING  # visual (the scene's clip) | background (the theme's colour) | none (sound only)
+    layers: list[str] = field(default_factory=list)  # stages drawn over the picture, bottom first: [terminal]
     panel: PanelConfig = field(default_factory=PanelConfig)
     transition_s: float = 0.0  # fade through black at scene cuts (timeline length unchanged)
     grade: str = ""  # extra ffmpeg video filter applied to the visual (e.g. eq/vignette), from trusted config
@@ -177,6 +181,7 @@ class LimitsConfig:
     memory_gb: float = 2.0  # per concurrent script: fewer jobs run when less memory is free (0: no check)
     max_jobs: int = 3
     stage_threads: int = 4
+    cores: int = 0  # cores the batch shares out among its encodes (0: all of this machine's)
     ffmpeg_timeout_s: float = 300.0
     api_timeout_s: float = 60.0  # one HTTP request to a cloud service
     scene_timeout_s: float = 600.0  # a cloud provider's whole scene: every request, retry and poll

@@ -1,9 +1,12 @@
 """A stage graph: nodes that declare what they read, a content key per node, concurrent execution.
 
 A node's key hashes its stage name and version, the config subtrees it reads, its own data and its inputs'
-keys: two nodes with one key produce the same output. Independent nodes run side by side on a thread pool
-(they mostly wait on subprocesses); a node whose function fails runs its fallback, and the fallback is
-recorded; a node with no fallback fails its dependents.
+keys: two nodes with one key produce the same output. An input can instead be a ``Part`` of another node's
+output, plain data that is hashed by value (early cutoff): a node keyed by its scene's span is not redone
+when only another scene's length changed. Keys are therefore computed as nodes become ready.
+Independent nodes run side by side on a thread pool (they mostly wait on subprocesses), at most
+``slots[node.slot]`` of one slot at a time; a node whose function fails runs its fallback, and the fallback
+is recorded; a node with no fallback fails its dependents.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Union
 
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
@@ -26,13 +30,32 @@ from renderer.logs import redact
 from renderer.reliability import RetryPolicy
 
 
+def _whole(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Part:
+    """An input that is what ``node``'s output says rather than how it was made: the stage receives
+    ``pick(output)``, which must be plain data (no files), and its key hashes that value. Two outputs
+    saying the same thing (a voice of the same length, a terminal with nothing to show in any theme) leave
+    the dependent's key as it was, and a fallback's value is as good a key as any other."""
+
+    node: str
+    pick: Callable[[Any], Any] = _whole
+
+
+Dep = Union[str, Part]
+Deps = Mapping[str, Union[Dep, tuple[Dep, ...]]]
+
+
 @dataclass(frozen=True)
 class NodeInput:
     """Everything a stage function may look at."""
 
     data: Any  # the node's own plain data (e.g. its scene's narration)
     cfg: dict[str, Any]  # only the config subtrees the node declared, as plain containers
-    deps: dict[str, Any]  # outputs of the nodes it depends on, by node name
+    deps: dict[str, Any]  # its inputs by the names it declared (a tuple of deps gives a list)
     workdir: Path
     key: str
 
@@ -43,13 +66,30 @@ class Node:
     stage: str  # e.g. "voice"
     version: str
     fn: Callable[[NodeInput], Any]
-    reads: tuple[str, ...] = ()  # config paths, e.g. ("voice", "format")
+    reads: tuple[str, ...] = ()  # config paths, e.g. ("voice", "format.fps")
     data: Any = None
-    deps: tuple[str, ...] = ()
+    deps: Deps | tuple[str, ...] = ()  # input name -> node name, Part, or a tuple of them; names alone
     fallback: Callable[[NodeInput, Exception], Any] | None = None
     cacheable: bool = True  # False when the key cannot vouch for the output (e.g. a stand-in provider)
     retry: RetryPolicy | None = None  # tries of ``fn`` before the fallback (or the failure)
     unkeyed: tuple[str, ...] = ()  # read settings that cannot change the output (e.g. "visual.poll_interval_s")
+    slot: str = ""  # nodes of one slot share the run's cap for it (e.g. "encode": the CPU-bound encodes)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.deps, Mapping):
+            self.deps = {name: name for name in self.deps}
+
+    def upstream(self, *, by_key: bool = False) -> list[str]:
+        """Names of the nodes this one depends on (``by_key``: only those it is keyed by, not Parts)."""
+        out: list[str] = []
+        for dep in self.deps.values():
+            for one in dep if isinstance(dep, tuple) else (dep,):
+                if isinstance(one, Part):
+                    if not by_key:
+                        out.append(one.node)
+                else:
+                    out.append(one)
+        return out
 
 
 @dataclass
@@ -91,6 +131,34 @@ def _select(cfg: DictConfig, paths: tuple[str, ...]) -> dict[str, Any]:
     return {path: _plain(OmegaConf.select(cfg, path, throw_on_missing=True)) for path in paths}
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plain_part(value: Any) -> Any:
+    """A Part's value as hashable plain data (nested dataclasses and lists included)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain_part(v) for v in value]
+    return _plain(value)
+
+
+def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any]) -> Any:
+    if isinstance(dep, tuple):
+        return [_resolve(one, outputs) for one in dep]
+    return dep.pick(outputs[dep.node]) if isinstance(dep, Part) else outputs[dep]
+
+
+def _fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], outputs: dict[str, Any]) -> Any:
+    """What a dependency adds to a key: the node's key, or the digest of a Part's value."""
+    if isinstance(dep, tuple):
+        return [_fingerprint(one, keys, outputs) for one in dep]
+    if isinstance(dep, Part):
+        if dep.node not in outputs:
+            raise ValueError(f"the key of a node reading part of {dep.node!r} is known only once it has run")
+        return "part:" + _digest(_plain_part(dep.pick(outputs[dep.node])))
+    return keys[dep]
+
+
 def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[NodeInput, Exception], Any] | None:
     """A node fallback trying ``fallbacks`` in order; the last one's error if all fail; None if there are none."""
     if not fallbacks:
@@ -123,52 +191,56 @@ class Graph:
     def add(self, node: Node) -> Node:
         if node.name in self.nodes:
             raise ValueError(f"duplicate node {node.name!r}")
-        missing = [d for d in node.deps if d not in self.nodes]
+        missing = [d for d in node.upstream() if d not in self.nodes]
         if missing:
             raise ValueError(f"node {node.name!r} depends on unknown {missing}")
         self.nodes[node.name] = node
         return node
 
+    @staticmethod
+    def key(node: Node, cfg: DictConfig, keys: dict[str, str], outputs: dict[str, Any]) -> str:
+        """The content key of ``node``, given its deps' keys (and, for Parts, their outputs)."""
+        payload = {
+            "stage": node.stage,
+            "version": node.version,
+            "cfg": _without(_select(cfg, node.reads), node.unkeyed),
+            "data": _plain(node.data),
+            "deps": {name: _fingerprint(dep, keys, outputs) for name, dep in node.deps.items()},
+        }
+        return _digest(payload)
+
     def keys(self, cfg: DictConfig) -> dict[str, str]:
-        """The content key of every node (nodes are added after their deps, so insertion order works)."""
+        """The content key of every node, for a graph without Parts (those are known only while running)."""
         keys: dict[str, str] = {}
-        for node in self.nodes.values():
-            payload = {
-                "stage": node.stage,
-                "version": node.version,
-                "cfg": _without(_select(cfg, node.reads), node.unkeyed),
-                "data": _plain(node.data),
-                "deps": [keys[d] for d in node.deps],
-            }
-            blob = json.dumps(payload, sort_keys=True, default=str).encode()
-            keys[node.name] = hashlib.sha256(blob).hexdigest()
+        for node in self.nodes.values():  # nodes are added after their deps, so insertion order works
+            keys[node.name] = self.key(node, cfg, keys, {})
         return keys
 
     def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4, cache: Cache | None = None,
-            on_abort: Callable[[], Any] | None = None) -> tuple[dict[str, Any], list[NodeRecord]]:
+            on_abort: Callable[[], Any] | None = None, slots: Mapping[str, int] | None = None
+            ) -> tuple[dict[str, Any], list[NodeRecord]]:
         """Run every node once its deps are done; return outputs by name and one record per node.
 
         With a ``cache``, a node whose key is stored is not run ("cached"), and a node that ran cleanly is
-        stored. Fallback outputs are never stored, nor is anything built on them (their keys would lie).
-        If the run is interrupted (Ctrl-C, SIGTERM turned into an exception), nodes not yet started are
-        dropped and ``on_abort`` stops the ones running (e.g. kills their subprocesses) before re-raising.
+        stored. Fallback outputs are never stored, nor is anything keyed by them (their keys would lie);
+        a node reading a Part of one is keyed by the value it got, so it may be. ``slots`` caps how many
+        nodes of each slot run at once. If the run is interrupted (Ctrl-C, SIGTERM turned into an
+        exception), nodes not yet started are dropped and ``on_abort`` stops the ones running (e.g. kills
+        their subprocesses) before re-raising.
         """
-        keys = self.keys(cfg)
-        records = {name: NodeRecord(name, node.stage, keys[name]) for name, node in self.nodes.items()}
+        records = {name: NodeRecord(name, node.stage, "") for name, node in self.nodes.items()}
+        keys: dict[str, str] = {}
         outputs: dict[str, Any] = {}
-        tainted: set[str] = set()  # not cacheable, fell back, or stand on such a node
+        tainted: set[str] = set()  # not cacheable, fell back, or keyed by such a node
         pending = dict(self.nodes)
         running: dict[Future, str] = {}
+        busy: Counter[str] = Counter()  # nodes running per slot
+        caps = dict(slots or {})
         broken: set[str] = set()  # failed or skipped
         aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
 
-        def execute(node: Node) -> Any:
-            key = keys[node.name]
-            inp = NodeInput(node.data, _select(cfg, node.reads), {d: outputs[d] for d in node.deps}, workdir, key)
-            record = records[node.name]
-            if not node.cacheable or tainted.intersection(node.deps):
-                tainted.add(node.name)
-            cacheable = cache is not None and node.name not in tainted
+        def execute(node: Node, inp: NodeInput, cacheable: bool) -> Any:
+            key, record = inp.key, records[node.name]
             started = time.perf_counter()
             if cacheable and (hit := cache.get(node.stage, key)) is not None:
                 record.status, record.provider = "cached", getattr(hit, "provider", "")
@@ -197,22 +269,40 @@ class Graph:
                 result = _store(cache, node, key, result)
             return result
 
+        def start(node: Node) -> None:
+            """Key the node and hand it to the pool (main thread only, so keys and taint stay consistent)."""
+            key = keys[node.name] = records[node.name].key = self.key(node, cfg, keys, outputs)
+            if not node.cacheable or tainted.intersection(node.upstream(by_key=True)):
+                tainted.add(node.name)
+            deps = {name: _resolve(dep, outputs) for name, dep in node.deps.items()}
+            inp = NodeInput(node.data, _select(cfg, node.reads), deps, workdir, key)
+            cacheable = cache is not None and node.name not in tainted
+            running[pool.submit(execute, node, inp, cacheable)] = node.name
+            busy[node.slot] += 1
+
         pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage")
         try:
             while pending or running:
                 for name, node in list(pending.items()):  # readiness is judged here, on the main thread only
-                    if any(d in broken for d in node.deps):
+                    upstream = node.upstream()
+                    if any(d in broken for d in upstream):
                         records[name].status = "skipped"
                         broken.add(name)
                         del pending[name]
-                    elif all(d in outputs for d in node.deps):
-                        running[pool.submit(execute, node)] = name
+                    elif all(d in outputs for d in upstream) and busy[node.slot] < caps.get(node.slot, threads):
+                        try:
+                            start(node)
+                        except Exception as exc:  # e.g. a Part that cannot be picked from its output
+                            records[name].status = "failed"
+                            records[name].error = redact(f"{type(exc).__name__}: {exc}")
+                            broken.add(name)
                         del pending[name]
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     name = running.pop(future)
+                    busy[self.nodes[name].slot] -= 1
                     error = future.exception()
                     if error is None:
                         outputs[name] = future.result()

@@ -10,62 +10,25 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import captions, ffmpeg
+from renderer import captions, compose, ffmpeg
 from renderer.cache import Cache
 from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
-from renderer.graph import Graph, GraphError, NodeRecord
-from renderer.providers import chain
+from renderer.graph import GraphError, NodeRecord
 from renderer.logs import redact
-from renderer.reliability import RetryPolicy
+from renderer.providers import chain
 from renderer.providers.chain import ProviderUnavailable, Providers
+from renderer.reliability import RetryPolicy
 from renderer.script import Script, parse_file
-from renderer.stages import assembly, terminal, visual, voice
-
-# which per-scene stages each assembly strategy needs
-STAGES_FOR = {
-    "overlay": ("voice", "visual", "terminal"),
-    "visual_only": ("voice", "visual"),
-    "ui_only": ("voice", "terminal"),
-    "audio_only": ("voice",),
-}
+from renderer.stages.mux import Video
 
 
 class ScriptError(RuntimeError):
     """The script itself is unusable; the message says where and how to fix it."""
 
 
-def build_graph(script: Script, slug: str, cfg: DictConfig, providers: Providers) -> Graph:
-    """The stage graph for one script, shaped by the assembly strategy."""
-    wanted = STAGES_FOR[cfg.assembly.strategy]
-    timeout = cfg.limits.ffmpeg_timeout_s
-
-    def budget(group: str) -> float:
-        """A cloud provider's whole scene (every request, retry and poll); a local tool's single run."""
-        cloud = getattr(providers.primary.get(group), "service", None)
-        return cfg.limits.scene_timeout_s if cloud else timeout
-
-    graph = Graph()
-    for scene in script.scenes:
-        if "voice" in wanted:
-            graph.add(voice.node(scene, providers.primary["voice"], timeout=budget("voice"),
-                                 backups=providers.backups["voice"], stand_in=providers.stand_in["voice"]))
-        if "visual" in wanted:
-            graph.add(visual.node(scene, providers.primary["visual"], width=cfg.format.width,
-                                  height=cfg.format.height, timeout=budget("visual"),
-                                  backups=providers.backups["visual"], stand_in=providers.stand_in["visual"]))
-        if "terminal" in wanted:
-            graph.add(terminal.node(scene, script.title))
-    graph.add(assembly.node(script, slug, list(graph.nodes), timeout=timeout,
-                            retry=RetryPolicy.from_cfg(cfg.retry.assembly)))
-    return graph
-
-
 def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
-    """The providers the strategy needs; breaker state shared by all workers of the run."""
-    strategy = cfg.assembly.strategy
-    if strategy not in STAGES_FOR:
-        raise ScriptError(f"unknown assembly strategy {strategy!r}: use one of {', '.join(STAGES_FOR)}")
-    groups = [g for g in ("voice", "visual") if g in STAGES_FOR[strategy]]
+    """The providers the strategy's stages need; breaker state shared by all workers of the run."""
+    groups = [g for g in compose.stage_names(cfg) if g in chain.OFFLINE]
     return chain.build(cfg, groups=groups, state_dir=layout.tmp / ".breakers")
 
 
@@ -118,16 +81,18 @@ def _parse(path: Path, cfg: DictConfig, record: dict[str, Any], log: Any) -> Scr
 
 
 def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, record: dict[str, Any],
-               log: Any) -> dict[str, Any]:
-    """Compose and run the stage graph; record stages, services and fallbacks; return the outputs."""
+               log: Any) -> tuple[compose.Composition, dict[str, Any]]:
+    """Compose and run the stage graph; record stages, services, fallbacks and warnings; return the outputs."""
     providers = providers_for(cfg, layout)
     record["fallbacks"] += providers.fallbacks
-    graph = build_graph(script, slug, cfg, providers)
-    log.info("{} scenes, {} stage nodes ({})", len(script.scenes), len(graph.nodes), cfg.assembly.strategy)
+    comp = compose.compose(script, slug, cfg, providers)
+    log.info("{} scenes, {} stage nodes ({}; {} encode(s) at once, {} thread(s) each)", len(script.scenes),
+             len(comp.graph.nodes), cfg.assembly.strategy, comp.encode_slots, comp.encode_threads)
     cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
     try:
-        outputs, records = graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
-                                     on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
+        outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
+                                          slots={"encode": comp.encode_slots},
+                                          on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
         raise
@@ -140,31 +105,22 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
                             for r in records if r.status == "fallback"]
     for fb in record["fallbacks"]:
         log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
-    return outputs
+    record["warnings"] += [w for name in comp.graph.nodes for w in getattr(outputs.get(name), "warnings", ())]
+    return comp, outputs
 
 
-def _typing_warnings(script: Script, outputs: dict[str, Any]) -> list[str]:
-    """Scenes whose on-screen text had to be typed faster than configured to fit."""
-    out = []
-    for scene in script.scenes:
-        scale = getattr(outputs.get(f"terminal/{scene.index}"), "speed_scale", 1.0)
-        if scale > 1.01:
-            out.append(f"scene {scene.index + 1} ({scene.title}): on-screen text typed {scale:.1f}x faster to fit "
-                       f"its {scene.duration:.0f} s; give the scene more time or shorten the text")
-    return out
-
-
-def _publish(script: Script, slug: str, outputs: dict[str, Any], layout: RunLayout) -> assembly.Assembled:
+def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout) -> Video:
     """The video and its captions, each written atomically into the script's folder."""
-    assembled: assembly.Assembled = outputs["assembly"]
-    copy_atomic(assembled.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
-    voices = [outputs.get(f"voice/{s.index}") for s in script.scenes]
-    cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], assembled.timeline,
+    script, slug = comp.script, comp.slug
+    video: Video = outputs[comp.name("mux")]
+    copy_atomic(video.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
+    voices = comp.outputs(outputs, "voice")
+    cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], video.timeline,
                              [getattr(v, "duration", 0.0) for v in voices], lead=script.scenes[0].start,
                              alignments=[getattr(v, "alignment", None) for v in voices])
     write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
     write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
-    return assembled
+    return video
 
 
 def new_record(path: Path, slug: str, error: str = "") -> dict[str, Any]:
@@ -181,20 +137,20 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
     record = new_record(path, slug)
     try:
         script = _parse(path, cfg, record, log)
-        outputs = _run_graph(script, slug, cfg, layout, record, log)
-        assembled = _publish(script, slug, outputs, layout)
-        record["warnings"] += _typing_warnings(script, outputs) + assembled.warnings
+        comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
+        video = _publish(comp, outputs, layout)
         for warning in record["warnings"]:
             log.warning(warning)
-        record.update(status="ok", duration=assembled.duration, timeline=assembled.timeline,
+        record.update(status="ok", duration=video.duration, timeline=video.timeline,
                       outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
-        log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), assembled.duration)
+        log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")
         log.warning("cancelled")
         raise
     except Exception as exc:  # one bad script never stops the batch: its failure is its record
-        message = f"{exc}" if isinstance(exc, (ScriptError, ProviderUnavailable)) else f"{type(exc).__name__}: {exc}"
+        known = (ScriptError, ProviderUnavailable, compose.CompositionError)
+        message = f"{exc}" if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         record["error"] = redact(message)
         log.error("failed: {}", record["error"])
     finally:

@@ -57,21 +57,69 @@ def test_unchanged_rerun_runs_no_stage_and_gives_the_same_file(script, tmp_path)
     assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 
-def test_theme_change_reruns_exactly_terminal_and_assembly(script, tmp_path):
+def rerun(record: dict) -> list[str]:
+    """The nodes that did work (everything else came from the cache)."""
+    return sorted(name for name, status in statuses(record).items() if status != "cached")
+
+
+def test_theme_change_reencodes_only_the_scenes_showing_a_terminal(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
-    changed = statuses(render(script, tmp_path / "b", cache, "theme=matrix"))
-    rerun = sorted(name for name, status in changed.items() if status == "ok")
-    assert rerun == ["assembly", "terminal/0", "terminal/1", "terminal/2"]
-    assert {s for n, s in changed.items() if n not in rerun} == {"cached"}
+    changed = render(script, tmp_path / "b", cache, "theme=matrix")
+    # scene 2 ("Two") shows no terminal: its events are the same (none) in every theme
+    assert rerun(changed) == ["mux", "segment/0", "segment/2", "terminal/0", "terminal/1", "terminal/2"]
 
 
-def test_one_narration_change_reruns_that_voice_and_assembly(script, tmp_path):
+def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
-    changed = statuses(render(script, tmp_path / "b", cache))
-    assert sorted(n for n, s in changed.items() if s == "ok") == ["assembly", "voice/1"]
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "voice/1"]
+
+
+def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, tmp_path):
+    cache = tmp_path / "cache"
+    first = render(script, tmp_path / "a", cache)
+    longer = "“Three, and then a much longer closing line that runs well past the four seconds it had.”"
+    script.write_text(THREE_SCENES.replace("“Three.”", longer), encoding="utf-8")
+    grown = render(script, tmp_path / "b", cache)
+    # the last scene lasts as long as its narration: its clip and typing are fitted to the new length
+    assert rerun(grown) == ["mux", "segment/2", "soundtrack", "terminal/2", "timeline", "visual/2", "voice/2"]
+    assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
+    assert grown["timeline"][:2] == first["timeline"][:2]
+    script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
+    same = render(script, tmp_path / "c", cache)
+    assert same["timeline"] == first["timeline"]
+    assert rerun(same) == ["mux", "soundtrack", "timeline", "voice/2"]
+
+
+def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    script.write_text(THREE_SCENES.replace("$ uptime", "$ uptime --pretty"), encoding="utf-8")
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2", "terminal/2"]
+
+
+def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):
+    def segments(cache: Path) -> dict[str, str]:
+        return {entry.parent.name: sha(entry) for entry in cache.glob("segment/*/*/*.mp4")}
+
+    render(script, tmp_path / "a", tmp_path / "cache-a")
+    render(script, tmp_path / "b", tmp_path / "cache-b")
+    first = segments(tmp_path / "cache-a")
+    assert len(first) == 3 and segments(tmp_path / "cache-b") == first
+    assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
+
+
+def test_a_corrupt_cached_segment_is_rendered_again(script, tmp_path):
+    cache = tmp_path / "cache"
+    first = render(script, tmp_path / "a", cache)
+    key = next(s["key"] for s in first["stages"] if s["name"] == "segment/1")
+    (entry,) = cache.glob(f"segment/*/{key}/*.mp4")
+    entry.write_bytes(entry.read_bytes()[:-100] + b"\0" * 100)  # same size, other bytes
+    again = render(script, tmp_path / "b", cache)
+    assert rerun(again) == ["segment/1"]  # the mux's inputs are the same, so its entry still stands
+    assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 
 def test_fallbacks_are_not_cached(script, tmp_path):
@@ -79,8 +127,9 @@ def test_fallbacks_are_not_cached(script, tmp_path):
     first = render(script, tmp_path / "a", cache, "voice.voice=no-such-voice")
     assert first["fallbacks"] and first["fallbacks"][0]["from"] == "espeak"
     again = statuses(render(script, tmp_path / "b", cache, "voice.voice=no-such-voice"))
-    assert again["voice/0"] == "ok" and again["assembly"] == "ok"  # stand-in voice: nothing of it was kept
-    assert again["visual/0"] == "cached"
+    # a stand-in voice: nothing made from it was kept; the pictures do not depend on it
+    assert again["voice/0"] == "ok" and again["soundtrack"] == "ok" and again["mux"] == "ok"
+    assert again["visual/0"] == "cached" and again["segment/0"] == "cached"
 
 
 def test_disabled_cache_renders_everything(script, tmp_path):
@@ -112,14 +161,14 @@ def _wait_for(proc: subprocess.Popen, run_dir: Path, point: str, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the batch ended before the kill point"
-        if point == "first_tool" or point == "assembling":
+        if point in ("first_tool", "encoding"):
             for child in psutil.Process(proc.pid).children(recursive=True):
                 try:
                     line = child.cmdline()
                 except psutil.NoSuchProcess:
                     continue
                 stage_tool = child.name() == "espeak-ng" or (child.name() == "ffmpeg" and "-i" in line)
-                if stage_tool and (point == "first_tool" or "-filter_complex_script" in line):
+                if stage_tool and (point == "first_tool" or "-frames:v" in line):  # a segment encode
                     return
         elif point == "one_done":
             try:
@@ -152,7 +201,7 @@ def reference(batch_inputs, tmp_path_factory) -> dict[str, str]:
     return {p.stem: sha(p) for p in (base / "run").glob("*/*.mp4")}
 
 
-@pytest.mark.parametrize("point", ["first_tool", "one_done", "assembling"])
+@pytest.mark.parametrize("point", ["first_tool", "one_done", "encoding"])
 def test_kill_9_then_resume_matches_an_uninterrupted_run(point, batch_inputs, reference, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     proc = subprocess.Popen(_batch(batch_inputs, run_dir, cache), cwd=ROOT, stdout=subprocess.DEVNULL,

@@ -62,7 +62,8 @@ def test_outputs_and_record(two_scenes, tmp_path):
     assert saved["status"] == "ok" and saved["title"] == "TINY" and saved["script_id"] == "TEST_0001"
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
     stages = {s["name"]: s for s in saved["stages"]}
-    assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "assembly"}
+    assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
+                           "segment/0", "segment/1", "soundtrack", "mux"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -74,9 +75,17 @@ def test_outputs_and_record(two_scenes, tmp_path):
 
 def test_strategy_shapes_the_graph(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "assembly=audio_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "assembly"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "soundtrack", "mux"}
     record = render(two_scenes, tmp_path, "assembly=ui_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "assembly"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "soundtrack", "mux"}
+    record = render(two_scenes, tmp_path, "assembly=visual_only")
+    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "soundtrack", "mux"}
+
+
+def test_a_strategy_naming_no_stage_fails_the_script_clearly(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "assembly.layers=[terminal,sparkles]")
+    assert record["status"] == "failed"
+    assert "no stage 'sparkles' (renderer/stages/sparkles.py)" in record["error"]
 
 
 def test_silent_voice_keeps_the_timeline(two_scenes, tmp_path):
@@ -117,17 +126,31 @@ def test_text_too_long_for_its_scene_is_typed_faster_with_a_warning(tmp_path):
     assert "scene 1 (Busy)" in warning and "faster to fit" in warning
 
 
-@pytest.mark.parametrize("strategy", ["overlay", "audio_only"])
-def test_failed_assembly_is_retried_then_replaced_by_a_placeholder(strategy, two_scenes, tmp_path):
-    broken = "assembly.grade=nosuchfilter" if strategy == "overlay" else "encode.audio_bitrate=lots"
-    record = render(two_scenes, tmp_path, f"assembly={strategy}", broken, "retry.assembly.attempts=2",
+def test_a_scene_that_fails_to_render_is_retried_then_a_placeholder_that_says_so(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "assembly.grade=nosuchfilter", "retry.assembly.attempts=2",
                     "retry.assembly.wait_s=0.01")
     assert record["status"] == "ok"
+    assert [(f["node"], f["to"]) for f in record["fallbacks"]] == [("segment/0", "placeholder"),
+                                                                  ("segment/1", "placeholder")]
+    assert all("ffmpeg failed" in f["reason"] and "nosuchfilter" in f["reason"] for f in record["fallbacks"])
+    assert sum("placeholder" in w for w in record["warnings"]) == 2
+    mp4 = tmp_path / "tiny" / "tiny.mp4"
+    info = ffprobe(mp4)
+    assert codecs(info) == EXPECTED_STREAMS["overlay"]
+    expected = record["timeline"][-1]["start"] + record["timeline"][-1]["duration"]
+    assert abs(float(info["format"]["duration"]) - expected) <= 0.1
+    assert max_volume_db(mp4, 0.1, 0.6) > -30  # the narration is kept
+
+
+def test_a_soundtrack_that_fails_is_retried_then_silence(two_scenes, tmp_path):
+    record = render(two_scenes, tmp_path, "assembly=audio_only", "encode.audio_bitrate=lots",
+                    "retry.assembly.attempts=2", "retry.assembly.wait_s=0.01")
+    assert record["status"] == "ok"
     (fallback,) = record["fallbacks"]
-    assert fallback["node"] == "assembly" and fallback["to"] == "placeholder" and "ffmpeg failed" in fallback["reason"]
-    assert any("placeholder" in w for w in record["warnings"])
+    assert fallback["node"] == "soundtrack" and fallback["to"] == "silence" and "ffmpeg failed" in fallback["reason"]
+    assert any("silent" in w for w in record["warnings"])
     info = ffprobe(tmp_path / "tiny" / "tiny.mp4")
-    assert codecs(info) == EXPECTED_STREAMS[strategy]
+    assert codecs(info) == ["aac"]
     expected = record["timeline"][-1]["start"] + record["timeline"][-1]["duration"]
     assert abs(float(info["format"]["duration"]) - expected) <= 0.1
 

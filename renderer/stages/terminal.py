@@ -10,6 +10,7 @@ cannot finish within the scene, every time is scaled down together and ``speed_s
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import unicodedata
 from dataclasses import dataclass, field
@@ -311,6 +312,7 @@ class TerminalTrack:
     speed_scale: float  # > 1 when typing was sped up to fit the scene
     rows: int
     cols: int
+    warnings: tuple[str, ...] = ()
 
 
 def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any, timing: Any, fmt: Any,
@@ -337,7 +339,14 @@ def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any,
     return TerminalTrack(head, events, 1.0 / factor, geo.rows, geo.cols)
 
 
-def node(scene: Scene, script_title: str) -> Node:
+def _typing_warnings(scene: Scene, track: TerminalTrack) -> tuple[str, ...]:
+    if track.speed_scale <= 1.01:
+        return ()
+    return (f"scene {scene.index + 1} ({scene.title}): on-screen text typed {track.speed_scale:.1f}x faster to "
+            f"fit its {scene.duration:.0f} s; give the scene more time or shorten the text",)
+
+
+def node(name: str, scene: Scene, script_title: str) -> Node:
     """The graph node for a scene's terminal; if it fails the scene simply has no terminal."""
     lines = [{"kind": line.kind, "text": line.text, "prompt": line.prompt} for line in scene.on_screen]
     title = f"{script_title} — {scene.title}" if scene.title else script_title
@@ -345,14 +354,21 @@ def node(scene: Scene, script_title: str) -> Node:
 
     def fn(inp: NodeInput) -> TerminalTrack:
         cfg = inp.cfg
-        return build_track(lines, title=title, duration_s=scene.duration, theme=OmegaConf.create(cfg["theme"]),
-                           timing=OmegaConf.create(cfg["terminal"]), fmt=OmegaConf.create(cfg["format"]),
-                           panel=OmegaConf.create(cfg["assembly.panel"]),
-                           always_show=cfg["assembly.strategy"] == "ui_only")
+        fmt = OmegaConf.create({"width": cfg["format.width"], "height": cfg["format.height"]})
+        track = build_track(lines, title=title, duration_s=scene.duration, theme=OmegaConf.create(cfg["theme"]),
+                            timing=OmegaConf.create(cfg["terminal"]), fmt=fmt,
+                            panel=OmegaConf.create(cfg["assembly.panel"]),
+                            always_show=cfg["assembly.picture"] == "background")
+        return dataclasses.replace(track, warnings=_typing_warnings(scene, track))
 
     def no_terminal(inp: NodeInput, exc: Exception) -> TerminalTrack:
         return TerminalTrack("", [], 1.0, 0, 0)
 
-    return Node(name=f"terminal/{scene.index}", stage="terminal", version=VERSION,
-                reads=("theme", "terminal", "format", "assembly.panel", "assembly.strategy"),
+    return Node(name=name, stage="terminal", version=VERSION,
+                reads=("theme", "terminal", "format.width", "format.height", "assembly.panel", "assembly.picture"),
                 data=data, fn=fn, fallback=no_terminal)
+
+
+def add(comp) -> None:
+    for scene in comp.script.scenes:
+        comp.add(node(comp.name("terminal", scene.index), scene, comp.script.title))

@@ -11,7 +11,7 @@ from renderer.script import Scene
 VERSION = "1"
 
 
-def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
+def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
          backups: list[Any] | None = None, stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
     ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
@@ -26,13 +26,21 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
                                     timeout=timeout)
 
     return Node(
-        name=f"visual/{scene.index}",
+        name=name,
         stage="visual",
         version=f"{VERSION}.{provider.version}",
-        reads=("visual", "format"),
+        reads=("visual", "format.width", "format.height"),
         data={"prompt": prompt, "duration": duration},
         fn=render_with(provider),
         fallback=first_that_works([render_with(b) for b in backups or []]),
         cacheable=not stand_in,
         unkeyed=tuple(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
     )
+
+
+def add(comp) -> None:
+    p, fmt = comp.providers, comp.cfg.format
+    for scene in comp.script.scenes:
+        comp.add(node(comp.name("visual", scene.index), scene, p.primary["visual"], width=fmt.width,
+                      height=fmt.height, timeout=comp.budget("visual"), backups=p.backups["visual"],
+                      stand_in=p.stand_in["visual"]))

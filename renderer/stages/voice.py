@@ -10,7 +10,7 @@ from renderer.script import Scene
 VERSION = "1"
 
 
-def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
+def node(name: str, scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
          stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
     ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
@@ -20,7 +20,7 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
         return inp.workdir / f"voice-{scene.index:03d}-{inp.key[:12]}.wav"
 
     return Node(
-        name=f"voice/{scene.index}",
+        name=name,
         stage="voice",
         version=f"{VERSION}.{provider.version}",
         reads=("voice",),
@@ -31,3 +31,10 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
         cacheable=not stand_in,
         unkeyed=tuple(f"voice.{name}" for name in getattr(provider, "UNKEYED", ())),
     )
+
+
+def add(comp) -> None:
+    p = comp.providers
+    for scene in comp.script.scenes:
+        comp.add(node(comp.name("voice", scene.index), scene, p.primary["voice"], timeout=comp.budget("voice"),
+                      backups=p.backups["voice"], stand_in=p.stand_in["voice"]))

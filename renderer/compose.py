@@ -1,0 +1,119 @@
+"""A script's stage graph, composed from the assembly strategy in config.
+
+A strategy (``conf/assembly/*.yaml``) says what each scene's segment is drawn on (``assembly.picture``:
+the scene's ``visual``, the theme's ``background``, or ``none`` for sound only) and which layers are burnt
+in on top of it (``assembly.layers``, bottom first). Every name there is a stage module in
+``renderer/stages/`` with an ``add(composition)`` function, so a new layer (burned-in captions, say) is one
+module plus one line of config. The fixed part of the graph around them:
+
+    voice, picture, layers (per scene) -> timeline -> segment (per scene) -> soundtrack -> mux
+
+Stages find each other's nodes through ``Composition.name`` alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig
+
+from renderer.graph import Graph, Node
+from renderer.providers.chain import Providers
+from renderer.script import Script
+
+PICTURES_WITHOUT_STAGE = ("background", "none")
+
+
+class CompositionError(ValueError):
+    """The strategy in config names something that is not a stage."""
+
+
+def stage_names(cfg: DictConfig) -> list[str]:
+    """The stages a script's graph is built from, in the order they are added."""
+    picture, layers = cfg.assembly.picture, list(cfg.assembly.layers)
+    sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
+    video = [] if picture == "none" else ["segment"]
+    return [*dict.fromkeys(sources), "timeline", *video, "soundtrack", "mux"]
+
+
+def stage_module(name: str) -> Any:
+    try:
+        module = importlib.import_module(f"renderer.stages.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"renderer.stages.{name}":
+            raise
+        raise CompositionError(f"no stage {name!r} (renderer/stages/{name}.py): check assembly.picture and "
+                               "assembly.layers") from None
+    if not callable(getattr(module, "add", None)):
+        raise CompositionError(f"renderer/stages/{name}.py has no add(composition) function")
+    return module
+
+
+def _cores(cfg: DictConfig) -> int:
+    return cfg.limits.cores or len(os.sched_getaffinity(0))
+
+
+@dataclass
+class Composition:
+    """What the stages of one script share while they add their nodes."""
+
+    script: Script
+    slug: str
+    cfg: DictConfig
+    providers: Providers
+    graph: Graph = field(default_factory=Graph)
+
+    @property
+    def picture(self) -> str:
+        return self.cfg.assembly.picture
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.cfg.assembly.layers)
+
+    @property
+    def scenes(self) -> range:
+        return range(len(self.script.scenes))
+
+    def name(self, stage: str, scene: int | None = None) -> str:
+        """The node of ``stage`` (for ``scene``, when it has one per scene)."""
+        return stage if scene is None else f"{stage}/{scene}"
+
+    def add(self, node: Node) -> Node:
+        return self.graph.add(node)
+
+    @property
+    def timeout(self) -> float:
+        return self.cfg.limits.ffmpeg_timeout_s
+
+    def budget(self, group: str) -> float:
+        """A cloud provider's whole scene (every request, retry and poll); a local tool's single run."""
+        cloud = getattr(self.providers.primary.get(group), "service", None)
+        return self.cfg.limits.scene_timeout_s if cloud else self.timeout
+
+    @property
+    def encode_slots(self) -> int:
+        """Encodes of this script at once: its share of the cores, never more than there are scenes."""
+        jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
+        share = max(1, _cores(self.cfg) // jobs)
+        return max(1, min(self.cfg.limits.stage_threads, len(self.script.scenes), share))
+
+    @property
+    def encode_threads(self) -> int:
+        """x264 threads per encode, so that all encodes together fill the cores without oversubscribing."""
+        jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
+        return max(1, _cores(self.cfg) // jobs // self.encode_slots)
+
+    def outputs(self, outputs: dict[str, Any], stage: str) -> list[Any]:
+        """``stage``'s output for every scene (None where it has none)."""
+        return [outputs.get(self.name(stage, i)) for i in self.scenes]
+
+
+def compose(script: Script, slug: str, cfg: DictConfig, providers: Providers) -> Composition:
+    comp = Composition(script, slug, cfg, providers)
+    for name in stage_names(cfg):
+        stage_module(name).add(comp)
+    return comp

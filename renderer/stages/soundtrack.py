@@ -1,0 +1,88 @@
+"""Soundtrack stage: every scene's narration placed on the timeline, in one cheap audio-only pass.
+
+Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
+its scene ends; the whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from renderer import ffmpeg
+from renderer.encoding import SAFE_AUDIO, audio_args, failure_reason
+from renderer.graph import Node, NodeInput, Part
+from renderer.providers.base import AudioClip
+from renderer.reliability import RetryPolicy
+from renderer.stages.timeline import Timeline
+
+VERSION = "1"
+CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    path: Path
+    duration: float
+    provider: str
+    warnings: tuple[str, ...] = ()
+
+
+def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, rate: int) -> str:
+    if src is None:
+        return f"anullsrc=r={rate}:cl=stereo,atrim=duration={dur:.6f}[a{i}]"
+    chain = f"[{src}:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    if lead > 0:
+        chain += f",adelay={lead * 1000:.0f}:all=1"
+    if lead + voice_s > dur:
+        chain += f",afade=t=out:st={max(0.0, dur - CUT_FADE_S):.6f}:d={CUT_FADE_S}"
+    return f"{chain},apad,atrim=duration={dur:.6f},asetpts=PTS-STARTPTS[a{i}]"
+
+
+def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
+    timeline: Timeline = inp.deps["timeline"]
+    voices: list[AudioClip] = inp.deps["voices"]
+    rate = inp.cfg["encode.audio_rate"]
+    args: list[str] = []
+    graph: list[str] = []
+    warnings = []
+    for i, (span, voice) in enumerate(zip(timeline.spans, voices)):
+        lead = timeline.lead if i == 0 else 0.0
+        src = None
+        if voice.path is not None:
+            src = len(args) // 2
+            args += ["-i", str(voice.path)]
+        if voice.duration + lead > span.duration + 0.05:
+            warnings.append(f"scene {i + 1}: narration ({voice.duration:.1f} s) is longer than the scene "
+                            f"({span.duration:.1f} s) and was cut; give the scene more time or shorten the narration")
+        graph.append(_placed(i, src, span.duration, lead, voice.duration, rate))
+    graph.append("".join(f"[a{i}]" for i in range(len(voices))) + f"concat=n={len(voices)}:v=0:a=1[out]")
+    script = inp.workdir / f"soundtrack-{inp.key[:12]}.filter"
+    script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
+    out = inp.workdir / f"soundtrack-{inp.key[:12]}.m4a"
+    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(inp.cfg),
+                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+    return Soundtrack(out, timeline.duration, "ffmpeg", tuple(warnings))
+
+
+def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
+    """When the narration cannot be mixed, the video still comes out, silent, with safe audio settings."""
+    timeline: Timeline = inp.deps["timeline"]
+    rate = SAFE_AUDIO["encode.audio_rate"]
+    out = inp.workdir / f"soundtrack-{inp.key[:12]}-silence.m4a"
+    ffmpeg.run(["-f", "lavfi", "-i", f"anullsrc=r={rate}:cl=stereo,atrim=duration={timeline.duration:.6f}",
+                *audio_args(SAFE_AUDIO), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+    return Soundtrack(out, timeline.duration, "silence",
+                      (f"the soundtrack failed ({failure_reason(exc)}); the video is silent",))
+
+
+def add(comp) -> None:
+    timeout = comp.timeout
+    comp.add(Node(
+        name=comp.name("soundtrack"), stage="soundtrack", version=VERSION,
+        reads=("encode.audio_bitrate", "encode.audio_rate"),
+        deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
+        fn=lambda inp: render(inp, timeout=timeout),
+        fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),
+        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly)))

@@ -1,0 +1,85 @@
+"""Timeline stage: where each scene starts and how many frames it lasts, as pure data.
+
+Scene boundaries sit on the frame nearest each timestamp as written, so every scene starts within half a
+frame of its timestamp however long the script is; the video opens on the first scene even when its
+timestamp is later than 0:00 (its narration then starts that late). Only the last scene's length depends on
+rendering: it lasts at least as long as its narration, plus a short tail. So the one timeline node reads
+only the last voice's duration (a ``Part``), and every segment only its own span: a narration edit that
+leaves the length alone re-encodes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from renderer.graph import Node, NodeInput, Part
+
+VERSION = "1"
+TAIL_S = 0.75  # the last scene outlasts its narration by this much
+
+
+@dataclass(frozen=True)
+class Span:
+    """One scene on the video's timeline, in whole frames."""
+
+    first_frame: int
+    frames: int
+    fps: int
+
+    @property
+    def start(self) -> float:
+        return self.first_frame / self.fps
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def end(self) -> float:
+        return (self.first_frame + self.frames) / self.fps
+
+
+@dataclass(frozen=True)
+class Timeline:
+    spans: tuple[Span, ...]
+    lead: float  # the first scene's narration starts this late: its timestamp, when after 0:00
+
+    @property
+    def duration(self) -> float:
+        return self.spans[-1].end
+
+    def to_list(self) -> list[dict[str, float]]:
+        return [{"start": s.start, "duration": s.duration} for s in self.spans]
+
+
+def plan(scenes: list[tuple[float, float]], fps: int, last_voice_s: float = 0.0) -> Timeline:
+    """The timeline of ``scenes`` as (start, duration) in script seconds, the last scene's voice lasting
+    ``last_voice_s``."""
+    lead = scenes[0][0]
+    bounds = [0]
+    for start, _ in scenes[1:]:
+        bounds.append(max(bounds[-1] + 1, round(start * fps)))
+    last_start = bounds[-1] / fps
+    scripted_end = scenes[-1][0] + scenes[-1][1]
+    voice_end = last_start + (lead if len(scenes) == 1 else 0.0) + last_voice_s + TAIL_S if last_voice_s else 0.0
+    end = max(bounds[-1] + 1, math.ceil(max(scripted_end, voice_end) * fps - 1e-6))
+    bounds.append(end)
+    spans = tuple(Span(a, b - a, fps) for a, b in zip(bounds, bounds[1:]))
+    return Timeline(spans, lead)
+
+
+def _duration(clip) -> float:
+    return round(getattr(clip, "duration", 0.0), 6)
+
+
+def add(comp) -> None:
+    scenes = [(s.start, s.duration) for s in comp.script.scenes]
+    last = comp.name("voice", len(scenes) - 1)
+
+    def fn(inp: NodeInput) -> Timeline:
+        return plan(scenes, inp.cfg["format.fps"], inp.deps["last_voice_s"])
+
+    comp.add(Node(name=comp.name("timeline"), stage="timeline", version=VERSION, fn=fn,
+                  reads=("format.fps",), data={"scenes": scenes},
+                  deps={"last_voice_s": Part(last, _duration)}))
