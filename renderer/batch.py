@@ -160,6 +160,7 @@ def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg["cache"]["dir"] = str(cache.root)  # workers may start elsewhere
     n_jobs = manifest["n_jobs"] = job_count(cfg, len(todo))
+    plain_cfg["batch"]["n_jobs"] = n_jobs  # what each script's share of the cores is reckoned from
     logger.info("rendering {} script(s) into {} with {} job(s)", len(todo), run_dir, n_jobs)
     started = time.perf_counter()
     try:

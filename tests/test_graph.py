@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.graph import Graph, GraphError, Node, NodeInput
+from renderer.cache import Cache
+from renderer.graph import Graph, GraphError, Node, NodeInput, Part
 
 BARRIER_TIMEOUT_S = 5  # only a guard against hanging: the happy path never waits on it
 
@@ -336,3 +337,78 @@ def test_unkeyed_settings_do_not_change_the_key_but_still_reach_the_stage(tmp_pa
     assert graph().keys(slow) != graph().keys(cfg(visual={"model": "gen3", "poll_interval_s": 5}))
     graph().run(fast, tmp_path)
     assert seen["poll_interval_s"] == 1
+
+
+# --------------------------------------------------------------------------- named inputs, parts, slots
+
+
+def test_inputs_are_passed_by_declared_name_and_tuples_give_lists(tmp_path: Path):
+    g = Graph()
+    g.add(Node("voice/0", "voice", "1", const("v0")))
+    g.add(Node("voice/1", "voice", "1", const("v1")))
+    g.add(Node("mix", "mix", "1", lambda inp: dict(inp.deps), deps={"voices": ("voice/0", "voice/1"),
+                                                                    "first": "voice/0"}))
+    outputs, _ = g.run(cfg(), tmp_path)
+    assert outputs["mix"] == {"voices": ["v0", "v1"], "first": "v0"}
+
+
+def part_graph(data: dict, *, fallback: bool = False) -> Graph:
+    g = Graph()
+    g.add(Node("voice", "voice", "1", boom if fallback else const({"duration": 2.0, "path": data["path"]}),
+               data=data, fallback=(lambda inp, exc: {"duration": 2.0, "path": "stand-in"}) if fallback else None))
+    g.add(Node("timeline", "timeline", "1", lambda inp: ("spans for", inp.deps["length"]),
+               deps={"length": Part("voice", lambda clip: clip["duration"])}))
+    g.add(Node("mux", "mux", "1", lambda inp: inp.deps["voice"], deps={"voice": "voice"}))
+    return g
+
+
+def test_a_part_keys_its_dependent_by_value_not_by_how_it_was_made(tmp_path: Path):
+    _, first = part_graph({"path": "a.wav"}).run(cfg(), tmp_path)
+    outputs, second = part_graph({"path": "b.wav"}).run(cfg(), tmp_path)
+    first, second = by_name(first), by_name(second)
+    assert outputs["timeline"] == ("spans for", 2.0)  # the stage sees the picked value
+    assert second["voice"].key != first["voice"].key
+    assert second["timeline"].key == first["timeline"].key  # same duration: early cutoff
+    assert second["mux"].key != first["mux"].key  # keyed by the whole node
+
+
+def test_a_part_of_a_fallback_is_still_cacheable(tmp_path: Path):
+    cache = Cache(tmp_path / "cache")
+    _, records = part_graph({"path": "a.wav"}, fallback=True).run(cfg(), tmp_path, cache=cache)
+    assert by_name(records)["voice"].status == "fallback"
+    _, again = part_graph({"path": "a.wav"}, fallback=True).run(cfg(), tmp_path, cache=cache)
+    again = by_name(again)
+    assert again["voice"].status == "fallback" and again["mux"].status == "ok"  # built on a stand-in
+    assert again["timeline"].status == "cached"  # its value is the same whoever made it
+
+
+def test_static_keys_need_no_part(tmp_path: Path):
+    with pytest.raises(ValueError, match="known only once it has run"):
+        part_graph({"path": "a.wav"}).keys(cfg())
+
+
+def test_slot_caps_how_many_of_its_nodes_run_at_once(tmp_path: Path):
+    lock, running, peak = threading.Lock(), {"encode": 0, "": 0}, {"encode": 0, "": 0}
+    other_ran_alongside = threading.Event()
+
+    def work(slot: str):
+        def fn(inp: NodeInput):
+            with lock:
+                running[slot] += 1
+                peak[slot] = max(peak[slot], running[slot])
+                if slot == "" and running["encode"]:
+                    other_ran_alongside.set()
+            threading.Event().wait(0.05)
+            with lock:
+                running[slot] -= 1
+        return fn
+
+    g = Graph()
+    for i in range(6):
+        g.add(Node(f"segment/{i}", "segment", "1", work("encode"), data=i, slot="encode"))
+    for i in range(3):
+        g.add(Node(f"voice/{i}", "voice", "1", work(""), data=i))
+    _, records = g.run(cfg(), tmp_path, threads=4, slots={"encode": 2})
+    assert {r.status for r in records} == {"ok"}
+    assert peak["encode"] == 2
+    assert other_ran_alongside.is_set()  # the cap holds back only its own slot
