@@ -161,6 +161,7 @@ class EncodeConfig:
     crf: int = 23
     audio_bitrate: str = "128k"
     audio_rate: int = 48000
+    audio_channels: int = 1  # narration is mono; 2 for a stereo soundtrack
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from renderer import ass
 
-SAFE_AUDIO = {"encode.audio_bitrate": "96k", "encode.audio_rate": 48000}  # for stand-ins: no setting of ours
+SAFE_AUDIO = {"encode.audio_bitrate": "96k", "encode.audio_rate": 48000, "encode.audio_channels": 1}  # stand-ins
 
 
 def video_args(cfg: dict[str, Any], threads: int) -> list[str]:
@@ -23,10 +23,14 @@ def video_args(cfg: dict[str, Any], threads: int) -> list[str]:
             "-fflags", "+bitexact", "-an"]
 
 
+def channel_layout(cfg: dict[str, Any]) -> str:
+    return "mono" if cfg["encode.audio_channels"] == 1 else "stereo"
+
+
 def audio_args(cfg: dict[str, Any]) -> list[str]:
-    """AAC output options from the node's config (``encode.audio_bitrate``, ``encode.audio_rate``)."""
+    """AAC output options from the node's config (``encode.audio_bitrate``, ``_rate``, ``_channels``)."""
     return ["-c:a", "aac", "-b:a", str(cfg["encode.audio_bitrate"]), "-ar", str(cfg["encode.audio_rate"]),
-            "-fflags", "+bitexact"]
+            "-ac", str(cfg["encode.audio_channels"]), "-fflags", "+bitexact"]
 
 
 def failure_reason(exc: Exception) -> str:

@@ -61,7 +61,7 @@ def placeholder(inp: NodeInput, exc: Exception, *, slug: str, timeout: float) ->
     timeline: Timeline = inp.deps["timeline"]
     total = timeline.duration
     reason = failure_reason(exc)
-    args = ["-f", "lavfi", "-i", f"anullsrc=r={SAFE_AUDIO['encode.audio_rate']}:cl=stereo,atrim=duration={total:.6f}"]
+    args = ["-f", "lavfi", "-i", f"anullsrc=r={SAFE_AUDIO['encode.audio_rate']}:cl=mono,atrim=duration={total:.6f}"]
     if "segments" in inp.deps:
         w, h, fps = inp.cfg["format.width"], inp.cfg["format.height"], inp.cfg["format.fps"]
         card = write_card(inp.workdir / f"placeholder-{inp.key[:12]}.ass", w, h, total,

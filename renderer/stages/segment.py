@@ -65,13 +65,13 @@ def _encode(inp: NodeInput, inputs: list[str], chain: str, span: Span, out: Path
 def render(inp: NodeInput, *, index: int, threads: int, timeout: float) -> Segment:
     span: Span = inp.deps["span"]
     inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"))
-    chain += _fades(inp.cfg["assembly.transition_s"], span)
     end_cs = round(span.duration * 100)
     for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
         ass_file = inp.workdir / f"segment-{index:03d}-{inp.key[:12]}-{n}.ass"
         lines = [e.line() for e in (ev.shifted(0, end_cs) for ev in events) if e]
         ass_file.write_text(header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
         chain += f",ass=filename={ass_file.name}"
+    chain += _fades(inp.cfg["assembly.transition_s"], span)  # the whole frame fades, layers and all
     out = inp.workdir / f"segment-{index:03d}-{inp.key[:12]}.mp4"
     _encode(inp, inputs, chain, span, out, threads, timeout)
     return Segment(out, span.frames, "ffmpeg")

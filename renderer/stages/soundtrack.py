@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from renderer import ffmpeg
-from renderer.encoding import SAFE_AUDIO, audio_args, failure_reason
+from renderer.encoding import SAFE_AUDIO, audio_args, channel_layout, failure_reason
 from renderer.graph import Node, NodeInput, Part
 from renderer.providers.base import AudioClip
 from renderer.reliability import RetryPolicy
@@ -29,10 +29,10 @@ class Soundtrack:
     warnings: tuple[str, ...] = ()
 
 
-def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, rate: int) -> str:
+def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, rate: int, layout: str) -> str:
     if src is None:
-        return f"anullsrc=r={rate}:cl=stereo,atrim=duration={dur:.6f}[a{i}]"
-    chain = f"[{src}:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts=stereo"
+        return f"anullsrc=r={rate}:cl={layout},atrim=duration={dur:.6f}[a{i}]"
+    chain = f"[{src}:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts={layout}"
     if lead > 0:
         chain += f",adelay={lead * 1000:.0f}:all=1"
     if lead + voice_s > dur:
@@ -56,7 +56,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
         if voice.duration + lead > span.duration + 0.05:
             warnings.append(f"scene {i + 1}: narration ({voice.duration:.1f} s) is longer than the scene "
                             f"({span.duration:.1f} s) and was cut; give the scene more time or shorten the narration")
-        graph.append(_placed(i, src, span.duration, lead, voice.duration, rate))
+        graph.append(_placed(i, src, span.duration, lead, voice.duration, rate, channel_layout(inp.cfg)))
     graph.append("".join(f"[a{i}]" for i in range(len(voices))) + f"concat=n={len(voices)}:v=0:a=1[out]")
     script = inp.workdir / f"soundtrack-{inp.key[:12]}.filter"
     script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
@@ -71,7 +71,7 @@ def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
     timeline: Timeline = inp.deps["timeline"]
     rate = SAFE_AUDIO["encode.audio_rate"]
     out = inp.workdir / f"soundtrack-{inp.key[:12]}-silence.m4a"
-    ffmpeg.run(["-f", "lavfi", "-i", f"anullsrc=r={rate}:cl=stereo,atrim=duration={timeline.duration:.6f}",
+    ffmpeg.run(["-f", "lavfi", "-i", f"anullsrc=r={rate}:cl=mono,atrim=duration={timeline.duration:.6f}",
                 *audio_args(SAFE_AUDIO), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
     return Soundtrack(out, timeline.duration, "silence",
                       (f"the soundtrack failed ({failure_reason(exc)}); the video is silent",))
@@ -81,7 +81,7 @@ def add(comp) -> None:
     timeout = comp.timeout
     comp.add(Node(
         name=comp.name("soundtrack"), stage="soundtrack", version=VERSION,
-        reads=("encode.audio_bitrate", "encode.audio_rate"),
+        reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels"),
         deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
         fn=lambda inp: render(inp, timeout=timeout),
         fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),

@@ -1,0 +1,131 @@
+"""Composing a script's stage graph from the strategy in config: stage names, nodes, encode slots, errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from renderer import compose
+from renderer.files import RunLayout
+from renderer.graph import Part
+from renderer.pipeline import providers_for, render_script
+from renderer.script import parse_text
+from tests.conftest import TINY, TWO_SCENES, compose_cfg
+
+STAGES = {
+    "overlay": ["voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux"],
+    "visual_only": ["voice", "visual", "timeline", "segment", "soundtrack", "mux"],
+    "ui_only": ["voice", "terminal", "timeline", "segment", "soundtrack", "mux"],
+    "audio_only": ["voice", "timeline", "soundtrack", "mux"],
+}
+
+
+def scenes_script(n: int):
+    """A LOG script of ``n`` short scenes, three seconds apart."""
+    body = "".join(f"[0:{3 * i:02d} – Scene {i + 1}]\nVisual: Picture number {i + 1}.\nNarration:\n“Line {i + 1}.”\n\n"
+                   for i in range(n))
+    script = parse_text(f"SCRIPT: TEST_0009 — MANY\n\n{body}END TEST_0009\n", path="many.txt")
+    assert len(script.scenes) == n and not script.errors
+    return script
+
+
+def composed(tmp_path: Path, script, *overrides: str) -> compose.Composition:
+    cfg = compose_cfg(*TINY, *overrides)
+    return compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
+
+
+@pytest.mark.parametrize("strategy", sorted(STAGES))
+def test_stage_names_follow_the_strategy(strategy):
+    assert compose.stage_names(compose_cfg(f"assembly={strategy}")) == STAGES[strategy]
+
+
+def test_stage_names_keep_the_layers_in_order_once_each():
+    cfg = compose_cfg("assembly=overlay", "assembly.layers=[terminal,terminal]")
+    assert compose.stage_names(cfg) == STAGES["overlay"]
+
+
+@pytest.mark.parametrize("strategy", sorted(STAGES))
+def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
+    script = parse_text(TWO_SCENES, path="tiny.txt")
+    comp = composed(tmp_path, script, f"assembly={strategy}")
+    per_scene = [s for s in STAGES[strategy] if s not in ("timeline", "soundtrack", "mux")]
+    expected = {f"{stage}/{i}" for stage in per_scene for i in (0, 1)} | {"timeline", "soundtrack", "mux"}
+    nodes = comp.graph.nodes
+    assert set(nodes) == expected
+    assert {n.stage for n in nodes.values()} == set(STAGES[strategy])
+    for name, node in nodes.items():
+        assert node.slot == ("encode" if node.stage == "segment" else ""), name
+    mux_deps = nodes["mux"].deps
+    if strategy == "audio_only":
+        assert "segments" not in mux_deps
+    else:
+        assert mux_deps["segments"] == ("segment/0", "segment/1")
+        assert nodes["mux"].fallback is not None
+
+
+def test_segments_read_their_span_their_picture_and_their_layers(tmp_path):
+    comp = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay")
+    segment = comp.graph.nodes["segment/1"]
+    assert segment.stage == "segment" and segment.fallback is not None
+    deps = segment.deps
+    assert isinstance(deps["span"], Part) and deps["span"].node == "timeline"
+    assert deps["picture"] == "visual/1"
+    assert [p.node for p in deps["layers"]] == ["terminal/1"]
+    assert segment.upstream(by_key=True) == ["visual/1"]  # the span and the layers count by value
+    ui = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=ui_only").graph.nodes["segment/0"]
+    assert "picture" not in ui.deps and "theme.background" in ui.reads
+
+
+def test_the_timeline_reads_only_the_last_voice_length(tmp_path):
+    comp = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay")
+    timeline = comp.graph.nodes["timeline"]
+    assert timeline.upstream() == ["voice/1"] and timeline.upstream(by_key=True) == []
+    assert timeline.reads == ("format.fps",)
+
+
+@pytest.mark.parametrize("overrides, scenes, slots, threads", [
+    (["limits.cores=8", "batch.n_jobs=2"], 9, 4, 1),  # 8 // 2 = 4 cores a script: 4 encodes of 1 thread
+    (["limits.cores=8", "batch.n_jobs=2", "limits.stage_threads=2"], 9, 2, 2),  # 2 encodes of 2 threads
+    (["limits.cores=2", "batch.n_jobs=2"], 9, 1, 1),  # one core a script
+    (["limits.cores=8", "batch.n_jobs=1"], 2, 2, 4),  # never more slots than scenes: threads fill the rest
+    (["limits.cores=8", "batch.n_jobs=1"], 1, 1, 8),
+    (["limits.cores=8", "batch.n_jobs=6", "limits.max_jobs=3"], 9, 2, 1),  # jobs capped by max_jobs
+    (["limits.cores=3", "batch.n_jobs=1", "limits.stage_threads=2"], 9, 2, 1),  # 3 // 2: no oversubscription
+])
+def test_encode_slots_share_the_cores(tmp_path, overrides, scenes, slots, threads):
+    comp = composed(tmp_path, scenes_script(scenes), *overrides)
+    assert (comp.encode_slots, comp.encode_threads) == (slots, threads)
+    assert comp.encode_slots <= scenes
+    jobs = min(comp.cfg.batch.n_jobs, comp.cfg.limits.max_jobs)
+    assert comp.encode_slots * comp.encode_threads * jobs <= max(comp.cfg.limits.cores, jobs)
+
+
+def test_all_cores_by_default(tmp_path):
+    comp = composed(tmp_path, scenes_script(9), "batch.n_jobs=1", "limits.stage_threads=1")
+    assert comp.encode_slots == 1 and comp.encode_threads == len(os.sched_getaffinity(0))
+
+
+def test_an_unknown_layer_names_the_module_it_needs(tmp_path):
+    with pytest.raises(compose.CompositionError, match=r"renderer/stages/sparkles\.py"):
+        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay",
+                 "assembly.layers=[terminal,sparkles]")
+    with pytest.raises(compose.CompositionError, match=r"renderer/stages/canvas\.py"):
+        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly.picture=canvas")
+
+
+def test_a_stage_module_without_add_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "renderer.stages.inert", types.ModuleType("renderer.stages.inert"))
+    with pytest.raises(compose.CompositionError, match=r"renderer/stages/inert\.py has no add"):
+        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly.layers=[inert]")
+
+
+def test_a_composition_error_fails_the_script_with_its_message(two_scenes, tmp_path):
+    cfg = compose_cfg(*TINY, "assembly.layers=[terminal,sparkles]")
+    record = render_script(two_scenes, "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "failed"
+    assert "renderer/stages/sparkles.py" in record["error"] and "assembly.layers" in record["error"]
+    assert not (tmp_path / "tiny" / "tiny.mp4").exists()

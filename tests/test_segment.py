@@ -1,0 +1,185 @@
+"""Segments, one per scene, as rendered: exact frame counts, stream-copy-ready encodes, fades, backgrounds.
+
+Real renders of a three-scene script through ``render_script``; each segment file is read back from the
+stage cache, where its record's key puts it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from renderer.files import RunLayout
+from renderer.pipeline import render_script
+from tests.conftest import TINY, TWO_SCENES, compose_cfg
+
+FPS, W, H = 10, 192, 108  # as in TINY
+
+# scene 1 and 3 show a terminal, scene 2 does not; three different Visual prompts
+THREE_SCENES = TWO_SCENES.replace("END TEST_0001", """
+[0:07 – Three]
+Visual: A green field.
+ON-SCREEN TEXT:
+$ uptime
+Narration:
+“Three.”
+END TEST_0001""")
+WITH_TERMINAL, WITHOUT_TERMINAL = (0, 2), (1,)
+
+
+def render(tmp: Path, *overrides: str, cache: Path | None = None) -> tuple[dict, Path]:
+    """Render THREE_SCENES with the cache on (in ``cache``, else in ``tmp``); the record and the cache."""
+    script = tmp / "tiny.txt"
+    script.write_text(THREE_SCENES, encoding="utf-8")
+    cache = cache or tmp / "cache"
+    cfg = compose_cfg(*TINY, "cache.enabled=true", f"cache.dir={cache}", *overrides)
+    record = render_script(script, "tiny", cfg, RunLayout(tmp / "run"))
+    assert record["status"] == "ok", record["error"]
+    assert record["fallbacks"] == []
+    return record, cache
+
+
+def segment_files(record: dict, cache: Path) -> list[Path]:
+    """Each scene's segment file in the cache, in scene order."""
+    keys = {s["name"]: s["key"] for s in record["stages"] if s["stage"] == "segment"}
+    files = []
+    for i in range(len(keys)):
+        key = keys[f"segment/{i}"]
+        (entry,) = (cache / "segment" / key[:2] / key).glob("*.mp4")
+        files.append(entry)
+    return files
+
+
+def probe(path: Path, *args: str) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", *args, str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def decode(path: Path, pix_fmt: str = "rgb24") -> list[bytes]:
+    """Every video frame of ``path``, decoded as it is stored (no frame dropped or repeated)."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+                          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
+                         capture_output=True, check=True).stdout
+    size = W * H * {"rgb24": 3, "gray": 1}[pix_fmt]
+    assert len(raw) % size == 0
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+def luma(frame: bytes) -> float:
+    return sum(frame) / len(frame)
+
+
+def pixel(frame: bytes, x: int, y: int) -> tuple[int, int, int]:
+    at = (y * W + x) * 3
+    return tuple(frame[at:at + 3])
+
+
+def span_frames(record: dict) -> list[int]:
+    return [round(s["duration"] * FPS) for s in record["timeline"]]
+
+
+@pytest.fixture(scope="module")
+def faded(tmp_path_factory) -> tuple[dict, list[Path]]:
+    """The overlay strategy with 0.3 s fades at the cuts."""
+    record, cache = render(tmp_path_factory.mktemp("faded"), "assembly=overlay", "assembly.transition_s=0.3")
+    return record, segment_files(record, cache)
+
+
+@pytest.fixture(scope="module")
+def backgrounds(tmp_path_factory) -> dict[str, tuple[dict, list[Path]]]:
+    """ui_only (the terminal on the theme's background) in two themes, no fades."""
+    out = {}
+    for theme in ("dark", "solarized_dark"):
+        record, cache = render(tmp_path_factory.mktemp(theme), "assembly=ui_only", f"theme={theme}")
+        out[theme] = record, segment_files(record, cache)
+    return out
+
+
+def check_segment(path: Path, frames: int) -> None:
+    info = probe(path, "-count_frames", "-show_streams", "-show_format")
+    assert [s["codec_type"] for s in info["streams"]] == ["video"], "a segment holds its video only"
+    (v,) = info["streams"]
+    assert v["codec_name"] == "h264" and v["pix_fmt"] == "yuv420p"
+    assert (int(v["width"]), int(v["height"])) == (W, H)
+    assert int(v["nb_read_frames"]) == frames
+    assert v["r_frame_rate"] == v["avg_frame_rate"] == f"{FPS}/1"  # constant frame rate
+    assert abs(float(v["duration"]) - frames / FPS) < 1e-6
+    packets = probe(path, "-select_streams", "v", "-show_entries", "packet=pts,duration,flags")["packets"]
+    steps = {b["pts"] - a["pts"] for a, b in zip(packets, packets[1:])}
+    assert len(packets) == frames and len(steps) == 1  # evenly spaced timestamps, one per frame
+    first = probe(path, "-select_streams", "v", "-read_intervals", "%+#1", "-show_entries",
+                  "frame=key_frame,pict_type")["frames"][0]
+    assert (first["key_frame"], first["pict_type"]) == (1, "I")
+    assert packets[0]["flags"].startswith("K")
+
+
+def test_each_segment_is_the_scene_exactly(faded, backgrounds):
+    for record, files in (faded, *backgrounds.values()):
+        assert len(files) == 3
+        assert span_frames(record) == [30, 40, 40]
+        for path, frames in zip(files, span_frames(record)):
+            check_segment(path, frames)
+
+
+def test_segments_of_one_video_share_their_stream_parameters(faded):
+    """What the concat demuxer needs to join them by stream copy: one codec setup (the same SPS/PPS: the
+    joined file keeps the first segment's), one timebase."""
+    record, files = faded
+    keys = ("codec_name", "profile", "level", "pix_fmt", "width", "height", "time_base", "r_frame_rate",
+            "color_range", "sample_aspect_ratio", "has_b_frames", "extradata_hash")
+    streams = [probe(p, "-show_streams", "-show_data_hash", "MD5")["streams"][0] for p in files]
+    setups = [{k: stream.get(k) for k in keys} for stream in streams]
+    assert setups[0]["extradata_hash"].startswith("MD5:")
+    assert all(s == setups[0] for s in setups), setups
+
+
+def test_fades_go_through_black_at_the_cuts(faded):
+    record, files = faded
+    fade = round(0.3 * FPS)
+    for i, path in enumerate(files):
+        frames = [luma(f) for f in decode(path, "gray")]
+        middle = frames[len(frames) // 2]
+        assert middle > 40, (i, middle)  # the procedural picture, in full
+        # fading in: darker frame by frame until the fade is over
+        assert frames[:fade + 1] == sorted(frames[:fade + 1]), (i, frames[:fade + 1])
+        assert frames[-1] < middle / 2, (i, frames[-1], middle)  # fading out towards the next cut
+        assert frames[0] < 1.0, (i, frames[0])  # black, the terminal too: the whole frame fades
+        assert frames[-1] < middle / 2, (i, frames[-1], middle)
+
+
+def test_without_a_transition_the_first_frame_is_the_picture(backgrounds):
+    record, files = backgrounds["dark"]
+    for path in files:
+        first = decode(path)[0]
+        assert abs(pixel(first, 0, H - 1)[0] - 0x1E) <= 6  # the background, not black
+
+
+@pytest.mark.parametrize("theme, colour", [("dark", "#1e1e1e"), ("solarized_dark", "#002b36")])
+def test_ui_only_segments_are_drawn_on_the_theme_background(backgrounds, theme, colour):
+    want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    record, files = backgrounds[theme]
+    for i, path in enumerate(files):
+        frames = decode(path)
+        for n in (0, len(frames) // 2, len(frames) - 1):
+            for x, y in ((0, H - 1), (W - 1, H - 1)):  # bottom corners: below the window chrome
+                got = pixel(frames[n], x, y)
+                assert all(abs(a - b) <= 6 for a, b in zip(got, want)), (theme, i, n, (x, y), got, want)
+
+
+def test_a_scene_with_a_terminal_shows_it_over_its_picture(faded):
+    """The same picture with and without the terminal layer differs in the panel's area only."""
+    record, files = faded
+    panel = (0.05, 0.45, 0.6, 0.48)  # conf/assembly/overlay.yaml
+    x0, y0 = round(W * panel[0]), round(H * panel[1])
+    x1, y1 = x0 + round(W * panel[2]), y0 + round(H * panel[3])
+    for i, path in enumerate(files):
+        frame = decode(path)[20]
+        inside = [pixel(frame, x, y) for y in range(y0 + 8, y1 - 2) for x in range(x0 + 2, x1 - 2)]
+        dark = sum(1 for p in inside if max(p) < 60) / len(inside)
+        if i in WITH_TERMINAL:
+            assert dark > 0.5, (i, dark)  # the panel, #1e1e1e at 0.9 opacity, covers the picture
+        else:
+            assert dark < 0.5, (i, dark)

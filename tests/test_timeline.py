@@ -1,0 +1,129 @@
+"""The timeline plan: scene boundaries on the nearest frame, no drift, the lead, the last scene's length."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from renderer.stages.timeline import TAIL_S, Span, Timeline, plan
+
+
+def scenes_at(*starts: float, last: float = 4.0) -> list[tuple[float, float]]:
+    """(start, duration) per scene: each runs to the next timestamp, the last for ``last`` seconds."""
+    ends = [*starts[1:], starts[-1] + last]
+    return [(a, b - a) for a, b in zip(starts, ends)]
+
+
+def check_contiguous(timeline: Timeline) -> None:
+    """Spans follow each other without gaps or overlaps, from frame 0, each at least one frame long."""
+    assert timeline.spans[0].first_frame == 0
+    for a, b in zip(timeline.spans, timeline.spans[1:]):
+        assert b.first_frame == a.first_frame + a.frames
+    assert all(s.frames >= 1 for s in timeline.spans)
+    assert sum(s.frames for s in timeline.spans) == timeline.spans[-1].first_frame + timeline.spans[-1].frames
+
+
+def test_each_scene_starts_on_the_frame_nearest_its_timestamp():
+    fps = 24
+    timeline = plan(scenes_at(0.0, 1.3, 2.71), fps)
+    check_contiguous(timeline)
+    assert [s.first_frame for s in timeline.spans] == [0, 31, 65]  # 1.3 * 24 = 31.2, 2.71 * 24 = 65.04
+    for span, stamp in zip(timeline.spans, (0.0, 1.3, 2.71)):
+        assert span.fps == fps
+        assert abs(span.start - stamp) <= 0.5 / fps
+
+
+def test_no_drift_over_a_hundred_scenes():
+    fps, step = 24, 1.37  # 32.88 frames a scene: whole-frame durations per scene would drift 12 frames
+    starts = [i * step for i in range(100)]
+    timeline = plan(scenes_at(*starts, last=step), fps)
+    check_contiguous(timeline)
+    assert len(timeline.spans) == 100
+    worst = max(abs(span.start - stamp) for span, stamp in zip(timeline.spans, starts))
+    assert worst <= 0.5 / fps + 1e-9
+    # the frames of the scenes add up to the end frame exactly: the video is as long as the last scene ends
+    assert sum(s.frames for s in timeline.spans) == round(timeline.duration * fps)
+    assert abs(timeline.duration - 100 * step) <= 1 / fps
+    assert {s.frames for s in timeline.spans[:-1]} == {32, 33}  # each scene rounds its own way
+
+
+@pytest.mark.parametrize("fps", [10, 24, 25, 30, 60])
+def test_boundaries_are_rounded_not_truncated(fps):
+    starts = [0.0, 0.96, 2.049, 3.5, 7.77]
+    timeline = plan(scenes_at(*starts), fps)
+    check_contiguous(timeline)
+    for span, stamp in zip(timeline.spans, starts):
+        assert abs(span.start - stamp) <= 0.5 / fps + 1e-9
+
+
+def test_a_first_timestamp_after_zero_starts_the_video_on_the_first_scene_with_a_lead():
+    timeline = plan(scenes_at(2.0, 5.0, 9.0), 10)
+    check_contiguous(timeline)
+    assert timeline.lead == 2.0
+    assert timeline.spans[0].start == 0.0  # the video opens on the first scene, not on black
+    assert timeline.spans[0].duration == 5.0  # ... which lasts until the second one's timestamp
+    assert [s.start for s in timeline.spans[1:]] == [5.0, 9.0]
+    assert plan(scenes_at(0.0, 5.0), 10).lead == 0.0
+
+
+def test_the_last_scene_lasts_its_narration_plus_the_tail():
+    fps = 10
+    short_voice = plan(scenes_at(0.0, 3.0, last=4.0), fps, last_voice_s=1.0)
+    assert short_voice.spans[-1].duration == 4.0  # the scripted duration wins when it is longer
+    long_voice = plan(scenes_at(0.0, 3.0, last=4.0), fps, last_voice_s=6.02)
+    last = long_voice.spans[-1]
+    assert last.duration >= 6.02 + TAIL_S
+    assert last.duration < 6.02 + TAIL_S + 1 / fps  # and no more than the frame it needs
+    assert long_voice.spans[0] == short_voice.spans[0]  # the other scenes are unaffected
+    assert long_voice.duration == last.end == pytest.approx(3.0 + last.duration)
+
+
+def test_the_last_scene_ends_on_a_whole_frame_covering_its_scripted_duration():
+    timeline = plan([(0.0, 2.0), (2.0, 3.33)], 24)
+    last = timeline.spans[-1]
+    assert last.first_frame == 48
+    assert last.frames == math.ceil(3.33 * 24)  # 79.92 -> 80: never shorter than scripted
+    assert last.duration >= 3.33
+
+
+def test_a_single_scene_includes_its_lead():
+    fps = 10
+    timeline = plan([(2.0, 4.0)], fps, last_voice_s=5.0)  # narration starts 2 s in and lasts 5 s
+    (span,) = timeline.spans
+    assert span.first_frame == 0 and timeline.lead == 2.0
+    assert span.duration >= 2.0 + 5.0 + TAIL_S
+    assert span.duration < 2.0 + 5.0 + TAIL_S + 1 / fps
+    quiet = plan([(2.0, 4.0)], fps, last_voice_s=0.5)
+    assert quiet.spans[0].duration == 6.0  # the scripted end (2 + 4 s), counted from 0:00
+
+
+def test_every_scene_gets_a_frame_even_when_timestamps_share_one():
+    fps = 10
+    timeline = plan(scenes_at(0.0, 1.01, 1.02, 1.04), fps)  # 10.1, 10.2, 10.4 frames: all round to 10
+    check_contiguous(timeline)
+    assert [s.frames for s in timeline.spans[:3]] == [10, 1, 1]
+    assert timeline.spans[3].first_frame == 12
+    same = plan([(0.0, 0.0), (0.0, 0.0)], fps)
+    check_contiguous(same)
+    assert [s.frames for s in same.spans] == [1, 1]
+
+
+def test_a_zero_length_script_still_has_a_frame():
+    timeline = plan([(0.0, 0.0)], 24)
+    assert timeline.spans == (Span(0, 1, 24),)
+
+
+def test_span_and_timeline_in_seconds():
+    span = Span(first_frame=25, frames=50, fps=25)
+    assert (span.start, span.duration, span.end) == (1.0, 2.0, 3.0)
+    timeline = plan(scenes_at(0.0, 3.0, 7.0, last=4.0), 10)
+    assert timeline.duration == 11.0
+    assert timeline.to_list() == [{"start": 0.0, "duration": 3.0}, {"start": 3.0, "duration": 4.0},
+                                  {"start": 7.0, "duration": 4.0}]
+
+
+def test_plan_is_pure_data():
+    a = plan(scenes_at(0.0, 1.3, 2.71), 24, last_voice_s=3.2)
+    b = plan(scenes_at(0.0, 1.3, 2.71), 24, last_voice_s=3.2)
+    assert a == b and hash(a) == hash(b)  # frozen dataclasses: a Part value the graph can key by
