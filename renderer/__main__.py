@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> None:
     logs.setup(run_dir, console=True)
     batch.interrupt_on_sigterm()
     try:
-        code = batch.run_batch(cfg, run_dir).exit_code
+        code = batch.run_batch(cfg, run_dir, overrides=list(hydra_cfg.overrides.task)).exit_code
     except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)

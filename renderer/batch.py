@@ -101,19 +101,42 @@ def _new_manifest(cfg: DictConfig, layout: RunLayout) -> tuple[dict[str, Any], d
         "experiment": cfg.experiment,
         "settings": _settings(cfg),
         "unmatched_inputs": unmatched,
+        "cache_dir": str(Path(cfg.cache.dir).absolute()),  # a resume from another directory finds it
         "scripts": {slug: {"script": str(path), "status": "pending"} for path, slug in slugs.items()},
     }
     return manifest, slugs
 
 
-def _resumed_manifest(layout: RunLayout) -> tuple[DictConfig, dict[str, Any], dict[Path, str]]:
+# settings a resumed run may change: they decide how the work is spread, never what a video looks like
+RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "limits.")
+
+
+def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConfig) -> None:
+    """Apply the allowed command-line overrides of a resumed run to its saved config; refuse the others,
+    which would make one batch out of two configs."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    keys = [k for k in keys if k != "resume" and not k.startswith("hydra.")]
+    refused = [k for k in keys if not k.startswith(RESUME_MAY_CHANGE)]
+    if refused:
+        raise ResumeError(f"resume= finishes a run with the config it started with; {', '.join(refused)} would "
+                          "change it. Drop those overrides, or start a new run (the cache keeps what is done). "
+                          "Allowed with resume=: batch.n_jobs, batch.backend, limits.*")
+    for key in keys:
+        OmegaConf.update(saved, key, OmegaConf.select(current, key), merge=False)
+
+
+def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConfig
+                      ) -> tuple[DictConfig, dict[str, Any], dict[Path, str]]:
     """An interrupted batch: its own config and manifest; scripts without a finished video are to do."""
     saved_cfg = layout.run_dir / ".hydra" / "config.yaml"
     if not layout.manifest.exists() or not saved_cfg.exists():
         raise ResumeError(f"resume={layout.run_dir}: not a run directory (no manifest.json or .hydra/config.yaml);"
                           " pass the folder of the run to continue, e.g. resume=outputs/2026-11-24/10-31-07")
     cfg = OmegaConf.merge(OmegaConf.structured(RendererConfig), OmegaConf.load(saved_cfg))
+    _resume_overrides(overrides, current, cfg)
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+    if manifest.get("cache_dir"):
+        cfg.cache.dir = manifest["cache_dir"]  # the run's cache, wherever this resume was started from
     todo = {}
     for slug, entry in manifest["scripts"].items():
         if entry["status"] == "ok" and layout.output(slug, ".mp4").exists():
@@ -141,10 +164,11 @@ def job_count(cfg: DictConfig, scripts: int) -> int:
     return n_jobs
 
 
-def run_batch(cfg: DictConfig, run_dir: Path) -> BatchResult:
+def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> BatchResult:
+    """Render the batch into ``run_dir``; ``overrides``: the command line's, checked when resuming."""
     layout = RunLayout(run_dir)
     if cfg.resume:
-        cfg, manifest, todo = _resumed_manifest(layout)
+        cfg, manifest, todo = _resumed_manifest(layout, list(overrides or []), cfg)
         logger.info("resuming {}: {} of {} script(s) left", run_dir, len(todo), len(manifest["scripts"]))
     else:
         manifest, todo = _new_manifest(cfg, layout)

@@ -102,17 +102,22 @@ class Cache:
 
     # --- writing ---------------------------------------------------------------------------------------
     def put(self, stage: str, key: str, value: Any) -> Any:
-        """Move the output's files into a new entry; return the output pointing at the cached files."""
+        """Move the output's files into a new entry; return the output pointing at the cached files.
+
+        If the entry cannot be written (disk full, quota, read-only), the files are moved back where they
+        were and the OSError is raised: the caller still holds a usable output, only uncached."""
         final = self.entry_dir(stage, key)
         staging = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
+        moved: list[tuple[Path, Path]] = []  # (where it was, where it is now)
         try:
+            staging.mkdir(parents=True)
             files: dict[str, dict[str, Any]] = {}
             names: dict[Path, Path] = {}
             for n, path in enumerate(_paths_in(value)):
                 name = f"{n}{path.suffix}"
                 target = staging / name
-                shutil.move(path, target)
+                shutil.move(path, target)  # across file systems: copied, and the source removed only then
+                moved.append((path, target))
                 with open(target, "rb") as fh:
                     os.fsync(fh.fileno())
                 files[name] = {"size": target.stat().st_size, "sha256": _sha256(target)}
@@ -128,7 +133,10 @@ class Cache:
             except OSError:  # another worker stored the same key first: theirs is as good as ours
                 if not (final / ENTRY_FILE).exists():
                     raise
+            moved.clear()  # the entry owns them now
         finally:
+            for origin, now in reversed(moved):
+                shutil.move(now, origin)
             shutil.rmtree(staging, ignore_errors=True)
         return _relocated(stored, {Path(name): final / name for name in files})
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from renderer.graph import Graph, Node
 from renderer.providers.chain import Providers
 from renderer.script import Script
+from renderer.stages.timeline import chunk_count, plan
 
 PICTURES_WITHOUT_STAGE = ("background", "none")
 
@@ -78,9 +79,14 @@ class Composition:
     def scenes(self) -> range:
         return range(len(self.script.scenes))
 
-    def name(self, stage: str, scene: int | None = None) -> str:
-        """The node of ``stage`` (for ``scene``, when it has one per scene)."""
-        return stage if scene is None else f"{stage}/{scene}"
+    def name(self, stage: str, scene: int | None = None, part: int | None = None) -> str:
+        """The node of ``stage`` (for ``scene``, when it has one per scene; ``part`` of it, when several)."""
+        name = stage if scene is None else f"{stage}/{scene}"
+        return name if part is None else f"{name}.{part}"
+
+    def nodes_of(self, stage: str) -> tuple[str, ...]:
+        """Every node of ``stage``, in the order they were added (scene by scene)."""
+        return tuple(name for name, node in self.graph.nodes.items() if node.stage == stage)
 
     def add(self, node: Node) -> Node:
         return self.graph.add(node)
@@ -95,11 +101,19 @@ class Composition:
         return self.cfg.limits.scene_timeout_s if cloud else self.timeout
 
     @property
+    def chunks(self) -> list[int]:
+        """How many chunks each scene's video is encoded in: counted from its scripted length."""
+        fps = self.cfg.format.fps
+        scripted = plan([(s.start, s.duration) for s in self.script.scenes], fps)
+        return [chunk_count(span.frames, fps, self.cfg.encode.chunk_s) for span in scripted.spans]
+
+    @property
     def encode_slots(self) -> int:
-        """Encodes of this script at once: its share of the cores, never more than there are scenes."""
+        """Encodes of this script at once: its share of the cores, never more than it has encodes."""
         jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
         share = max(1, _cores(self.cfg) // jobs)
-        return max(1, min(self.cfg.limits.stage_threads, len(self.script.scenes), share))
+        encodes = sum(self.chunks) if self.picture != "none" else 1
+        return max(1, min(self.cfg.limits.stage_threads, share, encodes))
 
     @property
     def encode_threads(self) -> int:

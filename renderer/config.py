@@ -162,6 +162,7 @@ class EncodeConfig:
     audio_bitrate: str = "128k"
     audio_rate: int = 48000
     audio_channels: int = 1  # narration is mono; 2 for a stereo soundtrack
+    chunk_s: float = 10.0  # a longer scene is encoded in chunks of at most this, side by side (0: whole scenes)
 
 
 @dataclass

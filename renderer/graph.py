@@ -12,6 +12,7 @@ is recorded; a node with no fallback fails its dependents.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import threading
@@ -101,6 +102,7 @@ class NodeRecord:
     seconds: float = 0.0
     provider: str = ""
     error: str = ""
+    warning: str = ""  # e.g. the cache could not keep the output (the output itself is fine)
 
 
 class GraphError(RuntimeError):
@@ -175,12 +177,16 @@ def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[N
     return fallback
 
 
-def _store(cache: Cache, node: Node, key: str, result: Any) -> Any:
+def _store(cache: Cache, node: Node, key: str, result: Any, record: NodeRecord) -> Any:
     """Keep a clean result for later runs; a cache that cannot be written costs speed, not the render."""
     try:
         return cache.put(node.stage, key, result)
     except OSError as exc:
-        logger.warning("could not cache {} ({}): {}", node.name, key[:12], exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        record.warning = (f"the cache in {cache.root} is full ({exc.strerror}): outputs were not cached; prune it "
+                          "(python -m renderer.cache prune --max-size ...) or free space" if full else
+                          f"outputs could not be cached in {cache.root}: {exc}")
+        logger.warning("{}: {}", node.name, record.warning)
         return result
 
 
@@ -266,7 +272,7 @@ class Graph:
                 record.seconds = round(time.perf_counter() - started, 3)
             record.provider = getattr(result, "provider", "")
             if cacheable and record.status == "ok":
-                result = _store(cache, node, key, result)
+                result = _store(cache, node, key, result, record)
             return result
 
         def start(node: Node) -> None:

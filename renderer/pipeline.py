@@ -106,6 +106,7 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     for fb in record["fallbacks"]:
         log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
     record["warnings"] += [w for name in comp.graph.nodes for w in getattr(outputs.get(name), "warnings", ())]
+    record["warnings"] += list(dict.fromkeys(r.warning for r in records if r.warning))  # e.g. a full cache
     return comp, outputs
 
 

@@ -37,6 +37,16 @@ Narration (Anya):
 END TEST_0001
 """
 
+# scenes 1 and 3 show a terminal, scene 2 does not; three different Visual prompts
+THREE_SCENES = TWO_SCENES.replace("END TEST_0001", """
+[0:07 – Three]
+Visual: A green field.
+ON-SCREEN TEXT:
+$ uptime
+Narration:
+“Three.”
+END TEST_0001""")
+
 BACKWARDS = """SCRIPT: TEST_0002 — BROKEN
 [0:10 – Late]
 Narration: “First.”

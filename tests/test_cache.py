@@ -133,3 +133,52 @@ def test_cli_stats_and_prune(tmp_path):
                                         ("1.5GB", int(1.5 * 1024**3)), ("2KiB", 2048)])
 def test_parse_size(text, size):
     assert parse_size(text) == size
+
+
+# --- a cache that cannot be written costs only the caching -------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: writes past it fail with ENOSPC, as on a full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.mark.parametrize("where", ["other file system", "same file system"])
+def test_a_failed_write_leaves_the_output_where_it_was(tmp_path, small_disk, where):
+    cache = Cache(small_disk / "cache")
+    if where == "other file system":  # the copy into the cache runs out of space
+        payload, folder = os.urandom(200_000), tmp_path
+    else:  # the file is renamed in, then the entry's record finds no room
+        payload, folder = os.urandom(64 * 1024 - 100), small_disk  # all of the disk's pages
+    output = clip(folder, payload)
+    with pytest.raises(OSError) as info:
+        cache.put("voice", KEY, output)
+    assert info.value.errno == 28  # ENOSPC
+    assert output.path.read_bytes() == payload  # still usable by the stages after it
+    assert cache.get("voice", KEY) is None
+    assert list((small_disk / "cache" / "tmp").iterdir()) == []  # no half entry left behind
+
+
+def test_a_full_cache_still_renders_the_video_and_says_so(tmp_path, small_disk):
+    from renderer.files import RunLayout
+    from renderer.pipeline import render_script
+    from tests.conftest import TINY, TWO_SCENES, codecs, compose_cfg, ffprobe
+
+    script = tmp_path / "tiny.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    cfg = compose_cfg(*TINY, "cache.enabled=true", f"cache.dir={small_disk / 'cache'}")
+    record = render_script(script, "tiny", cfg, RunLayout(tmp_path / "run"))
+    assert record["status"] == "ok", record["error"]
+    assert record["fallbacks"] == []  # no stand-in, no placeholder: only the caching failed
+    assert {s["status"] for s in record["stages"]} == {"ok"}
+    (warning,) = [w for w in record["warnings"] if "cache" in w]
+    assert "is full" in warning and "prune" in warning
+    info = ffprobe(tmp_path / "run" / "tiny" / "tiny.mp4")
+    assert codecs(info) == ["aac", "h264"]
+    expected = record["timeline"][-1]["start"] + record["timeline"][-1]["duration"]
+    assert abs(float(info["format"]["duration"]) - expected) <= 0.1

@@ -53,30 +53,31 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     script = parse_text(TWO_SCENES, path="tiny.txt")
     comp = composed(tmp_path, script, f"assembly={strategy}")
     per_scene = [s for s in STAGES[strategy] if s not in ("timeline", "soundtrack", "mux")]
-    expected = {f"{stage}/{i}" for stage in per_scene for i in (0, 1)} | {"timeline", "soundtrack", "mux"}
+    expected = {f"{stage}/{i}" + (".0" if stage == "segment" else "") for stage in per_scene for i in (0, 1)}
+    expected |= {"timeline", "soundtrack", "mux"}
     nodes = comp.graph.nodes
     assert set(nodes) == expected
     assert {n.stage for n in nodes.values()} == set(STAGES[strategy])
     for name, node in nodes.items():
-        assert node.slot == ("encode" if node.stage == "segment" else ""), name
+        assert node.slot == ("encode" if node.stage in ("segment", "soundtrack") else ""), name
     mux_deps = nodes["mux"].deps
     if strategy == "audio_only":
         assert "segments" not in mux_deps
     else:
-        assert mux_deps["segments"] == ("segment/0", "segment/1")
+        assert mux_deps["segments"] == ("segment/0.0", "segment/1.0")
         assert nodes["mux"].fallback is not None
 
 
 def test_segments_read_their_span_their_picture_and_their_layers(tmp_path):
     comp = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay")
-    segment = comp.graph.nodes["segment/1"]
+    segment = comp.graph.nodes["segment/1.0"]
     assert segment.stage == "segment" and segment.fallback is not None
     deps = segment.deps
-    assert isinstance(deps["span"], Part) and deps["span"].node == "timeline"
+    assert isinstance(deps["chunk"], Part) and deps["chunk"].node == "timeline"
     assert deps["picture"] == "visual/1"
     assert [p.node for p in deps["layers"]] == ["terminal/1"]
-    assert segment.upstream(by_key=True) == ["visual/1"]  # the span and the layers count by value
-    ui = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=ui_only").graph.nodes["segment/0"]
+    assert segment.upstream(by_key=True) == ["visual/1"]  # its frames and the layers count by value
+    ui = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=ui_only").graph.nodes["segment/0.0"]
     assert "picture" not in ui.deps and "theme.background" in ui.reads
 
 
@@ -91,7 +92,7 @@ def test_the_timeline_reads_only_the_last_voice_length(tmp_path):
     (["limits.cores=8", "batch.n_jobs=2"], 9, 4, 1),  # 8 // 2 = 4 cores a script: 4 encodes of 1 thread
     (["limits.cores=8", "batch.n_jobs=2", "limits.stage_threads=2"], 9, 2, 2),  # 2 encodes of 2 threads
     (["limits.cores=2", "batch.n_jobs=2"], 9, 1, 1),  # one core a script
-    (["limits.cores=8", "batch.n_jobs=1"], 2, 2, 4),  # never more slots than scenes: threads fill the rest
+    (["limits.cores=8", "batch.n_jobs=1"], 2, 2, 4),  # never more slots than encodes: threads fill the rest
     (["limits.cores=8", "batch.n_jobs=1"], 1, 1, 8),
     (["limits.cores=8", "batch.n_jobs=6", "limits.max_jobs=3"], 9, 2, 1),  # jobs capped by max_jobs
     (["limits.cores=3", "batch.n_jobs=1", "limits.stage_threads=2"], 9, 2, 1),  # 3 // 2: no oversubscription
@@ -99,7 +100,7 @@ def test_the_timeline_reads_only_the_last_voice_length(tmp_path):
 def test_encode_slots_share_the_cores(tmp_path, overrides, scenes, slots, threads):
     comp = composed(tmp_path, scenes_script(scenes), *overrides)
     assert (comp.encode_slots, comp.encode_threads) == (slots, threads)
-    assert comp.encode_slots <= scenes
+    assert comp.encode_slots <= sum(comp.chunks)
     jobs = min(comp.cfg.batch.n_jobs, comp.cfg.limits.max_jobs)
     assert comp.encode_slots * comp.encode_threads * jobs <= max(comp.cfg.limits.cores, jobs)
 
@@ -129,3 +130,14 @@ def test_a_composition_error_fails_the_script_with_its_message(two_scenes, tmp_p
     assert record["status"] == "failed"
     assert "renderer/stages/sparkles.py" in record["error"] and "assembly.layers" in record["error"]
     assert not (tmp_path / "tiny" / "tiny.mp4").exists()
+
+
+def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
+    script = parse_text("SCRIPT: X — Long\n[0:00 – A]\nNarration: “a”\n\n[0:25 – B]\nNarration: “b”\n"
+                        "\n[0:29 – C]\nNarration: “c”\n", path="long.txt")
+    comp = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=10", "format.fps=25")
+    assert comp.chunks[:2] == [3, 1]  # 25 s in three chunks of at most 10 s; 4 s in one
+    assert comp.nodes_of("segment")[:4] == ("segment/0.0", "segment/0.1", "segment/0.2", "segment/1.0")
+    assert comp.graph.nodes["mux"].deps["segments"] == comp.nodes_of("segment")
+    whole = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=0")
+    assert whole.chunks == [1, 1, 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,16 +17,8 @@ import pytest
 
 from renderer.files import RunLayout
 from renderer.pipeline import render_script
-from tests.conftest import ROOT, TINY, TWO_SCENES, compose_cfg
+from tests.conftest import ROOT, THREE_SCENES, TINY, compose_cfg
 
-THREE_SCENES = TWO_SCENES.replace("END TEST_0001", """
-[0:07 – Three]
-Visual: A green field.
-ON-SCREEN TEXT:
-$ uptime
-Narration:
-“Three.”
-END TEST_0001""")
 
 
 def render(script: Path, run_dir: Path, cache_dir: Path, *overrides: str) -> dict:
@@ -67,7 +60,7 @@ def test_theme_change_reencodes_only_the_scenes_showing_a_terminal(script, tmp_p
     render(script, tmp_path / "a", cache)
     changed = render(script, tmp_path / "b", cache, "theme=matrix")
     # scene 2 ("Two") shows no terminal: its events are the same (none) in every theme
-    assert rerun(changed) == ["mux", "segment/0", "segment/2", "terminal/0", "terminal/1", "terminal/2"]
+    assert rerun(changed) == ["mux", "segment/0.0", "segment/2.0", "terminal/0", "terminal/1", "terminal/2"]
 
 
 def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, tmp_path):
@@ -84,7 +77,7 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     script.write_text(THREE_SCENES.replace("“Three.”", longer), encoding="utf-8")
     grown = render(script, tmp_path / "b", cache)
     # the last scene lasts as long as its narration: its clip and typing are fitted to the new length
-    assert rerun(grown) == ["mux", "segment/2", "soundtrack", "terminal/2", "timeline", "visual/2", "voice/2"]
+    assert rerun(grown) == ["mux", "segment/2.0", "soundtrack", "terminal/2", "timeline", "visual/2", "voice/2"]
     assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
     assert grown["timeline"][:2] == first["timeline"][:2]
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
@@ -97,7 +90,7 @@ def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("$ uptime", "$ uptime --pretty"), encoding="utf-8")
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2", "terminal/2"]
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2"]
 
 
 def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):
@@ -114,11 +107,11 @@ def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):
 def test_a_corrupt_cached_segment_is_rendered_again(script, tmp_path):
     cache = tmp_path / "cache"
     first = render(script, tmp_path / "a", cache)
-    key = next(s["key"] for s in first["stages"] if s["name"] == "segment/1")
+    key = next(s["key"] for s in first["stages"] if s["name"] == "segment/1.0")
     (entry,) = cache.glob(f"segment/*/{key}/*.mp4")
     entry.write_bytes(entry.read_bytes()[:-100] + b"\0" * 100)  # same size, other bytes
     again = render(script, tmp_path / "b", cache)
-    assert rerun(again) == ["segment/1"]  # the mux's inputs are the same, so its entry still stands
+    assert rerun(again) == ["segment/1.0"]  # the mux's inputs are the same, so its entry still stands
     assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 
@@ -129,7 +122,7 @@ def test_fallbacks_are_not_cached(script, tmp_path):
     again = statuses(render(script, tmp_path / "b", cache, "voice.voice=no-such-voice"))
     # a stand-in voice: nothing made from it was kept; the pictures do not depend on it
     assert again["voice/0"] == "ok" and again["soundtrack"] == "ok" and again["mux"] == "ok"
-    assert again["visual/0"] == "cached" and again["segment/0"] == "cached"
+    assert again["visual/0"] == "cached" and again["segment/0.0"] == "cached"
 
 
 def test_disabled_cache_renders_everything(script, tmp_path):
@@ -237,3 +230,33 @@ def test_resume_of_something_else_fails_clearly(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "not a run directory" in result.stderr
+
+
+def test_resume_refuses_overrides_that_would_change_the_videos(batch_inputs, tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    first = subprocess.run(_batch(batch_inputs, run_dir, cache, "assembly=audio_only"), cwd=ROOT,
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}", "theme=matrix",
+                            "encode.crf=30"], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 2
+    assert "theme, encode.crf would change it" in again.stderr and "Allowed with resume=" in again.stderr
+
+
+def test_resume_from_elsewhere_uses_the_run_s_cache_and_the_allowed_overrides(batch_inputs, tmp_path):
+    start = tmp_path / "start"
+    start.mkdir()
+    run_dir = tmp_path / "run"
+    overrides = [o for o in _batch(batch_inputs, run_dir, Path("relative-cache"), "assembly=audio_only")
+                 if not o.startswith("cache.dir")] + ["cache.dir=relative-cache"]
+    first = subprocess.run(overrides, cwd=start, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert first.returncode == 0, first.stderr
+    (run_dir / "alpha" / "alpha.mp4").unlink()  # as if the run had stopped before it
+    resumed = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}", "batch.n_jobs=1",
+                              "limits.max_jobs=1"], cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    record = json.loads((run_dir / "alpha" / "alpha.json").read_text())
+    assert {s["status"] for s in record["stages"]} == {"cached"}  # found start/relative-cache
+    assert not (ROOT / "relative-cache").exists()
+    assert json.loads((run_dir / "manifest.json").read_text())["n_jobs"] == 1

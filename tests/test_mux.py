@@ -16,7 +16,7 @@ from renderer.graph import NodeInput
 from renderer.stages import mux, segment
 from renderer.stages.segment import Segment
 from renderer.stages.soundtrack import Soundtrack
-from renderer.stages.timeline import plan
+from renderer.stages.timeline import plan, split
 from tests.conftest import TINY, codecs, compose_cfg, ffprobe
 from tests.test_segment import FPS, THREE_SCENES, decode, render, segment_files
 
@@ -141,14 +141,16 @@ def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_pat
     cfg = compose_cfg(*TINY)
     seg_cfg = {k: OmegaConf.select(cfg, k) for k in ("format.width", "format.height", "format.fps", "encode.preset",
                                                       "encode.crf", "assembly.transition_s", "assembly.grade")}
+    (chunk,) = split(timeline.spans[1], 1)
     failed = segment.placeholder(
-        NodeInput(None, seg_cfg, {"span": timeline.spans[1], "layers": []}, tmp_path, "a" * 64),
-        FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), index=1, threads=1, timeout=60)
+        NodeInput(None, seg_cfg, {"chunk": chunk, "layers": []}, tmp_path, "a" * 64),
+        FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), name="segment/1.0", scene=1,
+        threads=1, timeout=60)
     assert failed.provider == "placeholder" and "Invalid data" in failed.warnings[0]
     key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
     (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
     parts = [Segment(segments[0], 30, "ffmpeg"), failed, Segment(segments[2], 40, "ffmpeg")]
-    inp = NodeInput(None, {}, {"timeline": timeline, "soundtrack": Soundtrack(sound, 11.0, "ffmpeg"),
+    inp = NodeInput(None, {"format.fps": FPS}, {"timeline": timeline, "soundtrack": Soundtrack(sound, 11.0, "ffmpeg"),
                                "segments": parts}, tmp_path, "b" * 64)
     video = mux.render(inp, slug="tiny", timeout=60)
     assert video.provider == "ffmpeg:concat" and decode_errors(video.path) == ""

@@ -63,7 +63,7 @@ def test_outputs_and_record(two_scenes, tmp_path):
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
     stages = {s["name"]: s for s in saved["stages"]}
     assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
-                           "segment/0", "segment/1", "soundtrack", "mux"}
+                           "segment/0.0", "segment/1.0", "soundtrack", "mux"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -130,8 +130,8 @@ def test_a_scene_that_fails_to_render_is_retried_then_a_placeholder_that_says_so
     record = render(two_scenes, tmp_path, "assembly.grade=nosuchfilter", "retry.assembly.attempts=2",
                     "retry.assembly.wait_s=0.01")
     assert record["status"] == "ok"
-    assert [(f["node"], f["to"]) for f in record["fallbacks"]] == [("segment/0", "placeholder"),
-                                                                  ("segment/1", "placeholder")]
+    assert [(f["node"], f["to"]) for f in record["fallbacks"]] == [("segment/0.0", "placeholder"),
+                                                                  ("segment/1.0", "placeholder")]
     assert all("ffmpeg failed" in f["reason"] and "nosuchfilter" in f["reason"] for f in record["fallbacks"])
     assert sum("placeholder" in w for w in record["warnings"]) == 2
     mp4 = tmp_path / "tiny" / "tiny.mp4"

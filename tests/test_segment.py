@@ -13,19 +13,11 @@ import pytest
 
 from renderer.files import RunLayout
 from renderer.pipeline import render_script
-from tests.conftest import TINY, TWO_SCENES, compose_cfg
+from tests.conftest import THREE_SCENES, TINY, compose_cfg
 
 FPS, W, H = 10, 192, 108  # as in TINY
 
-# scene 1 and 3 show a terminal, scene 2 does not; three different Visual prompts
-THREE_SCENES = TWO_SCENES.replace("END TEST_0001", """
-[0:07 – Three]
-Visual: A green field.
-ON-SCREEN TEXT:
-$ uptime
-Narration:
-“Three.”
-END TEST_0001""")
+# THREE_SCENES: scenes 1 and 3 show a terminal, scene 2 does not; three different Visual prompts
 WITH_TERMINAL, WITHOUT_TERMINAL = (0, 2), (1,)
 
 
@@ -46,7 +38,7 @@ def segment_files(record: dict, cache: Path) -> list[Path]:
     keys = {s["name"]: s["key"] for s in record["stages"] if s["stage"] == "segment"}
     files = []
     for i in range(len(keys)):
-        key = keys[f"segment/{i}"]
+        key = keys[f"segment/{i}.0"]
         (entry,) = (cache / "segment" / key[:2] / key).glob("*.mp4")
         files.append(entry)
     return files
@@ -183,3 +175,22 @@ def test_a_scene_with_a_terminal_shows_it_over_its_picture(faded):
             assert dark > 0.5, (i, dark)  # the panel, #1e1e1e at 0.9 opacity, covers the picture
         else:
             assert dark < 0.5, (i, dark)
+
+
+@pytest.mark.parametrize("strategy, transition_s", [("overlay", 0), ("ui_only", 0), ("visual_only", 1.5)])
+def test_chunks_of_a_scene_show_exactly_the_frames_of_the_whole_scene(tmp_path, strategy, transition_s):
+    """Encoded losslessly, a render in chunks of 1 s and one of whole scenes decode to the same pixels:
+    the picture, the typing, the cursor and the fades (1.5 s: across chunks) go on across every boundary."""
+    lossless = [f"assembly={strategy}", "encode.crf=0", f"assembly.transition_s={transition_s}"]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "chunked").mkdir()
+    whole, _ = render(tmp_path / "whole", *lossless, "encode.chunk_s=0")
+    chunked, _ = render(tmp_path / "chunked", *lossless, "encode.chunk_s=1")
+    names = [s["name"] for s in chunked["stages"] if s["stage"] == "segment"]
+    assert names[:4] == ["segment/0.0", "segment/0.1", "segment/0.2", "segment/1.0"] and len(names) == 11
+    frames = [decode(tmp_path / run / "run" / "tiny" / "tiny.mp4") for run in ("whole", "chunked")]
+    assert len(frames[0]) == len(frames[1]) == 110
+    differ = [n for n, (a, b) in enumerate(zip(*frames)) if a != b]
+    assert differ == []
+    if transition_s:
+        assert luma(decode(tmp_path / "chunked" / "run" / "tiny" / "tiny.mp4", "gray")[0]) < 1.0

@@ -31,12 +31,12 @@ class Video:
     warnings: tuple[str, ...] = ()
 
 
-def _concat_list(segments: list[Any], timeline: Timeline) -> str:
+def _concat_list(segments: list[Any], fps: int) -> str:
     """The concat demuxer's script: each file with its exact duration, so no rounding adds up."""
     lines = ["ffconcat version 1.0"]
-    for segment, span in zip(segments, timeline.spans):
+    for segment in segments:
         quoted = str(segment.path).replace("'", "'\\''")
-        lines += [f"file '{quoted}'", f"duration {span.duration:.6f}"]
+        lines += [f"file '{quoted}'", f"duration {segment.frames / fps:.6f}"]
     return "\n".join(lines) + "\n"
 
 
@@ -46,7 +46,7 @@ def render(inp: NodeInput, *, slug: str, timeout: float) -> Video:
     out = inp.workdir / f"{slug}-{inp.key[:12]}.mp4"
     if "segments" in inp.deps:
         listing = inp.workdir / f"mux-{inp.key[:12]}.ffconcat"
-        listing.write_text(_concat_list(inp.deps["segments"], timeline), encoding="utf-8")
+        listing.write_text(_concat_list(inp.deps["segments"], inp.cfg["format.fps"]), encoding="utf-8")
         args = ["-f", "concat", "-safe", "0", "-i", listing.name, "-i", str(sound.path),
                 "-map", "0:v", "-map", "1:a"]
     else:
@@ -81,8 +81,8 @@ def add(comp) -> None:
     deps: dict[str, Any] = {"soundtrack": comp.name("soundtrack"), "timeline": Part(comp.name("timeline"))}
     reads: tuple[str, ...] = ()
     if comp.picture != "none":
-        deps["segments"] = tuple(comp.name("segment", i) for i in comp.scenes)
-        reads = ("format.width", "format.height", "format.fps")  # the placeholder's frame
+        deps["segments"] = comp.nodes_of("segment")
+        reads = ("format.width", "format.height", "format.fps")  # the concat's clock, the placeholder's frame
     comp.add(Node(
         name=comp.name("mux"), stage="mux", version=VERSION, reads=reads, deps=deps,
         fn=lambda inp: render(inp, slug=slug, timeout=timeout),

@@ -1,9 +1,11 @@
 """Segment stage: one scene's video, encoded on its own with the final settings.
 
 The scene's picture (its visual clip looped or cut to fit, or the theme's background) is fitted to the
-format and graded, faded at the cuts, and the scene's layers (the terminal, ...) are burnt in by libass;
-the file holds exactly the scene's frames and no audio. Each segment is its own cache entry, keyed by its
-picture, by what its layers show and by its span alone, so an edit re-encodes only the scenes it touches.
+format and graded, the scene's layers (the terminal, ...) are burnt in by libass, and the frame fades at
+the cuts; the file holds exactly the scene's frames and no audio. A scene longer than ``encode.chunk_s`` is
+encoded in chunks of its frames, each a segment of its own (so one long scene, or a single edited one, still
+fills the cores). Each segment is its own cache entry, keyed by its picture, by what its layers show and by
+its own frames of the timeline alone, so an edit re-encodes only the scenes it touches.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from renderer.compose import PICTURES_WITHOUT_STAGE
 from renderer.encoding import failure_reason, video_args, write_card
 from renderer.graph import Node, NodeInput, Part
 from renderer.reliability import RetryPolicy
-from renderer.stages.timeline import Span
+from renderer.stages.timeline import Chunk, split
 
 VERSION = "1"
 
@@ -35,78 +37,104 @@ def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
     return (layer.header, layer.events) if getattr(layer, "events", None) else None
 
 
-def _picture_chain(cfg: dict[str, Any], picture: Any) -> tuple[list[str], str]:
+def _picture_chain(cfg: dict[str, Any], picture: Any, chunk: Chunk) -> tuple[list[str], str]:
+    """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0)."""
     w, h, fps = cfg["format.width"], cfg["format.height"], cfg["format.fps"]
     if picture is None:
         return [], f"color=c=0x{cfg['theme.background'].lstrip('#')}:s={w}x{h}:r={fps},setsar=1"
     chain = (f"[0:v]scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},"
              f"setsar=1,fps={fps}")
+    if chunk.offset:  # frame-exact: the same frames a render of the whole scene would show here
+        chain += f",trim=start_frame={chunk.offset},setpts=PTS-STARTPTS"
     if cfg.get("assembly.grade"):
         chain += f",{cfg['assembly.grade']}"
     return ["-stream_loop", "-1", "-i", str(picture.path)], chain
 
 
-def _fades(transition_s: float, span: Span) -> str:
-    fade = min(transition_s, span.duration / 2)
+def _fades(transition_s: float, chunk: Chunk) -> str:
+    """Fades through black at the scene's cuts, those that reach into the chunk, timed on the scene's clock
+    (the chunk's frames are stamped with their time in the scene while fading), so they run on across
+    chunk boundaries."""
+    fade = min(transition_s, chunk.scene_duration / 2)
     if fade <= 0:
         return ""
-    return f",fade=t=in:st=0:d={fade:.3f},fade=t=out:st={span.duration - fade:.6f}:d={fade:.3f}"
+    out = ""
+    if chunk.start < fade:
+        out += f",fade=t=in:st=0:d={fade:.3f}"
+    if chunk.start + chunk.duration > chunk.scene_duration - fade:
+        out += f",fade=t=out:st={chunk.scene_duration - fade:.6f}:d={fade:.3f}"
+    if out and chunk.offset:
+        out = f",setpts=PTS+{chunk.offset}/(FRAME_RATE*TB){out},setpts=PTS-STARTPTS"
+    return out
 
 
-def _encode(inp: NodeInput, inputs: list[str], chain: str, span: Span, out: Path, threads: int,
+def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[str]:
+    """The layer's events moved onto the chunk's clock and clipped to it."""
+    offset, end = round(chunk.start * 100), round(chunk.duration * 100)
+    moved = (e.shifted(-offset, end) for e in events)
+    return [e.line() for e in moved if e and e.end > 0]
+
+
+def _encode(inp: NodeInput, inputs: list[str], chain: str, chunk: Chunk, out: Path, threads: int,
             timeout: float) -> None:
     script = out.with_suffix(".filter")
     script.write_text(chain + ",format=yuv420p[v]\n", encoding="utf-8")
     ffmpeg.run(["-threads", str(threads), *inputs, "-filter_complex_threads", str(threads),
-                "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(span.frames),
+                "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(chunk.frames),
                 *video_args(inp.cfg, threads), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
 
 
-def render(inp: NodeInput, *, index: int, threads: int, timeout: float) -> Segment:
-    span: Span = inp.deps["span"]
-    inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"))
-    end_cs = round(span.duration * 100)
+def render(inp: NodeInput, *, name: str, threads: int, timeout: float) -> Segment:
+    chunk: Chunk = inp.deps["chunk"]
+    inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"), chunk)
+    stem = f"{name.replace('/', '-')}-{inp.key[:12]}"
     for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
-        ass_file = inp.workdir / f"segment-{index:03d}-{inp.key[:12]}-{n}.ass"
-        lines = [e.line() for e in (ev.shifted(0, end_cs) for ev in events) if e]
-        ass_file.write_text(header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        ass_file = inp.workdir / f"{stem}-{n}.ass"
+        ass_file.write_text(header + "\n" + "\n".join(_layer_events(events, chunk)) + "\n", encoding="utf-8")
         chain += f",ass=filename={ass_file.name}"
-    chain += _fades(inp.cfg["assembly.transition_s"], span)  # the whole frame fades, layers and all
-    out = inp.workdir / f"segment-{index:03d}-{inp.key[:12]}.mp4"
-    _encode(inp, inputs, chain, span, out, threads, timeout)
-    return Segment(out, span.frames, "ffmpeg")
+    chain += _fades(inp.cfg["assembly.transition_s"], chunk)  # the whole frame fades, layers and all
+    out = inp.workdir / f"{stem}.mp4"
+    _encode(inp, inputs, chain, chunk, out, threads, timeout)
+    return Segment(out, chunk.frames, "ffmpeg")
 
 
-def placeholder(inp: NodeInput, exc: Exception, *, index: int, threads: int, timeout: float) -> Segment:
+def placeholder(inp: NodeInput, exc: Exception, *, name: str, scene: int, threads: int, timeout: float
+                ) -> Segment:
     """When a scene cannot be rendered, the video still comes out: the scene's frames say what failed."""
-    span: Span = inp.deps["span"]
+    chunk: Chunk = inp.deps["chunk"]
     w, h, fps = inp.cfg["format.width"], inp.cfg["format.height"], inp.cfg["format.fps"]
     reason = failure_reason(exc)
-    card = write_card(inp.workdir / f"segment-{index:03d}-{inp.key[:12]}-card.ass", w, h, span.duration,
-                      f"scene {index + 1}: rendering failed", reason)
-    out = inp.workdir / f"segment-{index:03d}-{inp.key[:12]}-placeholder.mp4"
-    _encode(inp, [], f"color=c=black:s={w}x{h}:r={fps},setsar=1,ass=filename={card.name}", span, out, threads,
+    stem = f"{name.replace('/', '-')}-{inp.key[:12]}"
+    card = write_card(inp.workdir / f"{stem}-card.ass", w, h, chunk.duration, f"scene {scene + 1}: rendering failed",
+                      reason)
+    out = inp.workdir / f"{stem}-placeholder.mp4"
+    _encode(inp, [], f"color=c=black:s={w}x{h}:r={fps},setsar=1,ass=filename={card.name}", chunk, out, threads,
             timeout)
-    return Segment(out, span.frames, "placeholder",
-                   (f"scene {index + 1} failed to render ({reason}); it is a placeholder that says so",))
+    return Segment(out, chunk.frames, "placeholder",
+                   (f"scene {scene + 1} failed to render ({reason}); it is a placeholder that says so",))
 
 
-def _span(i: int):
-    return lambda timeline: timeline.spans[i]
+def _chunk(scene: int, count: int, part: int):
+    return lambda timeline: split(timeline.spans[scene], count)[part]
 
 
 def add(comp) -> None:
+    """A node per chunk of every scene (``segment/3.0`` ...): long scenes spread over the cores, and the
+    chunks of a scene are counted from its scripted length, so the graph is known before anything runs."""
     picture, timeout, threads = comp.picture, comp.timeout, comp.encode_threads
     reads = ["format.width", "format.height", "format.fps", "encode.preset", "encode.crf", "assembly.transition_s"]
     reads.append("theme.background" if picture == "background" else "assembly.grade")
     retry = RetryPolicy.from_cfg(comp.cfg.retry.assembly)
-    for i in comp.scenes:
-        deps: dict[str, Any] = {"span": Part(comp.name("timeline"), _span(i)),
-                                "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers)}
-        if picture not in PICTURES_WITHOUT_STAGE:
-            deps["picture"] = comp.name(picture, i)
-        comp.add(Node(
-            name=comp.name("segment", i), stage="segment", version=VERSION, reads=tuple(reads), deps=deps,
-            fn=lambda inp, i=i: render(inp, index=i, threads=threads, timeout=timeout),
-            fallback=lambda inp, exc, i=i: placeholder(inp, exc, index=i, threads=threads, timeout=timeout),
-            retry=retry, slot="encode"))
+    for i, count in enumerate(comp.chunks):
+        for k in range(count):
+            name = comp.name("segment", i, k)
+            deps: dict[str, Any] = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k)),
+                                    "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers)}
+            if picture not in PICTURES_WITHOUT_STAGE:
+                deps["picture"] = comp.name(picture, i)
+            comp.add(Node(
+                name=name, stage="segment", version=VERSION, reads=tuple(reads), deps=deps,
+                fn=lambda inp, name=name: render(inp, name=name, threads=threads, timeout=timeout),
+                fallback=lambda inp, exc, name=name, i=i: placeholder(inp, exc, name=name, scene=i, threads=threads,
+                                                                      timeout=timeout),
+                retry=retry, slot="encode"))

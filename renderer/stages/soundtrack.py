@@ -85,4 +85,4 @@ def add(comp) -> None:
         deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
         fn=lambda inp: render(inp, timeout=timeout),
         fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),
-        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly)))
+        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly), slot="encode"))  # an AAC encode: CPU-bound

@@ -53,6 +53,50 @@ class Timeline:
         return [{"start": s.start, "duration": s.duration} for s in self.spans]
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A run of a scene's frames encoded on its own: ``offset`` frames into the scene, ``frames`` long."""
+
+    offset: int
+    frames: int
+    scene_frames: int
+    fps: int
+
+    @property
+    def start(self) -> float:  # seconds into the scene
+        return self.offset / self.fps
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def scene_duration(self) -> float:
+        return self.scene_frames / self.fps
+
+
+def chunk_count(frames: int, fps: int, chunk_s: float) -> int:
+    """Chunks a scene of ``frames`` is split into: none longer than ``chunk_s`` (0: the whole scene)."""
+    return max(1, min(frames, math.ceil(frames / (chunk_s * fps) - 1e-9))) if chunk_s > 0 else 1
+
+
+def split(span: Span, count: int) -> tuple[Chunk, ...]:
+    """``span`` in ``count`` near-equal chunks (fewer only when it has fewer frames). Boundaries fall on
+    frames that start on a whole centisecond where there is room, so a layer's events (timed in
+    centiseconds) shift onto a chunk exactly."""
+    count = min(count, span.frames)
+    quantum = span.fps // math.gcd(span.fps, 100)
+    bounds = [0]
+    for k in range(1, count):
+        exact = k * span.frames / count
+        at = round(exact / quantum) * quantum
+        if not bounds[-1] < at < span.frames - (count - k - 1):
+            at = max(bounds[-1] + 1, round(exact))
+        bounds.append(at)
+    bounds.append(span.frames)
+    return tuple(Chunk(a, b - a, span.frames, span.fps) for a, b in zip(bounds, bounds[1:]))
+
+
 def plan(scenes: list[tuple[float, float]], fps: int, last_voice_s: float = 0.0) -> Timeline:
     """The timeline of ``scenes`` as (start, duration) in script seconds, the last scene's voice lasting
     ``last_voice_s``."""

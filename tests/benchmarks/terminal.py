@@ -2,7 +2,7 @@
 
 The 1x workload is a 60-second typing segment (comments, commands, output, long wrapped lines) that fits
 its scene at the configured speeds; 2x, 4x, 8x repeat it in scenes 2, 4, 8 times as long. Each track is built,
-written as an ASS file and burnt by libass over a solid background with the encoder settings assembly uses
+written as an ASS file and burnt by libass over a solid background with the encoder settings a segment uses
 (libx264, conf encode defaults), through ``renderer.ffmpeg.run``. Cost is linear in the text when every
 "x" column grows like the size; the 1x case must render at >= 10x realtime.
 
@@ -99,7 +99,7 @@ def encode(fmt: FormatConfig) -> list[str]:
 
 def render(ass_file: str, workdir: Path, fmt: FormatConfig, duration_s: float, colour: str = BACKGROUND
            ) -> tuple[float, float]:
-    """Burn ``ass_file`` over the background and encode it, as assembly does."""
+    """Burn ``ass_file`` over the background and encode it, as a segment does."""
     return timed_ffmpeg([*source(fmt, duration_s, colour), "-vf", f"ass=filename={ass_file}", *encode(fmt)],
                         workdir, duration_s)
 
