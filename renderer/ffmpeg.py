@@ -2,7 +2,8 @@
 
 Argument lists only, never a shell. Every process runs in its own process group, is registered while it
 lives, and has a timeout: on timeout, cancellation or interruption its whole group gets SIGTERM, then SIGKILL
-after a grace period, and is reaped. ``kill_all`` stops every live process of this Python process (used on
+after a grace period, and is reaped. It also dies with the thread that started it (PR_SET_PDEATHSIG, set by
+util-linux's ``setpriv`` before the tool is exec'd), so a renderer killed with SIGKILL leaves nothing running. ``kill_all`` stops every live process of this Python process (used on
 Ctrl-C / SIGTERM). Failures raise ``FFmpegError`` carrying the command (secrets redacted), exit code and the
 last lines of stderr.
 """
@@ -31,6 +32,7 @@ REQUIRED_FILTERS = ("ass", "scale", "concat", "color", "anullsrc", "gradients", 
 INSTALL_HINT = "install ffmpeg with libx264, aac and libass (Debian/Ubuntu: apt-get install ffmpeg)"
 
 _paths: dict[str, str] = {}  # tool -> path set by configure()
+SETPRIV = shutil.which("setpriv")  # util-linux; without it, strays of a killed run are stopped by the next one
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 
@@ -165,8 +167,9 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
     """Run ``cmd`` in its own process group; return stdout (or, with ``on_progress``, stream stdout's
     ``key=value`` lines to it, one dict per block). Raise FFmpegError on failure, timeout or interruption."""
     limit = timeout or DEFAULT_TIMEOUT_S
+    launch = [SETPRIV, "--pdeathsig", "KILL", "--", *cmd] if SETPRIV else cmd
     try:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(launch, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, text=True, errors="replace")
     except OSError as exc:
         raise FFmpegError(f"could not start {Path(cmd[0]).name}: {exc}", cmd) from exc

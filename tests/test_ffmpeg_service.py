@@ -3,6 +3,7 @@ and a Ctrl-C/SIGTERM to a running batch that leaves no process and no temp file 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -206,13 +207,13 @@ def test_a_worker_killed_mid_batch_costs_no_script(tmp_path):
         for child in psutil.Process(proc.pid).children(recursive=True):
             try:
                 if child.name() == "ffmpeg" and "-filter_complex_script" in child.cmdline():
-                    victim = child.parent()  # the worker running this assembly
+                    victim = child.parent()  # the worker running this encode
                     tools = victim.children(recursive=True)
                     break
             except psutil.NoSuchProcess:
                 continue
         time.sleep(0.05)
-    assert victim is not None, "no assembly was seen running"
+    assert victim is not None, "no encode was seen running"
     victim.kill()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -221,3 +222,68 @@ def test_a_worker_killed_mid_batch_costs_no_script(tmp_path):
     assert {s["status"] for s in manifest["scripts"].values()} == {"ok"}
     assert all(gone(t.pid) for t in tools)
     assert list((run_dir / "tmp").iterdir()) == []
+
+
+def _tools_of(pid: int) -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.name() in ffmpeg.MEDIA_TOOLS or child.name() == "sleep":
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def _cmdlines(procs: list[psutil.Process]) -> list[str]:
+    out = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            out.append(" ".join(proc.cmdline()))
+    return out
+
+
+def _wait_gone(procs: list[psutil.Process], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(gone(p.pid) for p in procs):
+        time.sleep(0.05)
+    return [p.pid for p in procs if not gone(p.pid)]
+
+
+def test_a_tool_dies_with_the_process_that_started_it():
+    """SIGKILL leaves no chance to clean up: the tool must go by itself (its parent-death signal)."""
+    parent = subprocess.Popen([sys.executable, "-c", "from renderer import ffmpeg; ffmpeg.run_tool(['sleep', '60'])"],
+                              cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 10
+        while not (tools := _tools_of(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tools, "the tool never started"
+        parent.kill()
+        parent.wait(timeout=5)
+        assert _wait_gone(tools, 3) == []
+    finally:
+        parent.kill()
+
+
+def test_kill_9_of_the_whole_renderer_leaves_no_media_tool_running(tmp_path):
+    script = tmp_path / "long.txt"
+    script.write_text(TWO_SCENES.replace("[0:03 – Two]", "[0:40 – Two]"), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "renderer", f"batch.inputs=[{script}]", "batch.n_jobs=1",
+                             "encode.chunk_s=0", "script.min_last_scene_s=40", "cache.enabled=false",
+                             f"hydra.run.dir={run_dir}"], cwd=ROOT,  # every encode runs for seconds
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, tools = time.monotonic() + 90, []
+        while time.monotonic() < deadline and not any("-frames:v" in line for line in _cmdlines(tools)):
+            assert proc.poll() is None, "the batch ended before an encode was seen"
+            tools = _tools_of(proc.pid)
+            time.sleep(0.05)
+        assert tools, "no encode was seen running"
+        os.killpg(proc.pid, signal.SIGKILL)  # the renderer and its workers, as `kill -9 -PGID` does
+        proc.wait(timeout=10)
+        assert _wait_gone(tools, 3) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
