@@ -20,7 +20,7 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from renderer import ffmpeg, logs, report
+from renderer import ffmpeg, logs, reliability, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
@@ -167,6 +167,7 @@ def job_count(cfg: DictConfig, scripts: int) -> int:
 def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> BatchResult:
     """Render the batch into ``run_dir``; ``overrides``: the command line's, checked when resuming."""
     layout = RunLayout(run_dir)
+    reliability.reset_cancel()  # a batch after an interrupted one (in one process) starts afresh
     if cfg.resume:
         cfg, manifest, todo = _resumed_manifest(layout, list(overrides or []), cfg)
         logger.info("resuming {}: {} of {} script(s) left", run_dir, len(todo), len(manifest["scripts"]))
@@ -199,6 +200,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
                 else:
                     logger.error("{}: {}", record["slug"], record["error"])
     except KeyboardInterrupt:
+        reliability.cancel()  # threads of this process (backend=threading) retry nothing more
         for entry in manifest["scripts"].values():
             if entry["status"] == "pending":
                 entry.update(status="cancelled", error="the batch was interrupted; resume it to finish")

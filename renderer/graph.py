@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from renderer.cache import Cache
 from renderer.logs import redact
+from renderer import reliability
 from renderer.reliability import RetryPolicy
 
 
@@ -55,10 +56,25 @@ class NodeInput:
     """Everything a stage function may look at."""
 
     data: Any  # the node's own plain data (e.g. its scene's narration)
-    cfg: dict[str, Any]  # only the config subtrees the node declared, as plain containers
+    cfg: dict[str, Any]  # only the config paths the node declared, as plain containers, by path
     deps: dict[str, Any]  # its inputs by the names it declared (a tuple of deps gives a list)
     workdir: Path
     key: str
+
+    def tree(self, prefix: str) -> dict[str, Any]:
+        """The declared settings under ``prefix`` as one nested dict: reads ``theme.foreground`` and
+        ``theme.font_size`` give ``tree("theme") == {"foreground": ..., "font_size": ...}``."""
+        out: dict[str, Any] = {}
+        for path, value in self.cfg.items():
+            if path == prefix and isinstance(value, dict):
+                out.update(value)
+            elif path.startswith(prefix + "."):
+                *parents, leaf = path[len(prefix) + 1:].split(".")
+                node = out
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[leaf] = value
+        return out
 
 
 @dataclass
@@ -121,11 +137,20 @@ def _plain(value: Any) -> Any:
 
 
 def _without(selected: dict[str, Any], unkeyed: tuple[str, ...]) -> dict[str, Any]:
-    """``selected`` minus the dotted ``unkeyed`` settings (each under one of its read paths)."""
+    """``selected`` minus the dotted ``unkeyed`` settings, at any depth below one of its read paths."""
     for dotted in unkeyed:
-        path, _, name = dotted.rpartition(".")
-        if isinstance(selected.get(path), dict):
-            selected[path] = {k: v for k, v in selected[path].items() if k != name}
+        if dotted in selected:
+            del selected[dotted]
+            continue
+        path = next((p for p in selected if dotted.startswith(p + ".")), None)
+        if path is None:
+            continue
+        *parents, leaf = dotted[len(path) + 1:].split(".")
+        node = selected[path]
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return selected
 
 
@@ -317,8 +342,10 @@ class Graph:
                     if records[name].status != "failed":  # broke outside its stage function
                         records[name].status = "failed"
                         records[name].error = redact(f"{type(error).__name__}: {error}")
-        except BaseException:
+        except BaseException as exc:
             aborting.set()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                reliability.cancel()  # backoffs wake, and no retry in this process sends another request
             pool.shutdown(wait=False, cancel_futures=True)
             if on_abort is not None:
                 on_abort()

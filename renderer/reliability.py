@@ -7,7 +7,12 @@ with exponential backoff plus jitter, or as long as the service's ``Retry-After`
 
 The breaker's state lives in a small JSON file under ``state_dir`` (guarded by ``fcntl.flock``), so failures
 in any joblib worker count towards one breaker for the whole run: three workers failing once each open a
-breaker with ``fail_max: 3``. Without a ``state_dir`` the breaker is local to the process.
+breaker with ``fail_max: 3``. Without a ``state_dir`` the breaker is local to the process. Once the reset
+timeout has passed, exactly one caller (of all threads and processes) gets the half-open trial; the others fail
+fast with ``CircuitBreakerError`` until its result closes or re-opens the breaker.
+
+``cancel()`` (on Ctrl-C, SIGTERM, an aborted run) ends every retry loop of the process, the guards' and
+``RetryPolicy.run``'s alike: backoff sleeps wake at once and no further attempt (request, Runway task) starts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,61 +81,98 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ServiceError) and exc.retryable
 
 
+# --- cancellation ------------------------------------------------------------------------------------------
+_cancel = threading.Event()
+
+
+def cancel() -> None:
+    """Stop every retry loop of this process (Ctrl-C, SIGTERM, an aborted run): backoff sleeps wake at once and
+    no loop starts another attempt — it raises ``Cancelled`` instead."""
+    _cancel.set()
+
+
+def reset_cancel() -> None:
+    """Let retry loops run again after ``cancel()`` (a new run in a long-lived process, tests)."""
+    _cancel.clear()
+
+
+def retrying(*, stop: tenacity.stop.stop_base, wait: Callable[[tenacity.RetryCallState], float],
+             retry: Callable[[BaseException], bool], before_sleep: Callable[[tenacity.RetryCallState], None],
+             cancelled: Callable[[], bool] = lambda: False) -> tenacity.Retrying:
+    """A tenacity loop that ends on ``cancel()`` (or when ``cancelled()`` turns true): it sleeps on the shared
+    event, so a backoff wakes at once, raises ``Cancelled`` instead of starting an attempt (the first one
+    included), and does not retry a failure seen after the cancellation (that failure is raised)."""
+    def stopping() -> bool:
+        return _cancel.is_set() or cancelled()
+
+    def before(state: tenacity.RetryCallState) -> None:
+        if stopping():
+            raise Cancelled(f"cancelled before attempt {state.attempt_number}")
+
+    return tenacity.Retrying(stop=stop, wait=wait, retry=tenacity.retry_if_exception(
+                                 lambda exc: retry(exc) and not stopping()),
+                             sleep=_cancel.wait, before=before, before_sleep=before_sleep, reraise=True)
+
+
 def _ignored_by_breaker(exc: BaseException) -> bool:
     return isinstance(exc, Cancelled) or not isinstance(exc, Exception) or (
         isinstance(exc, ServiceError) and exc.request_fault)
 
 
 # --- breaker state shared by processes ---------------------------------------------------------------------
-class FileBreakerStorage(pybreaker.CircuitBreakerStorage):
-    """pybreaker state (state, failure/success counters, opened_at) in a JSON file under an flock.
+def _fresh_state(state: str = pybreaker.STATE_CLOSED) -> dict[str, Any]:
+    return {"state": state, "counter": 0, "success_counter": 0, "opened_at": None,
+            "trial_owner": None, "trial_until": 0.0}
 
-    Every read and write takes the lock, writes replace the file atomically: all processes of a run see one
-    breaker per service.
-    """
 
-    def __init__(self, path: Path | str, state: str = pybreaker.STATE_CLOSED):
-        super().__init__("file")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_path = self.path.with_suffix(".lock")
-        with self._locked():
-            if not self.path.exists():
-                self._write({"state": state, "counter": 0, "success_counter": 0, "opened_at": None})
+def _trial_owner() -> str:
+    return f"{os.getpid()}-{threading.get_ident()}"
 
-    @contextmanager
-    def _locked(self, exclusive: bool = True) -> Iterator[None]:
-        with open(self._lock_path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # a missing or damaged file is a closed breaker
-            return {"state": pybreaker.STATE_CLOSED, "counter": 0, "success_counter": 0, "opened_at": None}
+class BreakerStorage(pybreaker.CircuitBreakerStorage):
+    """pybreaker's state (state, failure/success counters, opened_at) and the half-open trial slot, kept as one
+    dict that is read and changed in transactions; subclasses say where it lives and what lock guards it."""
 
-    def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.path)
+    def _transaction(self, exclusive: bool = True) -> AbstractContextManager[dict[str, Any]]:
+        raise NotImplementedError
 
     def _get(self, key: str) -> Any:
-        with self._locked(exclusive=False):
-            return self._read()[key]
+        with self._transaction(exclusive=False) as data:
+            return data[key]
 
-    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
-        with self._locked():
-            data = self._read()
-            change(data)
-            self._write(data)
+    def _set(self, **changes: Any) -> None:
+        with self._transaction() as data:
+            data.update(changes)
+
+    def _add(self, key: str, n: int) -> None:
+        with self._transaction() as data:
+            data[key] += n
 
     def snapshot(self) -> dict[str, Any]:
-        with self._locked(exclusive=False):
-            return self._read()
+        with self._transaction(exclusive=False) as data:
+            return dict(data)
+
+    def claim_trial(self, reset_timeout_s: float, hold_s: float) -> bool:
+        """May this caller call the service now? Yes while closed; no while open within ``reset_timeout_s``;
+        after that (half-open) one caller at a time, which claims the trial for ``hold_s`` (the request
+        timeout: a trial whose process died expires instead of blocking the breaker for ever)."""
+        now = time.time()
+        with self._transaction() as data:
+            if data["state"] == pybreaker.STATE_CLOSED:
+                return True
+            opened_at = data["opened_at"]
+            if data["state"] == pybreaker.STATE_OPEN and opened_at is not None and now < opened_at + reset_timeout_s:
+                return False
+            if data["trial_until"] > now:
+                return False
+            data.update(state=pybreaker.STATE_HALF_OPEN, trial_owner=_trial_owner(), trial_until=now + hold_s)
+            return True
+
+    def end_trial(self) -> None:
+        """Free the trial slot if this thread holds it (its result has closed or re-opened the breaker)."""
+        with self._transaction() as data:
+            if data["trial_owner"] == _trial_owner():
+                data.update(trial_owner=None, trial_until=0.0)
 
     @property
     def state(self) -> str:
@@ -138,19 +180,19 @@ class FileBreakerStorage(pybreaker.CircuitBreakerStorage):
 
     @state.setter
     def state(self, state: str) -> None:
-        self._update(lambda d: d.update(state=str(state)))
+        self._set(state=str(state))
 
     def increment_counter(self) -> None:
-        self._update(lambda d: d.update(counter=d["counter"] + 1))
+        self._add("counter", 1)
 
     def reset_counter(self) -> None:
-        self._update(lambda d: d.update(counter=0))
+        self._set(counter=0)
 
     def increment_success_counter(self) -> None:
-        self._update(lambda d: d.update(success_counter=d["success_counter"] + 1))
+        self._add("success_counter", 1)
 
     def reset_success_counter(self) -> None:
-        self._update(lambda d: d.update(success_counter=0))
+        self._set(success_counter=0)
 
     @property
     def counter(self) -> int:
@@ -167,18 +209,94 @@ class FileBreakerStorage(pybreaker.CircuitBreakerStorage):
 
     @opened_at.setter
     def opened_at(self, when: datetime) -> None:
-        self._update(lambda d: d.update(opened_at=when.timestamp()))
+        self._set(opened_at=when.timestamp())
+
+
+class MemoryBreakerStorage(BreakerStorage):
+    """The state in this process only, under a thread lock."""
+
+    def __init__(self, state: str = pybreaker.STATE_CLOSED):
+        super().__init__("memory")
+        self._data = _fresh_state(state)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self, exclusive: bool = True) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            yield self._data
+
+
+class FileBreakerStorage(BreakerStorage):
+    """The state in a JSON file under an flock: all processes of a run see one breaker per service.
+
+    Every transaction takes the lock; a changed state replaces the file atomically.
+    """
+
+    def __init__(self, path: Path | str, state: str = pybreaker.STATE_CLOSED):
+        super().__init__("file")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.path.with_suffix(".lock")
+        with self._locked():
+            if not self.path.exists():
+                self._write(_fresh_state(state))
+
+    @contextmanager
+    def _locked(self, exclusive: bool = True) -> Iterator[None]:
+        with open(self._lock_path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self, exclusive: bool = True) -> Iterator[dict[str, Any]]:
+        with self._locked(exclusive):
+            data = self._read()
+            before = dict(data)
+            yield data
+            if exclusive and data != before:
+                self._write(data)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return _fresh_state() | json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a missing or damaged file is a closed breaker
+            return _fresh_state()
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 class SharedBreaker(pybreaker.CircuitBreaker):
-    """A pybreaker breaker that does not hold its lock while the guarded call runs.
+    """A pybreaker breaker for callers in many threads and processes, with one trial call when half-open.
 
     pybreaker serialises ``call`` with one lock per breaker object, which would let only one request per
-    process reach a service at a time; concurrency is the semaphore's job, state changes go to the storage.
+    process reach a service at a time; here concurrency is the semaphore's job and state lives in the
+    storage. Without that lock pybreaker's half-open state lets every concurrent caller through, so the trial
+    is claimed in the storage (``claim_trial``): everyone else fails fast until its result closes or re-opens
+    the breaker.
     """
 
+    def __init__(self, *args: Any, trial_timeout_s: float = 60.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.trial_timeout_s = trial_timeout_s
+
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self.state.call(func, *args, **kwargs)
+        state = self.state
+        if state.name == pybreaker.STATE_CLOSED:
+            return state.call(func, *args, **kwargs)
+        storage: BreakerStorage = self._state_storage
+        if not storage.claim_trial(self.reset_timeout, self.trial_timeout_s):
+            raise pybreaker.CircuitBreakerError(f"{self.name}: circuit breaker open (while half-open, one trial "
+                                                "call at a time)")
+        try:
+            return self.state.call(func, *args, **kwargs)  # half-open now: its result closes or re-opens it
+        finally:
+            storage.end_trial()
 
 
 # --- config ------------------------------------------------------------------------------------------------
@@ -212,15 +330,15 @@ class RetryPolicy:
                       for name in base.__dataclass_fields__})
 
     def run(self, fn: Callable[[], T], what: str = "", *, cancelled: Callable[[], bool] = lambda: False) -> T:
-        """``fn()`` with up to ``attempts`` tries (any Exception; never after ``cancelled()`` turns true, and
-        an interruption is never retried)."""
+        """``fn()`` with up to ``attempts`` tries (any Exception but ``Cancelled``; an interruption such as
+        KeyboardInterrupt is never retried). ``cancel()`` or ``cancelled()`` ends the loop (see ``retrying``)."""
         def log(state: tenacity.RetryCallState) -> None:
             logger.warning("{} failed (attempt {} of {}), retrying: {}", what or "call", state.attempt_number,
                            self.attempts, redact(str(state.outcome.exception())))
 
-        return tenacity.Retrying(stop=tenacity.stop_after_attempt(max(1, self.attempts)), wait=self.backoff(),
-                                 retry=tenacity.retry_if_exception(lambda exc: not cancelled()),
-                                 before_sleep=log, reraise=True)(fn)
+        return retrying(stop=tenacity.stop_after_attempt(max(1, self.attempts)), wait=self.backoff(),
+                        retry=lambda exc: isinstance(exc, Exception) and not isinstance(exc, Cancelled),
+                        before_sleep=log, cancelled=cancelled)(fn)
 
     def backoff(self) -> tenacity.wait.wait_base:
         base = (tenacity.wait_exponential(multiplier=self.wait_s, max=self.max_wait_s) if self.exponential
@@ -266,14 +384,13 @@ class ServiceGuard:
     """semaphore → retry → breaker → call, with a record of each call (``last_call`` is per thread)."""
 
     def __init__(self, service: str, breaker: pybreaker.CircuitBreaker, policy: RetryPolicy, *,
-                 timeout_s: float = 60.0, max_concurrency: int = 4, sleep: Callable[[float], None] = time.sleep):
+                 timeout_s: float = 60.0, max_concurrency: int = 4):
         self.service = service
         self.breaker = breaker
         self.policy = policy
         self.timeout_s = timeout_s
         self.max_concurrency = max_concurrency
         self.semaphore = service_semaphore(service, max_concurrency)
-        self._sleep = sleep
         self._local = threading.local()
         self._lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
@@ -307,7 +424,8 @@ class ServiceGuard:
     def call(self, fn: Callable[[], T], *, operation: str = "", deadline: float | None = None) -> T:
         """Run ``fn`` under the guard; raise its last error (or ``CircuitBreakerError``) when it gives up.
 
-        ``deadline`` (time.monotonic()) stops retries that could not start in time.
+        ``deadline`` (time.monotonic()) stops retries that could not start in time; after ``cancel()`` no
+        attempt starts (``Cancelled``) and a backoff wait ends at once.
         """
         record = CallRecord(self.service, operation or "call")
         started = time.monotonic()
@@ -320,11 +438,10 @@ class ServiceGuard:
         stop = tenacity.stop_after_attempt(max(1, self.policy.attempts))
         if deadline is not None:
             stop = stop | tenacity.stop_before_delay(max(0.0, deadline - started))
-        retrying = tenacity.Retrying(stop=stop, wait=self._wait, retry=tenacity.retry_if_exception(is_retryable),
-                                     sleep=self._sleep, before_sleep=lambda state: self._before_sleep(state, record),
-                                     reraise=True)
+        loop = retrying(stop=stop, wait=self._wait, retry=is_retryable,
+                        before_sleep=lambda state: self._before_sleep(state, record))
         try:
-            result = retrying(attempt)
+            result = loop(attempt)
             record.ok = True
             return result
         except BaseException as exc:
@@ -372,20 +489,23 @@ class ServiceGuard:
                            record.attempts, record.breaker_state, record.error)
 
 
-def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: Path | str | None = None) -> SharedBreaker:
+def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: Path | str | None = None,
+                  trial_timeout_s: float = 60.0) -> SharedBreaker:
+    """The breaker of ``service``; ``trial_timeout_s`` bounds how long one half-open trial holds its slot."""
     fail_max, reset_timeout_s = breaker_settings(service, breaker_cfg)
     storage = (FileBreakerStorage(Path(state_dir) / f"breaker-{service}.json") if state_dir is not None
-               else pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED))
+               else MemoryBreakerStorage())
     return SharedBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s, exclude=[_ignored_by_breaker],
-                         state_storage=storage, name=service, throw_new_error_on_trip=False)
+                         state_storage=storage, name=service, throw_new_error_on_trip=False,
+                         trial_timeout_s=trial_timeout_s)
 
 
 def build_guard(service: str, breaker_cfg: Any = None, retry_cfg: Any = None, *,
-                state_dir: Path | str | None = None, timeout_s: float = 60.0, max_concurrency: int = 4,
-                sleep: Callable[[float], None] = time.sleep) -> ServiceGuard:
+                state_dir: Path | str | None = None, timeout_s: float = 60.0,
+                max_concurrency: int = 4) -> ServiceGuard:
     """The guard for ``service`` from config: ``breaker_cfg`` is ``cfg.breaker`` (or its service entry),
     ``retry_cfg`` is ``cfg.retry`` (its ``api`` policy is used) or one policy; ``state_dir`` shares the
-    breaker between processes (use one directory per run)."""
-    return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir),
-                        RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency,
-                        sleep=sleep)
+    breaker between processes (use one directory per run); a half-open trial holds its slot for at most
+    ``timeout_s``, the request timeout."""
+    return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir, trial_timeout_s=timeout_s),
+                        RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency)

@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import renderer.config  # noqa: F401  (registers the schema)
+from renderer import reliability
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -98,6 +99,13 @@ def max_volume_db(path: Path, start: float, duration: float) -> float:
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "renderer", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _retries_not_cancelled():
+    """A test that interrupts a run cancels every retry loop of the process: the next test starts afresh."""
+    yield
+    reliability.reset_cancel()
 
 
 @pytest.fixture

@@ -4,17 +4,22 @@ against the local API doubles over real HTTP (requests counted at the double).""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import queue
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pybreaker
 import pytest
 
+from renderer import reliability
 from renderer.fakes import RUNWAY_VERSION, FakeAPI
 from renderer.providers.http import Client
 from renderer.reliability import (
+    Cancelled,
     FileBreakerStorage,
     RetryPolicy,
     ServiceError,
@@ -26,6 +31,7 @@ KEY = "rw-test-key-0001"
 ONE_ATTEMPT = {"attempts": 1, "wait_s": 0.01, "max_wait_s": 1, "exponential": False, "jitter_s": 0}
 FAST_RETRY = {"attempts": 4, "wait_s": 0.01, "max_wait_s": 1, "exponential": True, "jitter_s": 0.005}
 BREAKER = {"fail_max": 3, "reset_timeout_s": 60}
+T2V = {"model": "gen4.5", "promptText": "A red sky.", "ratio": "1280:720", "duration": 2}
 
 
 def runway_client(url: str) -> Client:
@@ -40,6 +46,13 @@ def poll(client: Client, task_id: str = "nope"):
 def api():
     with FakeAPI(runway_key=KEY, retry_after_s=0.2, hang_s=5) as server:
         yield server
+
+
+@pytest.fixture
+def cancel():
+    """``reliability.cancel``, undone after the test (it is process-wide)."""
+    yield reliability.cancel
+    reliability.reset_cancel()
 
 
 # --------------------------------------------------------------------------- breaker
@@ -114,6 +127,98 @@ def test_half_open_breaker_closes_after_a_good_call(api: FakeAPI, tmp_path: Path
     assert err.value.status == 404
     assert guard.breaker_state == "closed"
     assert api.count("task") == 4
+
+
+def _race(url: str, state_dir: str | None, callers: int, ready, go, results, guard=None) -> None:
+    """``callers`` threads, each releases ``ready``, waits for ``go``, calls through one guard and puts
+    (outcome, attempts) on ``results``."""
+    guard = guard or build_guard("runway", {"fail_max": 3, "reset_timeout_s": 30}, FAST_RETRY,
+                                 state_dir=state_dir, timeout_s=5, max_concurrency=callers)
+    client = runway_client(url)
+
+    def one() -> None:
+        ready.release()
+        go.wait(60)
+        try:
+            guard.call(poll(client))
+            outcome = "ok"
+        except pybreaker.CircuitBreakerError:
+            outcome = "open"
+        except ServiceError as exc:
+            outcome = exc.status
+        results.put((outcome, guard.last_call["attempts"]))
+
+    threads = [threading.Thread(target=one) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _opened_long_ago(storage) -> None:
+    storage.state = "open"
+    storage.opened_at = datetime.now(UTC) - timedelta(seconds=60)  # its reset timeout (30 s) has passed
+
+
+def test_half_open_breaker_lets_one_trial_through_across_processes_and_threads(tmp_path: Path):
+    """Reset timeout passed, 9 callers at once (2 processes x 3 threads + 3 threads here): one trial reaches
+    the service (slow: a 503 after 0.5 s), the others fail fast with the open error and are not retried; the
+    trial's failure re-opens the breaker, so its own retry fails fast too."""
+    _opened_long_ago(FileBreakerStorage(tmp_path / "breaker-runway.json"))
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    with FakeAPI(runway_key=KEY, latency={"task": 0.5}, fault_rate=1.0, faults=("503",), retry_after_s=0.1) as api:
+        args = (api.url, str(tmp_path), 3, ready, go, results)
+        workers = [ctx.Process(target=_race, args=args) for _ in range(2)]
+        for w in workers:
+            w.start()
+        here = threading.Thread(target=_race, args=args)
+        here.start()
+        for _ in range(9):
+            assert ready.acquire(timeout=60)
+        go.set()
+        outcomes = sorted((results.get(timeout=60) for _ in range(9)), key=str)
+        for w in workers:
+            w.join(timeout=60)
+        here.join(timeout=60)
+        assert [w.exitcode for w in workers] == [0, 0]
+        assert api.count("task") == 1
+    assert outcomes == [("open", 1)] * 8 + [("open", 2)]  # the trial: a 503, then its retry met the open breaker
+    assert build_guard("runway", BREAKER, ONE_ATTEMPT, state_dir=tmp_path).breaker_state == "open"
+
+
+def test_half_open_breaker_lets_one_trial_through_in_one_process():
+    """The same without a state dir: the process-local breaker also lets one of its threads try."""
+    guard = build_guard("runway", {"fail_max": 3, "reset_timeout_s": 30}, FAST_RETRY, timeout_s=5,
+                        max_concurrency=6)
+    _opened_long_ago(guard.breaker._state_storage)
+    ready, go, results = threading.Semaphore(0), threading.Event(), queue.Queue()
+    with FakeAPI(runway_key=KEY, latency={"task": 0.5}, fault_rate=1.0, faults=("503",), retry_after_s=0.1) as api:
+        racers = threading.Thread(target=_race, args=(api.url, None, 6, ready, go, results, guard))
+        racers.start()
+        for _ in range(6):
+            assert ready.acquire(timeout=60)
+        go.set()
+        racers.join(timeout=60)
+        assert api.count("task") == 1
+    assert sorted((results.get() for _ in range(6)), key=str) == [("open", 1)] * 5 + [("open", 2)]
+
+
+def _claim_trial_and_die(path: str) -> None:
+    FileBreakerStorage(path).claim_trial(30, hold_s=0.5)
+    os._exit(0)  # killed mid-trial: no result, no cleanup
+
+
+def test_a_trial_whose_process_died_expires_after_the_request_timeout(tmp_path: Path):
+    storage = FileBreakerStorage(tmp_path / "breaker-runway.json")
+    _opened_long_ago(storage)
+    worker = multiprocessing.get_context("spawn").Process(target=_claim_trial_and_die, args=(str(storage.path),))
+    worker.start()
+    worker.join(timeout=60)
+    assert storage.snapshot()["state"] == "half-open"
+    assert not storage.claim_trial(30, hold_s=0.5)  # the dead caller's trial still holds the slot...
+    time.sleep(0.6)
+    assert storage.claim_trial(30, hold_s=0.5)  # ...until its timeout: then the next caller is the trial
 
 
 def test_refused_requests_do_not_trip_the_breaker(api: FakeAPI, tmp_path: Path):
@@ -214,6 +319,65 @@ def test_deadline_stops_retries(api: FakeAPI, tmp_path: Path):
         guard.call(poll(runway_client(api.url)), deadline=time.monotonic() + 0.5)
     assert err.value.status == 429
     assert api.count("task") < 20
+
+
+def test_cancel_wakes_the_backoff_and_no_new_attempt_starts(api: FakeAPI, tmp_path: Path, cancel):
+    """Ctrl-C during a 5 s backoff: the loop ends at once, and no new request (no new Runway task) is sent."""
+    api.fault_rate, api.faults = 1.0, ("500",)
+    slow = {"attempts": 5, "wait_s": 5, "max_wait_s": 5, "exponential": False, "jitter_s": 0}
+    guard = build_guard("runway", {"fail_max": 10, "reset_timeout_s": 60}, slow, state_dir=tmp_path)
+    ended: dict = {}
+
+    def create():
+        return runway_client(api.url).request("POST", "/v1/text_to_video", json=T2V, timeout=5)
+
+    def run() -> None:
+        try:
+            guard.call(create, operation="text_to_video")
+        except BaseException as exc:
+            ended.update(exc=exc, at=time.monotonic())
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    while api.count("create") == 0:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the 500 is in; the loop sleeps its 5 s
+    cancelled_at = time.monotonic()
+    cancel()
+    caller.join(timeout=10)
+    assert not caller.is_alive(), "the retry loop slept through the cancellation"
+    assert ended["at"] - cancelled_at < 0.5
+    assert isinstance(ended["exc"], Cancelled)
+    with pytest.raises(Cancelled):  # once cancelled, a guarded call does not even start
+        guard.call(create)
+    assert api.count("create") == 1 and not api.tasks
+
+
+def test_cancel_ends_the_graph_retries_too(cancel):
+    """``RetryPolicy.run`` (the graph's stage retries) sleeps on the same cancellation."""
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise OSError("still unreadable")
+
+    threading.Timer(0.3, cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        RetryPolicy(attempts=5, wait_s=5, exponential=False, jitter_s=0).run(failing, "reading x")
+    assert time.monotonic() - started < 1.0 and len(calls) == 1
+
+
+def test_an_interruption_is_never_retried():
+    calls = []
+
+    def interrupted():
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        RetryPolicy(attempts=4, wait_s=0.01, exponential=False, jitter_s=0).run(interrupted, "reading x")
+    assert len(calls) == 1
 
 
 # --------------------------------------------------------------------------- concurrency, records, config
