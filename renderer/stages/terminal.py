@@ -29,6 +29,9 @@ TRAFFIC_LIGHTS = ("#ff5f56", "#ffbd2e", "#27c93f")
 IDLE_HORIZON_CS = 6000  # blink on past the scene's planned end: the last scene may be extended
 END_RESERVE_MS = 600  # typing finishes at least this long before the scene ends
 VERSION = "2"
+# the theme settings a terminal is drawn with (its ANSI palette is not: on-screen text has no colour codes)
+THEME_READS = ("background", "foreground", "prompt", "cursor", "comment", "brightBlack", "title_bar", "font_family",
+               "font_size", "line_spacing", "padding", "window_chrome", "panel_opacity")
 
 
 @dataclass(frozen=True)
@@ -353,19 +356,18 @@ def node(name: str, scene: Scene, script_title: str) -> Node:
     data = {"lines": lines, "title": title, "duration": scene.duration}
 
     def fn(inp: NodeInput) -> TerminalTrack:
-        cfg = inp.cfg
-        fmt = OmegaConf.create({"width": cfg["format.width"], "height": cfg["format.height"]})
-        track = build_track(lines, title=title, duration_s=scene.duration, theme=OmegaConf.create(cfg["theme"]),
-                            timing=OmegaConf.create(cfg["terminal"]), fmt=fmt,
-                            panel=OmegaConf.create(cfg["assembly.panel"]),
-                            always_show=cfg["assembly.picture"] == "background")
+        track = build_track(lines, title=title, duration_s=scene.duration, theme=OmegaConf.create(inp.tree("theme")),
+                            timing=OmegaConf.create(inp.cfg["terminal"]), fmt=OmegaConf.create(inp.tree("format")),
+                            panel=OmegaConf.create(inp.cfg["assembly.panel"]),
+                            always_show=inp.cfg["assembly.picture"] == "background")
         return dataclasses.replace(track, warnings=_typing_warnings(scene, track))
 
     def no_terminal(inp: NodeInput, exc: Exception) -> TerminalTrack:
         return TerminalTrack("", [], 1.0, 0, 0)
 
     return Node(name=name, stage="terminal", version=VERSION,
-                reads=("theme", "terminal", "format.width", "format.height", "assembly.panel", "assembly.picture"),
+                reads=(*(f"theme.{leaf}" for leaf in THEME_READS), "terminal", "format.width", "format.height",
+                       "assembly.panel", "assembly.picture"),
                 data=data, fn=fn, fallback=no_terminal)
 
 

@@ -1,0 +1,101 @@
+"""Cache keys read exactly what a stage uses: for every node of every strategy's graph, each config leaf it
+declares changes its key, and every other leaf of the config (and its unkeyed settings) leaves it alone."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from renderer import ass, compose
+from renderer.files import RunLayout
+from renderer.graph import Graph
+from renderer.pipeline import providers_for
+from renderer.providers.base import AudioClip
+from renderer.script import parse_text
+from renderer.stages.terminal import TerminalTrack
+from renderer.stages.timeline import plan
+from tests.conftest import THREE_SCENES, compose_cfg
+
+
+def leaves(node: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted paths of every leaf below ``node`` (lists count as leaves)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix
+
+
+def flipped(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, list):
+        return [*value, value[0] if value else "x"]
+    return f"{value}-other"
+
+
+def with_leaf_flipped(cfg: DictConfig, leaf: str) -> DictConfig:
+    other = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.update(other, leaf, flipped(OmegaConf.select(other, leaf)), merge=False)
+    return other
+
+
+def outputs_for(script) -> dict[str, Any]:
+    """Stand-in outputs for the nodes read through Parts (a key hashes what they say)."""
+    track = TerminalTrack("[Script Info]", [ass.Event(0, None, 1, "Term", "hi")], 1.0, 10, 40)
+    out: dict[str, Any] = {"timeline": plan([(s.start, s.duration) for s in script.scenes], 10)}
+    for scene in script.scenes:
+        out[f"terminal/{scene.index}"] = track
+        out[f"voice/{scene.index}"] = AudioClip(None, 1.0, "espeak")
+    return out
+
+
+def key_of(node, cfg: DictConfig, graph: Graph, outputs: dict[str, Any]) -> str:
+    return Graph.key(node, cfg, {name: "0" * 64 for name in graph.nodes}, outputs)
+
+
+@pytest.mark.parametrize("strategy", ["overlay", "ui_only", "visual_only", "audio_only"])
+def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strategy):
+    cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2")
+    script = parse_text(THREE_SCENES, path="tiny.txt")
+    comp = compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
+    outputs = outputs_for(script)
+    everything = sorted(leaves(OmegaConf.to_container(cfg, resolve=True)))
+    flips = {leaf: with_leaf_flipped(cfg, leaf) for leaf in everything}
+    checked = set()
+    for name, node in comp.graph.nodes.items():
+        base = key_of(node, cfg, comp.graph, outputs)
+        declared = {leaf for leaf in everything if any(leaf == r or leaf.startswith(r + ".") for r in node.reads)}
+        assert all(any(leaf == r or leaf.startswith(r + ".") for leaf in everything) for r in node.reads), name
+        keyed = {leaf for leaf in declared if not any(leaf == u or leaf.startswith(u + ".") for u in node.unkeyed)}
+        for leaf in everything:
+            changed = key_of(node, flips[leaf], comp.graph, outputs) != base
+            assert changed == (leaf in keyed), f"{name}: {leaf} {'changes' if changed else 'does not change'} its key"
+        checked.add(node.stage)
+    assert checked == set(compose.stage_names(cfg))
+
+
+def test_the_terminal_is_keyed_by_the_theme_settings_it_draws_with_only():
+    cfg = compose_cfg()
+    script = parse_text(THREE_SCENES, path="tiny.txt")
+    from renderer.stages import terminal
+
+    node = terminal.node("terminal/0", script.scenes[0], script.title)
+    theme_reads = {r for r in node.reads if r.startswith("theme.")}
+    assert "theme.foreground" in theme_reads and "theme.red" not in theme_reads and "theme.name" not in theme_reads
+    assert Graph.key(node, cfg, {}, {}) == Graph.key(node, with_leaf_flipped(cfg, "theme.red"), {}, {})
+
+
+def test_unkeyed_settings_can_sit_deep_below_a_read_path():
+    from renderer.graph import Node, _select, _without
+
+    cfg = OmegaConf.create({"voice": {"model": "m", "settings": {"speed": 1.0, "style": 0.0}}})
+    selected = _without(_select(cfg, ("voice",)), ("voice.settings.speed",))
+    assert selected == {"voice": {"model": "m", "settings": {"style": 0.0}}}
+    node = Node("v", "voice", "1", lambda inp: None, reads=("voice",), unkeyed=("voice.settings.speed",))
+    other = OmegaConf.create({"voice": {"model": "m", "settings": {"speed": 2.0, "style": 0.0}}})
+    assert Graph.key(node, cfg, {}, {}) == Graph.key(node, other, {}, {})
