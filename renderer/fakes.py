@@ -56,6 +56,10 @@ FAULTS_BY_ENDPOINT = {
 ALL_FAULTS = sorted(set().union(*FAULTS_BY_ENDPOINT.values()))
 DEFAULT_FAULTS = ("500", "429", "hang", "malformed", "truncated")
 RUNWAY_VERSION = "2024-11-06"
+# what the Runway reference documents, kept here on its own (not imported from the client, so the two cannot
+# drift together): text_to_video ratios per model; image_to_video may leave duration out
+TEXT_TO_VIDEO_RATIOS = {"gen4.5": ("1280:720", "720:1280")}
+DEFAULT_VIDEO_SECONDS = 5  # an image_to_video task without duration (the reference gives no default)
 VIDEO_FPS = 12
 
 
@@ -333,7 +337,8 @@ class FakeAPI:
             return _send_json(req, 400, {"error": "Validation of body failed", "issues": issues})
         with self._lock:
             self.received.append({"endpoint": "create", "path": endpoint, "query": query, "json": data})
-        task = Task(uuid.uuid4().hex, data["ratio"], int(data["duration"]), time.monotonic(),
+        seconds = int(data.get("duration") or DEFAULT_VIDEO_SECONDS)
+        task = Task(uuid.uuid4().hex, data["ratio"], seconds, time.monotonic(),
                     outcome=fault if fault in ("safety", "internal") else "ok", throttled=fault == "throttled")
         with self._lock:
             self.tasks[task.id] = task
@@ -432,8 +437,12 @@ def _runway_issues(data: Any, *, image: bool) -> list[dict[str, str]]:
     ratio = data.get("ratio")
     if not isinstance(ratio, str) or len(ratio.split(":")) != 2 or not all(x.isdigit() for x in ratio.split(":")):
         issues.append({"path": "ratio", "message": "W:H, e.g. 1280:720"})
+    elif not image and ratio not in TEXT_TO_VIDEO_RATIOS.get(str(data.get("model")), (ratio,)):
+        model = data["model"]
+        issues.append({"path": "ratio", "message": f"one of {', '.join(TEXT_TO_VIDEO_RATIOS[model])} for {model} "
+                                                   "text_to_video"})
     duration = data.get("duration")
-    if not isinstance(duration, int) or not 2 <= duration <= 10:
+    if (duration is not None or not image) and (not isinstance(duration, int) or not 2 <= duration <= 10):
         issues.append({"path": "duration", "message": "an integer from 2 to 10"})
     if not isinstance(data.get("model"), str):
         issues.append({"path": "model", "message": "required"})

@@ -94,7 +94,7 @@ def test_built_from_the_hydra_config(api: FakeAPI, monkeypatch, tmp_path: Path):
     cfg = compose_cfg("visual=runway", f"visual.base_url={api.url}", "visual.poll_interval_s=0.05",
                       "visual.poll_jitter_s=0", "visual.cinematic=true", "format=portrait_1080")
     provider = instantiate(cfg.visual)
-    assert isinstance(provider, RunwayVisual) and provider.guard is None and provider.version == "1-cinematic"
+    assert isinstance(provider, RunwayVisual) and provider.guard is None and provider.version == "2-cinematic"
     provider.render("Neon city.", tmp_path / "v.mp4", width=cfg.format.width, height=cfg.format.height,
                     duration=2)
     body = api.received[0]["json"]

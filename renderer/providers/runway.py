@@ -27,6 +27,8 @@ from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 API_VERSION = "2024-11-06"
 DEFAULT_RATIOS = ("1280:720", "720:1280", "960:960", "1104:832", "832:1104", "1584:672")
+# text_to_video takes fewer ratios than image_to_video: gen4.5 only these two (API reference, text_to_video body)
+TEXT_TO_VIDEO_RATIOS = {"gen4.5": ("1280:720", "720:1280")}
 CINEMATIC_STYLE = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 NOT_RETRYABLE_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY", "ASSET.INVALID")
@@ -101,7 +103,7 @@ class RunwayVisual(Guarded):
         self.poll_jitter_s = float(poll_jitter_s)
         self.fallback = fallback
         # the environment can switch the style on: the version (part of the cache key) says so
-        self.version = "1-cinematic" if self.cinematic else "1"
+        self.version = "2-cinematic" if self.cinematic else "2"  # 2: text_to_video ratios as documented
         headers = {"Authorization": f"Bearer {api_key('RUNWAY_API_KEY', 'Runway')}", "X-Runway-Version": api_version}
         self.client = Client(self.service, base_url, headers)
         self.guard: ServiceGuard | None = None  # set by the pipeline; see Guarded
@@ -137,11 +139,19 @@ class RunwayVisual(Guarded):
         style = f", {self.cinematic_style}" if self.cinematic and self.cinematic_style else ""
         text = truncate_at_word(prompt, self.prompt_limit - len(style)) + style
         seconds = max(self.min_duration_s, min(self.max_duration_s, math.ceil(duration)))
-        ratio = nearest_ratio(width, height, self.ratios) if self.ratio == "auto" else self.ratio
+        ratios = self.ratios if image_url else self._text_to_video_ratios()
+        ratio = nearest_ratio(width, height, ratios) if self.ratio == "auto" else self.ratio
         body: dict[str, Any] = {"model": self.model, "promptText": text, "ratio": ratio, "duration": seconds}
         if image_url:
             return "image_to_video", {**body, "model": self.image_model, "promptImage": image_url}
         return "text_to_video", body
+
+    def _text_to_video_ratios(self) -> list[str]:
+        """The configured ratios text_to_video takes with this model (all of them for a model not listed)."""
+        documented = TEXT_TO_VIDEO_RATIOS.get(self.model)
+        if documented is None:
+            return self.ratios
+        return [r for r in self.ratios if r in documented] or list(documented)
 
     def cancel(self) -> None:
         """Stop waiting: running tasks are DELETEd (called from another thread on abort)."""
