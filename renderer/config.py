@@ -243,7 +243,7 @@ class FFmpegConfig:
 class BatchConfig:
     inputs: list[str] = field(default_factory=lambda: ["scripts/*.txt", "scripts/*.md"])
     n_jobs: int = 2
-    backend: str = "loky"  # any joblib backend: loky | threading | sequential | dask
+    backend: str = "loky"  # a joblib backend: loky (processes) | threading | sequential
 
 
 @dataclass

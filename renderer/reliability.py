@@ -32,6 +32,7 @@ import pybreaker
 import tenacity
 from loguru import logger
 
+from renderer.config import BreakerConfig, BreakerServiceConfig, RetryConfig
 from renderer.logs import redact
 
 T = TypeVar("T")
@@ -79,6 +80,9 @@ def retryable_status(status: int) -> bool:
 def is_retryable(exc: BaseException) -> bool:
     """Retry only what a retry can fix; an open breaker, a refusal or anything unexpected is final."""
     return isinstance(exc, ServiceError) and exc.retryable
+
+
+_API_RETRY = RetryConfig().api  # the schema is the one source of the defaults
 
 
 # --- cancellation ------------------------------------------------------------------------------------------
@@ -314,11 +318,13 @@ def _has(cfg: Any, key: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4
-    wait_s: float = 1.0
-    max_wait_s: float = 30.0
-    exponential: bool = True
-    jitter_s: float = 1.0
+    """A retry policy; unset fields take the schema's ``retry.api`` defaults (renderer/config.py)."""
+
+    attempts: int = _API_RETRY.attempts
+    wait_s: float = _API_RETRY.wait_s
+    max_wait_s: float = _API_RETRY.max_wait_s
+    exponential: bool = _API_RETRY.exponential
+    jitter_s: float = _API_RETRY.jitter_s
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> RetryPolicy:
@@ -347,11 +353,13 @@ class RetryPolicy:
 
 
 def breaker_settings(service: str, cfg: Any) -> tuple[int, float]:
-    """(fail_max, reset_timeout_s) from ``cfg.breaker`` (the service's entry is used) or from one entry."""
-    defaults = {"elevenlabs": (5, 60.0), "runway": (3, 120.0)}.get(service, (5, 60.0))
+    """(fail_max, reset_timeout_s) from ``cfg.breaker`` (the service's entry is used) or from one entry;
+    what is unset takes the schema's defaults for the service (renderer/config.py, BreakerConfig)."""
+    default = getattr(BreakerConfig(), service, BreakerServiceConfig())
     if _has(cfg, service):
         cfg = _get(cfg, service)
-    return int(_get(cfg, "fail_max", defaults[0])), float(_get(cfg, "reset_timeout_s", defaults[1]))
+    return (int(_get(cfg, "fail_max", default.fail_max)),
+            float(_get(cfg, "reset_timeout_s", default.reset_timeout_s)))
 
 
 # --- the guard ---------------------------------------------------------------------------------------------

@@ -81,3 +81,43 @@ def test_cli_typo_fails_fast_with_hydra_message(override, needle, tmp_path):
     assert result.returncode != 0
     assert needle in result.stderr
     assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+SCHEMAS = {"limits": "LimitsConfig", "breaker": "BreakerConfig", "retry": "RetryConfig", "assembly": "AssemblyConfig",
+           "format": "FormatConfig"}
+
+
+def _schema_of(group: str, path):
+    from renderer import config
+
+    if group in SCHEMAS:
+        return getattr(config, SCHEMAS[group])
+    schema = next(d for d in OmegaConf.load(path).defaults if str(d).endswith("_schema"))  # e.g. espeak_schema
+    return {"voice": {"espeak_schema": config.EspeakVoiceConfig, "silent_schema": config.SilentVoiceConfig,
+                      "elevenlabs_schema": config.ElevenLabsVoiceConfig},
+            "visual": {"procedural_schema": config.ProceduralVisualConfig,
+                       "runway_schema": config.RunwayVisualConfig}}[group][schema]
+
+
+@pytest.mark.parametrize("path", sorted(p for g in [*SCHEMAS, "voice", "visual"] for p in (CONF / g).glob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_option_files_select_and_never_restate_a_default(path):
+    """Defaults live in the schema alone: an option file sets only what makes it that option."""
+    defaults = OmegaConf.structured(_schema_of(path.parent.name, path))
+    chosen = OmegaConf.to_container(OmegaConf.load(path))
+    chosen.pop("defaults", None)
+
+    def restated(node, default, prefix=""):
+        for key, value in node.items():
+            base = OmegaConf.select(default, key, default=None) if not OmegaConf.is_missing(default, key) else None
+            if isinstance(value, dict) and OmegaConf.is_config(base):
+                yield from restated(value, base, f"{prefix}{key}.")
+            elif base is not None and value == (OmegaConf.to_container(base) if OmegaConf.is_config(base) else base):
+                yield f"{prefix}{key}"
+
+    assert list(restated(chosen, defaults)) == []
+
+
+def test_root_config_restates_no_default():
+    root = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
+    assert set(root) == {"defaults", "hydra"}
