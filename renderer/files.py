@@ -7,11 +7,12 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 
 def slugify(name: str) -> str:
@@ -115,3 +116,66 @@ class RunLayout:
 
     def clean_workdir(self, slug: str) -> None:
         shutil.rmtree(self.tmp / f"{slug}.{os.getpid()}", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- disk use
+
+
+class TreeStats(NamedTuple):
+    bytes: int  # apparent size of the regular files
+    files: int  # regular files
+    newest_mtime: float | None  # newest mtime of anything in the tree (dirs and links too), None if missing
+
+
+def tree_stats(path: Path) -> TreeStats:
+    """Walk ``path`` without following symlinks: a link counts as neither a file nor its target's bytes.
+    Entries that vanish or cannot be read during the walk (a run writing, a permission) are skipped."""
+    total = files = 0
+    newest: float | None = None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return TreeStats(0, 0, None)
+    newest = st.st_mtime
+    if not stat.S_ISDIR(st.st_mode):
+        is_file = stat.S_ISREG(st.st_mode)
+        return TreeStats(st.st_size if is_file else 0, int(is_file), newest)
+    stack = [os.fspath(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            newest = max(newest, st.st_mtime)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+            elif stat.S_ISREG(st.st_mode):
+                total += st.st_size
+                files += 1
+    return TreeStats(total, files, newest)
+
+
+def free_bytes(path: Path | str) -> int:
+    """Free bytes (for this user) of the file system ``path`` is, or would be, on: its nearest existing parent."""
+    current = Path(os.path.abspath(path))
+    while not current.exists() and current != current.parent:
+        current = current.parent
+    return shutil.disk_usage(current).free
+
+
+def storage(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per named directory: its path, total bytes and file count (regular files, symlinks not followed) and
+    the free bytes of its file system. A directory that does not exist counts 0 bytes and 0 files.
+
+    It walks every file, so a large stage cache takes a moment: call it once per run, not per update."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in paths.items():
+        tree = tree_stats(Path(path))
+        out[name] = {"path": str(path), "bytes": tree.bytes, "files": tree.files, "free_bytes": free_bytes(path)}
+    return out

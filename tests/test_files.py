@@ -173,3 +173,56 @@ def test_run_layout(tmp_path: Path):
     layout.clean_workdir("descent")
     assert not work.exists()
     assert layout.tmp.is_dir()
+
+
+# --------------------------------------------------------------------------- disk use
+
+import shutil  # noqa: E402  (these imports are kept beside the tests that use them)
+
+from renderer.files import free_bytes, storage, tree_stats  # noqa: E402
+
+
+@pytest.fixture
+def known_tree(tmp_path):
+    root = tmp_path / "run"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.bin").write_bytes(b"a" * 100)
+    (root / "sub" / "b.bin").write_bytes(b"b" * 50)
+    (root / "sub" / "deeper" / "c.txt").write_text("seven!!")
+    (root / "empty").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "big.bin").write_bytes(b"x" * 10_000)
+    (root / "big-link").symlink_to(tmp_path / "outside" / "big.bin")  # links are not followed nor counted
+    (root / "dir-link").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "dangling").symlink_to(tmp_path / "nowhere")
+    return root
+
+
+def test_storage_totals_a_known_tree(known_tree, tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    result = storage({"run_dir": known_tree, "cache_dir": tmp_path / "no" / "cache"})
+    assert set(result) == {"run_dir", "cache_dir"}
+    run = result["run_dir"]
+    assert (run["path"], run["bytes"], run["files"]) == (str(known_tree), 157, 3)
+    assert abs(run["free_bytes"] - free) < 256 * 1024**2  # the same file system, give or take other writers
+    missing = result["cache_dir"]
+    assert (missing["bytes"], missing["files"]) == (0, 0)
+    assert abs(missing["free_bytes"] - free) < 256 * 1024**2
+    json.dumps(result)  # fit for the manifest as it is
+
+
+def test_tree_stats_walks_without_following_links(known_tree, tmp_path):
+    t = 1_700_000_000
+    for path in [*known_tree.rglob("*"), known_tree]:
+        os.utime(path, (t, t), follow_symlinks=False)
+    os.utime(known_tree / "sub" / "deeper" / "c.txt", (t + 50, t + 50))
+    stats = tree_stats(known_tree)
+    assert (stats.bytes, stats.files, stats.newest_mtime) == (157, 3, t + 50)
+    assert tree_stats(known_tree / "a.bin") == (100, 1, t)
+    assert tree_stats(tmp_path / "missing") == (0, 0, None)
+
+
+def test_free_bytes_of_a_path_not_made_yet(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    assert abs(free_bytes(tmp_path / "not" / "made" / "yet.mp4") - free) < 256 * 1024**2
+    assert free_bytes("relative/not/there") > 0  # from the working directory's file system
