@@ -179,6 +179,14 @@ class TerminalConfig:
 
 # --- operations ------------------------------------------------------------------------------------------
 @dataclass
+class ApiConcurrencyConfig:
+    """Requests in flight at once per cloud service, over all processes of a run (plans cap them)."""
+
+    elevenlabs: int = 4
+    runway: int = 4
+
+
+@dataclass
 class LimitsConfig:
     memory_gb: float = 2.0  # per concurrent script: fewer jobs run when less memory is free (0: no check)
     max_jobs: int = 3
@@ -187,6 +195,7 @@ class LimitsConfig:
     ffmpeg_timeout_s: float = 300.0
     api_timeout_s: float = 60.0  # one HTTP request to a cloud service
     scene_timeout_s: float = 600.0  # a cloud provider's whole scene: every request, retry and poll
+    api_concurrency: ApiConcurrencyConfig = field(default_factory=ApiConcurrencyConfig)
 
 
 @dataclass

@@ -380,6 +380,7 @@ class CallRecord:
 
 _semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
 _semaphores_lock = threading.Lock()
+SLOT_POLL_S = 0.05  # how often a caller waiting for a free slot of a run looks again
 
 
 def service_semaphore(service: str, limit: int) -> threading.BoundedSemaphore:
@@ -388,17 +389,53 @@ def service_semaphore(service: str, limit: int) -> threading.BoundedSemaphore:
         return _semaphores.setdefault((service, limit), threading.BoundedSemaphore(max(1, limit)))
 
 
+class RunSemaphore:
+    """``limit`` slots shared by every thread and process of a run: each slot is a file under ``state_dir``
+    held with an exclusive flock while in use, so a process that dies frees its slot with it."""
+
+    def __init__(self, state_dir: Path | str, service: str, limit: int):
+        self.paths = [Path(state_dir) / f"{service}.slot{k}" for k in range(max(1, limit))]
+        self.paths[0].parent.mkdir(parents=True, exist_ok=True)
+        self._held = threading.local()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a free slot, waiting up to ``timeout`` (None: as long as it takes); False when none came free.
+        Raises ``Cancelled`` once ``cancel()`` is called."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for path in self.paths:
+                fh = open(path, "a")
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    fh.close()
+                    continue
+                self._held.__dict__.setdefault("files", []).append(fh)
+                return True
+            if until is not None and time.monotonic() >= until:
+                return False
+            if _cancel.wait(SLOT_POLL_S):
+                raise Cancelled("cancelled while waiting for a free connection slot")
+
+    def release(self) -> None:
+        fh = self._held.files.pop()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
 class ServiceGuard:
     """semaphore → retry → breaker → call, with a record of each call (``last_call`` is per thread)."""
 
     def __init__(self, service: str, breaker: pybreaker.CircuitBreaker, policy: RetryPolicy, *,
-                 timeout_s: float = 60.0, max_concurrency: int = 4):
+                 timeout_s: float = 60.0, max_concurrency: int = 4, state_dir: Path | str | None = None):
         self.service = service
         self.breaker = breaker
         self.policy = policy
         self.timeout_s = timeout_s
         self.max_concurrency = max_concurrency
-        self.semaphore = service_semaphore(service, max_concurrency)
+        # with a run's state_dir, the limit holds for all its processes; else for this process
+        self.semaphore = (RunSemaphore(state_dir, service, max_concurrency) if state_dir is not None
+                          else service_semaphore(service, max_concurrency))
         self._local = threading.local()
         self._lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
@@ -514,6 +551,8 @@ def build_guard(service: str, breaker_cfg: Any = None, retry_cfg: Any = None, *,
     """The guard for ``service`` from config: ``breaker_cfg`` is ``cfg.breaker`` (or its service entry),
     ``retry_cfg`` is ``cfg.retry`` (its ``api`` policy is used) or one policy; ``state_dir`` shares the
     breaker between processes (use one directory per run); a half-open trial holds its slot for at most
-    ``timeout_s``, the request timeout."""
+    ``timeout_s``, the request timeout; ``max_concurrency`` requests at once, over all processes of the run
+    when there is a ``state_dir``."""
     return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir, trial_timeout_s=timeout_s),
-                        RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency)
+                        RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency,
+                        state_dir=state_dir)

@@ -440,3 +440,58 @@ def test_service_error_pickles_and_redacts(monkeypatch):
     assert "rw-very-secret-0042" not in str(err)
     again = pickle.loads(pickle.dumps(err))
     assert (again.status, again.retryable, again.retry_after, str(again)) == (500, True, 2.0, str(err))
+
+
+def _hold_a_slot(state_dir: str, inside, peak, lock, go) -> None:
+    """In another process: call through a run-wide guard and count the callers inside at once."""
+    guard = build_guard("run-limit", None, ONE_ATTEMPT, state_dir=state_dir, max_concurrency=2)
+
+    def work():
+        with lock:
+            inside.value += 1
+            peak.value = max(peak.value, inside.value)
+        time.sleep(0.2)
+        with lock:
+            inside.value -= 1
+
+    go.wait(10)
+    threads = [threading.Thread(target=guard.call, args=(work,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_the_api_concurrency_limit_holds_for_the_whole_run_across_processes(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    inside, peak, lock, go = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Lock(), ctx.Event()
+    procs = [ctx.Process(target=_hold_a_slot, args=(str(tmp_path), inside, peak, lock, go)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert peak.value == 2  # six callers in two processes, never more than two requests at once
+
+
+def test_a_slot_held_by_a_dead_process_is_free_again(tmp_path):
+    slots = reliability.RunSemaphore(tmp_path, "dying", 1)
+    holder = multiprocessing.get_context("fork").Process(
+        target=lambda: (reliability.RunSemaphore(tmp_path, "dying", 1).acquire(), os._exit(0)))
+    holder.start()
+    holder.join(10)
+    assert slots.acquire(timeout=1)
+    assert not reliability.RunSemaphore(tmp_path, "dying", 1).acquire(timeout=0.1)  # held by us now
+    slots.release()
+
+
+def test_waiting_for_a_slot_ends_on_cancel(tmp_path):
+    slots = reliability.RunSemaphore(tmp_path, "busy", 1)
+    assert slots.acquire()
+    threading.Timer(0.2, reliability.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(reliability.Cancelled):
+        reliability.RunSemaphore(tmp_path, "busy", 1).acquire()
+    assert time.monotonic() - started < 1
+    slots.release()
