@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
 import time
+import warnings
 from collections import Counter
-from contextlib import nullcontext
+from concurrent.futures import Future, wait
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import psutil
 from joblib import Parallel, delayed
+from joblib._parallel_backends import LokyBackend
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -27,6 +31,10 @@ from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_at
 from renderer.pipeline import new_record, render_script
 
 EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
+# An interrupted batch gives its workers this long to stop their own work (DELETE their Runway tasks, stop their
+# media tools, record their scripts as cancelled) before joblib kills them. Each DELETE is bounded by
+# providers.runway.CANCEL_TIMEOUT_S (they run side by side, alongside the tool kills), so this is plenty.
+CANCEL_GRACE_S = 3.0
 
 
 class ResumeError(RuntimeError):
@@ -55,13 +63,147 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+class _Worker:
+    """This process as a worker of the batch's process pool (see ``init_worker``)."""
+
+    pooled = False  # the pool's initializer ran here: SIGTERM / SIGINT are handled by ``_stop_worker``
+    rendering = False  # a script is being rendered: a stop signal interrupts it
+    stopping = False  # a stop signal came (``_stop_worker`` ran): this worker starts no script any more
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    """SIGTERM / SIGINT in a pool worker. The first one interrupts the script being rendered (KeyboardInterrupt:
+    its graph cancels its cloud tasks and stops its tools, render_script records it cancelled); any later one
+    (the parent's SIGTERM after a Ctrl-C the terminal sent everyone) is ignored, so it cannot cut that cleanup
+    short. Between scripts, the worker only notes it is stopping: it stays alive, for joblib to collect, and
+    renders nothing more (a worker dying here would make loky kill its busy siblings at once).
+    No locks here: a second signal runs this again in the middle of the first call."""
+    first, _Worker.stopping = not _Worker.stopping, True
+    if first and _Worker.rendering:
+        raise KeyboardInterrupt
+
+
+def _relay_stop_signals(read_fd: int, main_thread: int) -> None:
+    """Make sure a stop signal reaches the main thread's handler. Python runs handlers in the main thread only,
+    when it next runs bytecode: a signal the kernel gave another thread (or one that came just before the main
+    thread blocked) leaves it asleep in the graph's wait, maybe for the whole task. Every signal's number comes
+    through the wakeup fd; after a stop signal, the main thread is signalled itself (pthread_kill interrupts its
+    wait) until its handler has run."""
+    while chunk := os.read(read_fd, 64):
+        if not {signal.SIGINT, signal.SIGTERM}.intersection(chunk):
+            continue
+        for relayed in range(100):  # 5 s at most: by then the parent has killed this worker anyway
+            time.sleep(0.05)
+            if _Worker.stopping:
+                if relayed:
+                    logger.debug("the stop signal was relayed to the main thread ({} time(s))", relayed)
+                break
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+
+
+def init_worker() -> None:
+    """The process pool's initializer, run in each worker (in its main thread) before anything else."""
+    _Worker.pooled = True
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_worker)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    threading.Thread(target=_relay_stop_signals, args=(read_fd, threading.get_ident()), name="stop-signals",
+                     daemon=True).start()
+
+
 def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dict[str, Any]:
     """Runs in a joblib worker: it gets plain data and builds its own config, loggers and providers."""
-    interrupt_on_sigterm()
-    logs.setup(Path(run_dir), console=False)
-    cfg = OmegaConf.create(plain_cfg)
-    ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
-    return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)))
+    if not _Worker.pooled:  # in this process (n_jobs=1, sequential, threading): SIGTERM is a Ctrl-C
+        interrupt_on_sigterm()
+    _Worker.rendering = True
+    try:
+        if _Worker.stopping:  # told to stop before this script began: it does not start
+            raise KeyboardInterrupt
+        logs.setup(Path(run_dir), console=False)
+        cfg = OmegaConf.create(plain_cfg)
+        ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
+        return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)))
+    finally:
+        _Worker.rendering = False
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored meanwhile (main thread only): a second Ctrl-C does not cut the grace short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _alive(process: Any) -> bool:
+    try:
+        return process.exitcode is None
+    except ValueError:  # closed: long gone
+        return False
+
+
+def stop_workers(processes: list[Any], futures: list[Future], grace: float) -> int:
+    """Let a process pool's workers stop their own work before they are killed: scripts not yet handed to a
+    worker never start, every live worker gets SIGTERM (``_stop_worker``), and this waits up to ``grace``
+    seconds for the scripts in flight to come back; return how many did not."""
+    unfinished = [f for f in futures if not f.done()]
+    for future in unfinished:
+        future.cancel()  # only succeeds for a script no worker has taken
+    in_flight = [f for f in unfinished if not f.done()]
+    live = [p for p in processes if _alive(p)]
+    if not in_flight or not live:
+        return 0
+    logger.warning("stopping {} script(s) in flight: {:.0f} s for the workers to cancel their work",
+                   len(in_flight), grace)
+    with _signals_held():
+        for process in live:
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        _, left = wait(in_flight, timeout=grace)
+    if left:
+        logger.warning("{} script(s) still in flight after {:.0f} s: their workers are killed", len(left), grace)
+    return len(left)
+
+
+class GracefulLokyBackend(LokyBackend):
+    """joblib's loky backend, but an abort (Ctrl-C or SIGTERM to the parent, a failed pool) first gives the
+    workers ``CANCEL_GRACE_S`` to stop their own work (``stop_workers``) before loky kills them with SIGKILL,
+    which would leave their Runway tasks running (and billing)."""
+
+    def __init__(self, **backend_kwargs: Any):
+        super().__init__(initializer=init_worker, **backend_kwargs)
+        self._futures: list[Future] = []  # scripts submitted and not done (joblib submits from two threads)
+        self._futures_lock = threading.Lock()
+
+    def submit(self, func, callback=None):  # type: ignore[no-untyped-def]
+        future = super().submit(func, callback=callback)
+        with self._futures_lock:
+            self._futures = [f for f in self._futures if not f.done()] + [future]
+        return future
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        try:
+            if self._workers is not None:
+                with self._futures_lock:
+                    futures, self._futures = self._futures, []
+                processes = list(getattr(self._workers, "_processes", {}).values())  # loky's pid -> process
+                stop_workers(processes, futures, CANCEL_GRACE_S)
+        finally:
+            super().abort_everything(ensure_ready=ensure_ready)
+
+
+def _backend(name: str) -> Any:
+    """What ``Parallel`` gets for ``batch.backend``: loky with a graceful abort, other backends by name."""
+    return GracefulLokyBackend() if name == "loky" else name
 
 
 def clean_leftovers(layout: RunLayout) -> None:
@@ -188,10 +330,11 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
     plain_cfg["batch"]["n_jobs"] = n_jobs  # what each script's share of the cores is reckoned from
     logger.info("rendering {} script(s) into {} with {} job(s)", len(todo), run_dir, n_jobs)
     started = time.perf_counter()
+    records = _render_all(todo, plain_cfg, run_dir, n_jobs, cfg.batch.backend)
     try:
         with cache.in_use() if cfg.cache.enabled else nullcontext(), \
                 tqdm(total=len(todo), desc="scripts", unit="script", dynamic_ncols=True) as bar:
-            for record in _render_all(todo, plain_cfg, run_dir, n_jobs, cfg.batch.backend):
+            for record in records:
                 manifest["scripts"][record["slug"]] = _summary(record)
                 write_json_atomic(layout.manifest, manifest)
                 bar.update()
@@ -206,6 +349,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
                 entry.update(status="cancelled", error="the batch was interrupted; resume it to finish")
         raise
     finally:
+        records.close()  # interrupted between two records: the workers are stopped (gracefully) here, not later
         ffmpeg.kill_all()
         clean_leftovers(layout)
         manifest["finished"] = _now()
@@ -220,16 +364,18 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
 
 
 def _render_all(todo: dict[Path, str], plain_cfg: dict, run_dir: Path, n_jobs: int, backend: str
-                ) -> Iterator[dict[str, Any]]:
+                ) -> Generator[dict[str, Any], None, None]:
     """Records as scripts finish. A worker that dies (killed, out of memory) takes the batch's pool with it:
     the scripts not finished then are rendered again one per pool, so a crash costs only its own script."""
     def job(path: Path, slug: str):
         return delayed(render_in_worker)(plain_cfg, str(path), slug, str(run_dir))
 
     finished: set[str] = set()
+    results = None
     try:
-        for record in Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(
-                job(p, s) for p, s in todo.items()):
+        results = Parallel(n_jobs=n_jobs, backend=_backend(backend), return_as="generator_unordered")(
+            job(p, s) for p, s in todo.items())
+        for record in results:
             finished.add(record["slug"])
             yield record
         return
@@ -238,9 +384,14 @@ def _render_all(todo: dict[Path, str], plain_cfg: dict, run_dir: Path, n_jobs: i
         logger.error("a worker died ({}: {}); rendering the {} unfinished script(s) one at a time",
                      type(exc).__name__, exc, len(left))
         ffmpeg.kill_strays(RunLayout(run_dir).tmp)  # what the dead worker had started
+    finally:  # closed while a record was out (an interruption): joblib aborts the pool now, not when collected
+        if results is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "tasks ... have been cancelled": they were meant to be
+                results.close()
     for path, slug in left.items():
         try:
-            (record,) = Parallel(n_jobs=2, backend=backend)([job(path, slug)])  # 2: in a worker, not here
+            (record,) = Parallel(n_jobs=2, backend=_backend(backend))([job(path, slug)])  # 2: in a worker, not here
         except Exception as exc:
             record = new_record(path, slug, f"the worker rendering it died ({type(exc).__name__}: {exc}); "
                                             "resume to retry")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -80,6 +81,17 @@ def _parse(path: Path, cfg: DictConfig, record: dict[str, Any], log: Any) -> Scr
     return script
 
 
+def _stop(providers: Providers) -> None:
+    """An interrupted graph: its cloud work cancelled (Runway DELETEs) while its media tools are stopped, side by
+    side, so an interrupted worker is done well within the batch's grace (batch.CANCEL_GRACE_S)."""
+    tools = threading.Thread(target=ffmpeg.kill_all, name="kill-tools", daemon=True)
+    tools.start()
+    try:
+        providers.cancel()
+    finally:
+        tools.join()
+
+
 def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, record: dict[str, Any],
                log: Any) -> tuple[compose.Composition, dict[str, Any]]:
     """Compose and run the stage graph; record stages, services, fallbacks and warnings; return the outputs."""
@@ -92,7 +104,7 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     try:
         outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
                                           slots={"encode": comp.encode_slots},
-                                          on_abort=lambda: (providers.cancel(), ffmpeg.kill_all()))
+                                          on_abort=lambda: _stop(providers))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
         raise

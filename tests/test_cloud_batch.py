@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from renderer import ffmpeg
 from renderer.fakes import FakeAPI
 from tests.conftest import ROOT, TINY, TWO_SCENES, codecs, ffprobe
 
@@ -116,3 +120,93 @@ def test_a_malformed_key_is_refused_without_being_shown(tmp_path, monkeypatch):
     with pytest.raises(MissingAPIKey) as info:
         ElevenLabsVoice(base_url="http://127.0.0.1:9")
     assert "ELEVENLABS_API_KEY" in str(info.value) and "SECRET" not in str(info.value)
+
+
+def _sigint_default() -> None:
+    """In the renderer's process, before exec: a background job of a non-interactive shell ignores SIGINT from
+    birth, and Python then installs no KeyboardInterrupt handler; a terminal's Ctrl-C would find one."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("how, stuck", [("sigterm", False), ("ctrl-c", False), ("sigterm", True)],
+                         ids=["sigterm", "ctrl-c", "sigterm-worker-stuck-in-a-request"])
+def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stuck):
+    """SIGTERM to the renderer (or a terminal's Ctrl-C, which reaches its whole process group): the workers get
+    a grace period to DELETE every Runway task they created, nothing new starts, the renderer exits 130 within
+    5 s, the scripts are marked cancelled, and no process or temp file is left behind. A worker still stuck in
+    a request when the grace is over (here: a poll the service answers after a minute) is killed, as before;
+    its tasks are DELETEd all the same."""
+    inputs, run_dir = scripts(tmp_path, 3), tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY")}
+    env["RUNWAY_API_KEY"] = RW_KEY
+    log = tmp_path / "stderr.txt"
+    with FakeAPI(runway_key=RW_KEY, task_seconds=600, latency={"task": 60 if stuck else 0}) as api, \
+            open(log, "w") as err:  # tasks that never end
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "renderer", *CLI_TINY, "voice=silent", "visual=runway", f"visual.base_url={api.url}",
+             "visual.poll_interval_s=0.05", "visual.poll_jitter_s=0.01", f"limits.api_timeout_s={60 if stuck else 3}",
+             "limits.memory_gb=0", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2", f"hydra.run.dir={run_dir}"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
+            preexec_fn=_sigint_default)
+        seen: dict[int, str] = {}  # pid -> command line of every process the renderer started
+        deadline = time.monotonic() + 120
+        try:
+            while api.count("create") < 4 and proc.poll() is None and time.monotonic() < deadline:  # 2 jobs, 2 scenes
+                try:
+                    children = psutil.Process(proc.pid).children(recursive=True)
+                except psutil.NoSuchProcess:
+                    children = []
+                for child in children:
+                    try:  # processes come and go while we look
+                        seen.setdefault(child.pid, " ".join(child.cmdline()))
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                time.sleep(0.05)
+            time.sleep(0.3)  # no create request still in flight
+            assert proc.poll() is None, f"the batch ended before it could be interrupted:\n{log.read_text()}"
+            created, creates = set(api.tasks), api.count("create")
+            assert creates == len(created) == 4, f"{creates} task(s) created:\n{log.read_text()}"
+            assert not api.deleted and all(status in ("PENDING", "RUNNING") for status in api.stats()["tasks"].values())
+            interrupted = time.monotonic()
+            if how == "sigterm":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+            seconds = time.monotonic() - interrupted
+            stats = api.stats()
+        finally:
+            if proc.poll() is None:  # the test failed: stop the whole batch, workers included
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    stderr = log.read_text()
+    deleted = created & set(stats["deleted"])
+    figures = f"exit {proc.returncode} after {seconds:.2f} s; {len(created)} task(s) created, {len(deleted)} deleted"
+    print(figures)
+    assert proc.returncode == 130, f"{figures}\n{stderr}"
+    assert "interrupted" in stderr
+    assert seconds < 5, figures
+    if stuck:  # the grace ran out (CANCEL_GRACE_S in renderer/batch.py): the stuck workers were killed
+        assert seconds > 2.5 and "still in flight after" in stderr, figures
+    assert deleted == created, f"{figures}: tasks left running at Runway: {sorted(created - deleted)}"
+    assert {stats["tasks"][t] for t in created} == {"CANCELLED"}
+    assert stats["counts"]["create"] == creates, "a task was created after the signal"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {slug: s["status"] for slug, s in manifest["scripts"].items()} == dict.fromkeys(["s0", "s1", "s2"],
+                                                                                           "cancelled")
+    workers_and_tools = {pid: cmd for pid, cmd in seen.items() if "loky" in cmd and "resource_tracker" not in cmd
+                         or Path(cmd.split(" ")[0]).name in ffmpeg.MEDIA_TOOLS or "setpriv" in cmd}
+    assert {pid: cmd for pid, cmd in workers_and_tools.items() if not _gone(pid)} == {}
+    settle = time.monotonic() + 3  # the rest (loky's resource tracker) goes once it sees the renderer gone
+    while time.monotonic() < settle and not all(_gone(pid) for pid in seen):
+        time.sleep(0.05)
+    assert {pid: cmd for pid, cmd in seen.items() if not _gone(pid)} == {}
+    assert list((run_dir / "tmp").iterdir()) == []
+    assert not list(run_dir.rglob("*.part"))

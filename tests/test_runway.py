@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pybreaker
@@ -193,6 +194,38 @@ def test_cancel_from_another_thread_deletes_the_task(visual: RunwayVisual, api: 
     worker.join(10)
     assert len(errors) == 1 and isinstance(errors[0], Cancelled)
     assert len(api.deleted) == 1 and api.count("create") == 1
+
+
+def test_cancel_deletes_running_tasks_at_once_and_starts_nothing_new(visual: RunwayVisual, api: FakeAPI,
+                                                                      tmp_path: Path):
+    """cancel() DELETEs the running task itself (an interrupted worker has seconds, not a poll's timeout):
+    even while its thread waits on a slow poll; that thread then gives up without a second DELETE."""
+    api.task_seconds = 30
+    polled = threading.Event()
+    visual.on_poll = lambda task: polled.set()
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            visual.render("Rain.", tmp_path / "v.mp4", duration=2, **SIZE)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    assert polled.wait(10)
+    api.latency = {"task": 1.5}  # the next poll is answered late
+    time.sleep(0.2)
+    started = time.monotonic()
+    visual.cancel()
+    took = time.monotonic() - started
+    assert len(api.deleted) == 1 and took < 1.0, f"cancel() took {took:.2f} s and left DELETEs {api.deleted}"
+    worker.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], Cancelled)
+    assert len(api.deleted) == 1 and visual.stats["tasks"]["cancelled"] == 1
+    with pytest.raises(Cancelled):  # once cancelled, no new task
+        visual.render("Rain.", tmp_path / "v.mp4", duration=2, **SIZE)
+    assert api.count("create") == 1
 
 
 def test_breaker_opens_after_failed_tasks_and_stops_calling(visual: RunwayVisual, api: FakeAPI, tmp_path: Path):

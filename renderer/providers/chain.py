@@ -42,10 +42,15 @@ class Providers:
     fallbacks: list[dict[str, str]] = field(default_factory=list)  # start-up fallbacks, for the record
 
     def cancel(self) -> None:
-        """Stop cloud work in flight (e.g. DELETE running Runway tasks); called when a run is interrupted."""
+        """Stop cloud work in flight (e.g. DELETE running Runway tasks); called when a run is interrupted.
+        One provider failing to cancel does not keep the others from cancelling."""
         for provider in self.primary.values():
             if hasattr(provider, "cancel"):
-                provider.cancel()
+                try:
+                    provider.cancel()
+                except Exception as exc:
+                    logger.warning("{}: cancelling failed: {}", getattr(provider, "name", provider),
+                                   redact(f"{type(exc).__name__}: {exc}"))
 
     def services(self) -> dict[str, Any]:
         """Usage and breaker state of every cloud provider in use, for the script's record."""
@@ -97,7 +102,7 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
             if service:
                 provider.guard = build_guard(service, cfg.breaker, cfg.retry, state_dir=state_dir,
                                              timeout_s=cfg.limits.api_timeout_s,
-                                             max_concurrency=cfg.limits.stage_threads)
+                                             max_concurrency=cfg.limits.api_concurrency[service])
         providers.primary[group] = provider
         providers.backups[group] = backups
     return providers

@@ -13,12 +13,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
-from renderer.reliability import (NON_RETRYABLE_CODES, RETRYABLE_CODES, ServiceError, ServiceGuard, build_guard,
-                                  retryable_status)
+from renderer.reliability import (NON_RETRYABLE_CODES, RETRYABLE_CODES, Cancelled, ServiceError, ServiceGuard,
+                                  build_guard, retryable_status)
 
 DOWNLOAD_CHUNK = 1 << 16
 
@@ -165,8 +165,9 @@ class Client:
             raise error_from_response(self.service, resp)
         return resp
 
-    def download(self, url: str, dest: Path, *, timeout: float) -> int:
-        """GET ``url`` into ``dest`` without the auth headers (output URLs are pre-signed); return its size."""
+    def download(self, url: str, dest: Path, *, timeout: float, cancelled: Callable[[], bool] | None = None) -> int:
+        """GET ``url`` into ``dest`` without the auth headers (output URLs are pre-signed); return its size.
+        ``cancelled()`` turning true stops it between chunks (``Cancelled``)."""
         resp = self._send("GET", url, auth=False, timeout=timeout, stream=True)
         with resp:
             if resp.status_code >= 400:
@@ -177,6 +178,8 @@ class Client:
             try:
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                        if cancelled is not None and cancelled():
+                            raise Cancelled(f"{self.service}: download cancelled")
                         fh.write(chunk)
                         size += len(chunk)
                         if time.monotonic() > stop_at:

@@ -3,7 +3,9 @@
 ``POST {base_url}/v1/text_to_video`` (``image_to_video`` when an image URL is given) with
 ``Authorization: Bearer`` RUNWAY_API_KEY and ``X-Runway-Version``; the answer's task id is polled at
 ``GET /v1/tasks/{id}`` every ``poll_interval_s`` (+ jitter) until SUCCEEDED / FAILED / CANCELLED. A task that
-is interrupted (Ctrl-C, ``cancel()``, timeout, repeated poll errors) is cancelled with ``DELETE /v1/tasks/{id}``.
+is interrupted (Ctrl-C, ``cancel()``, timeout, repeated poll errors) is cancelled with ``DELETE /v1/tasks/{id}``;
+``cancel()`` DELETEs every running task at once (side by side, ``CANCEL_TIMEOUT_S`` each, wherever the threads
+waiting on them are) and no request starts after it.
 The output (a pre-signed URL: downloaded without the key) is looped or held on its last frame to last the
 scene; assembly scales it to the format.
 """
@@ -33,6 +35,7 @@ CINEMATIC_STYLE = "cinematic, anamorphic lens, shallow depth of field, film grai
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 NOT_RETRYABLE_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY", "ASSET.INVALID")
 MAX_POLL_ERRORS = 3  # consecutive failed polls before the task is given up
+CANCEL_TIMEOUT_S = 2.0  # one DELETE of a cancelled task: short, so an interrupted batch ends within its grace
 
 
 def env_flag(name: str) -> bool:
@@ -112,6 +115,7 @@ class RunwayVisual(Guarded):
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._tasks = {"created": 0, "succeeded": 0, "failed": 0, "cancelled": 0}
+        self._running: set[str] = set()  # created, not ended, not yet DELETEd (by whoever takes it out first)
 
     def __repr__(self) -> str:
         return f"RunwayVisual(name={self.name!r}, base_url={self.client.base_url!r}, model={self.model!r})"
@@ -127,7 +131,9 @@ class RunwayVisual(Guarded):
         url = guard.call(lambda: self._run_task(endpoint, body, deadline), operation=endpoint, deadline=deadline)
         raw = out.with_name(f"{out.stem}.runway.mp4")
         try:
+            self._stop_if_cancelled()
             guard.call(lambda: self._download(url, raw, deadline), operation="download", deadline=deadline)
+            self._stop_if_cancelled()
             self._fit(raw, out, duration, timeout=max(10.0, deadline - time.monotonic()))
         finally:
             raw.unlink(missing_ok=True)
@@ -154,8 +160,19 @@ class RunwayVisual(Guarded):
         return [r for r in self.ratios if r in documented] or list(documented)
 
     def cancel(self) -> None:
-        """Stop waiting: running tasks are DELETEd (called from another thread on abort)."""
-        self._cancelled.set()
+        """Stop: every running task is DELETEd now, side by side (``CANCEL_TIMEOUT_S`` each), and no new task,
+        poll or download starts; the threads waiting on the tasks give up. Called from another thread on abort
+        (or from a polling thread); returns once the DELETEs are answered or timed out."""
+        self._cancelled.set()  # first: a task created from now on is DELETEd by its own thread
+        with self._lock:
+            running, self._running = sorted(self._running), set()
+        deleters = [threading.Thread(target=self._delete, args=(task_id, CANCEL_TIMEOUT_S), daemon=True,
+                                     name=f"runway-delete-{n}") for n, task_id in enumerate(running)]
+        for thread in deleters:
+            thread.start()
+        stop_at = time.monotonic() + CANCEL_TIMEOUT_S + 1.0  # a connect and a read timeout at most, in practice
+        for thread in deleters:
+            thread.join(max(0.0, stop_at - time.monotonic()))
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -177,19 +194,39 @@ class RunwayVisual(Guarded):
     def _timeout(self, deadline: float) -> float:
         return self.active_guard().request_timeout(deadline)
 
+    def _stop_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled(f"{self.name}: cancelled")
+
+    def _take(self, task_id: str) -> bool:
+        """Take ``task_id`` off the running tasks; True for the one caller that does (it may DELETE it)."""
+        with self._lock:
+            if task_id not in self._running:
+                return False
+            self._running.discard(task_id)
+            return True
+
     def _run_task(self, endpoint: str, body: dict[str, Any], deadline: float) -> str:
         """Create a task and wait for its output URL; a task left unfinished is DELETEd."""
+        self._stop_if_cancelled()  # e.g. a thread that waited for a connection slot while the run was cancelled
         resp = self.client.request("POST", f"/v1/{endpoint}", json=body, timeout=self._timeout(deadline))
         data = json_body(self.service, resp)
         task_id = str(data.get("id") or "") if isinstance(data, dict) else ""
         if not task_id:
             raise ServiceError(self.service, resp.status_code, "malformed_response", "the answer has no task id", True)
         self._count("created")
+        with self._lock:
+            self._running.add(task_id)
         try:
             task = self._wait(task_id, deadline)
-        except BaseException:  # interrupted, timed out, polls failing: don't leave it running (and billing)
-            self._delete(task_id, deadline)
+        except BaseException as exc:  # interrupted, timed out, polls failing: don't leave it running (and billing)
+            if self._take(task_id):  # unless cancel() has DELETEd it already
+                stopping = self._cancelled.is_set() or isinstance(exc, (Cancelled, KeyboardInterrupt))
+                # even past the deadline: stop the billing; quickly when the run is being stopped
+                self._delete(task_id, CANCEL_TIMEOUT_S if stopping else max(2.0, min(10.0, self._timeout(deadline))))
             raise
+        self._take(task_id)
+        self._stop_if_cancelled()  # it ended while cancel() ran (CANCELLED by its DELETE): a cancellation, no failure
         if task["status"] == "SUCCEEDED":
             output = task.get("output") or []
             if not output or not isinstance(output[0], str):
@@ -233,17 +270,16 @@ class RunwayVisual(Guarded):
         if self._cancelled.wait(min(interval, left)):
             raise Cancelled(f"{self.name}: cancelled")
 
-    def _delete(self, task_id: str, deadline: float) -> None:
+    def _delete(self, task_id: str, timeout: float) -> None:
         """Cancel a running task (best effort: never hides the error that got us here)."""
         try:
-            timeout = max(2.0, min(10.0, self._timeout(deadline)))  # even past the deadline: stop the billing
             self.client.request("DELETE", self._task_path(task_id), timeout=timeout)
             self._count("cancelled")
         except ServiceError:
             pass
 
     def _download(self, url: str, dest: Path, deadline: float) -> None:
-        self.client.download(url, dest, timeout=self._timeout(deadline))
+        self.client.download(url, dest, timeout=self._timeout(deadline), cancelled=self._cancelled.is_set)
         try:
             info = ffmpeg.probe(dest, timeout=30)
         except ffmpeg.FFmpegError:
