@@ -175,7 +175,9 @@ def test_timeout_deletes_the_task(visual: RunwayVisual, api: FakeAPI, tmp_path: 
     assert api.count("create") == 1 and len(api.deleted) == 1
 
 
-def test_cancel_from_another_thread_deletes_the_task(visual: RunwayVisual, api: FakeAPI, tmp_path: Path):
+def render_until_polled(visual: RunwayVisual, api: FakeAPI, tmp_path: Path
+                        ) -> tuple[threading.Thread, list[BaseException]]:
+    """A render of a long task in another thread, returned once its task has been polled; and its errors."""
     api.task_seconds = 30
     polled = threading.Event()
     visual.on_poll = lambda task: polled.set()
@@ -190,6 +192,11 @@ def test_cancel_from_another_thread_deletes_the_task(visual: RunwayVisual, api: 
     worker = threading.Thread(target=run)
     worker.start()
     assert polled.wait(10)
+    return worker, errors
+
+
+def test_cancel_from_another_thread_deletes_the_task(visual: RunwayVisual, api: FakeAPI, tmp_path: Path):
+    worker, errors = render_until_polled(visual, api, tmp_path)
     visual.cancel()
     worker.join(10)
     assert len(errors) == 1 and isinstance(errors[0], Cancelled)
@@ -200,20 +207,7 @@ def test_cancel_deletes_running_tasks_at_once_and_starts_nothing_new(visual: Run
                                                                       tmp_path: Path):
     """cancel() DELETEs the running task itself (an interrupted worker has seconds, not a poll's timeout):
     even while its thread waits on a slow poll; that thread then gives up without a second DELETE."""
-    api.task_seconds = 30
-    polled = threading.Event()
-    visual.on_poll = lambda task: polled.set()
-    errors: list[BaseException] = []
-
-    def run():
-        try:
-            visual.render("Rain.", tmp_path / "v.mp4", duration=2, **SIZE)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            errors.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    assert polled.wait(10)
+    worker, errors = render_until_polled(visual, api, tmp_path)
     api.latency = {"task": 1.5}  # the next poll is answered late
     time.sleep(0.2)
     started = time.monotonic()
