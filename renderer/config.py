@@ -196,6 +196,7 @@ class LimitsConfig:
     api_timeout_s: float = 60.0  # one HTTP request to a cloud service
     scene_timeout_s: float = 600.0  # a cloud provider's whole scene: every request, retry and poll
     api_concurrency: ApiConcurrencyConfig = field(default_factory=ApiConcurrencyConfig)
+    min_free_gb: float = 1.0  # a job starts only with this much free on the run dir's disk (0: no check)
 
 
 @dataclass

@@ -109,6 +109,18 @@ def _retries_not_cancelled():
 
 
 @pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: writes past it fail with ENOSPC, as on a full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
 def two_scenes(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.txt"
     path.write_text(TWO_SCENES, encoding="utf-8")

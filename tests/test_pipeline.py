@@ -165,3 +165,10 @@ def test_unreadable_script_is_retried_then_reported(tmp_path):
     assert record["status"] == "failed" and "gone.txt" in record["error"]
     assert [i["code"] for i in record["issues"]] == ["unreadable_file"]
     assert sum("reading gone.txt failed" in m and "retrying" in m for m in messages) == 2  # three reads in all
+
+
+def test_a_nearly_full_run_disk_stops_the_job_with_the_fix(two_scenes, small_disk):
+    record = render(two_scenes, small_disk)
+    assert record["status"] == "failed"
+    assert f"free on the disk of {small_disk}" in record["error"] and "limits.min_free_gb=1.0" in record["error"]
+    assert (small_disk / "tiny" / "tiny.json").exists() and not (small_disk / "tiny" / "tiny.mp4").exists()
