@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from omegaconf import DictConfig
@@ -100,7 +101,7 @@ class Composition:
         cloud = getattr(self.providers.primary.get(group), "service", None)
         return self.cfg.limits.scene_timeout_s if cloud else self.timeout
 
-    @property
+    @cached_property
     def chunks(self) -> list[int]:
         """How many chunks each scene's video is encoded in: counted from its scripted length."""
         fps = self.cfg.format.fps
@@ -108,18 +109,21 @@ class Composition:
         return [chunk_count(span.frames, fps, self.cfg.encode.chunk_s) for span in scripted.spans]
 
     @property
+    def core_share(self) -> int:
+        """The cores this script may use: the run's, divided among the scripts rendered at once."""
+        jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
+        return max(1, _cores(self.cfg) // jobs)
+
+    @property
     def encode_slots(self) -> int:
         """Encodes of this script at once: its share of the cores, never more than it has encodes."""
-        jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
-        share = max(1, _cores(self.cfg) // jobs)
         encodes = sum(self.chunks) if self.picture != "none" else 1
-        return max(1, min(self.cfg.limits.stage_threads, share, encodes))
+        return max(1, min(self.cfg.limits.stage_threads, self.core_share, encodes))
 
     @property
     def encode_threads(self) -> int:
         """x264 threads per encode, so that all encodes together fill the cores without oversubscribing."""
-        jobs = max(1, min(self.cfg.batch.n_jobs, self.cfg.limits.max_jobs))
-        return max(1, _cores(self.cfg) // jobs // self.encode_slots)
+        return max(1, self.core_share // self.encode_slots)
 
     def outputs(self, outputs: dict[str, Any], stage: str) -> list[Any]:
         """``stage``'s output for every scene (None where it has none)."""

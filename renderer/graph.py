@@ -129,6 +129,9 @@ class GraphError(RuntimeError):
 
 
 def _plain(value: Any) -> Any:
+    """``value`` as JSON-able plain data: configs and dataclasses as containers, sequences item by item."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, DictConfig) or OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -162,13 +165,6 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(_plain(value), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _plain_part(value: Any) -> Any:
-    """A Part's value as hashable plain data (nested dataclasses and lists included)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain_part(v) for v in value]
-    return _plain(value)
-
-
 def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any]) -> Any:
     if isinstance(dep, tuple):
         return [_resolve(one, outputs) for one in dep]
@@ -182,7 +178,7 @@ def _fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], outputs: dict
     if isinstance(dep, Part):
         if dep.node not in outputs:
             raise ValueError(f"the key of a node reading part of {dep.node!r} is known only once it has run")
-        return "part:" + _digest(_plain_part(dep.pick(outputs[dep.node])))
+        return "part:" + _digest(dep.pick(outputs[dep.node]))
     return keys[dep]
 
 
