@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)
-    except (FFmpegError, batch.ResumeError) as exc:
+    except (FFmpegError, batch.CannotStart) as exc:
         logger.error("{}", exc)
         code = batch.EXIT_CANNOT_START
     if hydra_cfg.mode == RunMode.RUN:

@@ -24,10 +24,10 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from renderer import ffmpeg, logs, reliability, report
+from renderer import admission, ffmpeg, logs, reliability, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
-from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
+from renderer.files import RunLayout, expand_inputs, storage, unique_slugs, write_json_atomic
 from renderer.pipeline import new_record, render_script
 
 EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
@@ -37,7 +37,11 @@ EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
 CANCEL_GRACE_S = 3.0
 
 
-class ResumeError(RuntimeError):
+class CannotStart(RuntimeError):
+    """The batch cannot start (exit code 2); the message says why and the fix."""
+
+
+class ResumeError(CannotStart):
     pass
 
 
@@ -296,12 +300,11 @@ def _now() -> str:
 
 def job_count(cfg: DictConfig, scripts: int) -> int:
     """Scripts rendered at once: as asked, within limits.max_jobs, and only as many as the free memory
-    gives limits.memory_gb each (admission control: a small machine runs fewer jobs instead of swapping)."""
-    free_gb = psutil.virtual_memory().available / 1024**3
-    by_memory = max(1, int(free_gb // cfg.limits.memory_gb)) if cfg.limits.memory_gb > 0 else scripts
-    n_jobs = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, by_memory, scripts or 1))
-    if by_memory < min(cfg.batch.n_jobs, cfg.limits.max_jobs, scripts):
-        logger.warning("{:.1f} GB free allows {} job(s) at limits.memory_gb={} each", free_gb, by_memory,
+    gives limits.memory_gb each (each job checks again when it starts: renderer.admission)."""
+    wanted = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, scripts or 1))
+    n_jobs, free_gb = admission.jobs_by_memory(cfg.limits, wanted)
+    if n_jobs < wanted:
+        logger.warning("{:.1f} GB free allows {} job(s) at limits.memory_gb={} each", free_gb, n_jobs,
                        cfg.limits.memory_gb)
     return n_jobs
 
@@ -317,6 +320,10 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
         manifest, todo = _new_manifest(cfg, layout)
     ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
     ffmpeg.check_features()  # before the manifest: a run that could not start is not one to resume
+    try:
+        admission.check_fits(cfg.limits)
+    except admission.NeverFits as exc:
+        raise CannotStart(str(exc)) from None
     write_json_atomic(layout.manifest, manifest)
     result = BatchResult(run_dir, manifest)
     if not manifest["scripts"]:
@@ -356,6 +363,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         if cfg.cache.enabled:
             manifest["cache"] = cache.stats() | _cache_use(manifest)
+        manifest["storage"] = storage({"run_dir": run_dir, "cache_dir": cache.root})
         write_json_atomic(layout.manifest, manifest)
         report.write(manifest, run_dir)
     done = len(manifest["scripts"]) - len(result.failed)

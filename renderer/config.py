@@ -189,6 +189,7 @@ class ApiConcurrencyConfig:
 @dataclass
 class LimitsConfig:
     memory_gb: float = 2.0  # per concurrent script: fewer jobs run when less memory is free (0: no check)
+    admission_wait_s: float = 600.0  # a job that finds less than memory_gb free waits this long, then starts anyway
     max_jobs: int = 3
     stage_threads: int = 4
     cores: int = 0  # cores the batch shares out among its encodes (0: all of this machine's)

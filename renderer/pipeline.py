@@ -11,9 +11,9 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import captions, compose, ffmpeg
-from renderer.cache import Cache, human
-from renderer.files import RunLayout, copy_atomic, free_bytes, write_json_atomic, write_text_atomic
+from renderer import admission, captions, compose, ffmpeg
+from renderer.cache import Cache
+from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
 from renderer.graph import GraphError, NodeRecord
 from renderer.logs import redact
 from renderer.providers import chain
@@ -142,15 +142,15 @@ def new_record(path: Path, slug: str, error: str = "") -> dict[str, Any]:
             "fallbacks": [], "warnings": [], "outputs": {}}
 
 
-def _check_disk(cfg: DictConfig, layout: RunLayout, record: dict[str, Any]) -> None:
-    """Before a job: a nearly full run dir stops it, with the fix; a nearly full cache costs only the caching."""
-    need = cfg.limits.min_free_gb * 1024**3
-    if (free := free_bytes(layout.run_dir)) < need:
-        raise ScriptError(f"only {human(free)} free on the disk of {layout.run_dir} (limits.min_free_gb="
-                          f"{cfg.limits.min_free_gb}): free some space, or render elsewhere with hydra.run.dir=...")
-    if cfg.cache.enabled and (free := free_bytes(cfg.cache.dir)) < need:
-        record["warnings"].append(f"only {human(free)} free for the cache in {cfg.cache.dir}: outputs may not be "
-                                  "cached; prune it (python -m renderer.cache prune --max-size ...) or free space")
+def _admit(cfg: DictConfig, layout: RunLayout, record: dict[str, Any], log: Any) -> None:
+    """Room for this job: a nearly full run disk or a memory limit no job can meet stops it with the fix;
+    a nearly full cache, or memory that did not come free in time, is a warning."""
+    try:
+        warnings = [admission.check_disk(cfg.limits, layout.run_dir, cfg.cache.dir if cfg.cache.enabled else None),
+                    admission.await_memory(cfg.limits, log)]
+    except (admission.DiskFull, admission.NeverFits) as exc:
+        raise ScriptError(str(exc)) from None
+    record["warnings"] += [w for w in warnings if w]
 
 
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
     log = logger.bind(script=slug)
     record = new_record(path, slug)
     try:
-        _check_disk(cfg, layout, record)
+        _admit(cfg, layout, record, log)
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
         video = _publish(comp, outputs, layout)

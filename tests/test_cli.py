@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psutil
+
 from tests.conftest import BACKWARDS, TINY, TWO_SCENES, codecs, ffprobe, run_cli, video_size
 
 CLI_TINY = [o for o in TINY if not o.startswith("batch.backend")]  # the CLI tests use real joblib workers
@@ -84,11 +86,29 @@ def test_free_memory_caps_the_number_of_jobs(tmp_path):
     for name in ("a", "b"):
         write(inputs, f"{name}.txt", TWO_SCENES)
     run_dir = tmp_path / "run"
+    one_job = psutil.virtual_memory().available / 1024**3 * 0.6  # room for one job, not two
     result = run_cli(*CLI_TINY, "assembly=audio_only", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2",
-                     "limits.memory_gb=100000", f"hydra.run.dir={run_dir}")
+                     f"limits.memory_gb={one_job:.3f}", "limits.admission_wait_s=0", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
-    assert json.loads((run_dir / "manifest.json").read_text())["n_jobs"] == 1
-    assert "allows 1 job(s) at limits.memory_gb=100000" in result.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["n_jobs"] == 1, result.stderr
+    assert f"allows 1 job(s) at limits.memory_gb={one_job:.3f}" in result.stderr
+    storage = manifest["storage"]  # the run's and the cache's totals, for the morning after
+    assert storage["run_dir"]["path"] == str(run_dir) and storage["run_dir"]["free_bytes"] > 0
+    assert storage["run_dir"]["bytes"] >= sum(p.stat().st_size for p in run_dir.rglob("*.mp4")) > 0
+    assert storage["cache_dir"]["files"] > 0
     relaxed = run_cli(*CLI_TINY, "assembly=audio_only", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2",
                       "limits.memory_gb=0.001", f"hydra.run.dir={tmp_path / 'run2'}")
     assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["n_jobs"] == 2, relaxed.stderr
+
+
+def test_a_memory_limit_no_job_can_meet_stops_the_batch_before_it_starts(tmp_path):
+    inputs = tmp_path / "in"
+    write(inputs, "a.txt", TWO_SCENES)
+    run_dir = tmp_path / "run"
+    result = run_cli(*CLI_TINY, f"batch.inputs=[{inputs}/*.txt]", "limits.memory_gb=100000",
+                     f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2, result.stderr
+    assert "limits.memory_gb=100000 is more than this machine's" in result.stderr
+    assert "limits.memory_gb=0" in result.stderr  # the fix
+    assert not (run_dir / "manifest.json").exists()  # nothing to resume

@@ -170,5 +170,5 @@ def test_unreadable_script_is_retried_then_reported(tmp_path):
 def test_a_nearly_full_run_disk_stops_the_job_with_the_fix(two_scenes, small_disk):
     record = render(two_scenes, small_disk)
     assert record["status"] == "failed"
-    assert f"free on the disk of {small_disk}" in record["error"] and "limits.min_free_gb=1.0" in record["error"]
+    assert f"free on the disk of {small_disk}" in record["error"] and "limits.min_free_gb=1)" in record["error"]
     assert (small_disk / "tiny" / "tiny.json").exists() and not (small_disk / "tiny" / "tiny.mp4").exists()
