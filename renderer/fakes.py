@@ -432,7 +432,7 @@ def _runway_issues(data: Any, *, image: bool) -> list[dict[str, str]]:
         return [{"path": "", "message": "body must be a JSON object"}]
     issues = []
     prompt = data.get("promptText")
-    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 1000:
+    if (prompt is not None or not image) and (not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 1000):
         issues.append({"path": "promptText", "message": "a string of 1 to 1000 characters"})
     ratio = data.get("ratio")
     if not isinstance(ratio, str) or len(ratio.split(":")) != 2 or not all(x.isdigit() for x in ratio.split(":")):

@@ -87,6 +87,26 @@ def test_image_to_video_when_an_image_is_given(visual: RunwayVisual, api: FakeAP
     assert sent["json"]["promptImage"] == "https://example.com/a.png" and sent["json"]["model"] == "gen4_turbo"
 
 
+@pytest.mark.parametrize("line, text", [
+    ("https://example.com/harbour.JPG slow push in on the boats", "slow push in on the boats"),
+    ("Slow push in — https://example.com/a/harbour.webp?v=2", "Slow push in"),
+    ("https://example.com/harbour.png", None),  # the image alone: no prompt text is sent
+])
+def test_an_image_url_in_the_visual_line_starts_image_to_video(visual: RunwayVisual, api: FakeAPI, tmp_path: Path,
+                                                              line: str, text: str | None):
+    visual.render(line, tmp_path / "v.mp4", duration=2, **SIZE)
+    sent = api.received[0]
+    assert sent["path"] == "image_to_video" and sent["json"]["model"] == "gen4_turbo"
+    assert sent["json"]["promptImage"].startswith("https://example.com/") and "harbour." in sent["json"]["promptImage"]
+    assert sent["json"].get("promptText") == text
+
+
+def test_a_link_that_is_not_an_image_stays_in_the_prompt(visual: RunwayVisual, api: FakeAPI, tmp_path: Path):
+    visual.render("A page like https://example.com/docs/index.html glowing", tmp_path / "v.mp4", duration=2, **SIZE)
+    assert api.received[0]["path"] == "text_to_video"
+    assert "https://example.com/docs/index.html" in api.received[0]["json"]["promptText"]
+
+
 def test_built_from_the_hydra_config(api: FakeAPI, monkeypatch, tmp_path: Path):
     from tests.conftest import compose_cfg
 

@@ -1,6 +1,7 @@
 """Runway scene visuals over its HTTP API: a generation task per scene, polled, downloaded, fitted to the scene.
 
-``POST {base_url}/v1/text_to_video`` (``image_to_video`` when an image URL is given) with
+``POST {base_url}/v1/text_to_video`` (``image_to_video`` from an image URL: given, or written in the scene's Visual
+line, e.g. ``Visual: https://example.com/harbour.jpg slow push in``, with ``image_model``) with
 ``Authorization: Bearer`` RUNWAY_API_KEY and ``X-Runway-Version``; the answer's task id is polled at
 ``GET /v1/tasks/{id}`` every ``poll_interval_s`` (+ jitter) until SUCCEEDED / FAILED / CANCELLED. A task that
 is interrupted (Ctrl-C, ``cancel()``, timeout, repeated poll errors) is cancelled with ``DELETE /v1/tasks/{id}``;
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,9 @@ TEXT_TO_VIDEO_RATIOS = {"gen4.5": ("1280:720", "720:1280")}
 CINEMATIC_STYLE = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 NOT_RETRYABLE_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY", "ASSET.INVALID")
+# an image in a Visual line: an https URL (or a data URI) of a picture Runway takes as the first frame
+IMAGE_IN_PROMPT = re.compile(r"(https://\S+?\.(?:png|jpe?g|webp)(?:\?\S*)?|data:image/[a-z]+;base64,[A-Za-z0-9+/=]+)"
+                             r"(?=[\s,;)]|$)", re.IGNORECASE)
 MAX_POLL_ERRORS = 3  # consecutive failed polls before the task is given up
 CANCEL_TIMEOUT_S = 2.0  # one DELETE of a cancelled task: short, so an interrupted batch ends within its grace
 
@@ -49,6 +54,15 @@ def truncate_at_word(text: str, limit: int) -> str:
         return text
     cut = text[:limit + 1].rsplit(" ", 1)[0]
     return (cut if 0 < len(cut) <= limit else text[:limit]).rstrip(" ,;:")
+
+
+def split_image(prompt: str) -> tuple[str, str | None]:
+    """A Visual line's prompt text and the image URL written in it, if any (the first one)."""
+    match = IMAGE_IN_PROMPT.search(prompt)
+    if not match:
+        return prompt, None
+    text = (prompt[:match.start()] + " " + prompt[match.end():]).strip(" \t,;:-—")
+    return " ".join(text.split()), match.group(1)
 
 
 def nearest_ratio(width: int, height: int, ratios: list[str] | tuple[str, ...]) -> str:
@@ -125,6 +139,8 @@ class RunwayVisual(Guarded):
                timeout: float = 300.0, image_url: str | None = None) -> VisualClip:
         """A clip of ``duration`` seconds for ``prompt`` (from ``image_url`` when given), at ``out`` (mp4)."""
         deadline = time.monotonic() + timeout
+        if image_url is None:
+            prompt, image_url = split_image(prompt)
         endpoint, body = self.request_body(prompt, width=width, height=height, duration=duration,
                                            image_url=image_url)
         guard = self.active_guard()
@@ -142,13 +158,16 @@ class RunwayVisual(Guarded):
     def request_body(self, prompt: str, *, width: int, height: int, duration: float,
                      image_url: str | None = None) -> tuple[str, dict[str, Any]]:
         """The endpoint and JSON body of the generation request."""
-        style = f", {self.cinematic_style}" if self.cinematic and self.cinematic_style else ""
-        text = truncate_at_word(prompt, self.prompt_limit - len(style)) + style
+        style = self.cinematic_style if self.cinematic else ""
+        room = self.prompt_limit - (len(style) + 2 if style else 0)
+        text = ", ".join(part for part in (truncate_at_word(prompt, room), style) if part)
         seconds = max(self.min_duration_s, min(self.max_duration_s, math.ceil(duration)))
         ratios = self.ratios if image_url else self._text_to_video_ratios()
         ratio = nearest_ratio(width, height, ratios) if self.ratio == "auto" else self.ratio
         body: dict[str, Any] = {"model": self.model, "promptText": text, "ratio": ratio, "duration": seconds}
         if image_url:
+            if not text:
+                del body["promptText"]  # optional with an image
             return "image_to_video", {**body, "model": self.image_model, "promptImage": image_url}
         return "text_to_video", body
 
