@@ -98,7 +98,6 @@ class ThemeConfig:
     foreground: str = MISSING
     prompt: str = MISSING
     cursor: str = MISSING
-    selection: str = MISSING
     black: str = MISSING
     red: str = MISSING
     green: str = MISSING

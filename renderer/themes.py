@@ -5,10 +5,10 @@
     python -m renderer.themes import theme.json [--name NAME] [--out conf/theme] [--force]
 
 The JSON is one theme object or a list of them (VHS's themes.json is a list: ``--name`` picks one), with the
-field names VHS and xterm.js use: background, foreground, cursor, selection / selectionBackground and the 16
-ANSI colours black ... white, brightBlack ... brightWhite (magenta or purple). Windows Terminal's
-``{"schemes": [...]}`` with cursorColor works too. Missing cursor, selection, prompt and title bar colours are
-derived; the font and layout are ours. The result is checked against ``ThemeConfig`` before it is written.
+field names VHS and xterm.js use: background, foreground, cursor and the 16 ANSI colours black ... white,
+brightBlack ... brightWhite (magenta or purple). Windows Terminal's ``{"schemes": [...]}`` with cursorColor
+works too. Missing cursor, prompt and title bar colours are derived; the font and layout are ours; a selection
+colour is left out (nothing is ever selected in a rendered terminal). The result is checked against ``ThemeConfig`` before it is written.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ ALIASES = {  # our field -> the names it goes by in published theme files, first
     "purple": ("purple", "magenta"),
     "brightPurple": ("brightPurple", "brightMagenta"),
     "cursor": ("cursor", "cursorColor"),
-    "selection": ("selection", "selectionBackground"),
 }
-COLOUR_FIELDS = ("background", "foreground", "prompt", "cursor", "selection") + PALETTE + ("title_bar",)
+COLOUR_FIELDS = ("background", "foreground", "prompt", "cursor") + PALETTE + ("title_bar",)
 LAYOUT_FIELDS = ("font_family", "font_size", "line_spacing", "padding", "window_chrome", "panel_opacity")
 HEX = re.compile(r"#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 RGB_FUNCTION = re.compile(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*([0-9.]+)\s*)?\)")
@@ -148,17 +147,16 @@ def _colour_of(raw: dict, field: str, where: str) -> tuple[tuple[int, int, int],
 
 def convert(raw: dict, *, where: str, name: str | None = None) -> dict[str, Any]:
     """A published theme object -> our theme fields, in the order the shipped YAML files use."""
-    found = {field: _colour_of(raw, field, where) for field in REQUIRED + ("cursor", "selection")}
+    found = {field: _colour_of(raw, field, where) for field in REQUIRED + ("cursor",)}
     missing = [" or ".join(repr(key) for key in ALIASES.get(f, (f,))) for f in REQUIRED if found[f] is None]
     if missing:
         raise ThemeError(f"{where}: missing colour{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     background, foreground = found["background"][0], found["foreground"][0]  # type: ignore[index]
-    # a translucent colour (xterm.js selections often are) is what it looks like over the background
+    # a translucent colour is what it looks like over the background
     colours = {field: to_hex(mix(background, rgb, alpha)) for field, (rgb, alpha) in
                ((f, c) for f, c in found.items() if c is not None)}
     colours["background"] = to_hex(background)
     colours.setdefault("cursor", colours["foreground"])
-    colours.setdefault("selection", to_hex(mix(background, foreground, 0.25)))
     colours["prompt"] = colours["green"]
     colours["title_bar"] = to_hex(title_bar_for(background))
     defaults = {f.name: f.default for f in fields(ThemeConfig)}

@@ -90,6 +90,19 @@ def test_the_terminal_is_keyed_by_the_theme_settings_it_draws_with_only():
     assert Graph.key(node, cfg, {}, {}) == Graph.key(node, with_leaf_flipped(cfg, "theme.red"), {}, {})
 
 
+def test_a_terminal_reads_the_ansi_colours_its_text_shows_and_no_others():
+    cfg = compose_cfg()
+    script = parse_text(THREE_SCENES.replace("$ ", "$ \x1b[31mred\x1b[0m ", 1), path="tiny.txt")
+    from renderer.stages import terminal
+
+    coloured = terminal.node("terminal/0", script.scenes[0], script.title)
+    assert {r for r in coloured.reads if r.startswith("theme.")} - {f"theme.{leaf}" for leaf in terminal.THEME_READS} \
+        == {"theme.red"}
+    base = Graph.key(coloured, cfg, {}, {})
+    assert Graph.key(coloured, with_leaf_flipped(cfg, "theme.red"), {}, {}) != base
+    assert Graph.key(coloured, with_leaf_flipped(cfg, "theme.green"), {}, {}) == base
+
+
 def test_unkeyed_settings_can_sit_deep_below_a_read_path():
     from renderer.graph import Node, _select, _without
 

@@ -521,3 +521,38 @@ def test_golden_hostile_text_renders_with_ink_on_every_row(tmp_path):
             if not prefix:
                 assert min(ink) >= x0 + first * cw - 2, (text, min(ink))  # leading spaces kept
             assert x0 + (last - 1) * cw <= max(ink) <= x0 + (last + 1) * cw + 2, (text, max(ink))  # nothing lost
+
+
+# --------------------------------------------------------------------------- ANSI colour codes in on-screen text
+
+ESC = "\x1b"
+
+
+def test_ansi_colour_codes_colour_their_characters_in_the_theme_palette():
+    t = track([cmd(f"run {ESC}[1mtests"), out(f"{ESC}[31mFAIL{ESC}[0m one {ESC}[32mPASS{ESC}[39m two")], 4.0)
+    assert screen_at(t, 390)[:2] == ["$ run tests", "FAIL one PASS two"]  # the codes themselves show nothing
+    final = [e.text for e in t.events if e.layer == 2 and visible(e.text).startswith("FAIL")][-1]
+    red, green, fg = (ass.tag_colour(THEME[c]) for c in ("red", "green", "foreground"))
+    assert f"{red}F" in final and f"{fg}{ass.NO_BREAK_SPACE}one" in final and f"{green}P" in final
+    assert final.count(red) == 1  # one tag where the colour changes, not one per character
+
+
+def test_ansi_codes_split_across_wrapped_rows_keep_their_colour():
+    t = track([out(f"{ESC}[34m" + "b" * 120)], 4.0)
+    rows = [e.text for e in t.events if e.layer == 2]
+    assert len({row_y(e) for e in t.events if e.layer == 2}) >= 2  # it wrapped
+    assert all(ass.tag_colour(THEME.blue) in text for text in rows)
+
+
+def test_golden_ansi_colours_are_the_themes(tmp_path):
+    theme = OmegaConf.load(CONF / "theme" / "dracula.yaml")
+    block = "\u2588" * 4
+    t = track([out(f"{ESC}[31m{block}{ESC}[0m{block}{ESC}[1;32m{block}")], 2.0, theme=theme)
+    (frame,) = burn(tmp_path, t, 2.0, [1.5])
+    geo = geometry(theme, FMT, PanelConfig())
+    x0, y0 = geo.row_xy(0)
+    cw = geo.font_size * CHAR_WIDTH_EM
+    y = round(y0 + geo.line_h * 0.5)
+    for cell, colour in ((1.5, theme.red), (5.5, theme.foreground), (9.5, theme.brightGreen)):
+        got = pixel(frame, round(x0 + cell * cw), y)
+        assert all(abs(a - b) <= 8 for a, b in zip(got, hex_rgb(colour))), (colour, got)

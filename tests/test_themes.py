@@ -57,8 +57,8 @@ def test_vhs_list_import_picks_by_name_and_composes_with_hydra(tmp_path, conf_co
     theme = composed_theme(conf_copy, "ayu_mirage")
     assert theme.name == "ayu_mirage"
     assert theme.purple == ANSI_VALUES["magenta"] and theme.brightPurple == ANSI_VALUES["brightMagenta"]
-    assert (theme.background, theme.foreground, theme.cursor, theme.selection) == (
-        "#1e1e1e", "#cccccc", "#ffffff", "#264f78")
+    assert (theme.background, theme.foreground, theme.cursor) == ("#1e1e1e", "#cccccc", "#ffffff")
+    assert "selection" not in theme  # nothing is ever selected in a rendered terminal
     assert theme.prompt == ANSI_VALUES["green"]  # derived
     assert theme.title_bar != theme.background
     defaults = ThemeConfig(name="x")
@@ -72,16 +72,15 @@ def test_name_matching_ignores_case_and_punctuation(tmp_path):
     assert import_theme(src, name="tokyo-night", out_dir=tmp_path / "out").name == "tokyo_night.yaml"
 
 
-def test_xterm_js_object_with_translucent_selection_and_no_name(tmp_path):
+def test_xterm_js_object_with_a_translucent_colour_and_no_name(tmp_path):
     xterm = {k: v for k, v in ANSI_VALUES.items()}
-    xterm.update(background="#000000", foreground="#ffffff", cursor="#ff0000", cursorAccent="#000000",
+    xterm.update(background="#000000", foreground="#ffffff", cursor="rgba(255, 255, 255, 0.5)", cursorAccent="#000000",
                  selectionBackground="rgba(255, 255, 255, 0.5)", selectionForeground="#000000")
     src = write_json(tmp_path / "my-xterm.json", xterm)
     target = import_theme(src, out_dir=tmp_path / "out")
     theme = OmegaConf.merge(OmegaConf.structured(ThemeConfig), OmegaConf.load(target))
     assert theme.name == "my_xterm"  # named after the file
-    assert theme.cursor == "#ff0000"
-    assert theme.selection == "#808080"  # half white over black
+    assert theme.cursor == "#808080"  # half white over black
     assert theme.purple == ANSI_VALUES["magenta"]
 
 
@@ -102,12 +101,11 @@ def test_windows_terminal_schemes_with_purple_and_cursor_color(tmp_path):
     assert theme.name == "campbell" and theme.cursor == "#fffffe" and theme.purple == ANSI_VALUES["magenta"]
 
 
-def test_missing_cursor_and_selection_are_derived(tmp_path):
+def test_missing_cursor_and_title_bar_are_derived(tmp_path):
     raw = vhs_theme("Bare", "#ffffff")
-    del raw["cursor"], raw["selection"]
+    del raw["cursor"]
     theme = OmegaConf.load(import_theme(write_json(tmp_path / "bare.json", raw), out_dir=tmp_path))
     assert theme.cursor == "#cccccc"  # the foreground
-    assert theme.selection not in (theme.background, theme.foreground)
     assert theme.title_bar < theme.background  # a light theme gets a darker bar
 
 

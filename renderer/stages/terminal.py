@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
-from renderer import ass
+from renderer import ass, sgr
 from renderer.graph import Node, NodeInput
 from renderer.script import Scene
 
@@ -28,8 +28,8 @@ TAB_STOP = 8
 TRAFFIC_LIGHTS = ("#ff5f56", "#ffbd2e", "#27c93f")
 IDLE_HORIZON_CS = 6000  # blink on past the scene's planned end: the last scene may be extended
 END_RESERVE_MS = 600  # typing finishes at least this long before the scene ends
-VERSION = "2"
-# the theme settings a terminal is drawn with (its ANSI palette is not: on-screen text has no colour codes)
+VERSION = "3"  # 3: ANSI colour codes in on-screen text are shown in the theme's palette
+# the theme settings every terminal is drawn with; an ANSI colour is read only by text whose escape codes show it
 THEME_READS = ("background", "foreground", "prompt", "cursor", "comment", "brightBlack", "title_bar", "font_family",
                "font_size", "line_spacing", "padding", "window_chrome", "panel_opacity")
 
@@ -96,6 +96,34 @@ def display_text(text: str, start_col: int = 0) -> str:
     return ass.printable(expand_tabs(text, start_col))
 
 
+def styled_display(text: str, start_col: int = 0) -> tuple[str, list[str | None]]:
+    """``display_text`` for text that may carry ANSI escape codes: what shows, and each character's colour
+    (an ANSI colour name of the theme, '#rrggbb', or None for the line's own colour)."""
+    if not sgr.has_escapes(text):
+        shown = display_text(text, start_col)
+        return shown, [None] * len(shown)
+    plain, colours = sgr.parse(text)
+    out: list[str] = []
+    styles: list[str | None] = []
+    col = start_col
+    for ch, colour in zip(plain, colours):
+        piece = display_text(ch, col)
+        out.append(piece)
+        styles += [colour] * len(piece)
+        col += sum(cells(c) for c in piece)
+    return "".join(out), styles
+
+
+def wrap_styled(text: str, styles: list[str | None], cols: int, first_indent: int = 0
+                ) -> list[tuple[str, tuple[str | None, ...]]]:
+    """``wrap``, each row with its characters' colours."""
+    rows, at = [], 0
+    for row in wrap(text, cols, first_indent):
+        rows.append((row, tuple(styles[at:at + len(row)])))
+        at += len(row)
+    return rows
+
+
 def wrap(text: str, cols: int, first_indent: int = 0) -> list[str]:
     """Hard-wrap at ``cols`` cells (terminals wrap mid-word); the first row starts ``first_indent`` cells in."""
     rows, current, used = [], "", first_indent
@@ -133,6 +161,7 @@ class Row:
     text: str
     colour: str
     prompt: str = ""  # already-formatted ASS prefix (prompt symbol in its colour)
+    styles: tuple[str | None, ...] = ()  # per character: '#rrggbb' from its escape codes, None = ``colour``
     appear: float = 0
     typing_from: float = 0  # the cursor is solid from here until the last character is typed
     char_times: list[float] = field(default_factory=list)  # when each character shows; empty = all at once
@@ -186,6 +215,13 @@ class Screen:
         return row
 
 
+def _resolve(styles: tuple[str | None, ...], theme: Any) -> tuple[str | None, ...]:
+    """Colours as hex: ANSI names from the theme's palette; () for a row in its own colour throughout."""
+    if not any(styles):
+        return ()
+    return tuple(None if s is None else s if s.startswith("#") else getattr(theme, s) for s in styles)
+
+
 def _prompt_prefix(theme: Any, symbol: str) -> str:
     return ass.tag_colour(theme.prompt) + ass.escape(f"{symbol} ")
 
@@ -209,8 +245,8 @@ def _schedule(lines: list[dict], cols: int, max_rows: int, timing: Any, theme: A
         upcoming = lines[i + 1] if i + 1 < len(lines) else None
         if kind == "output":
             t += timing.output_pause_ms if i else 0
-            for text in wrap(display_text(line["text"]), cols):
-                screen.add(Row(text, theme.foreground), t)
+            for text, styles in wrap_styled(*styled_display(line["text"]), cols):
+                screen.add(Row(text, theme.foreground, styles=_resolve(styles, theme)), t)
         else:
             at_prompt = kind == "command" or waiting_prompt is not None
             if waiting_prompt is not None:
@@ -220,13 +256,14 @@ def _schedule(lines: list[dict], cols: int, max_rows: int, timing: Any, theme: A
             indent = len(symbol) + 1 if at_prompt else 0
             colour, ms_per_char = ((theme.foreground, timing.command_ms_per_char) if kind == "command"
                                    else (comment_colour, timing.comment_ms_per_char))
-            for k, text in enumerate(wrap(display_text(line["text"], indent), cols, first_indent=indent)):
+            shown, line_styles = styled_display(line["text"], indent)
+            for k, (text, styles) in enumerate(wrap_styled(shown, line_styles, cols, first_indent=indent)):
                 if k == 0 and waiting_prompt is not None:
                     row, waiting_prompt = waiting_prompt, None
-                    row.text, row.colour = text, colour
+                    row.text, row.colour, row.styles = text, colour, _resolve(styles, theme)
                 else:
                     prefix = _prompt_prefix(theme, symbol) if k == 0 and at_prompt else ""
-                    row = screen.add(Row(text, colour, prefix), t)
+                    row = screen.add(Row(text, colour, prefix, styles=_resolve(styles, theme)), t)
                 t = row.type_out(t, ms_per_char)
             running = at_prompt
             if upcoming is not None:
@@ -265,7 +302,7 @@ def _row_events(row: Row, cursor_until: int, geo: Geometry, blink_cs: int, curso
         keys.update(range(int(row.appear), int(min(row.typing_from, cursor_until)), blink_cs))
         keys.update(range(int(row.typed_until), cursor_until, blink_cs))
     times = sorted(k for k in keys if k >= row.appear and (row.gone is None or k < row.gone))
-    pieces = [ass.escape(ch) for ch in row.text]  # escaping is per character, so prefixes are joins
+    pieces = _pieces(row)  # per character, so what is typed so far is a join of the first ones
     colour, cursor = ass.tag_colour(row.colour), ass.tag_colour(cursor_colour) + CURSOR
     events = []
     for i, t in enumerate(times):
@@ -276,6 +313,18 @@ def _row_events(row: Row, cursor_until: int, geo: Geometry, blink_cs: int, curso
         events.append(ass.Event(int(t), None if end is None else int(end), 2, "Term",
                                 f"{{\\pos({x},{y})}}{row.prompt}{colour}{shown}{tail}"))
     return events
+
+
+def _pieces(row: Row) -> list[str]:
+    """Each character of the row as ASS text, with a colour tag where its colour differs from the one before."""
+    pieces = [ass.escape(ch) for ch in row.text]
+    previous = row.colour
+    for k, style in enumerate(row.styles):
+        wanted = style or row.colour
+        if wanted != previous:
+            pieces[k] = ass.tag_colour(wanted) + pieces[k]
+            previous = wanted
+    return pieces
 
 
 def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list[ass.Event]:
@@ -352,6 +401,7 @@ def _typing_warnings(scene: Scene, track: TerminalTrack) -> tuple[str, ...]:
 def node(name: str, scene: Scene, script_title: str) -> Node:
     """The graph node for a scene's terminal; if it fails the scene simply has no terminal."""
     lines = [{"kind": line.kind, "text": line.text, "prompt": line.prompt} for line in scene.on_screen]
+    palette = sgr.palette_used([line["text"] for line in lines])
     title = f"{script_title} — {scene.title}" if scene.title else script_title
     data = {"lines": lines, "title": title, "duration": scene.duration}
 
@@ -366,7 +416,7 @@ def node(name: str, scene: Scene, script_title: str) -> Node:
         return TerminalTrack("", [], 1.0, 0, 0)
 
     return Node(name=name, stage="terminal", version=VERSION,
-                reads=(*(f"theme.{leaf}" for leaf in THEME_READS), "terminal", "format.width", "format.height",
+                reads=(*(f"theme.{leaf}" for leaf in (*THEME_READS, *palette)), "terminal", "format.width", "format.height",
                        "assembly.panel", "assembly.picture"),
                 data=data, fn=fn, fallback=no_terminal)
 
