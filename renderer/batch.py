@@ -19,7 +19,7 @@ from typing import Any, Generator, Iterator
 
 import psutil
 from joblib import Parallel, delayed
-from joblib._parallel_backends import LokyBackend
+from joblib._parallel_backends import LokyBackend, ThreadingBackend
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -205,9 +205,37 @@ class GracefulLokyBackend(LokyBackend):
             super().abort_everything(ensure_ready=ensure_ready)
 
 
+class GracefulThreadingBackend(ThreadingBackend):
+    """joblib's threading backend, but an abort first stops the scripts its threads render (threads cannot be
+    killed): ``reliability.cancel()`` makes each script's graph stop its own work, as a signal does in a worker
+    process (Runway tasks DELETEd, media tools killed), and the abort waits up to ``CANCEL_GRACE_S`` for them."""
+
+    def __init__(self, **backend_kwargs: Any):
+        super().__init__(**backend_kwargs)
+        self._results: list[Any] = []  # the pool's AsyncResults, one per script submitted
+        self._results_lock = threading.Lock()
+
+    def submit(self, func, callback=None):  # type: ignore[no-untyped-def]
+        result = super().submit(func, callback=callback)
+        with self._results_lock:
+            self._results = [r for r in self._results if not r.ready()] + [result]
+        return result
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        try:
+            reliability.cancel()
+            with self._results_lock:
+                results, self._results = self._results, []
+            deadline = time.monotonic() + CANCEL_GRACE_S
+            for result in results:
+                result.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            super().abort_everything(ensure_ready=ensure_ready)
+
+
 def _backend(name: str) -> Any:
-    """What ``Parallel`` gets for ``batch.backend``: loky with a graceful abort, other backends by name."""
-    return GracefulLokyBackend() if name == "loky" else name
+    """What ``Parallel`` gets for ``batch.backend``: loky and threading with a graceful abort, others by name."""
+    return {"loky": GracefulLokyBackend, "threading": GracefulThreadingBackend}.get(name, lambda: name)()
 
 
 def clean_leftovers(layout: RunLayout) -> None:

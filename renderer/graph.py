@@ -31,6 +31,8 @@ from renderer.logs import redact
 from renderer import reliability
 from renderer.reliability import RetryPolicy
 
+CANCEL_POLL_S = 0.2  # how soon a graph running off the main thread notices reliability.cancel()
+
 
 def _whole(value: Any) -> Any:
     return value
@@ -326,7 +328,9 @@ class Graph:
                         del pending[name]
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
+                if reliability.cancelled():  # stopped from elsewhere: this graph may run on a thread no signal reaches
+                    raise KeyboardInterrupt
                 for future in done:
                     name = running.pop(future)
                     busy[self.nodes[name].slot] -= 1

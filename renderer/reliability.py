@@ -95,6 +95,11 @@ def cancel() -> None:
     _cancel.set()
 
 
+def cancelled() -> bool:
+    """``cancel()`` was called (and not reset): whatever runs in this process is to stop."""
+    return _cancel.is_set()
+
+
 def reset_cancel() -> None:
     """Let retry loops run again after ``cancel()`` (a new run in a long-lived process, tests)."""
     _cancel.clear()

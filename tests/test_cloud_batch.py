@@ -135,9 +135,10 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("how, stuck", [("sigterm", False), ("ctrl-c", False), ("sigterm", True)],
-                         ids=["sigterm", "ctrl-c", "sigterm-worker-stuck-in-a-request"])
-def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stuck):
+@pytest.mark.parametrize("how, stuck, backend", [("sigterm", False, "loky"), ("ctrl-c", False, "loky"),
+                                                 ("sigterm", True, "loky"), ("sigterm", False, "threading")],
+                         ids=["sigterm", "ctrl-c", "sigterm-worker-stuck-in-a-request", "sigterm-threading"])
+def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stuck, backend):
     """SIGTERM to the renderer (or a terminal's Ctrl-C, which reaches its whole process group): the workers get
     a grace period to DELETE every Runway task they created, nothing new starts, the renderer exits 130 within
     5 s, the scripts are marked cancelled, and no process or temp file is left behind. A worker still stuck in
@@ -152,7 +153,8 @@ def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stu
         proc = subprocess.Popen(
             [sys.executable, "-m", "renderer", *CLI_TINY, "voice=silent", "visual=runway", f"visual.base_url={api.url}",
              "visual.poll_interval_s=0.05", "visual.poll_jitter_s=0.01", f"limits.api_timeout_s={60 if stuck else 3}",
-             "limits.memory_gb=0", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2", f"hydra.run.dir={run_dir}"],
+             "limits.memory_gb=0", f"batch.inputs=[{inputs}/*.txt]", "batch.n_jobs=2", f"batch.backend={backend}",
+             f"hydra.run.dir={run_dir}"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True, start_new_session=True,
             preexec_fn=_sigint_default)
         seen: dict[int, str] = {}  # pid -> command line of every process the renderer started
