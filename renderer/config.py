@@ -43,6 +43,17 @@ class ProceduralVisualConfig:
     sources: list[str] = field(default_factory=lambda: ["gradients", "plasma", "life", "mandelbrot"])
 
 
+@dataclass
+class LibraryVisualConfig:
+    _target_: str = "renderer.providers.library.LibraryVisual"
+    name: str = "library"
+    dir: str = MISSING  # your clips and stills (subfolders too; tags in a clips.yaml beside them)
+    fit: str = "loop"  # loop | extend (hold the last frame) a clip shorter than its scene
+    zoom: float = 1.15  # a still's Ken Burns zoom, from 1 to this (or back)
+    fps: int = 25  # frame rate of a still's Ken Burns motion
+    fallback: bool = True  # false: a scene nothing matches fails the script instead of going procedural
+
+
 # --- cloud providers (keys come from the environment only, never from config) ----------------------------
 @dataclass
 class ElevenLabsVoiceSettings:
@@ -290,6 +301,7 @@ def register_configs() -> None:
     cs.store(group="voice", name="elevenlabs_schema", node=ElevenLabsVoiceConfig)
     cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
     cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
+    cs.store(group="visual", name="library_schema", node=LibraryVisualConfig)
 
 
 register_configs()

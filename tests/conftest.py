@@ -96,6 +96,14 @@ def max_volume_db(path: Path, start: float, duration: float) -> float:
     return float(value)
 
 
+def mean_rgb(video: Path, at: float = 0.2) -> tuple[int, int, int]:
+    """The average colour of the frame at ``at`` seconds."""
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", str(video), "-vf", "scale=1:1:flags=area",
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    return raw[0], raw[1], raw[2]
+
+
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "renderer", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)

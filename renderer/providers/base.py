@@ -9,6 +9,11 @@ from pathlib import Path
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 
 
+class ProviderConfigError(ValueError):
+    """A provider's settings are wrong (a folder that is not there, a bad value): not an outage, so the script
+    stops with the fix instead of falling back."""
+
+
 @dataclass(frozen=True)
 class AudioClip:
     """Narration for one scene; ``path`` is None when the scene is silent."""

@@ -2,7 +2,8 @@
 
 voice:  configured provider → espeak-ng (offline) → silence
 visual: configured provider → procedural (offline) → a plain backdrop
-A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script.
+A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script; so does a
+provider whose settings are wrong (``ProviderConfigError``: the fix, not a stand-in).
 A provider that cannot even start (no API key, no espeak-ng) is replaced by its first working stand-in,
 recorded as a fallback. Cloud providers get a service guard (breaker, retries, concurrency) whose breaker
 state is shared by every worker of the run through ``state_dir``.
@@ -19,6 +20,7 @@ from loguru import logger
 from omegaconf import DictConfig
 
 from renderer.logs import redact
+from renderer.providers.base import ProviderConfigError
 from renderer.providers.espeak import EspeakVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
@@ -76,6 +78,13 @@ def _stand_ins(group: str, configured: Any) -> list[Any]:
     return out
 
 
+def _wrong_settings(exc: BaseException | None) -> ProviderConfigError | None:
+    """The provider's own complaint about its settings, wherever Hydra's instantiate wrapped it."""
+    while exc is not None and not isinstance(exc, ProviderConfigError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
 def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
     providers = Providers()
     for group in groups:
@@ -84,6 +93,8 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
         try:
             provider = instantiate(group_cfg)
         except Exception as exc:
+            if wrong := _wrong_settings(exc):  # not an outage: the fix, not a stand-in
+                raise ProviderUnavailable(f"{group}={group_cfg.name}: {wrong}") from None
             reason = redact(f"{type(exc).__name__}: {exc}")
             if not allowed:
                 raise ProviderUnavailable(f"{group} provider {group_cfg.name} cannot start and fallback is off: "

@@ -1,6 +1,9 @@
 """Offline scene visuals from ffmpeg's lavfi sources: varied per scene, seeded by it, cheap to render.
 
-Clips are rendered small (``scale`` of the output size, low fps); assembly scales them to the format.
+The Visual line steers them (renderer/providers/prompt.py): its first colour word ("green phosphor", "amber
+pulse", "black water") sets the hue of the palette, dark or bright words its brightness, fast or slow words the
+motion; a prompt that names none gets a seeded random palette. Clips are rendered small (``scale`` of the
+output size, low fps); assembly scales them to the format.
 """
 
 from __future__ import annotations
@@ -12,48 +15,65 @@ from pathlib import Path
 
 from renderer import ffmpeg
 from renderer.providers.base import VisualClip
+from renderer.providers.prompt import Mood, mood_of
 
 
 def seed_of(*parts: str) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:4], "big")
 
 
-def _palette(rng: random.Random, n: int = 3) -> list[str]:
-    """Moody colours around one random hue, dark enough for a terminal to read on top."""
-    hue = rng.random()
+def _palette(rng: random.Random, mood: Mood, n: int = 3) -> list[tuple[float, float, float]]:
+    """Colours (r, g, b in 0..1) around one hue (the mood's, or a random one), dark enough by default for a
+    terminal to read on top; a named hue keeps the palette close to it."""
+    hue, spread = (rng.random(), (0.05, 0.18)) if mood.hue is None else (mood.hue, (0.0, 0.03))
     colours = []
     for i in range(n):
-        h = (hue + i * rng.uniform(0.05, 0.18)) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(h, rng.uniform(0.5, 0.9), rng.uniform(0.25, 0.6))
-        colours.append(f"0x{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+        h = (hue + i * rng.uniform(*spread) * rng.choice((-1, 1))) % 1.0
+        colours.append(colorsys.hsv_to_rgb(h, rng.uniform(0.5, 0.9), rng.uniform(*mood.value)))
     return colours
 
 
-def _source(kind: str, w: int, h: int, fps: int, duration: float, rng: random.Random) -> str:
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "0x" + "".join(f"{int(c * 255):02x}" for c in rgb)
+
+
+def _tint(rgb: tuple[float, float, float], mood: Mood) -> str:
+    """``,hue=s=0,lutrgb=...``: the picture in shades of ``rgb`` (white becomes ``rgb`` at the mood's top
+    brightness), for sources that bring colours of their own; "" when the prompt names no colour."""
+    if mood.hue is None:
+        return ""
+    top = max(max(rgb), 1e-3)
+    r, g, b = (c / top * mood.value[1] for c in rgb)
+    return f",hue=s=0,lutrgb=r='val*{r:.3f}':g='val*{g:.3f}':b='val*{b:.3f}'"
+
+
+def _source(kind: str, w: int, h: int, fps: int, duration: float, rng: random.Random, mood: Mood) -> str:
     seed = rng.randrange(2**31)
-    c = _palette(rng)
+    rgb = _palette(rng, mood)
+    c = [_hex(colour) for colour in rgb]
     if kind == "gradients":
         return (f"gradients=s={w}x{h}:r={fps}:d={duration:.3f}:seed={seed}:nb_colors=3"
-                f":c0={c[0]}:c1={c[1]}:c2={c[2]}:speed={rng.uniform(0.005, 0.02):.4f}")
+                f":c0={c[0]}:c1={c[1]}:c2={c[2]}:speed={rng.uniform(0.005, 0.02) * mood.speed:.4f}")
     if kind == "life":
         return (f"life=s={w}x{h}:r={fps}:seed={seed}:ratio={rng.uniform(0.1, 0.3):.2f}:mold=25"
                 f":life_color={c[0]}:death_color=0x050505:mold_color={c[1]},trim=duration={duration:.3f}")
-    if kind == "mandelbrot":
-        return (f"mandelbrot=s={w}x{h}:r={fps}:start_scale={rng.uniform(2, 3):.2f}:end_scale=0.3"
+    if kind == "mandelbrot":  # a faster mood zooms deeper in the same time
+        return (f"mandelbrot=s={w}x{h}:r={fps}:start_scale={rng.uniform(2, 3):.2f}:end_scale={0.3 ** mood.speed:.3f}"
                 f":end_pts={duration * fps:.0f}:inner=black,hue=h={rng.randrange(360)}:s=0.6,"
-                f"eq=brightness=-0.12,trim=duration={duration:.3f}")
+                f"eq=brightness=-0.12{_tint(rgb[0], mood)},trim=duration={duration:.3f}")
     if kind == "plasma":  # geq is costly per pixel: half the size again
         w, h = max(16, w // 2 // 2 * 2), max(16, h // 2 // 2 * 2)
-        a, b, k = rng.uniform(11, 31), rng.uniform(11, 31), rng.uniform(0.3, 0.9)
+        a, b, k = rng.uniform(11, 31), rng.uniform(11, 31), rng.uniform(0.3, 0.9) * mood.speed
+        t1, t2 = 0.4 * mood.speed, 0.5 * mood.speed
         return (f"color=black:s={w}x{h}:r={fps}:d={duration:.3f},format=rgb24,"
-                f"geq=r='60+50*sin(X/{a:.1f}+T*{k:.2f})*cos(Y/{b:.1f}-T*0.4)'"
-                f":g='40+35*sin((X+Y)/{a + b:.1f}+T*0.5)'"
-                f":b='90+70*cos(hypot(X-W/2,Y-H/2)/{b:.1f}-T*{k:.2f})'")
+                f"geq=r='60+50*sin(X/{a:.1f}+T*{k:.2f})*cos(Y/{b:.1f}-T*{t1:.2f})'"
+                f":g='40+35*sin((X+Y)/{a + b:.1f}+T*{t2:.2f})'"
+                f":b='90+70*cos(hypot(X-W/2,Y-H/2)/{b:.1f}-T*{k:.2f})'{_tint(rgb[0], mood)}")
     raise ValueError(f"unknown procedural source {kind!r}: use gradients, life, mandelbrot or plasma")
 
 
 class ProceduralVisual:
-    version = "1"
+    version = "2"  # 2: steered by the prompt's colour and mood words
 
     def __init__(self, name: str = "procedural", scale: float = 0.25, fps: int = 12,
                  sources: list[str] | None = None):
@@ -64,12 +84,12 @@ class ProceduralVisual:
 
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
                timeout: float = 300.0) -> VisualClip:
-        """A clip of ``duration`` seconds for a scene described by ``prompt`` (the prompt seeds it)."""
+        """A clip of ``duration`` seconds for a scene described by ``prompt`` (the prompt seeds and steers it)."""
         rng = random.Random(seed_of(prompt))
         kind = self.sources[rng.randrange(len(self.sources))]
         w = max(16, int(width * self.scale) // 2 * 2)
         h = max(16, int(height * self.scale) // 2 * 2)
-        graph = _source(kind, w, h, self.fps, duration, rng)
+        graph = _source(kind, w, h, self.fps, duration, rng, mood_of(prompt))
         ffmpeg.run(["-f", "lavfi", "-i", graph, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264",
                     "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
                    timeout=timeout)

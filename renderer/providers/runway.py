@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from renderer import ffmpeg
 from renderer.providers.base import VisualClip
+from renderer.providers.fit import fit_clip
 from renderer.providers.http import Client, Guarded, api_key, json_body
 from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 
@@ -150,7 +151,7 @@ class RunwayVisual(Guarded):
             self._stop_if_cancelled()
             guard.call(lambda: self._download(url, raw, deadline), operation="download", deadline=deadline)
             self._stop_if_cancelled()
-            self._fit(raw, out, duration, timeout=max(10.0, deadline - time.monotonic()))
+            fit_clip(raw, out, duration, fit=self.fit, timeout=max(10.0, deadline - time.monotonic()))
         finally:
             raw.unlink(missing_ok=True)
         return VisualClip(out, duration, self.name)
@@ -306,11 +307,3 @@ class RunwayVisual(Guarded):
         if info is None or info.first("video") is None:
             raise ServiceError(self.service, None, "malformed_video", "the downloaded output is not a video", True)
 
-    def _fit(self, src: Path, out: Path, duration: float, *, timeout: float) -> None:
-        """Loop (or hold the last frame of) the clip to exactly ``duration`` seconds."""
-        if self.fit == "loop":
-            args = ["-stream_loop", "-1", "-i", str(src)]
-        else:
-            args = ["-i", str(src), "-vf", f"tpad=stop_mode=clone:stop_duration={duration:.3f}"]
-        ffmpeg.run([*args, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
-                    "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(out)], timeout=timeout)

@@ -11,6 +11,13 @@ from renderer.script import Scene
 VERSION = "1"
 
 
+def _source_of(provider: Any, prompt: str) -> dict[str, str]:
+    """What a provider that picks from files would use for this prompt (the library's chosen file), so the
+    key changes when that file does."""
+    fingerprint = getattr(provider, "fingerprint", None)
+    return {"source": fingerprint(prompt)} if fingerprint else {}
+
+
 def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
          backups: list[Any] | None = None, stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
@@ -30,7 +37,7 @@ def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, tim
         stage="visual",
         version=f"{VERSION}.{provider.version}",
         reads=("visual", "format.width", "format.height"),
-        data={"prompt": prompt, "duration": duration},
+        data={"prompt": prompt, "duration": duration, **_source_of(provider, prompt)},
         fn=render_with(provider),
         fallback=first_that_works([render_with(b) for b in backups or []]),
         cacheable=not stand_in,

@@ -1,0 +1,171 @@
+"""The user's own footage as scene visuals: per scene, the clip or still in ``visual.dir`` whose words best match
+the scene's Visual line.
+
+A file's words are those of its name and of the folders it sits in below ``dir`` (``ocean/waves-at-dusk.mp4``:
+ocean, waves, dusk), plus the tags a ``clips.yaml`` in its folder gives it::
+
+    waves-at-dusk.mp4: [sea, evening, calm]
+    IMG_0042.jpg: {tags: "harbour, boats, night"}
+
+Each Visual word a file shares counts by how rare it is in the library (inverse document frequency), so
+"black water" prefers the one clip of black water to the many of water. Ties go to the first path in name
+order, so a pick never changes between runs. A still gets a slow Ken Burns zoom and pan (its direction seeded
+by the scene); a clip is looped or held on its last frame to last the scene, like Runway's. A scene nothing
+matches fails over to the procedural source, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from renderer import ffmpeg
+from renderer.providers.base import ProviderConfigError, VisualClip
+from renderer.providers.fit import FITS, fit_clip
+from renderer.providers.procedural import seed_of
+from renderer.providers.prompt import words_of
+
+VIDEO = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+STILL = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+SIDECAR = "clips.yaml"
+
+
+class LibraryError(ProviderConfigError):
+    """``visual.dir`` or a ``clips.yaml`` is unusable; the message names the path and the fix."""
+
+
+class NoMatch(RuntimeError):
+    """No file in the library shares a word with the scene's Visual line."""
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    relative: str  # below the library folder, for the record
+    words: frozenset[str]
+    still: bool
+    fingerprint: str  # what the file is, for cache keys: its path, size and modification time
+
+
+def _tags(sidecar: Path) -> dict[str, frozenset[str]]:
+    """File name -> tag words, from a clips.yaml."""
+    try:
+        data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LibraryError(f"{sidecar}: cannot be read as YAML ({exc}); write it as `file-name.mp4: [tag, tag]`")
+    if not isinstance(data, dict):
+        raise LibraryError(f"{sidecar}: expected a mapping of file names to tags, e.g. `waves.mp4: [sea, calm]`")
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            value = value.get("tags", "")
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value or "")
+        out[str(name)] = words_of(text)
+    return out
+
+
+def index(folder: Path) -> list[Item]:
+    """Every clip and still below ``folder``, in name order, with its words."""
+    if not folder.is_dir():
+        raise LibraryError(f"visual.dir={folder}: no such folder; point it at your clips and stills "
+                           "(visual=library visual.dir=/path/to/media)")
+    tags: dict[Path, dict[str, frozenset[str]]] = {}
+    items = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO | STILL and p.is_file()):
+        if path.parent not in tags:
+            sidecar = path.parent / SIDECAR
+            tags[path.parent] = _tags(sidecar) if sidecar.is_file() else {}
+        relative = path.relative_to(folder)
+        words = words_of(" ".join(relative.with_suffix("").parts)) | tags[path.parent].get(path.name, frozenset())
+        stat = path.stat()
+        items.append(Item(path, relative.as_posix(), words, path.suffix.lower() in STILL,
+                          f"{relative.as_posix()}:{stat.st_size}:{stat.st_mtime_ns}"))
+    if not items:
+        raise LibraryError(f"visual.dir={folder}: holds no clips ({', '.join(sorted(VIDEO))}) or stills "
+                           f"({', '.join(sorted(STILL))})")
+    return items
+
+
+class LibraryVisual:
+    """Scene visuals picked from the user's own media (see the module's docstring)."""
+
+    version = "1"
+
+    def __init__(self, name: str = "library", dir: str = "", fit: str = "loop", zoom: float = 1.15,
+                 fps: int = 25, fallback: bool = True):
+        if not dir:
+            raise LibraryError("visual=library needs visual.dir=/path/to/your/clips")
+        if fit not in FITS:
+            raise LibraryError(f"visual.fit={fit!r}: use loop or extend")
+        self.name = name
+        self.folder = Path(dir).expanduser().absolute()
+        self.fit = fit
+        self.zoom = float(zoom)
+        self.fps = int(fps)
+        self.fallback = fallback
+        self.items  # noqa: B018  (a bad folder is a clear error now, not at the first scene)
+
+    @cached_property
+    def items(self) -> list[Item]:
+        return index(self.folder)
+
+    @cached_property
+    def _idf(self) -> dict[str, float]:
+        counts: dict[str, int] = {}
+        for item in self.items:
+            for word in item.words:
+                counts[word] = counts.get(word, 0) + 1
+        return {word: math.log(1 + len(self.items) / n) for word, n in counts.items()}
+
+    def pick(self, prompt: str) -> Item | None:
+        """The best-matching file for a Visual line, or None when no file shares a word with it."""
+        wanted = words_of(prompt)
+        best, best_score = None, 0.0
+        for item in self.items:
+            score = sum(self._idf[w] for w in wanted & item.words)
+            if score > best_score + 1e-9:
+                best, best_score = item, score
+        return best
+
+    def fingerprint(self, prompt: str) -> str:
+        """What a scene with this Visual line would be made of: part of its cache key, so a new, renamed or
+        edited file in the library renders the scenes it changes again, and no others."""
+        item = self.pick(prompt)
+        return item.fingerprint if item else ""
+
+    def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
+               timeout: float = 300.0) -> VisualClip:
+        item = self.pick(prompt)
+        if item is None:
+            raise NoMatch(f"nothing in {self.folder} matches {prompt!r}: name a file after words of the Visual "
+                          f"line, or tag one in a {SIDECAR}")
+        if item.still:
+            self._ken_burns(item.path, out, prompt, width, height, duration, timeout)
+        else:
+            fit_clip(item.path, out, duration, fit=self.fit, timeout=timeout, size=(width, height))
+        return VisualClip(out, duration, f"{self.name}:{item.relative}")
+
+    def _ken_burns(self, src: Path, out: Path, prompt: str, width: int, height: int, duration: float,
+                   timeout: float) -> None:
+        """A slow zoom (in or out) with a drift across the still, both seeded by the scene."""
+        rng = random.Random(seed_of("ken-burns", prompt))
+        frames = max(1, round(duration * self.fps))
+        progress = f"(on/{max(1, frames - 1)})"
+        zoom_in = rng.random() < 0.5
+        z = f"1+{self.zoom - 1:.4f}*{progress}" if zoom_in else f"{self.zoom:.4f}-{self.zoom - 1:.4f}*{progress}"
+        sx, sy = rng.choice((0.0, 1.0)), rng.uniform(0.3, 0.7)  # drift from one side to the other
+        ex = 1.0 - sx
+        x = f"(iw-iw/zoom)*({sx:.3f}+({ex - sx:.3f})*{progress})"
+        y = f"(ih-ih/zoom)*{sy:.3f}"
+        # zoompan steps in whole pixels: working at twice the size keeps the motion smooth
+        w2, h2 = width * 2, height * 2
+        vf = (f"scale={w2}:{h2}:force_original_aspect_ratio=increase,crop={w2}:{h2},"
+              f"zoompan=z='{z}':x='{x}':y='{y}':d={frames}:s={width}x{height}:fps={self.fps},setsar=1")
+        ffmpeg.run(["-i", str(src), "-vf", vf, "-frames:v", str(frames), "-an", "-c:v", "libx264", "-preset",
+                    "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4",
+                    str(out)], timeout=timeout)
