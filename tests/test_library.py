@@ -160,3 +160,19 @@ def test_the_key_follows_the_picked_file_only(media: Path):
     make_clip(media / "ocean-waves.mp4", "green", seconds=2)  # its own file changed: it renders again
     assert data() != before
     assert provider.fingerprint("nothing here") == ""
+
+
+def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
+    from renderer.graph import Graph
+
+    scene = parse_text(SCRIPT, path="lib.txt").scenes[0]
+
+    def key(folder: Path) -> str:
+        cfg = compose_cfg(*TINY, "visual=library", f"visual.dir={folder}")
+        node = visual_stage.node("visual/0", scene, LibraryVisual(dir=str(folder)), width=192, height=108,
+                                 timeout=60)
+        return Graph.key(node, cfg, {}, {})
+
+    before = key(media)
+    moved = media.rename(tmp_path / "moved")  # rename keeps sizes and modification times
+    assert key(moved) == before

@@ -95,6 +95,7 @@ class LibraryVisual:
     """Scene visuals picked from the user's own media (see the module's docstring)."""
 
     version = "1"
+    UNKEYED = ("dir",)  # the picked file's fingerprint keys a scene: a moved library renders nothing again
 
     def __init__(self, name: str = "library", dir: str = "", fit: str = "loop", zoom: float = 1.15,
                  fps: int = 25, fallback: bool = True):
