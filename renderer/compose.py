@@ -33,9 +33,15 @@ class CompositionError(ValueError):
     """The strategy in config names something that is not a stage."""
 
 
+def layer_names(cfg: DictConfig) -> list[str]:
+    """The layers burnt into each segment, bottom first: ``assembly.layers``, then the title card when on."""
+    title = ["title"] if cfg.assembly.title_card and cfg.assembly.picture != "none" else []
+    return [*list(cfg.assembly.layers), *title]
+
+
 def stage_names(cfg: DictConfig) -> list[str]:
     """The stages a script's graph is built from, in the order they are added."""
-    picture, layers = cfg.assembly.picture, list(cfg.assembly.layers)
+    picture, layers = cfg.assembly.picture, layer_names(cfg)
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
     video = [] if picture == "none" else ["segment"]
     return [*dict.fromkeys(sources), "timeline", *video, "soundtrack", "mux"]
@@ -74,7 +80,7 @@ class Composition:
 
     @property
     def layers(self) -> list[str]:
-        return list(self.cfg.assembly.layers)
+        return layer_names(self.cfg)
 
     @property
     def scenes(self) -> range:

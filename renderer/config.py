@@ -154,6 +154,8 @@ class AssemblyConfig:
     layers: list[str] = field(default_factory=list)  # stages drawn over the picture, bottom first: [terminal]
     panel: PanelConfig = field(default_factory=PanelConfig)
     transition_s: float = 0.0  # fade through black at scene cuts (timeline length unchanged)
+    title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
+    title_card_s: float = 3.5  # how long the title card shows (fading in and out)
     grade: str = ""  # extra ffmpeg video filter applied to the visual (e.g. eq/vignette), from trusted config
 
 

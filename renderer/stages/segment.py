@@ -129,7 +129,8 @@ def add(comp) -> None:
         for k in range(count):
             name = comp.name("segment", i, k)
             deps: dict[str, Any] = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k)),
-                                    "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers)}
+                                    "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers
+                                                    if comp.name(layer, i) in comp.graph.nodes)}  # some: scene 0 only
             if picture not in PICTURES_WITHOUT_STAGE:
                 deps["picture"] = comp.name(picture, i)
             comp.add(Node(

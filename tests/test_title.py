@@ -1,0 +1,87 @@
+"""The title card layer: placed beside the terminal panel in every format, burnt into the first scene only,
+gone when its time is up."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from renderer.files import RunLayout
+from renderer.pipeline import render_script
+from renderer.stages.title import band
+from tests.conftest import CONF, TINY, compose_cfg
+
+SCRIPT = """# The Long Night
+
+*A story told in two scenes*
+
+## Scene 1: Dusk [0:00]
+
+*A dark harbour at dusk.*
+
+**Narrator**: The lights came on one by one.
+
+```
+$ uptime
+```
+
+## Scene 2: Night [0:06]
+
+*A black sea.*
+
+**Narrator**: Then they went out.
+"""
+
+SIZE = ["format.width=320", "format.height=180"]
+
+
+@pytest.mark.parametrize("fmt", ["landscape_720p", "portrait_1080", "square_1080"])
+def test_the_card_never_covers_the_terminal_panel(fmt):
+    f = OmegaConf.load(CONF / "format" / f"{fmt}.yaml")
+    panel = compose_cfg(f"format={fmt}").assembly.panel
+    where = band(f, panel, 44)
+    top, bottom = panel.y * f.height, (panel.y + panel.h) * f.height
+    assert where.y + where.h <= top or where.y >= bottom, (where, top, bottom)
+    assert 0 <= where.y and where.y + where.h <= f.height and where.h > 44 * 2
+
+
+def test_without_room_beside_the_panel_the_card_is_centred():
+    f = OmegaConf.load(CONF / "format" / "landscape_720p.yaml")
+    full = compose_cfg("assembly=ui_only").assembly.panel  # the terminal fills the frame
+    assert band(f, full, 44) == band(f, None, 44) and band(f, None, 44).y == pytest.approx((720 - 44 * 3.2) / 2)
+
+
+def frame(video: Path, at: float) -> bytes:
+    return subprocess.run(["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", str(video), "-frames:v", "1", "-f",
+                           "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True).stdout
+
+
+def difference(a: bytes, b: bytes) -> float:
+    """Mean grey-level difference of two 320x180 frames over the rows of the card's band."""
+    cfg = compose_cfg(*SIZE)
+    where = band(cfg.format, cfg.assembly.panel, round(cfg.theme.font_size * 2 * 180 / 720))
+    rows = slice(320 * round(where.y), 320 * round(where.y + where.h))
+    a, b = a[rows], b[rows]
+    return sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+
+
+def test_the_card_shows_over_the_first_scene_and_then_is_gone(tmp_path: Path):
+    script = tmp_path / "night.md"
+    script.write_text(SCRIPT, encoding="utf-8")
+    videos = {}
+    for card in ("false", "true"):
+        cfg = compose_cfg(*TINY, *SIZE, "assembly=overlay", "voice=silent", f"assembly.title_card={card}",
+                          "assembly.title_card_s=2.5", "cache.enabled=true", f"cache.dir={tmp_path / 'cache'}")
+        record = render_script(script, "night", cfg, RunLayout(tmp_path / card))
+        assert record["status"] == "ok", record["error"]
+        videos[card] = (tmp_path / card / "night" / "night.mp4", record)
+    plain, titled = videos["false"][0], videos["true"][0]
+    assert difference(frame(plain, 1.2), frame(titled, 1.2)) > 6  # the card is there
+    assert difference(frame(plain, 4.5), frame(titled, 4.5)) < 1  # and gone after 2.5 s
+    assert difference(frame(plain, 7.0), frame(titled, 7.0)) < 1  # the second scene never had it
+    reran = {s["name"] for s in videos["true"][1]["stages"] if s["status"] == "ok"}
+    assert reran == {"title/0", "mux"} | {n for n in reran if n.startswith("segment/0.")}  # scene 2 from the cache
+    assert any(n.startswith("segment/0.") for n in reran)
