@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
@@ -93,10 +94,8 @@ def _schema_of(group: str, path):
     if group in SCHEMAS:
         return getattr(config, SCHEMAS[group])
     schema = next(d for d in OmegaConf.load(path).defaults if str(d).endswith("_schema"))  # e.g. espeak_schema
-    return {"voice": {"espeak_schema": config.EspeakVoiceConfig, "silent_schema": config.SilentVoiceConfig,
-                      "elevenlabs_schema": config.ElevenLabsVoiceConfig},
-            "visual": {"procedural_schema": config.ProceduralVisualConfig,
-                       "runway_schema": config.RunwayVisualConfig}}[group][schema]
+    stored = ConfigStore.instance().repo[group][f"{schema}.yaml"].node  # as register_configs() stored it
+    return OmegaConf.get_type(stored)
 
 
 @pytest.mark.parametrize("path", sorted(p for g in [*SCHEMAS, "voice", "visual"] for p in (CONF / g).glob("*.yaml")),
