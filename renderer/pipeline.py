@@ -11,7 +11,7 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import captions, compose, ffmpeg
+from renderer import captions, compose, ffmpeg, health, logs
 from renderer.cache import Cache, human
 from renderer.files import RunLayout, copy_atomic, free_bytes, write_json_atomic, write_text_atomic
 from renderer.graph import GraphError, NodeRecord
@@ -155,7 +155,13 @@ def _check_disk(cfg: DictConfig, layout: RunLayout, record: dict[str, Any]) -> N
 
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
-    returned in the record, which is also written as ``<slug>.json``."""
+    returned in the record, which is also written as ``<slug>.json``. Its log records (every thread's) carry
+    its slug and go to ``<slug>.log`` too; the health monitor sees it in flight meanwhile."""
+    with logs.correlate(script=slug), logs.script_log(layout.output(slug, ".log"), slug), health.in_flight(slug):
+        return _render(path, slug, cfg, layout)
+
+
+def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     started = time.perf_counter()
     log = logger.bind(script=slug)
     record = new_record(path, slug)
@@ -167,7 +173,7 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
-                      outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
+                      outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json", "log")})
         log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")

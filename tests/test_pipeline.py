@@ -57,7 +57,8 @@ def test_narration_starts_at_its_scene_timestamp(two_scenes, tmp_path):
 def test_outputs_and_record(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path)
     folder = tmp_path / "tiny"
-    assert sorted(p.name for p in folder.iterdir()) == ["tiny.json", "tiny.mp4", "tiny.srt", "tiny.vtt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.json", "tiny.log", "tiny.mp4", "tiny.srt",
+                                                          "tiny.vtt"]
     saved = json.loads((folder / "tiny.json").read_text())
     assert saved["status"] == "ok" and saved["title"] == "TINY" and saved["script_id"] == "TEST_0001"
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
