@@ -11,7 +11,7 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import captions, compose, ffmpeg, health, logs
+from renderer import captions, compose, ffmpeg, health, logs, thumbnails
 from renderer.cache import Cache, human
 from renderer.files import RunLayout, copy_atomic, free_bytes, write_json_atomic, write_text_atomic
 from renderer.graph import GraphError, NodeRecord
@@ -170,6 +170,8 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[s
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
         video = _publish(comp, outputs, layout)
+        record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline, layout.script_dir(slug),
+                                                 layout.workdir(slug), log, timeout=cfg.limits.ffmpeg_timeout_s)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
