@@ -280,7 +280,12 @@ class Graph:
             """A node in a pool thread, its log records and samples tagged with its name and stage."""
             with correlate(node=node.name, stage=node.stage, scene=_scene_of(node.name)), \
                     health.node_running(node.name, len(self.nodes)):
-                return attempt(node, inp, cacheable)
+                try:
+                    return attempt(node, inp, cacheable)
+                finally:
+                    r = records[node.name]
+                    logger.bind(provider=r.provider).debug("{}: {} in {:.2f} s{}", node.name, r.status, r.seconds,
+                                                           f" ({r.provider})" if r.provider else "")
 
         def attempt(node: Node, inp: NodeInput, cacheable: bool) -> Any:
             key, record = inp.key, records[node.name]
