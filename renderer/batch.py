@@ -22,9 +22,8 @@ from joblib import Parallel, delayed
 from joblib._parallel_backends import LokyBackend
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from renderer import ffmpeg, health, logs, reliability, report
+from renderer import ffmpeg, health, logs, progress, reliability, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, unique_slugs, write_json_atomic
@@ -336,7 +335,8 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
     records = _render_all(todo, plain_cfg, run_dir, n_jobs, cfg.batch.backend)
     try:
         with cache.in_use() if cfg.cache.enabled else nullcontext(), \
-                tqdm(total=len(todo), desc="scripts", unit="script", dynamic_ncols=True) as bar:
+                progress.bar(cfg, len(todo)) as bar:
+            monitor.on_tick = progress.follower(bar)  # the stages of the scripts in flight, on the bar
             for record in records:
                 manifest["scripts"][record["slug"]] = _summary(record)
                 write_json_atomic(layout.manifest, manifest)

@@ -228,8 +228,11 @@ def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = Non
     """Run ffmpeg (or ffprobe) with ``args``; return stdout.
 
     With ``on_progress`` and the ``duration`` the output will have, ffmpeg reports its position and the
-    callback receives the fraction done (0..1) about twice a second, and 1.0 at the end.
+    callback receives the fraction done (0..1) about twice a second, and 1.0 at the end. With a ``duration``
+    alone, the fraction goes to the health monitor's live view of the current node (``health.progress``).
     """
+    if duration and on_progress is None and tool == "ffmpeg" and not raw:
+        on_progress = health.progress
     cmd = [binary(tool)]
     if tool == "ffmpeg" and not raw:
         cmd += ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
