@@ -35,11 +35,12 @@ REFRESH_S = 0.5  # the monitor's snapshot is at most this old when an endpoint a
 PERCENTILES = (50, 95, 99)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks (numpy's default)."""
+def percentile(values: list[float], q: float, *, ordered: bool = False) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks (numpy's default);
+    ``ordered``: ``values`` are sorted already."""
     if not values:
         return 0.0
-    ordered = sorted(values)
+    ordered = values if ordered else sorted(values)
     rank = (len(ordered) - 1) * q / 100
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
@@ -56,7 +57,8 @@ class _Recorder:
         folder.mkdir(parents=True, exist_ok=True)
         self.samples = open(folder / f"{stem}.jsonl", "a", encoding="utf-8", buffering=1)
         self.live_path = folder / f"{stem}.live.json"
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the sample file and the live state
+        self.file_lock = threading.Lock()  # the live file
         self.live: dict[str, dict[str, Any]] = {}  # script -> {"nodes": {name: fraction}, "done", "total"}
         self.written = 0.0
         self.dirty = False
@@ -67,21 +69,24 @@ class _Recorder:
             self.samples.write(line + "\n")  # line-buffered: the parent sees it at once
 
     def changed(self, force: bool = False) -> None:
-        """The live state changed: write it now, or soon (at most every LIVE_WRITE_S; the flusher catches up)."""
+        """The live state changed: write it now, or soon (at most every LIVE_WRITE_S; the flusher catches up).
+        Writers take turns, so an older state never replaces a newer one."""
         with self.lock:
             self.dirty = True
             if not force and time.monotonic() - self.written < LIVE_WRITE_S:
                 return
-            state, self.dirty, self.written = json.dumps({"scripts": self.live}), False, time.monotonic()
-        tmp = self.live_path.with_name(f".{self.live_path.name}.{threading.get_ident()}.tmp")
-        try:
-            tmp.write_text(state, encoding="utf-8")
-            os.replace(tmp, self.live_path)
-        except OSError:  # the run's tmp dir is being cleaned away: the batch is over
-            pass
+        with self.file_lock:
+            with self.lock:
+                state, self.dirty, self.written = json.dumps({"scripts": self.live}), False, time.monotonic()
+            tmp = self.live_path.with_name(f".{self.live_path.name}.tmp")
+            try:
+                tmp.write_text(state, encoding="utf-8")
+                os.replace(tmp, self.live_path)
+            except OSError:  # the run's tmp dir is being cleaned away: the batch is over
+                pass
 
     def flush_loop(self) -> None:
-        while True:
+        while _recorder is self:
             time.sleep(LIVE_WRITE_S)
             if self.dirty:
                 self.changed(force=True)
@@ -96,8 +101,11 @@ def attach(run_dir: Path) -> None:
     global _recorder
     folder = Path(run_dir) / "tmp" / "health"
     with _recorder_lock:
-        if _recorder is not None and _recorder.folder == folder and _recorder.pid == os.getpid():
+        if _recorder is not None and _recorder.folder == folder and _recorder.pid == os.getpid() \
+                and os.path.exists(_recorder.samples.name):  # (a finished run's tmp/ is gone: start afresh)
             return
+        if _recorder is not None and _recorder.pid == os.getpid():
+            _recorder.samples.close()
         _recorder = _Recorder(folder)
         threading.Thread(target=_recorder.flush_loop, name="health-live", daemon=True).start()
 
@@ -138,8 +146,8 @@ def timed(service: str, kind: str, **extra: Any) -> Iterator[dict[str, Any]]:
 
 
 def provider_call(provider: Any, fn: Callable[[], Any]) -> Any:
-    """``fn()``, a call to ``provider`` (log records inside name it); an offline provider is timed as a service; a cloud provider's requests are timed by
-    its guard instead (renderer/reliability.py), so they are not counted twice."""
+    """``fn()``, a call to ``provider``, its log records naming it. An offline provider is timed as a service;
+    a cloud provider's requests are timed by its guard instead (renderer/reliability.py), not counted twice."""
     name = getattr(provider, "name", type(provider).__name__)
     with logs.correlate(provider=name):
         if getattr(provider, "service", None):
@@ -191,7 +199,10 @@ def progress(fraction: float) -> None:
     entry = rec.live.get(where.get("script", "")) if rec is not None else None
     if entry is None or where.get("node") not in entry["nodes"]:
         return
-    entry["nodes"][where["node"]] = round(fraction, 3)
+    with rec.lock:
+        if where.get("node") not in entry["nodes"]:  # the node ended meanwhile
+            return
+        entry["nodes"][where["node"]] = round(fraction, 3)
     rec.changed()
 
 
@@ -211,7 +222,10 @@ class ServiceStats:
     last_call_at: float | None = None
     breaker: str = ""  # as the last call saw it
 
+    _summary: dict[str, Any] | None = None  # until the next sample
+
     def add(self, sample: dict[str, Any]) -> None:
+        self._summary = None
         self.kind = self.kind or sample.get("kind", "")
         self.calls += 1
         self.last_call_at = sample.get("t")
@@ -232,11 +246,16 @@ class ServiceStats:
             self.breaker = sample["breaker"]
 
     def summary(self) -> dict[str, Any]:
-        lat = self.latencies
+        if self._summary is None:
+            self._summary = self._figures()
+        return dict(self._summary)
+
+    def _figures(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
         return {"kind": self.kind, "calls": self.calls, "successes": self.successes, "failures": self.failures,
                 "failure_rate": round(self.failures / self.calls, 4) if self.calls else 0.0,
                 "rejected": self.rejected, "retries": self.retries,
-                "latency_s": {**{f"p{q}": round(percentile(lat, q), 4) for q in PERCENTILES},
+                "latency_s": {**{f"p{q}": round(percentile(lat, q, ordered=True), 4) for q in PERCENTILES},
                               "mean": round(sum(lat) / len(lat), 4) if lat else 0.0,
                               "max": round(max(lat), 4) if lat else 0.0, "samples": len(lat)},
                 "breaker": self.breaker or None, "last_error": self.last_error or None,

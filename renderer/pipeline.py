@@ -170,12 +170,14 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[s
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
         video = _publish(comp, outputs, layout)
-        record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline, layout.script_dir(slug),
-                                                 layout.workdir(slug), log, timeout=cfg.limits.ffmpeg_timeout_s)
+        record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline,  # for the report
+                                                 layout.script_dir(slug), layout.workdir(slug), log,
+                                                 timeout=cfg.limits.ffmpeg_timeout_s)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
-                      outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json", "log")})
+                      outputs={ext: str(layout.output(slug, f".{ext}"))
+                               for ext in ("mp4", "srt", "vtt", "json", "log")})
         log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")

@@ -35,7 +35,8 @@ def test_report_escapes_everything_it_shows(tmp_path: Path):
     (tmp_path / "good").mkdir()
     (tmp_path / "good" / "good.mp4").write_bytes(b"")
     (tmp_path / "metrics.json").write_text(json.dumps({"services": {"<svc>": {
-        "kind": "api", "calls": 2, "failures": 1, "failure_rate": 0.5, "latency_s": {"p50": 0.1, "p95": 0.2, "p99": 0.3},
+        "kind": "api", "calls": 2, "failures": 1, "failure_rate": 0.5,
+        "latency_s": {"p50": 0.1, "p95": 0.2, "p99": 0.3},
         "breaker": "open", "last_error": "<img src=x onerror=alert(1)>"}}}))
     page = report.write(manifest, tmp_path).read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
