@@ -459,9 +459,15 @@ class Monitor:
         return self.path
 
     def close(self) -> Path:
-        """Stop refreshing and serving; write the final metrics.json (before tmp/ is cleaned away)."""
+        """Stop refreshing and serving; write the final metrics.json (before tmp/ is cleaned away). Never
+        raises: the batch's own cleanup comes after it."""
         self._stop.set()
         self._thread.join(timeout=5)
-        if self.server is not None:
-            self.server.close()
-        return self.write(final=True)
+        try:
+            if self.server is not None:
+                self.server.close()
+            self.write(final=True)
+        except Exception as exc:
+            logger.warning("health monitor: the final {} could not be written: {}: {}", self.path.name,
+                           type(exc).__name__, exc)
+        return self.path
