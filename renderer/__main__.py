@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 import renderer.config  # noqa: F401  (registers the structured config schema)
 from renderer import batch, logs
 from renderer.ffmpeg import FFmpegError
+from renderer.health import MonitorError
 
 EXIT_INTERRUPTED = 130
 
@@ -35,7 +36,7 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)
-    except (FFmpegError, batch.CannotStart) as exc:
+    except (FFmpegError, batch.CannotStart, MonitorError) as exc:
         logger.error("{}", exc)
         code = batch.EXIT_CANNOT_START
     if hydra_cfg.mode == RunMode.RUN:

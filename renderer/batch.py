@@ -22,9 +22,8 @@ from joblib import Parallel, delayed
 from joblib._parallel_backends import LokyBackend, ThreadingBackend
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from renderer import admission, ffmpeg, logs, reliability, report
+from renderer import admission, ffmpeg, health, logs, progress, reliability, report
 from renderer.cache import Cache
 from renderer.config import RendererConfig
 from renderer.files import RunLayout, expand_inputs, storage, unique_slugs, write_json_atomic
@@ -126,6 +125,7 @@ def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dic
         if _Worker.stopping:  # told to stop before this script began: it does not start
             raise KeyboardInterrupt
         logs.setup(Path(run_dir), console=False)
+        health.attach(Path(run_dir))
         cfg = OmegaConf.create(plain_cfg)
         ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
         return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)))
@@ -282,7 +282,7 @@ def _new_manifest(cfg: DictConfig, layout: RunLayout) -> tuple[dict[str, Any], d
 
 
 # settings a resumed run may change: they decide how the work is spread, never what a video looks like
-RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "limits.")
+RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "limits.", "monitor.", "progress")
 
 
 def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConfig) -> None:
@@ -294,7 +294,7 @@ def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConf
     if refused:
         raise ResumeError(f"resume= finishes a run with the config it started with; {', '.join(refused)} would "
                           "change it. Drop those overrides, or start a new run (the cache keeps what is done). "
-                          "Allowed with resume=: batch.n_jobs, batch.backend, limits.*")
+                          "Allowed with resume=: batch.n_jobs, batch.backend, limits.*, monitor.*, progress")
     for key in keys:
         OmegaConf.update(saved, key, OmegaConf.select(current, key), merge=False)
 
@@ -352,9 +352,11 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
         admission.check_fits(cfg.limits)
     except admission.NeverFits as exc:
         raise CannotStart(str(exc)) from None
+    monitor = health.Monitor(cfg, layout, manifest)  # binds monitor.port: one in use stops the run here
     write_json_atomic(layout.manifest, manifest)
     result = BatchResult(run_dir, manifest)
     if not manifest["scripts"]:
+        monitor.close()
         logger.error("nothing to render: batch.inputs={} matched no files", list(cfg.batch.inputs))
         return result
 
@@ -368,10 +370,12 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
     records = _render_all(todo, plain_cfg, run_dir, n_jobs, cfg.batch.backend)
     try:
         with cache.in_use() if cfg.cache.enabled else nullcontext(), \
-                tqdm(total=len(todo), desc="scripts", unit="script", dynamic_ncols=True) as bar:
+                progress.bar(cfg, len(todo)) as bar:
+            monitor.on_tick = progress.follower(bar)  # the stages of the scripts in flight, on the bar
             for record in records:
                 manifest["scripts"][record["slug"]] = _summary(record)
                 write_json_atomic(layout.manifest, manifest)
+                monitor.script_done(record)
                 bar.update()
                 if record["status"] == "ok":
                     logger.success("{}: ok", record["slug"])
@@ -386,6 +390,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
     finally:
         records.close()  # interrupted between two records: the workers are stopped (gracefully) here, not later
         ffmpeg.kill_all()
+        monitor.close()  # the final metrics.json, while the workers' samples are still in tmp/
         clean_leftovers(layout)
         manifest["finished"] = _now()
         manifest["seconds"] = round(time.perf_counter() - started, 3)

@@ -32,6 +32,8 @@ from typing import Any, Iterator
 
 import psutil
 
+from renderer import health
+
 ENTRY_FILE = "entry.json"
 LOCK_FILE = ".lock"
 CHUNK = 1 << 20
@@ -80,6 +82,12 @@ class Cache:
     # --- reading ---------------------------------------------------------------------------------------
     def get(self, stage: str, key: str) -> Any | None:
         """The cached output for ``key``, or None (a damaged entry is removed and counts as a miss)."""
+        with health.timed("cache", "cache", op="get") as sample:
+            value = self._get(stage, key)
+            sample["hit"] = value is not None
+        return value
+
+    def _get(self, stage: str, key: str) -> Any | None:
         entry = self.entry_dir(stage, key)
         record_path = entry / ENTRY_FILE
         if not record_path.exists():
@@ -102,6 +110,10 @@ class Cache:
 
     # --- writing ---------------------------------------------------------------------------------------
     def put(self, stage: str, key: str, value: Any) -> Any:
+        with health.timed("cache", "cache", op="put"):
+            return self._put(stage, key, value)
+
+    def _put(self, stage: str, key: str, value: Any) -> Any:
         """Move the output's files into a new entry; return the output pointing at the cached files.
 
         If the entry cannot be written (disk full, quota, read-only), the files are moved back where they

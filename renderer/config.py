@@ -270,6 +270,17 @@ class BatchConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """The health monitor of a batch: metrics.json every ``interval_s``; live endpoints with a port."""
+
+    port: int = 0  # serve /health/* (JSON) and /metrics (Prometheus) on this port while a batch runs (0: off)
+    host: str = "127.0.0.1"  # the address to bind; 0.0.0.0 exposes the endpoints to the network
+    interval_s: float = 5.0  # how often metrics.json is rewritten during a run
+    max_memory_percent: float = 95.0  # /health/system answers 503 above this much memory in use
+    min_free_disk_gb: float = 1.0  # ... or below this much free on the disk of the run or cache dir
+
+
+@dataclass
 class RendererConfig:
     voice: Any = MISSING
     visual: Any = MISSING
@@ -285,6 +296,8 @@ class RendererConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    progress: bool = True  # the batch's progress bar (on a terminal only)
     resume: str = ""  # a run dir to continue in place, with that run's own config
     experiment: str = ""  # set by the experiment preset, shown in the manifest
 

@@ -16,12 +16,15 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import psutil
+
+from renderer import health
 
 DEFAULT_TIMEOUT_S = 300.0
 MEDIA_TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "espeak")  # what this module starts
@@ -174,6 +177,7 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
     except OSError as exc:
         raise FFmpegError(f"could not start {Path(cmd[0]).name}: {exc}", cmd) from exc
     _register(proc)
+    started = time.perf_counter()
     timed_out = threading.Event()
 
     def on_timeout() -> None:
@@ -205,6 +209,10 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
         watchdog.cancel()
         _unregister(proc)
     name = Path(cmd[0]).name
+    failed = timed_out.is_set() or proc.returncode != 0
+    health.record(name, time.perf_counter() - started, not failed, kind="tool",
+                  error=(f"timed out after {limit:.0f} s" if timed_out.is_set() else
+                         f"exit {proc.returncode}: {''.join(tail).strip()[-300:]}" if failed else ""))
     if timed_out.is_set():
         raise FFmpegError(f"{name} timed out after {limit:.0f} s and was stopped", cmd, proc.returncode,
                           "".join(tail).strip())
@@ -220,8 +228,11 @@ def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = Non
     """Run ffmpeg (or ffprobe) with ``args``; return stdout.
 
     With ``on_progress`` and the ``duration`` the output will have, ffmpeg reports its position and the
-    callback receives the fraction done (0..1) about twice a second, and 1.0 at the end.
+    callback receives the fraction done (0..1) about twice a second, and 1.0 at the end. With a ``duration``
+    alone, the fraction goes to the health monitor's live view of the current node (``health.progress``).
     """
+    if duration and on_progress is None and tool == "ffmpeg" and not raw:
+        on_progress = health.progress
     cmd = [binary(tool)]
     if tool == "ffmpeg" and not raw:
         cmd += ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]

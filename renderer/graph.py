@@ -11,6 +11,7 @@ is recorded; a node with no fallback fails its dependents.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import errno
 import hashlib
@@ -27,8 +28,8 @@ from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
 from renderer.cache import Cache
-from renderer.logs import redact
-from renderer import reliability
+from renderer.logs import correlate, redact
+from renderer import health, reliability
 from renderer.reliability import RetryPolicy
 
 CANCEL_POLL_S = 0.2  # how soon a graph running off the main thread notices reliability.cancel()
@@ -117,6 +118,7 @@ class NodeRecord:
     stage: str
     key: str
     status: str = "pending"  # ok | cached | fallback | failed | skipped
+    started: float = 0.0  # seconds after the graph began (with ``seconds``: the waterfall in report.html)
     seconds: float = 0.0
     provider: str = ""
     error: str = ""
@@ -182,6 +184,13 @@ def _fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], outputs: dict
             raise ValueError(f"the key of a node reading part of {dep.node!r} is known only once it has run")
         return "part:" + _digest(dep.pick(outputs[dep.node]))
     return keys[dep]
+
+
+def _scene_of(name: str) -> str:
+    """The scene a node is for, when its name says (``voice/3``, ``segment/3.1``: renderer/compose.py), else ""."""
+    _, _, tail = name.partition("/")
+    scene = tail.split(".")[0]
+    return scene if scene.isdigit() else ""
 
 
 def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[NodeInput, Exception], Any] | None:
@@ -267,10 +276,23 @@ class Graph:
         caps = dict(slots or {})
         broken: set[str] = set()  # failed or skipped
         aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
+        began = time.perf_counter()
 
         def execute(node: Node, inp: NodeInput, cacheable: bool) -> Any:
+            """A node in a pool thread, its log records and samples tagged with its name and stage."""
+            with correlate(node=node.name, stage=node.stage, scene=_scene_of(node.name)), \
+                    health.node_running(node.name, len(self.nodes)):
+                try:
+                    return attempt(node, inp, cacheable)
+                finally:
+                    r = records[node.name]
+                    logger.bind(provider=r.provider).debug("{}: {} in {:.2f} s{}", node.name, r.status, r.seconds,
+                                                           f" ({r.provider})" if r.provider else "")
+
+        def attempt(node: Node, inp: NodeInput, cacheable: bool) -> Any:
             key, record = inp.key, records[node.name]
             started = time.perf_counter()
+            record.started = round(started - began, 3)
             if cacheable and (hit := cache.get(node.stage, key)) is not None:
                 record.status, record.provider = "cached", getattr(hit, "provider", "")
                 record.seconds = round(time.perf_counter() - started, 3)
@@ -306,7 +328,8 @@ class Graph:
             deps = {name: _resolve(dep, outputs) for name, dep in node.deps.items()}
             inp = NodeInput(node.data, _select(cfg, node.reads), deps, workdir, key)
             cacheable = cache is not None and node.name not in tainted
-            running[pool.submit(execute, node, inp, cacheable)] = node.name
+            # the task runs in a copy of this thread's context: the script's correlation ids go with it
+            running[pool.submit(contextvars.copy_context().run, execute, node, inp, cacheable)] = node.name
             busy[node.slot] += 1
 
         pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage")

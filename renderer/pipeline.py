@@ -11,7 +11,7 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import admission, captions, compose, ffmpeg
+from renderer import admission, captions, compose, ffmpeg, health, logs, thumbnails
 from renderer.cache import Cache
 from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
 from renderer.graph import GraphError, NodeRecord
@@ -155,7 +155,13 @@ def _admit(cfg: DictConfig, layout: RunLayout, record: dict[str, Any], log: Any)
 
 def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
-    returned in the record, which is also written as ``<slug>.json``."""
+    returned in the record, which is also written as ``<slug>.json``. Its log records (every thread's) carry
+    its slug and go to ``<slug>.log`` too; the health monitor sees it in flight meanwhile."""
+    with logs.correlate(script=slug), logs.script_log(layout.output(slug, ".log"), slug), health.in_flight(slug):
+        return _render(path, slug, cfg, layout)
+
+
+def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
     started = time.perf_counter()
     log = logger.bind(script=slug)
     record = new_record(path, slug)
@@ -164,10 +170,14 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> 
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
         video = _publish(comp, outputs, layout)
+        record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline,  # for the report
+                                                 layout.script_dir(slug), layout.workdir(slug), log,
+                                                 timeout=cfg.limits.ffmpeg_timeout_s)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
-                      outputs={ext: str(layout.output(slug, f".{ext}")) for ext in ("mp4", "srt", "vtt", "json")})
+                      outputs={ext: str(layout.output(slug, f".{ext}"))
+                               for ext in ("mp4", "srt", "vtt", "json", "log")})
         log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")

@@ -32,6 +32,7 @@ import pybreaker
 import tenacity
 from loguru import logger
 
+from renderer import health
 from renderer.config import BreakerConfig, BreakerServiceConfig, RetryConfig
 from renderer.logs import redact
 
@@ -503,6 +504,10 @@ class ServiceGuard:
             record.seconds = round(time.monotonic() - started, 3)
             record.breaker_state = self.breaker_state
             self._remember(record)
+            if record.error_code not in ("Cancelled", "KeyboardInterrupt", "SystemExit"):  # no fault of the service
+                health.record(self.service, record.seconds, record.ok, kind="api", error=record.error,
+                              breaker=record.breaker_state, attempts=record.attempts,
+                              rejected=record.error_code == "circuit_open")
 
     @contextmanager
     def _slot(self, deadline: float | None) -> Iterator[None]:
@@ -537,6 +542,29 @@ class ServiceGuard:
         if not record.ok:
             logger.warning("{} {} failed after {} attempt(s), breaker {}: {}", self.service, record.operation,
                            record.attempts, record.breaker_state, record.error)
+
+
+def breaker_states(state_dir: Path | str, breaker_cfg: Any = None) -> dict[str, dict[str, Any]]:
+    """The run's shared breakers (``breaker-<service>.json`` under ``state_dir``) as a monitor shows them, read
+    without taking their locks: state, failures counted, when an open one lets a trial through (``retry_at``).
+    An open breaker whose reset timeout has passed shows ``half_open``: its next call is the trial."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(state_dir).glob("breaker-*.json")):
+        service = path.stem.removeprefix("breaker-")
+        try:
+            data = _fresh_state() | json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        state, opened_at = data["state"], data["opened_at"]
+        retry_at = None
+        if state == pybreaker.STATE_OPEN and opened_at is not None:
+            retry_at = opened_at + breaker_settings(service, breaker_cfg)[1]
+            if time.time() >= retry_at:
+                state = pybreaker.STATE_HALF_OPEN
+        out[service] = {"state": state, "failures": int(data["counter"]),
+                        "retry_at": None if retry_at is None else datetime.fromtimestamp(retry_at, UTC).isoformat(
+                            timespec="seconds")}
+    return out
 
 
 def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: Path | str | None = None,

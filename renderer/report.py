@@ -1,86 +1,98 @@
-"""The run's report.html: one page a person can open after an overnight batch.
+"""The run's report.html: one page a person can open after an overnight batch and understand the run from.
 
-Built from the manifest alone (already redacted), every value HTML-escaped; videos play inline from their
-folders, so the page works straight from the run dir.
+Built from the manifest, each script's record (``<slug>/<slug>.json``) and ``metrics.json``, all already
+redacted, through a jinja2 template shipped in the package (renderer/templates/report.html) with autoescape
+on. The page needs no network: styles inline, thumbnails and videos linked relatively from the script folders.
 """
 
 from __future__ import annotations
 
-from html import escape
+import json
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
 from renderer.files import write_text_atomic
 
-STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222;background:#fafafa}
-h1{font-size:1.4em;margin:0 0 .2em} .meta{color:#666;margin-bottom:1.2em}
-.cards{display:flex;gap:1em;margin:1em 0 1.5em} .card{background:#fff;border:1px solid #ddd;border-radius:6px;
-padding:.6em 1em} .card b{display:block;font-size:1.5em}
-table{border-collapse:collapse;width:100%;background:#fff} th,td{border-bottom:1px solid #e4e4e4;
-padding:.5em .6em;text-align:left;vertical-align:top} th{background:#f0f0f0}
-.ok{color:#17803d;font-weight:600} .failed,.cancelled{color:#b42318;font-weight:600} .pending{color:#8a6d00}
-ul{margin:.2em 0;padding-left:1.2em} video{width:240px;border-radius:4px;background:#000} small{color:#666}
-"""
+STAGE_ORDER = ("voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux")
+WATERFALL_W, ROW_H, LABEL_W = 560, 16, 80  # SVG geometry, in px
 
 
-def _minutes(seconds: float | None) -> str:
+def minutes(seconds: float | None) -> str:
     if not seconds:
         return "–"
     m, s = divmod(round(seconds), 60)
     return f"{m}:{s:02d}"
 
 
-def _items(values: list[str], empty: str = "") -> str:
-    if not values:
-        return empty
-    return "<ul>" + "".join(f"<li>{escape(v)}</li>" for v in values) + "</ul>"
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
-def _row(slug: str, entry: dict[str, Any], run_dir: Path) -> str:
+def waterfall(stages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Bars for an SVG: one row per stage, one bar per node from its start for its seconds."""
+    ran = [s for s in stages if s.get("status") not in ("pending", "skipped")]
+    if not ran:
+        return None
+    total = max(s.get("started", 0.0) + s.get("seconds", 0.0) for s in ran) or 1.0
+    names = sorted({s["stage"] for s in ran}, key=lambda n: (STAGE_ORDER.index(n) if n in STAGE_ORDER else 99, n))
+    scale = (WATERFALL_W - LABEL_W) / total
+    bars = [{"x": LABEL_W + s.get("started", 0.0) * scale, "y": names.index(s["stage"]) * ROW_H + 2,
+             "w": max(1.0, s.get("seconds", 0.0) * scale), "status": s["status"],
+             "tip": f"{s['name']}: {s['status']}, {s.get('seconds', 0.0):.2f} s from {s.get('started', 0.0):.2f} s"
+                    + (f" ({s['provider']})" if s.get("provider") else "")} for s in ran]
+    return {"rows": names, "bars": bars, "width": WATERFALL_W, "height": len(names) * ROW_H + 14,
+            "row_h": ROW_H, "label_w": LABEL_W, "total": total}
+
+
+def _card(slug: str, entry: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    record = _load(run_dir / slug / f"{slug}.json")
     status = entry.get("status", "pending")
-    video = Path(entry.get("outputs", {}).get("mp4", ""))
-    if status == "ok" and video.name:
-        rel = f"{escape(slug)}/{escape(video.name)}"
-        media = (f'<video controls preload="none" src="{rel}"></video><br>'
-                 f'<small><a href="{rel}">mp4</a> · <a href="{escape(slug)}/{escape(slug)}.srt">srt</a> · '
-                 f'<a href="{escape(slug)}/{escape(slug)}.json">json</a></small>')
-    else:
-        media = f'<small><a href="{escape(slug)}/{escape(slug)}.json">json</a></small>' if status != "pending" else ""
-    fallbacks = [f"{f.get('node')} → {f.get('to')}: {f.get('reason', '')}" for f in entry.get("fallbacks") or []]
-    notes = ([entry["error"]] if entry.get("error") else []) + list(entry.get("warnings") or []) \
-        + list(entry.get("issues") or [])
-    return (f"<tr><td><b>{escape(slug)}</b><br><small>{escape(str(entry.get('script', '')))}</small></td>"
-            f'<td class="{escape(status)}">{escape(status)}</td>'
-            f"<td>{_minutes(entry.get('duration'))}</td><td>{_minutes(entry.get('seconds'))}</td>"
-            f"<td>{_items(fallbacks, 'none')}</td><td>{_items(notes)}</td><td>{media}</td></tr>")
+    has = {ext: (run_dir / slug / f"{slug}.{ext}").exists() for ext in ("mp4", "srt", "vtt", "json", "log")}
+    scenes = (record.get("parsed") or {}).get("scenes") or []
+    thumbs = [{"src": f"{slug}/{rel}", "title": (scenes[n].get("title") if n < len(scenes) else "") or f"scene {n + 1}",
+               "at": minutes(span["start"]) if span["start"] >= 1 else "0:00"}
+              for n, (rel, span) in enumerate(zip(record.get("thumbnails") or [], record.get("timeline") or []))]
+    error = entry.get("error") or ""
+    issues = [i for i in entry.get("issues") or [] if i.partition(": ")[2] not in error]  # not said twice
+    notes = ([error] if error else []) + issues + list(entry.get("warnings") or [])
+    return {"slug": slug, "title": record.get("title") or "", "script": entry.get("script", ""), "status": status,
+            "duration": minutes(entry.get("duration")), "took": f"{entry.get('seconds') or 0:.1f} s",
+            "thumbs": thumbs, "providers": record.get("providers") or {}, "fallbacks": entry.get("fallbacks") or [],
+            "notes": notes, "waterfall": waterfall(record.get("stages") or []),
+            "links": {ext: f"{slug}/{slug}.{ext}" for ext, there in has.items() if there and status != "pending"},
+            "scenes": len(scenes)}
+
+
+def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    scripts = manifest.get("scripts", {})
+    statuses = [s.get("status", "pending") for s in scripts.values()]
+    cache = manifest.get("cache") or {}
+    metrics = _load(run_dir / "metrics.json")
+    totals = [("rendered", f"{statuses.count('ok')} / {len(scripts)}"), ("failed", str(statuses.count("failed"))),
+              ("fell back", str(sum(1 for s in scripts.values() if s.get("fallbacks")))),
+              ("video", minutes(sum(s.get("duration") or 0 for s in scripts.values()))),
+              ("wall time", minutes(manifest.get("seconds"))),
+              ("stages from cache", f"{cache.get('hits', 0)} / {cache.get('hits', 0) + cache.get('misses', 0)}")]
+    return {"run_dir": str(run_dir), "run_name": run_dir.name, "manifest": manifest, "totals": totals,
+            "settings": manifest.get("settings") or {}, "metrics": metrics,
+            "services": (metrics.get("services") or {}), "system": metrics.get("system") or {},
+            "cards": [_card(slug, entry, run_dir) for slug, entry in sorted(scripts.items())],
+            "unmatched": manifest.get("unmatched_inputs") or []}
+
+
+_env = Environment(loader=PackageLoader("renderer", "templates"), autoescape=True, undefined=StrictUndefined,
+                   trim_blocks=True, lstrip_blocks=True)
+_env.filters["gb"] = lambda n: f"{(n or 0) / 1024**3:.1f} GB"
+_env.filters["ms"] = lambda s: f"{(s or 0) * 1000:.0f} ms" if (s or 0) < 10 else f"{s:.1f} s"
 
 
 def render(manifest: dict[str, Any], run_dir: Path) -> str:
-    scripts = manifest.get("scripts", {})
-    done = sum(1 for s in scripts.values() if s.get("status") == "ok")
-    video_s = sum(s.get("duration") or 0 for s in scripts.values())
-    fallbacks = sum(len(s.get("fallbacks") or []) for s in scripts.values())
-    cache = manifest.get("cache") or {}
-    settings = " · ".join(f"{k}: {escape(str(v))}" for k, v in (manifest.get("settings") or {}).items())
-    cards = [("rendered", f"{done} / {len(scripts)}"), ("video", _minutes(video_s)),
-             ("wall time", _minutes(manifest.get("seconds"))), ("fallbacks", str(fallbacks)),
-             ("stages from cache", f"{cache.get('hits', 0)} / {cache.get('hits', 0) + cache.get('misses', 0)}")]
-    rows = "".join(_row(slug, entry, run_dir) for slug, entry in sorted(scripts.items()))
-    unmatched = _items([f"no file matches {p}" for p in manifest.get("unmatched_inputs") or []])
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>renderer run {escape(run_dir.name)}</title>
-<style>{STYLE}</style></head><body>
-<h1>Run {escape(str(run_dir))}</h1>
-<div class="meta">started {escape(str(manifest.get("started") or ""))} · finished
-{escape(str(manifest.get("finished") or "not yet"))} · {settings}
-{(" · experiment " + escape(manifest["experiment"])) if manifest.get("experiment") else ""}</div>
-<div class="cards">{"".join(f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in cards)}</div>
-{unmatched}
-<table><tr><th>script</th><th>status</th><th>video</th><th>took</th><th>fallbacks</th><th>notes</th>
-<th>output</th></tr>{rows}</table>
-</body></html>
-"""
+    return _env.get_template("report.html").render(**context(manifest, run_dir))
 
 
 def write(manifest: dict[str, Any], run_dir: Path) -> Path:

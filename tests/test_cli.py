@@ -39,8 +39,9 @@ def test_one_bad_script_does_not_stop_the_batch(tmp_path):
     assert list((run_dir / "tmp").iterdir()) == []
     assert not list(run_dir.rglob("*.part"))
     page = (run_dir / "report.html").read_text()
-    assert 'class="ok">ok' in page and 'class="failed">failed' in page
-    assert '<video controls preload="none" src="good/good.mp4">' in page and "broken.txt:5" in page
+    assert 'data-slug="good" data-status="ok"' in page and 'data-slug="broken" data-status="failed"' in page
+    assert '<video controls preload="none" src="good/good.mp4" poster="good/thumbs/scene-01.jpg">' in page
+    assert "broken.txt:5" in page
     log = (run_dir / "renderer.log").read_text()
     assert "good" in log and "broken.txt:5" in log
     lines = [json.loads(line) for line in (run_dir / "renderer.jsonl").read_text().splitlines()]

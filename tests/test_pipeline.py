@@ -54,10 +54,16 @@ def test_narration_starts_at_its_scene_timestamp(two_scenes, tmp_path):
     assert max_volume_db(mp4, 3.05, 0.5) > -30  # scene 2 speaks at 0:03
 
 
+def saved_thumbs(folder):
+    return sorted(f"thumbs/{p.name}" for p in (folder / "thumbs").iterdir())
+
+
 def test_outputs_and_record(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path)
     folder = tmp_path / "tiny"
-    assert sorted(p.name for p in folder.iterdir()) == ["tiny.json", "tiny.mp4", "tiny.srt", "tiny.vtt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["thumbs", "tiny.json", "tiny.log", "tiny.mp4",
+                                                          "tiny.srt", "tiny.vtt"]
+    assert saved_thumbs(folder) == ["thumbs/scene-01.jpg", "thumbs/scene-02.jpg"] == record["thumbnails"]
     saved = json.loads((folder / "tiny.json").read_text())
     assert saved["status"] == "ok" and saved["title"] == "TINY" and saved["script_id"] == "TEST_0001"
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"

@@ -92,7 +92,7 @@ class ProceduralVisual:
         graph = _source(kind, w, h, self.fps, duration, rng, mood_of(prompt))
         ffmpeg.run(["-f", "lavfi", "-i", graph, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264",
                     "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
-                   timeout=timeout)
+                   timeout=timeout, duration=duration)
         return VisualClip(out, duration, f"{self.name}:{kind}")
 
 

@@ -52,7 +52,7 @@ def render(inp: NodeInput, *, slug: str, timeout: float) -> Video:
     else:
         args = ["-i", str(sound.path), "-map", "0:a"]
     ffmpeg.run([*args, "-c", "copy", "-movflags", "+faststart", "-fflags", "+bitexact", "-f", "mp4", str(out)],
-               timeout=timeout, cwd=inp.workdir)
+               timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
     return Video(out, timeline.duration, "ffmpeg:concat", timeline.to_list())
 
 

@@ -81,7 +81,8 @@ def _encode(inp: NodeInput, inputs: list[str], chain: str, chunk: Chunk, out: Pa
     script.write_text(chain + ",format=yuv420p[v]\n", encoding="utf-8")
     ffmpeg.run(["-threads", str(threads), *inputs, "-filter_complex_threads", str(threads),
                 "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(chunk.frames),
-                *video_args(inp.cfg, threads), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+                *video_args(inp.cfg, threads), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
+               duration=chunk.duration)
 
 
 def render(inp: NodeInput, *, name: str, threads: int, timeout: float) -> Segment:

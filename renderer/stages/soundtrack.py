@@ -62,7 +62,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
     script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
     out = inp.workdir / f"soundtrack-{inp.key[:12]}.m4a"
     ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(inp.cfg),
-                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
     return Soundtrack(out, timeline.duration, "ffmpeg", tuple(warnings))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from renderer import health
 from renderer.graph import Node, NodeInput, first_that_works
 from renderer.script import Scene
 
@@ -29,8 +30,8 @@ def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, tim
         return inp.workdir / f"visual-{scene.index:03d}-{inp.key[:12]}.mp4"
 
     def render_with(p: Any) -> Any:
-        return lambda inp: p.render(prompt, out(inp), width=width, height=height, duration=duration,
-                                    timeout=timeout)
+        return lambda inp: health.provider_call(p, lambda: p.render(prompt, out(inp), width=width, height=height,
+                                                                    duration=duration, timeout=timeout))
 
     return Node(
         name=name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from renderer import health
 from renderer.graph import Node, NodeInput, first_that_works
 from renderer.script import Scene
 
@@ -19,15 +20,17 @@ def node(name: str, scene: Scene, provider: Any, *, timeout: float, backups: lis
     def out(inp: NodeInput):
         return inp.workdir / f"voice-{scene.index:03d}-{inp.key[:12]}.wav"
 
+    def speak_with(p: Any) -> Any:
+        return lambda inp: health.provider_call(p, lambda: p.synthesize(lines, out(inp), timeout=timeout))
+
     return Node(
         name=name,
         stage="voice",
         version=f"{VERSION}.{provider.version}",
         reads=("voice",),
         data={"lines": lines},
-        fn=lambda inp: provider.synthesize(lines, out(inp), timeout=timeout),
-        fallback=first_that_works([lambda inp, b=b: b.synthesize(lines, out(inp), timeout=timeout)
-                                   for b in backups or []]),
+        fn=speak_with(provider),
+        fallback=first_that_works([speak_with(b) for b in backups or []]),
         cacheable=not stand_in,
         unkeyed=tuple(f"voice.{name}" for name in getattr(provider, "UNKEYED", ())),
     )
