@@ -1,6 +1,7 @@
 """``python -m renderer``: compose the config, render the batch.
 
-Exit codes: 0 all rendered, 1 some failed, 2 nothing to render or no usable ffmpeg, 130 interrupted.
+Exit codes: 0 all rendered, 1 some failed (or the cluster went away: resume= finishes), 2 nothing to render, no
+usable ffmpeg or no reachable cluster, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 
 import renderer.config  # noqa: F401  (registers the structured config schema)
 from renderer import batch, logs
+from renderer.runners import RunnerError
 from renderer.ffmpeg import FFmpegError
 
 EXIT_INTERRUPTED = 130
@@ -35,7 +37,7 @@ def main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
         sys.exit(EXIT_INTERRUPTED)
-    except (FFmpegError, batch.ResumeError) as exc:
+    except (FFmpegError, batch.ResumeError, RunnerError) as exc:
         logger.error("{}", exc)
         code = batch.EXIT_CANNOT_START
     if hydra_cfg.mode == RunMode.RUN:

@@ -1,0 +1,167 @@
+"""The batch on a Dask cluster: a ``distributed.Client`` at ``batch.dask.address``, or a LocalCluster of
+``batch.dask.workers`` processes on this machine when no address is given.
+
+Each script is one task (``render_in_worker`` with plain data, keyed ``render-<slug>-<run token>``: no
+setting, let alone a secret, appears in a task name); records stream back as tasks finish. A worker that dies
+mid-script is the scheduler's to handle: it runs the task again on another worker (up to
+``distributed.scheduler.allowed-failures`` times) and the batch goes on; a task that raised is retried
+``batch.dask.retries`` times. Credentials travel in the workers' own environment, never in a task.
+The run and cache dirs must be on a filesystem every worker mounts at the same path: ``check_shared`` proves
+it before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from omegaconf import DictConfig
+
+from renderer.pipeline import new_record
+from renderer.runners.base import Records, Runner, RunnerError, Task
+from renderer.runners.worker import render_in_worker
+
+PROBE_PREFIX = ".renderer-probe-"
+
+
+def probe_shared(dirs: dict[str, str], inputs: list[str], token: str) -> dict[str, Any]:
+    """Runs on each worker: read the client's probe file in every dir, write this worker's own, and look for
+    the input scripts. Returns what this worker could not do, and the files it wrote (for the client to read)."""
+    problems: dict[str, str] = {}
+    written: dict[str, str] = {}
+    me = f"{socket.gethostname()}-{os.getpid()}"
+    for name, folder in dirs.items():
+        probe = Path(folder) / f"{PROBE_PREFIX}{token}"
+        try:
+            if probe.read_text(encoding="utf-8") != token:
+                raise OSError("its content differs from what the client wrote")
+            mine = Path(folder) / f"{PROBE_PREFIX}{token}-{me}"
+            mine.write_text(me, encoding="utf-8")
+            written[name] = str(mine)
+        except OSError as exc:
+            problems[name] = f"{type(exc).__name__}: {exc}"
+    unreadable = [path for path in inputs if not os.access(path, os.R_OK)]
+    return {"host": socket.gethostname(), "problems": problems, "written": written, "unreadable": unreadable}
+
+
+class DaskRunner(Runner):
+    name = "dask"
+
+    def __init__(self, dask_cfg: Any):
+        from distributed import Client, LocalCluster
+
+        self.cfg = dask_cfg
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter is not the batch's log
+        self.token = uuid.uuid4().hex[:12]  # one run's task names, distinct from any other run on the cluster
+        self.cluster = None
+        self.where = dask_cfg.address or f"a LocalCluster of {dask_cfg.workers} worker(s)"
+        try:
+            if dask_cfg.address:
+                self.client = Client(dask_cfg.address, timeout=dask_cfg.timeout_s, set_as_default=False)
+            else:
+                self.cluster = LocalCluster(n_workers=dask_cfg.workers, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address=None)
+                self.client = Client(self.cluster, set_as_default=False)
+            self.client.wait_for_workers(1, timeout=dask_cfg.timeout_s)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise RunnerError(f"batch.dask.address={dask_cfg.address}: cannot reach the Dask scheduler or none of "
+                              f"its workers within {dask_cfg.timeout_s:g} s ({type(exc).__name__}: {exc}); start "
+                              "it (dask scheduler; dask worker ADDRESS) or fix the address") from exc
+        logger.info("dask: {} worker(s) at {}", len(self._workers()), self.client.scheduler.address)
+
+    def _workers(self) -> dict[str, Any]:
+        return self.client.scheduler_info(n_workers=-1)["workers"]
+
+    def close(self) -> None:
+        for thing in (getattr(self, "client", None), self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception as exc:  # a scheduler already gone: nothing left to let go of
+                    logger.debug("dask: closing {}: {}", type(thing).__name__, exc)
+
+    def jobs(self, cfg: DictConfig, scripts: int) -> int:
+        """Scripts at once on the busiest machine: the worker threads on one host share its cores."""
+        per_host = Counter()
+        for worker in self._workers().values():
+            per_host[worker["host"]] += worker["nthreads"]
+        return max(1, min(max(per_host.values(), default=1), scripts or 1))
+
+    def check_shared(self, dirs: dict[str, Path], inputs: list[Path]) -> None:
+        token = uuid.uuid4().hex
+        probes = []
+        try:
+            for folder in dirs.values():
+                folder.mkdir(parents=True, exist_ok=True)
+                probe = folder / f"{PROBE_PREFIX}{token}"
+                probe.write_text(token, encoding="utf-8")
+                probes.append(probe)
+            answers = self.client.run(probe_shared, {n: str(p) for n, p in dirs.items()},
+                                      [str(p) for p in inputs], token)
+            problems = []
+            for worker, answer in sorted(answers.items()):
+                probes += [Path(p) for p in answer["written"].values()]
+                for name, error in answer["problems"].items():
+                    problems.append(f"worker {worker} (host {answer['host']}) cannot see the {name} dir "
+                                    f"{dirs[name]}: {error}")
+                for name, written in answer["written"].items():
+                    if not Path(written).exists():
+                        problems.append(f"worker {worker} (host {answer['host']}) writes to its own copy of the "
+                                        f"{name} dir {dirs[name]}: this machine does not see its probe file")
+                if answer["unreadable"]:
+                    problems.append(f"worker {worker} (host {answer['host']}) cannot read the script(s) "
+                                    f"{', '.join(answer['unreadable'][:3])}")
+        finally:
+            for probe in probes:
+                probe.unlink(missing_ok=True)
+        if problems:
+            raise RunnerError("the run dir and the cache dir (and the scripts) must be on a filesystem every Dask "
+                              "worker mounts at the same path: " + "; ".join(problems) + ". Put them there "
+                              "(hydra.run.dir=/shared/..., cache.dir=/shared/..., batch.inputs=[/shared/...]) or "
+                              "mount that filesystem on those workers")
+
+    def run(self, plain_cfg: dict, tasks: list[Task], run_dir: Path) -> Records:
+        from distributed import as_completed
+
+        by_key = {f"render-{t.slug}-{self.token}": t for t in tasks}
+        futures = [self.client.submit(render_in_worker, plain_cfg, t.path, t.slug, str(run_dir), key=key,
+                                      pure=False, retries=self.cfg.retries) for key, t in by_key.items()]
+        done = set()
+        try:
+            for future in as_completed(futures, loop=self.client.loop):
+                done.add(future.key)
+                yield self._record(future, by_key[future.key])
+        finally:
+            left = [f for f in futures if f.key not in done]
+            if left:
+                self._cancel(left)
+
+    def _record(self, future: Any, task: Task) -> dict[str, Any]:
+        from distributed import KilledWorker
+
+        if future.status == "finished":
+            return future.result()
+        exc = future.exception() if future.status == "error" else None
+        if isinstance(exc, KilledWorker):
+            why = "every worker that took it died (out of memory? killed?)"
+        elif exc is not None:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            raise RunnerError(f"the Dask scheduler at {self.where} went away ({future.status}); start it again "
+                              "and finish this batch with resume=<this run dir>")
+        return new_record(Path(task.path), task.slug, f"{why}; resume to retry")
+
+    def _cancel(self, futures: list[Any]) -> None:
+        """An interrupted batch: tasks not started never start, those running are let go."""
+        logger.warning("dask: cancelling {} task(s)", len(futures))
+        try:
+            self.client.cancel(futures, force=True, reason="the batch was interrupted")
+        except Exception as exc:  # the scheduler is gone: nothing will run them anyway
+            logger.debug("dask: cancelling: {}", exc)
