@@ -32,6 +32,9 @@ from renderer import reliability
 from renderer.reliability import RetryPolicy
 
 
+CANCEL_POLL_S = 0.2  # how often a running graph looks whether this process was cancelled (reliability.cancel)
+
+
 def _whole(value: Any) -> Any:
     return value
 
@@ -251,9 +254,9 @@ class Graph:
         With a ``cache``, a node whose key is stored is not run ("cached"), and a node that ran cleanly is
         stored. Fallback outputs are never stored, nor is anything keyed by them (their keys would lie);
         a node reading a Part of one is keyed by the value it got, so it may be. ``slots`` caps how many
-        nodes of each slot run at once. If the run is interrupted (Ctrl-C, SIGTERM turned into an
-        exception), nodes not yet started are dropped and ``on_abort`` stops the ones running (e.g. kills
-        their subprocesses) before re-raising.
+        nodes of each slot run at once. If the run is interrupted (Ctrl-C, SIGTERM turned into an exception,
+        ``reliability.cancel()`` from another thread), nodes not yet started are dropped and ``on_abort`` stops
+        the ones running (e.g. kills their subprocesses) before re-raising.
         """
         records = {name: NodeRecord(name, node.stage, "") for name, node in self.nodes.items()}
         keys: dict[str, str] = {}
@@ -326,7 +329,9 @@ class Graph:
                         del pending[name]
                 if not running:
                     break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
+                if reliability.cancelled():  # cancel() from another thread (a Dask task told to stop)
+                    raise KeyboardInterrupt("cancelled")
                 for future in done:
                     name = running.pop(future)
                     busy[self.nodes[name].slot] -= 1

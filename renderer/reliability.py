@@ -95,6 +95,12 @@ def cancel() -> None:
     _cancel.set()
 
 
+def cancelled() -> bool:
+    """Has ``cancel()`` been called (and not reset)? A graph running in a thread no signal reaches (a Dask
+    worker's) looks at this to stop."""
+    return _cancel.is_set()
+
+
 def reset_cancel() -> None:
     """Let retry loops run again after ``cancel()`` (a new run in a long-lived process, tests)."""
     _cancel.clear()

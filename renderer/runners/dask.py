@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,11 +24,46 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
+from renderer import reliability
 from renderer.pipeline import new_record
 from renderer.runners.base import Records, Runner, RunnerError, Task
+from renderer.runners.local import CANCEL_GRACE_S, _signals_held
 from renderer.runners.worker import render_in_worker
 
 PROBE_PREFIX = ".renderer-probe-"
+STOP_POLL_S = 5.0  # a task's watcher asks the scheduler this often (a long poll) whether the batch stopped
+
+
+def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: str) -> dict[str, Any]:
+    """A script as a Dask task. No signal reaches a task's thread, so a watcher waits on the run's ``stop``
+    Event (set by an interrupted batch): it cancels this process's work (``reliability.cancel``), the graph
+    stops, its cloud tasks are cancelled and its tools killed, and the record says cancelled. One thread per
+    worker (``dask worker --nthreads 1``) keeps one run's cancellation from touching another's script."""
+    from distributed import Event
+
+    event = Event(stop)
+    if event.is_set():  # the batch stopped before this task began: it does not start
+        return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
+    reliability.reset_cancel()  # a task after a cancelled one in this process starts afresh
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            try:
+                if event.wait(timeout=STOP_POLL_S):
+                    if not finished.is_set():
+                        reliability.cancel()
+                    return
+            except Exception:  # the scheduler is gone: nobody can tell this script to stop any more
+                return
+
+    threading.Thread(target=watch, name=f"stop-{slug}", daemon=True).start()
+    try:
+        return render_in_worker(plain_cfg, path, slug, run_dir)
+    except KeyboardInterrupt:  # the watcher cancelled it (render_script wrote its record as cancelled)
+        return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
+    finally:
+        finished.set()
 
 
 def probe_shared(dirs: dict[str, str], inputs: list[str], token: str) -> dict[str, Any]:
@@ -59,7 +95,9 @@ class DaskRunner(Runner):
         self.cfg = dask_cfg
         logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter is not the batch's log
         self.token = uuid.uuid4().hex[:12]  # one run's task names, distinct from any other run on the cluster
+        self.stop_name = f"renderer-stop-{self.token}"  # the Event an interrupted batch sets
         self.cluster = None
+        self.lost = False  # the scheduler went away
         self.where = dask_cfg.address or f"a LocalCluster of {dask_cfg.workers} worker(s)"
         try:
             if dask_cfg.address:
@@ -80,12 +118,17 @@ class DaskRunner(Runner):
         return self.client.scheduler_info(n_workers=-1)["workers"]
 
     def close(self) -> None:
-        for thing in (getattr(self, "client", None), self.cluster):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception as exc:  # a scheduler already gone: nothing left to let go of
-                    logger.debug("dask: closing {}: {}", type(thing).__name__, exc)
+        if self.lost:  # the client's last attempts to reach the scheduler are not news
+            logging.disable(logging.ERROR)
+        try:
+            for thing in (getattr(self, "client", None), self.cluster):
+                if thing is not None:
+                    try:
+                        thing.close()
+                    except Exception as exc:  # a scheduler already gone: nothing left to let go of
+                        logger.debug("dask: closing {}: {}", type(thing).__name__, exc)
+        finally:
+            logging.disable(logging.NOTSET)
 
     def jobs(self, cfg: DictConfig, scripts: int) -> int:
         """Scripts at once on the busiest machine: the worker threads on one host share its cores."""
@@ -131,16 +174,21 @@ class DaskRunner(Runner):
         from distributed import as_completed
 
         by_key = {f"render-{t.slug}-{self.token}": t for t in tasks}
-        futures = [self.client.submit(render_in_worker, plain_cfg, t.path, t.slug, str(run_dir), key=key,
-                                      pure=False, retries=self.cfg.retries) for key, t in by_key.items()]
+        futures = [self.client.submit(render_on_dask, plain_cfg, t.path, t.slug, str(run_dir), self.stop_name,
+                                      key=key, pure=False, retries=self.cfg.retries) for key, t in by_key.items()]
         done = set()
         try:
             for future in as_completed(futures, loop=self.client.loop):
                 done.add(future.key)
+                if future.status == "cancelled":  # not by us: the client lost its scheduler
+                    self.lost = True
+                    raise RunnerError(f"the Dask scheduler at {self.where} went away with {len(futures) - len(done) + 1}"
+                                      f" script(s) unfinished; start it (and its workers) again, or use another "
+                                      f"backend, and finish this batch with resume={run_dir}")
                 yield self._record(future, by_key[future.key])
         finally:
             left = [f for f in futures if f.key not in done]
-            if left:
+            if left and not self.lost:
                 self._cancel(left)
 
     def _record(self, future: Any, task: Task) -> dict[str, Any]:
@@ -148,20 +196,27 @@ class DaskRunner(Runner):
 
         if future.status == "finished":
             return future.result()
-        exc = future.exception() if future.status == "error" else None
-        if isinstance(exc, KilledWorker):
-            why = "every worker that took it died (out of memory? killed?)"
-        elif exc is not None:
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            raise RunnerError(f"the Dask scheduler at {self.where} went away ({future.status}); start it again "
-                              "and finish this batch with resume=<this run dir>")
+        exc = future.exception()
+        why = ("every worker that took it died (out of memory? killed?)" if isinstance(exc, KilledWorker)
+               else f"{type(exc).__name__}: {exc}")
         return new_record(Path(task.path), task.slug, f"{why}; resume to retry")
 
     def _cancel(self, futures: list[Any]) -> None:
-        """An interrupted batch: tasks not started never start, those running are let go."""
-        logger.warning("dask: cancelling {} task(s)", len(futures))
+        """An interrupted batch: every task of it is told to stop (the Event ``render_on_dask`` watches), so tasks
+        not started never start and those running cancel their own work (Runway tasks, tools); after
+        ``CANCEL_GRACE_S`` the futures still out are cancelled on the scheduler."""
+        from distributed import Event, wait
+
+        logger.warning("dask: stopping {} script(s): {:.0f} s for the workers to cancel their work", len(futures),
+                       CANCEL_GRACE_S)
         try:
+            with _signals_held():
+                Event(self.stop_name, client=self.client).set()
+                try:
+                    wait(futures, timeout=CANCEL_GRACE_S)
+                except TimeoutError:
+                    logger.warning("dask: {} script(s) still running after {:.0f} s: cancelled",
+                                   sum(not f.done() for f in futures), CANCEL_GRACE_S)
             self.client.cancel(futures, force=True, reason="the batch was interrupted")
         except Exception as exc:  # the scheduler is gone: nothing will run them anyway
             logger.debug("dask: cancelling: {}", exc)
