@@ -28,8 +28,13 @@ class ScriptError(RuntimeError):
 
 
 def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
-    """The providers the strategy's stages need; breaker state shared by all workers of the run."""
+    """The providers the strategy's stages need; breaker state and API slots shared by all workers of the run:
+    in files under its tmp dir, or on the cluster (batch.backend=dask)."""
     groups = [g for g in compose.stage_names(cfg) if g in chain.OFFLINE]
+    if cfg.batch.backend == "dask":
+        from renderer.runners.cluster_state import ClusterRunState
+
+        return chain.build(cfg, groups=groups, state_dir=ClusterRunState(layout.run_dir))
     return chain.build(cfg, groups=groups, state_dir=layout.tmp / ".breakers")
 
 

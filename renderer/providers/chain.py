@@ -22,7 +22,7 @@ from renderer.logs import redact
 from renderer.providers.espeak import EspeakVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
-from renderer.reliability import build_guard
+from renderer.reliability import RunState, build_guard
 
 OFFLINE: dict[str, list[Callable[[], Any]]] = {
     "voice": [EspeakVoice, SilentVoice],
@@ -76,7 +76,7 @@ def _stand_ins(group: str, configured: Any) -> list[Any]:
     return out
 
 
-def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
+def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> Providers:
     providers = Providers()
     for group in groups:
         group_cfg = cfg[group]

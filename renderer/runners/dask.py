@@ -173,6 +173,10 @@ class DaskRunner(Runner):
     def run(self, plain_cfg: dict, tasks: list[Task], run_dir: Path) -> Records:
         from distributed import as_completed
 
+        from renderer.runners.cluster_state import forget
+
+        services = list(plain_cfg["breaker"])
+        forget(run_dir, services, self.client)  # this run's breakers start closed, as on the local backends
         by_key = {f"render-{t.slug}-{self.token}": t for t in tasks}
         futures = [self.client.submit(render_on_dask, plain_cfg, t.path, t.slug, str(run_dir), self.stop_name,
                                       key=key, pure=False, retries=self.cfg.retries) for key, t in by_key.items()]
@@ -190,6 +194,8 @@ class DaskRunner(Runner):
             left = [f for f in futures if f.key not in done]
             if left and not self.lost:
                 self._cancel(left)
+            if not self.lost:
+                forget(run_dir, services, self.client)
 
     def _record(self, future: Any, task: Task) -> dict[str, Any]:
         from distributed import KilledWorker
