@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from loguru import logger
@@ -13,6 +14,12 @@ SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY")
 HUMAN_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {message}"
 
 _configured_for: str | None = None
+
+# Not news: conf/hydra/launcher/joblib.yaml (and the submitit ones) extend the plugin's schema explicitly
+# (renderer/sweep.py); that each file is also named like the plugin's own config is the point
+# (hydra/launcher=joblib). Set here because a joblib sweep job composes its config in a fresh worker process
+# that imports this module (the task function's globals) before anything else of the renderer.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
 def redact(text: str) -> str:
