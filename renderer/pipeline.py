@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from loguru import logger
 from omegaconf import DictConfig
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from renderer import captions, compose, ffmpeg
 from renderer.cache import Cache, human
 from renderer.files import RunLayout, copy_atomic, free_bytes, write_json_atomic, write_text_atomic
-from renderer.graph import GraphError, NodeRecord
+from renderer.graph import GraphError, NodeRecord, SlotExecutor
 from renderer.logs import redact
 from renderer.providers import chain
 from renderer.providers.chain import ProviderUnavailable, Providers
@@ -98,7 +98,8 @@ def _stop(providers: Providers) -> None:
 
 
 def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, record: dict[str, Any],
-               log: Any) -> tuple[compose.Composition, dict[str, Any]]:
+               log: Any, executors: Mapping[str, SlotExecutor] | None = None
+               ) -> tuple[compose.Composition, dict[str, Any]]:
     """Compose and run the stage graph; record stages, services, fallbacks and warnings; return the outputs."""
     providers = providers_for(cfg, layout)
     record["fallbacks"] += providers.fallbacks
@@ -108,7 +109,7 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
     try:
         outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
-                                          slots={"encode": comp.encode_slots},
+                                          slots={"encode": comp.encode_slots}, executors=executors,
                                           on_abort=lambda: _stop(providers))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
@@ -158,16 +159,18 @@ def _check_disk(cfg: DictConfig, layout: RunLayout, record: dict[str, Any]) -> N
                                   "cached; prune it (python -m renderer.cache prune --max-size ...) or free space")
 
 
-def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
+def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
+                  executors: Mapping[str, SlotExecutor] | None = None) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
-    returned in the record, which is also written as ``<slug>.json``."""
+    returned in the record, which is also written as ``<slug>.json``. ``executors``: slots whose nodes run
+    elsewhere (the encodes on other Dask workers, batch.dask.split_scenes)."""
     started = time.perf_counter()
     log = logger.bind(script=slug)
     record = new_record(path, slug)
     try:
         _check_disk(cfg, layout, record)
         script = _parse(path, cfg, record, log)
-        comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
+        comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
         video = _publish(comp, outputs, layout)
         for warning in record["warnings"]:
             log.warning(warning)

@@ -71,7 +71,9 @@ def render(inputs: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProc
 def test_every_backend_gives_the_same_manifest_and_video_streams(inputs, cluster, tmp_path):
     runs = {"sequential": ["batch.backend=sequential"], "loky": ["batch.backend=loky"],
             "local-cluster": ["batch.backend=dask", "batch.dask.workers=2"],
-            "cluster": ["batch.backend=dask", f"batch.dask.address={cluster.address}"]}
+            "cluster": ["batch.backend=dask", f"batch.dask.address={cluster.address}"],
+            "cluster-split-scenes": ["batch.backend=dask", f"batch.dask.address={cluster.address}",
+                                     "batch.dask.split_scenes=true"]}
     manifests, videos = {}, {}
     for name, overrides in runs.items():
         render(inputs, tmp_path / name, *overrides)
@@ -231,3 +233,26 @@ def test_a_scheduler_that_goes_away_stops_the_batch_and_resume_finishes_it(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     assert {s["status"] for s in manifest_of(run_dir)["scripts"].values()} == {"ok"}
     assert len(list(run_dir.glob("*/*.mp4"))) == 4
+
+
+def test_one_long_video_spreads_its_encodes_over_the_cluster(cluster, tmp_path):
+    """batch.dask.split_scenes=true: a single script's chunk encodes run as tasks on both workers, and the
+    video is the one loky renders."""
+    from distributed import Client
+
+    script = tmp_path / "long.txt"
+    script.write_text(TWO_SCENES.replace("[0:03 – Two]", "[0:06 – Two]"), encoding="utf-8")
+    chunks = ["encode.chunk_s=1"]  # render() takes every script in tmp_path: this one
+    render(tmp_path, tmp_path / "loky", *chunks, "batch.backend=loky")
+    with Client(cluster.address, set_as_default=False) as client:
+        client.get_task_stream()  # from now on the scheduler keeps a record of where each task ran
+        started = time.time()
+        render(tmp_path, tmp_path / "split", *chunks, "batch.backend=dask", f"batch.dask.address={cluster.address}",
+               "batch.dask.split_scenes=true")
+        stream = client.get_task_stream(start=started)
+    encodes = [t for t in stream if str(t["key"]).startswith("encode-")]
+    assert len(encodes) >= 10, [t["key"] for t in stream]  # 10 one-second chunks and the soundtrack
+    assert len({t["worker"] for t in encodes}) == 2, "the encodes ran on one worker only"
+    assert video_md5(tmp_path / "split" / "long" / "long.mp4") == video_md5(tmp_path / "loky" / "long" / "long.mp4")
+    record = json.loads((tmp_path / "split" / "long" / "long.json").read_text())
+    assert {s["status"] for s in record["stages"]} == {"ok"}

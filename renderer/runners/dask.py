@@ -59,7 +59,13 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
 
     threading.Thread(target=watch, name=f"stop-{slug}", daemon=True).start()
     try:
-        return render_in_worker(plain_cfg, path, slug, run_dir)
+        if not plain_cfg["batch"]["dask"]["split_scenes"]:
+            return render_in_worker(plain_cfg, path, slug, run_dir)
+        from distributed import worker_client
+
+        with worker_client() as client:  # seceded: this worker's thread is free for encodes, its own or others'
+            capacity = max(1, sum(client.nthreads().values()))
+            return render_in_worker(plain_cfg, path, slug, run_dir, {"encode": ClusterSlot(client, capacity)})
     except KeyboardInterrupt:  # the watcher cancelled it (render_script wrote its record as cancelled)
         return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
     finally:
@@ -84,6 +90,30 @@ def probe_shared(dirs: dict[str, str], inputs: list[str], token: str) -> dict[st
             problems[name] = f"{type(exc).__name__}: {exc}"
     unreadable = [path for path in inputs if not os.access(path, os.R_OK)]
     return {"host": socket.gethostname(), "problems": problems, "written": written, "unreadable": unreadable}
+
+
+class ClusterSlot:
+    """A graph slot whose nodes run as tasks on the cluster (``Graph.run``'s executors): a script's encodes
+    spread over every worker, the way Remotion Lambda renders chunks. They go before scripts not yet started
+    (a higher priority); each runs with the x264 threads its script's composition chose, so the bytes are
+    those of an encode at home. Waiting ends on ``reliability.cancel()``."""
+
+    def __init__(self, client: Any, capacity: int):
+        self.client = client
+        self.capacity = capacity
+
+    def __call__(self, fn: Any, inp: Any) -> Any:
+        from distributed import TimeoutError as DaskTimeout
+
+        future = self.client.submit(fn, inp, key=f"encode-{inp.key[:16]}-{uuid.uuid4().hex[:8]}", pure=False,
+                                    priority=10)
+        while True:
+            try:
+                return future.result(timeout=STOP_POLL_S / 10)
+            except (TimeoutError, DaskTimeout):
+                if reliability.cancelled():
+                    future.cancel()
+                    raise reliability.Cancelled("cancelled while encoding on the cluster") from None
 
 
 class DaskRunner(Runner):
@@ -116,6 +146,9 @@ class DaskRunner(Runner):
 
     def _workers(self) -> dict[str, Any]:
         return self.client.scheduler_info(n_workers=-1)["workers"]
+
+    def _threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
 
     def close(self) -> None:
         if self.lost:  # the client's last attempts to reach the scheduler are not news
@@ -178,17 +211,32 @@ class DaskRunner(Runner):
         services = list(plain_cfg["breaker"])
         forget(run_dir, services, self.client)  # this run's breakers start closed, as on the local backends
         by_key = {f"render-{t.slug}-{self.token}": t for t in tasks}
-        futures = [self.client.submit(render_on_dask, plain_cfg, t.path, t.slug, str(run_dir), self.stop_name,
-                                      key=key, pure=False, retries=self.cfg.retries) for key, t in by_key.items()]
+        queued = list(by_key.items())
+        futures: list[Any] = []
+
+        def submit(count: int) -> list[Any]:
+            out = [self.client.submit(render_on_dask, plain_cfg, t.path, t.slug, str(run_dir), self.stop_name,
+                                      key=key, pure=False, retries=self.cfg.retries) for key, t in queued[:count]]
+            del queued[:count]
+            futures.extend(out)
+            return out
+
+        # split scenes: scripts secede while their encodes run, so the scheduler would start every script at once;
+        # as many are let in as the cluster has threads (counted again as each finishes: a cluster may grow)
+        split = plain_cfg["batch"]["dask"]["split_scenes"]
+        running = as_completed(submit(self._threads() if split else len(queued)), loop=self.client.loop)
         done = set()
         try:
-            for future in as_completed(futures, loop=self.client.loop):
+            for future in running:
                 done.add(future.key)
                 if future.status == "cancelled":  # not by us: the client lost its scheduler
                     self.lost = True
-                    raise RunnerError(f"the Dask scheduler at {self.where} went away with {len(futures) - len(done) + 1}"
-                                      f" script(s) unfinished; start it (and its workers) again, or use another "
-                                      f"backend, and finish this batch with resume={run_dir}")
+                    raise RunnerError(f"the Dask scheduler at {self.where} went away with "
+                                      f"{len(by_key) - len(done) + 1} script(s) unfinished; start it (and its "
+                                      f"workers) again, or use another backend, and finish this batch with "
+                                      f"resume={run_dir}")
+                if queued:
+                    running.update(submit(max(1, self._threads() - running.count())))
                 yield self._record(future, by_key[future.key])
         finally:
             left = [f for f in futures if f.key not in done]

@@ -8,13 +8,14 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from loguru import logger
 from omegaconf import OmegaConf
 
 from renderer import ffmpeg, logs
 from renderer.files import RunLayout
+from renderer.graph import SlotExecutor
 from renderer.pipeline import render_script
 
 
@@ -74,8 +75,10 @@ def init_worker() -> None:
                      daemon=True).start()
 
 
-def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dict[str, Any]:
-    """Runs in a worker (of any runner): it gets plain data and builds its own config, loggers and providers."""
+def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str,
+                     executors: Mapping[str, SlotExecutor] | None = None) -> dict[str, Any]:
+    """Runs in a worker (of any runner): it gets plain data and builds its own config, loggers and providers;
+    ``executors`` run a slot's nodes elsewhere (see ``Graph.run``)."""
     if not _Worker.pooled:  # in this process (n_jobs=1, sequential, threading): SIGTERM is a Ctrl-C
         interrupt_on_sigterm()
     _Worker.rendering = True
@@ -85,6 +88,6 @@ def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dic
         logs.setup(Path(run_dir), console=False)
         cfg = OmegaConf.create(plain_cfg)
         ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
-        return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)))
+        return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)), executors)
     finally:
         _Worker.rendering = False
