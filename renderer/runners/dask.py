@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from renderer import reliability
 from renderer.pipeline import new_record
 from renderer.runners.base import Records, Runner, RunnerError, Task
-from renderer.runners.local import CANCEL_GRACE_S, _signals_held
+from renderer.runners.local import CANCEL_GRACE_S, signals_held
 from renderer.runners.worker import render_in_worker
 
 PROBE_PREFIX = ".renderer-probe-"
@@ -139,6 +139,10 @@ class DaskRunner(Runner):
             self.client.wait_for_workers(1, timeout=dask_cfg.timeout_s)
         except (OSError, TimeoutError) as exc:
             self.close()
+            if not dask_cfg.address:
+                raise RunnerError(f"batch.backend=dask: {self.where} did not start within {dask_cfg.timeout_s:g} s "
+                                  f"({type(exc).__name__}: {exc}); raise batch.dask.timeout_s, or give a running "
+                                  "cluster's batch.dask.address") from exc
             raise RunnerError(f"batch.dask.address={dask_cfg.address}: cannot reach the Dask scheduler or none of "
                               f"its workers within {dask_cfg.timeout_s:g} s ({type(exc).__name__}: {exc}); start "
                               "it (dask scheduler; dask worker ADDRESS) or fix the address") from exc
@@ -264,7 +268,7 @@ class DaskRunner(Runner):
         logger.warning("dask: stopping {} script(s): {:.0f} s for the workers to cancel their work", len(futures),
                        CANCEL_GRACE_S)
         try:
-            with _signals_held():
+            with signals_held():
                 Event(self.stop_name, client=self.client).set()
                 try:
                     wait(futures, timeout=CANCEL_GRACE_S)

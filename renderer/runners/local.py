@@ -45,7 +45,7 @@ def job_count(cfg: DictConfig, scripts: int) -> int:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM ignored meanwhile (main thread only): a second Ctrl-C does not cut the grace short."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -79,7 +79,7 @@ def stop_workers(processes: list[Any], futures: list[Future], grace: float) -> i
         return 0
     logger.warning("stopping {} script(s) in flight: {:.0f} s for the workers to cancel their work",
                    len(in_flight), grace)
-    with _signals_held():
+    with signals_held():
         for process in live:
             with suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGTERM)
