@@ -263,10 +263,22 @@ class FFmpegConfig:
 
 
 @dataclass
+class DaskConfig:
+    """batch.backend=dask: where the cluster is and how scripts use it."""
+
+    address: str = ""  # the scheduler, e.g. tcp://scheduler:8786; empty: a LocalCluster on this machine
+    workers: int = 2  # the LocalCluster's worker processes (one script at a time each)
+    retries: int = 1  # a script whose task raised is run again (a worker that dies: the scheduler reschedules)
+    timeout_s: float = 30.0  # to reach the scheduler and its first worker, and to get it back if it drops
+    split_scenes: bool = False  # a script's scene encodes go to other workers of the cluster too
+
+
+@dataclass
 class BatchConfig:
     inputs: list[str] = field(default_factory=lambda: ["scripts/*.txt", "scripts/*.md"])
     n_jobs: int = 2
-    backend: str = "loky"  # a joblib backend: loky (processes) | threading | sequential
+    backend: str = "loky"  # loky (local processes) | sequential | threading | dask (see batch.dask)
+    dask: DaskConfig = field(default_factory=DaskConfig)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Protocol, Union
 
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
@@ -32,7 +32,7 @@ from renderer.logs import correlate, redact
 from renderer import health, reliability
 from renderer.reliability import RetryPolicy
 
-CANCEL_POLL_S = 0.2  # how soon a graph running off the main thread notices reliability.cancel()
+CANCEL_POLL_S = 0.2  # how often a running graph looks whether this process was cancelled (reliability.cancel)
 
 
 def _whole(value: Any) -> Any:
@@ -123,6 +123,15 @@ class NodeRecord:
     provider: str = ""
     error: str = ""
     warning: str = ""  # e.g. the cache could not keep the output (the output itself is fine)
+
+
+class SlotExecutor(Protocol):
+    """Runs a slot's node functions elsewhere: ``executor(fn, inp)`` returns ``fn(inp)`` computed there (or
+    raises what it raised); at most ``capacity`` at once."""
+
+    capacity: int
+
+    def __call__(self, fn: Callable[[NodeInput], Any], inp: NodeInput) -> Any: ...
 
 
 class GraphError(RuntimeError):
@@ -255,16 +264,18 @@ class Graph:
         return keys
 
     def run(self, cfg: DictConfig, workdir: Path, *, threads: int = 4, cache: Cache | None = None,
-            on_abort: Callable[[], Any] | None = None, slots: Mapping[str, int] | None = None
-            ) -> tuple[dict[str, Any], list[NodeRecord]]:
+            on_abort: Callable[[], Any] | None = None, slots: Mapping[str, int] | None = None,
+            executors: Mapping[str, SlotExecutor] | None = None) -> tuple[dict[str, Any], list[NodeRecord]]:
         """Run every node once its deps are done; return outputs by name and one record per node.
 
         With a ``cache``, a node whose key is stored is not run ("cached"), and a node that ran cleanly is
         stored. Fallback outputs are never stored, nor is anything keyed by them (their keys would lie);
         a node reading a Part of one is keyed by the value it got, so it may be. ``slots`` caps how many
-        nodes of each slot run at once. If the run is interrupted (Ctrl-C, SIGTERM turned into an
-        exception), nodes not yet started are dropped and ``on_abort`` stops the ones running (e.g. kills
-        their subprocesses) before re-raising.
+        nodes of each slot run at once. If the run is interrupted (Ctrl-C, SIGTERM turned into an exception,
+        ``reliability.cancel()`` from another thread), nodes not yet started are dropped and ``on_abort`` stops
+        the ones running (e.g. kills their subprocesses) before re-raising. A slot with an ``executor`` runs
+        its nodes' functions there (e.g. on other machines), up to the executor's ``capacity`` at once; the
+        waits take pool threads of their own, so the other nodes keep all of ``threads``.
         """
         records = {name: NodeRecord(name, node.stage, "") for name, node in self.nodes.items()}
         keys: dict[str, str] = {}
@@ -273,7 +284,8 @@ class Graph:
         pending = dict(self.nodes)
         running: dict[Future, str] = {}
         busy: Counter[str] = Counter()  # nodes running per slot
-        caps = dict(slots or {})
+        executors = dict(executors or {})
+        caps = dict(slots or {}) | {slot: executor.capacity for slot, executor in executors.items()}
         broken: set[str] = set()  # failed or skipped
         aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
         began = time.perf_counter()
@@ -298,8 +310,9 @@ class Graph:
                 record.seconds = round(time.perf_counter() - started, 3)
                 return hit
             try:
-                result = (node.fn(inp) if node.retry is None else
-                          node.retry.run(lambda: node.fn(inp), node.name, cancelled=aborting.is_set))
+                executor = executors.get(node.slot)
+                call = (lambda: node.fn(inp)) if executor is None else (lambda: executor(node.fn, inp))
+                result = call() if node.retry is None else node.retry.run(call, node.name, cancelled=aborting.is_set)
                 record.status = "ok"
             except Exception as exc:  # a stage failure is data: recorded, then fallen back from
                 record.error = redact(f"{type(exc).__name__}: {exc}")
@@ -332,7 +345,8 @@ class Graph:
             running[pool.submit(contextvars.copy_context().run, execute, node, inp, cacheable)] = node.name
             busy[node.slot] += 1
 
-        pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="stage")
+        waits = sum(executor.capacity for executor in executors.values())
+        pool = ThreadPoolExecutor(max_workers=max(1, threads) + waits, thread_name_prefix="stage")
         try:
             while pending or running:
                 for name, node in list(pending.items()):  # readiness is judged here, on the main thread only
@@ -352,8 +366,8 @@ class Graph:
                 if not running:
                     break
                 done, _ = wait(running, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
-                if reliability.cancelled():  # stopped from elsewhere: this graph may run on a thread no signal reaches
-                    raise KeyboardInterrupt
+                if reliability.cancelled():  # from a thread no signal reaches: a Dask task, the threading backend
+                    raise KeyboardInterrupt("cancelled")
                 for future in done:
                     name = running.pop(future)
                     busy[self.nodes[name].slot] -= 1

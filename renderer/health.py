@@ -460,7 +460,9 @@ class Monitor:
 
     def close(self) -> Path:
         """Stop refreshing and serving; write the final metrics.json (before tmp/ is cleaned away). Never
-        raises: the batch's own cleanup comes after it."""
+        raises: the batch's own cleanup comes after it. Closing again does nothing."""
+        if self._stop.is_set():
+            return self.path
         self._stop.set()
         self._thread.join(timeout=5)
         try:

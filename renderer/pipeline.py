@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from loguru import logger
 from omegaconf import DictConfig
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from renderer import admission, captions, compose, ffmpeg, health, logs, thumbnails
 from renderer.cache import Cache
 from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
-from renderer.graph import GraphError, NodeRecord
+from renderer.graph import GraphError, NodeRecord, SlotExecutor
 from renderer.logs import redact
 from renderer.providers import chain
 from renderer.providers.chain import ProviderUnavailable, Providers
@@ -28,8 +28,13 @@ class ScriptError(RuntimeError):
 
 
 def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
-    """The providers the strategy's stages need; breaker state shared by all workers of the run."""
+    """The providers the strategy's stages need; breaker state and API slots shared by all workers of the run:
+    in files under its tmp dir, or on the cluster (batch.backend=dask)."""
     groups = [g for g in compose.stage_names(cfg) if g in chain.OFFLINE]
+    if cfg.batch.backend == "dask":
+        from renderer.runners.cluster_state import ClusterRunState
+
+        return chain.build(cfg, groups=groups, state_dir=ClusterRunState(layout.run_dir))
     return chain.build(cfg, groups=groups, state_dir=layout.tmp / ".breakers")
 
 
@@ -93,7 +98,8 @@ def _stop(providers: Providers) -> None:
 
 
 def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, record: dict[str, Any],
-               log: Any) -> tuple[compose.Composition, dict[str, Any]]:
+               log: Any, executors: Mapping[str, SlotExecutor] | None = None
+               ) -> tuple[compose.Composition, dict[str, Any]]:
     """Compose and run the stage graph; record stages, services, fallbacks and warnings; return the outputs."""
     providers = providers_for(cfg, layout)
     record["fallbacks"] += providers.fallbacks
@@ -103,7 +109,7 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
     try:
         outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
-                                          slots={"encode": comp.encode_slots},
+                                          slots={"encode": comp.encode_slots}, executors=executors,
                                           on_abort=lambda: _stop(providers))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
@@ -153,22 +159,25 @@ def _admit(cfg: DictConfig, layout: RunLayout, record: dict[str, Any], log: Any)
     record["warnings"] += [w for w in warnings if w]
 
 
-def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
+def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
+                  executors: Mapping[str, SlotExecutor] | None = None) -> dict[str, Any]:
     """Render one script into ``<run>/<slug>/``; never raises (but for an interruption): failures are
     returned in the record, which is also written as ``<slug>.json``. Its log records (every thread's) carry
-    its slug and go to ``<slug>.log`` too; the health monitor sees it in flight meanwhile."""
+    its slug and go to ``<slug>.log`` too; the health monitor sees it in flight meanwhile. ``executors``: slots
+    whose nodes run elsewhere (the encodes on other Dask workers, batch.dask.split_scenes)."""
     with logs.correlate(script=slug), logs.script_log(layout.output(slug, ".log"), slug), health.in_flight(slug):
-        return _render(path, slug, cfg, layout)
+        return _render(path, slug, cfg, layout, executors)
 
 
-def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout) -> dict[str, Any]:
+def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
+            executors: Mapping[str, SlotExecutor] | None) -> dict[str, Any]:
     started = time.perf_counter()
     log = logger.bind(script=slug)
     record = new_record(path, slug)
     try:
         _admit(cfg, layout, record, log)
         script = _parse(path, cfg, record, log)
-        comp, outputs = _run_graph(script, slug, cfg, layout, record, log)
+        comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
         video = _publish(comp, outputs, layout)
         record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline,  # for the report
                                                  layout.script_dir(slug), layout.workdir(slug), log,

@@ -7,7 +7,9 @@ with exponential backoff plus jitter, or as long as the service's ``Retry-After`
 
 The breaker's state lives in a small JSON file under ``state_dir`` (guarded by ``fcntl.flock``), so failures
 in any joblib worker count towards one breaker for the whole run: three workers failing once each open a
-breaker with ``fail_max: 3``. Without a ``state_dir`` the breaker is local to the process. Once the reset
+breaker with ``fail_max: 3``. On Dask the same state lives on the cluster instead (a ``RunState``:
+renderer/runners/cluster_state.py), shared by every machine's workers. Without a ``state_dir`` the breaker is
+local to the process. Once the reset
 timeout has passed, exactly one caller (of all threads and processes) gets the half-open trial; the others fail
 fast with ``CircuitBreakerError`` until its result closes or re-opens the breaker.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
@@ -97,7 +100,8 @@ def cancel() -> None:
 
 
 def cancelled() -> bool:
-    """``cancel()`` was called (and not reset): whatever runs in this process is to stop."""
+    """Has ``cancel()`` been called (and not reset)? A graph running in a thread no signal reaches (a Dask
+    worker's) looks at this to stop."""
     return _cancel.is_set()
 
 
@@ -136,7 +140,7 @@ def _fresh_state(state: str = pybreaker.STATE_CLOSED) -> dict[str, Any]:
 
 
 def _trial_owner() -> str:
-    return f"{os.getpid()}-{threading.get_ident()}"
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"  # unique over a cluster's machines
 
 
 class BreakerStorage(pybreaker.CircuitBreakerStorage):
@@ -429,18 +433,51 @@ class RunSemaphore:
         fh.close()
 
 
+class RunState:
+    """Where one run keeps what all its workers share: a breaker per service and its API slots. Files under a
+    directory for the local backends (``FileRunState``); the cluster itself on Dask
+    (renderer/runners/cluster_state.py)."""
+
+    def breaker_storage(self, service: str) -> BreakerStorage:
+        raise NotImplementedError
+
+    def semaphore(self, service: str, limit: int) -> Any:
+        """An object with ``acquire(timeout) -> bool`` (raising ``Cancelled`` after ``cancel()``) and ``release()``."""
+        raise NotImplementedError
+
+
+class FileRunState(RunState):
+    """Breakers in JSON files under an flock, API slots as flocked slot files: one machine's processes."""
+
+    def __init__(self, state_dir: Path | str):
+        self.dir = Path(state_dir)
+
+    def breaker_storage(self, service: str) -> BreakerStorage:
+        return FileBreakerStorage(self.dir / f"breaker-{service}.json")
+
+    def semaphore(self, service: str, limit: int) -> RunSemaphore:
+        return RunSemaphore(self.dir, service, limit)
+
+
+def run_state(state: RunState | Path | str | None) -> RunState | None:
+    """``state`` as a RunState: a directory means files there; None: nothing shared beyond this process."""
+    return state if isinstance(state, RunState) or state is None else FileRunState(state)
+
+
 class ServiceGuard:
     """semaphore → retry → breaker → call, with a record of each call (``last_call`` is per thread)."""
 
     def __init__(self, service: str, breaker: pybreaker.CircuitBreaker, policy: RetryPolicy, *,
-                 timeout_s: float = 60.0, max_concurrency: int = 4, state_dir: Path | str | None = None):
+                 timeout_s: float = 60.0, max_concurrency: int = 4,
+                 state_dir: RunState | Path | str | None = None):
         self.service = service
         self.breaker = breaker
         self.policy = policy
         self.timeout_s = timeout_s
         self.max_concurrency = max_concurrency
-        # with a run's state_dir, the limit holds for all its processes; else for this process
-        self.semaphore = (RunSemaphore(state_dir, service, max_concurrency) if state_dir is not None
+        # with a run's state, the limit holds for all its processes (or the cluster's); else for this process
+        state = run_state(state_dir)
+        self.semaphore = (state.semaphore(service, max_concurrency) if state is not None
                           else service_semaphore(service, max_concurrency))
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -567,23 +604,23 @@ def breaker_states(state_dir: Path | str, breaker_cfg: Any = None) -> dict[str, 
     return out
 
 
-def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: Path | str | None = None,
+def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: RunState | Path | str | None = None,
                   trial_timeout_s: float = 60.0) -> SharedBreaker:
     """The breaker of ``service``; ``trial_timeout_s`` bounds how long one half-open trial holds its slot."""
     fail_max, reset_timeout_s = breaker_settings(service, breaker_cfg)
-    storage = (FileBreakerStorage(Path(state_dir) / f"breaker-{service}.json") if state_dir is not None
-               else MemoryBreakerStorage())
+    state = run_state(state_dir)
+    storage = state.breaker_storage(service) if state is not None else MemoryBreakerStorage()
     return SharedBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s, exclude=[_ignored_by_breaker],
                          state_storage=storage, name=service, throw_new_error_on_trip=False,
                          trial_timeout_s=trial_timeout_s)
 
 
 def build_guard(service: str, breaker_cfg: Any = None, retry_cfg: Any = None, *,
-                state_dir: Path | str | None = None, timeout_s: float = 60.0,
+                state_dir: RunState | Path | str | None = None, timeout_s: float = 60.0,
                 max_concurrency: int = 4) -> ServiceGuard:
     """The guard for ``service`` from config: ``breaker_cfg`` is ``cfg.breaker`` (or its service entry),
     ``retry_cfg`` is ``cfg.retry`` (its ``api`` policy is used) or one policy; ``state_dir`` shares the
-    breaker between processes (use one directory per run); a half-open trial holds its slot for at most
+    breaker between processes (one directory per run, or a ``RunState``: the cluster's); a half-open trial holds its slot for at most
     ``timeout_s``, the request timeout; ``max_concurrency`` requests at once, over all processes of the run
     when there is a ``state_dir``."""
     return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir, trial_timeout_s=timeout_s),

@@ -412,3 +412,60 @@ def test_slot_caps_how_many_of_its_nodes_run_at_once(tmp_path: Path):
     assert {r.status for r in records} == {"ok"}
     assert peak["encode"] == 2
     assert other_ran_alongside.is_set()  # the cap holds back only its own slot
+
+
+class OtherProcess:
+    """A slot executor: each node function runs in a child process (as on another machine), shipped there
+    with cloudpickle as Dask does; it counts what went there and how many ran at once."""
+
+    def __init__(self, capacity: int):
+        import concurrent.futures
+        import multiprocessing
+
+        self.capacity = capacity
+        self.pool = concurrent.futures.ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn"))
+        self.lock, self.running, self.peak, self.sent = threading.Lock(), 0, 0, []
+
+    def __call__(self, fn, inp):
+        import cloudpickle
+
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.sent.append(inp.data)
+        try:
+            return self.pool.submit(_call_there, cloudpickle.dumps((fn, inp))).result()
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _call_there(shipped: bytes):
+    import os
+    import pickle
+    import time
+
+    fn, inp = pickle.loads(shipped)
+    time.sleep(0.1)
+    return (os.getpid(), fn(inp))
+
+
+def test_a_slot_with_an_executor_runs_its_nodes_there_up_to_its_capacity(tmp_path: Path):
+    import os
+
+    elsewhere = OtherProcess(capacity=3)
+    g = Graph()
+    for i in range(6):
+        g.add(Node(f"segment/{i}", "segment", "1", lambda inp: inp.data * 10, data=i, slot="encode"))
+    g.add(Node("voice/0", "voice", "1", lambda inp: (os.getpid(), "voice")))
+    g.add(Node("mux", "mux", "1", lambda inp: sorted(v for _, v in inp.deps["parts"]),
+               deps={"parts": tuple(f"segment/{i}" for i in range(6))}))
+    try:
+        outputs, records = g.run(cfg(), tmp_path, threads=1, slots={"encode": 1}, executors={"encode": elsewhere})
+    finally:
+        elsewhere.pool.shutdown()
+    assert {r.status for r in records} == {"ok"}
+    assert outputs["mux"] == [0, 10, 20, 30, 40, 50] and sorted(elsewhere.sent) == list(range(6))
+    assert os.getpid() not in {outputs[f"segment/{i}"][0] for i in range(6)}, "a node ran in this process"
+    assert outputs["voice/0"][0] == os.getpid()  # the other slots stay here
+    assert elsewhere.peak == 3  # the executor's capacity, not the local cap of 1, nor the one local thread

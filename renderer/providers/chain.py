@@ -24,7 +24,7 @@ from renderer.providers.base import ProviderConfigError
 from renderer.providers.espeak import EspeakVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
-from renderer.reliability import build_guard
+from renderer.reliability import RunState, build_guard
 
 OFFLINE: dict[str, list[Callable[[], Any]]] = {
     "voice": [EspeakVoice, SilentVoice],
@@ -85,7 +85,7 @@ def _wrong_settings(exc: BaseException | None) -> ProviderConfigError | None:
     return exc
 
 
-def build(cfg: DictConfig, *, groups: list[str], state_dir: Path) -> Providers:
+def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> Providers:
     providers = Providers()
     for group in groups:
         group_cfg = cfg[group]
