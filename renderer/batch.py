@@ -166,6 +166,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
             runner.check_shared({"run": layout.run_dir.absolute(), **({"cache": cache.root} if cfg.cache.enabled
                                                                       else {})}, list(todo))
             write_json_atomic(layout.manifest, manifest)
+            monitor.watch(runner.shared_state(layout.run_dir.absolute()))
             _render(runner, cfg, layout, cache, manifest, todo, monitor)
     finally:
         monitor.close()
@@ -208,6 +209,7 @@ def _render(runner: runners.Runner, cfg: DictConfig, layout: RunLayout, cache: C
         _unfinished(manifest, "cancelled", f"{exc}")
         logger.error("{}", exc)
     finally:
+        monitor.watch(None)  # the runner lets go of the run's breakers as it stops: the last state seen stays
         records.close()  # interrupted between two records: the workers are stopped (gracefully) here, not later
         ffmpeg.kill_all()
         monitor.close()  # the final metrics.json, while the workers' samples are still in tmp/

@@ -377,14 +377,16 @@ class Monitor:
     TICK_S = 0.5
 
     def __init__(self, cfg: Any, layout: Any, manifest: dict[str, Any]):
-        from renderer import reliability  # it records into this module: imported here, not at the top
+        from renderer import reliability, runners  # they record into this module: imported here, not at the top
 
         self.settings = cfg.monitor
         self.layout = layout
         self.path = layout.run_dir / "metrics.json"
         self.run_id = logs.run_id(layout.run_dir)
         self.disks = {"run": layout.run_dir, **({"cache": Path(cfg.cache.dir)} if cfg.cache.enabled else {})}
-        self._breakers = lambda: reliability.breaker_states(layout.tmp / ".breakers", cfg.breaker)
+        self.shared = runners.shared_state(cfg, layout.run_dir)  # see watch()
+        self._breakers = lambda: (reliability.breaker_states(self.shared, list(cfg.breaker), cfg.breaker)
+                                  if self.shared is not None else {})
         self.breakers: dict[str, dict[str, Any]] = {}
         self.aggregator = Aggregator(layout.tmp / "health")
         self.jobs = Jobs(manifest)
@@ -404,6 +406,12 @@ class Monitor:
                         "/health/stats /metrics", self.server.url)
         self._thread = threading.Thread(target=self._loop, name="health-monitor", daemon=True)
         self._thread.start()
+
+    def watch(self, shared: Any) -> None:
+        """Read the run's breakers from ``shared`` (the runner's view of them: on Dask, through its client);
+        None: no more (the last state seen stays)."""
+        with self._lock:
+            self.shared = shared
 
     def script_done(self, record: dict[str, Any]) -> None:
         with self._lock:

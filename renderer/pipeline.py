@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import admission, captions, compose, ffmpeg, health, logs, thumbnails
+from renderer import admission, captions, compose, ffmpeg, health, logs, runners, thumbnails
 from renderer.cache import Cache
 from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
 from renderer.graph import GraphError, NodeRecord, SlotExecutor
@@ -31,11 +31,7 @@ def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
     """The providers the strategy's stages need; breaker state and API slots shared by all workers of the run:
     in files under its tmp dir, or on the cluster (batch.backend=dask)."""
     groups = [g for g in compose.stage_names(cfg) if g in chain.OFFLINE]
-    if cfg.batch.backend == "dask":
-        from renderer.runners.cluster_state import ClusterRunState
-
-        return chain.build(cfg, groups=groups, state_dir=ClusterRunState(layout.run_dir))
-    return chain.build(cfg, groups=groups, state_dir=layout.tmp / ".breakers")
+    return chain.build(cfg, groups=groups, state_dir=runners.shared_state(cfg, layout.run_dir))
 
 
 def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import pybreaker
 import tenacity
@@ -445,6 +445,10 @@ class RunState:
         """An object with ``acquire(timeout) -> bool`` (raising ``Cancelled`` after ``cancel()``) and ``release()``."""
         raise NotImplementedError
 
+    def breaker_snapshot(self, service: str) -> dict[str, Any] | None:
+        """The breaker's state as stored, read without its lock, for a monitor (None: not used in this run)."""
+        return None
+
 
 class FileRunState(RunState):
     """Breakers in JSON files under an flock, API slots as flocked slot files: one machine's processes."""
@@ -457,6 +461,12 @@ class FileRunState(RunState):
 
     def semaphore(self, service: str, limit: int) -> RunSemaphore:
         return RunSemaphore(self.dir, service, limit)
+
+    def breaker_snapshot(self, service: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.dir / f"breaker-{service}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
 
 
 def run_state(state: RunState | Path | str | None) -> RunState | None:
@@ -581,17 +591,16 @@ class ServiceGuard:
                            record.attempts, record.breaker_state, record.error)
 
 
-def breaker_states(state_dir: Path | str, breaker_cfg: Any = None) -> dict[str, dict[str, Any]]:
-    """The run's shared breakers (``breaker-<service>.json`` under ``state_dir``) as a monitor shows them, read
-    without taking their locks: state, failures counted, when an open one lets a trial through (``retry_at``).
+def breaker_states(shared: RunState, services: Iterable[str], breaker_cfg: Any = None) -> dict[str, dict[str, Any]]:
+    """The run's shared breakers (in files, or on the cluster: ``shared``) as a monitor shows them, read without
+    taking their locks: state, failures counted, when an open one lets a trial through (``retry_at``).
     An open breaker whose reset timeout has passed shows ``half_open``: its next call is the trial."""
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(state_dir).glob("breaker-*.json")):
-        service = path.stem.removeprefix("breaker-")
-        try:
-            data = _fresh_state() | json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for service in sorted(services):
+        raw = shared.breaker_snapshot(service)
+        if not isinstance(raw, dict):
             continue
+        data = _fresh_state() | raw
         state, opened_at = data["state"], data["opened_at"]
         retry_at = None
         if state == pybreaker.STATE_OPEN and opened_at is not None:

@@ -10,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+import pytest
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -102,15 +104,17 @@ def test_endpoints_answer_during_a_real_run(tmp_path: Path):
         pass
 
 
-def test_system_answers_503_while_a_breaker_is_open(tmp_path: Path):
+@pytest.mark.parametrize("backend", [["batch.backend=loky"], ["batch.backend=dask", "batch.dask.workers=2"]],
+                         ids=["loky", "dask"])
+def test_system_answers_503_while_a_breaker_is_open(tmp_path: Path, backend: list[str]):
     """ElevenLabs (a local double) fails every request; one failure opens its breaker, which stays open: the
-    probe says 503, and Prometheus sees the open breaker."""
+    probe says 503, and Prometheus sees the open breaker (kept in files, or on the Dask cluster)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ELEVENLABS_API_KEY": "el-test-key-0000"}
     with FakeAPI(elevenlabs_key="el-test-key-0000", fault_rate=1.0, faults=["500"]) as api:
         proc = start_batch(tmp_path, port, "voice=elevenlabs", f"voice.base_url={api.url}", "retry.api.attempts=1",
-                           "breaker.elevenlabs.fail_max=1", "breaker.elevenlabs.reset_timeout_s=600", env=env)
+                           "breaker.elevenlabs.fail_max=1", "breaker.elevenlabs.reset_timeout_s=600", *backend, env=env)
         try:
             status, body = poll(proc, f"{base}/health/system", lambda s, b: s == 503)
             system = json.loads(body)

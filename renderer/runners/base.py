@@ -11,6 +11,9 @@ from typing import Any, Generator
 
 from omegaconf import DictConfig
 
+from renderer.files import RunLayout
+from renderer.reliability import FileRunState, RunState
+
 Records = Generator[dict[str, Any], None, None]
 
 
@@ -42,6 +45,10 @@ class Runner(ABC):
     @abstractmethod
     def jobs(self, cfg: DictConfig, scripts: int) -> int:
         """How many scripts render at once on one machine: each script's share of its cores is reckoned from it."""
+
+    def shared_state(self, run_dir: Path) -> RunState:
+        """Where this runner's workers keep the run's breakers and API slots, as the batch can read them."""
+        return FileRunState(RunLayout(run_dir).tmp / ".breakers")
 
     def check_shared(self, dirs: dict[str, Path], inputs: list[Path]) -> None:
         """Raise RunnerError unless every worker can write and read ``dirs`` (by name) and read ``inputs``.

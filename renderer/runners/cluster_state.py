@@ -90,10 +90,11 @@ class ClusterSemaphore:
 
 
 class ClusterRunState(RunState):
-    """The run's breakers and API slots on the cluster the current task runs on."""
+    """The run's breakers and API slots on the cluster the current task runs on (or ``client``'s)."""
 
-    def __init__(self, run_dir: Path | str):
+    def __init__(self, run_dir: Path | str, client: Any = None):
         self.prefix = namespace(run_dir)
+        self.client = client
 
     def breaker_storage(self, service: str) -> ClusterBreakerStorage:
         return ClusterBreakerStorage(f"{self.prefix}-breaker-{service}")
@@ -101,11 +102,21 @@ class ClusterRunState(RunState):
     def semaphore(self, service: str, limit: int) -> ClusterSemaphore:
         return ClusterSemaphore(f"{self.prefix}-slots-{service}-{limit}", limit)
 
+    def breaker_snapshot(self, service: str) -> dict[str, Any] | None:
+        """For the batch's monitor, which reads through the runner's client."""
+        from distributed import Variable
 
-def forget(run_dir: Path | str, services: list[str], client: Any) -> None:
-    """Remove a run's breakers from the scheduler: a run (or its resume) starts with closed ones, as the local
-    backends do (their state files are in the run's tmp dir, emptied after every run)."""
+        try:
+            return Variable(f"{self.prefix}-breaker-{service}", client=self.client or _client()).get(timeout=0)
+        except (TimeoutError, ValueError, OSError):  # not set (yet, or any more); a cluster going away
+            return None
+
+
+def forget(run_dir: Path | str, services: list[str], client: Any, *, start: bool = False) -> None:
+    """A run's breakers on the scheduler closed (``start``: a run, or its resume, starts with closed ones, as
+    the local backends do; stored, so no read ever waits on a Variable nobody set) or removed (at its end)."""
     from distributed import Variable
 
     for service in services:
-        Variable(f"{namespace(run_dir)}-breaker-{service}", client=client).delete()
+        variable = Variable(f"{namespace(run_dir)}-breaker-{service}", client=client)
+        variable.set(_fresh_state()) if start else variable.delete()

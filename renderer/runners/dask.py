@@ -154,6 +154,11 @@ class DaskRunner(Runner):
     def _threads(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
 
+    def shared_state(self, run_dir: Path) -> Any:
+        from renderer.runners.cluster_state import ClusterRunState
+
+        return ClusterRunState(run_dir, client=self.client)
+
     def close(self) -> None:
         if self.lost:  # the client's last attempts to reach the scheduler are not news
             logging.disable(logging.ERROR)
@@ -208,12 +213,12 @@ class DaskRunner(Runner):
                               "mount that filesystem on those workers")
 
     def run(self, plain_cfg: dict, tasks: list[Task], run_dir: Path) -> Records:
-        from distributed import as_completed
+        from distributed import Event, as_completed
 
         from renderer.runners.cluster_state import forget
 
         services = list(plain_cfg["breaker"])
-        forget(run_dir, services, self.client)  # this run's breakers start closed, as on the local backends
+        forget(run_dir, services, self.client, start=True)  # this run's breakers start closed, as on local backends
         by_key = {f"render-{t.slug}-{self.token}": t for t in tasks}
         queued = list(by_key.items())
         futures: list[Any] = []
@@ -248,6 +253,9 @@ class DaskRunner(Runner):
                 self._cancel(left)
             if not self.lost:
                 forget(run_dir, services, self.client)
+                # every task's stop watcher (render_on_dask) returns now: its script is over. Left waiting, the
+                # long polls would be cut off by the cluster's shutdown, which the scheduler logs as errors.
+                Event(self.stop_name, client=self.client).set()
 
     def _record(self, future: Any, task: Task) -> dict[str, Any]:
         from distributed import KilledWorker
