@@ -94,6 +94,7 @@ def _schema_of(group: str, path):
         return getattr(config, SCHEMAS[group])
     schema = next(d for d in OmegaConf.load(path).defaults if str(d).endswith("_schema"))  # e.g. espeak_schema
     return {"voice": {"espeak_schema": config.EspeakVoiceConfig, "silent_schema": config.SilentVoiceConfig,
+                      "piper_schema": config.PiperVoiceConfig,
                       "elevenlabs_schema": config.ElevenLabsVoiceConfig},
             "visual": {"procedural_schema": config.ProceduralVisualConfig,
                        "runway_schema": config.RunwayVisualConfig}}[group][schema]
