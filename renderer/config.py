@@ -190,6 +190,17 @@ class EncodeConfig:
 
 
 @dataclass
+class AudioConfig:
+    """The soundtrack: its loudness, and an optional music bed ducked under the narration."""
+
+    loudness_lufs: float = -16.0  # integrated loudness (EBU R128) every soundtrack is set to; 0 = as mixed
+    true_peak_db: float = -1.5  # ceiling, dBTP
+    music: str = ""  # a music file, or a folder to pick one from per script (seeded by the script); "" = none
+    music_db: float = -18.0  # the bed's loudness relative to loudness_lufs where nobody speaks
+    duck_db: float = 10.0  # how much lower the bed is under speech than in the gaps
+
+
+@dataclass
 class TerminalConfig:
     """Typing rhythm of the on-screen terminal."""
 
@@ -292,6 +303,7 @@ class RendererConfig:
     retry: RetryConfig = MISSING
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
     script: ScriptConfig = field(default_factory=ScriptConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
