@@ -33,9 +33,18 @@ class CompositionError(ValueError):
     """The strategy in config names something that is not a stage."""
 
 
+def layers_of(cfg: DictConfig) -> list[str]:
+    """The layers burnt in over the picture, bottom first: the strategy's, then the captions when
+    ``captions.burn`` is on (on top of everything; a picture of ``none`` has nothing to burn them into)."""
+    layers = list(cfg.assembly.layers)
+    if cfg.captions.burn and cfg.assembly.picture != "none" and "captions" not in layers:
+        layers.append("captions")
+    return layers
+
+
 def stage_names(cfg: DictConfig) -> list[str]:
     """The stages a script's graph is built from, in the order they are added."""
-    picture, layers = cfg.assembly.picture, list(cfg.assembly.layers)
+    picture, layers = cfg.assembly.picture, layers_of(cfg)
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
     video = [] if picture == "none" else ["segment"]
     return [*dict.fromkeys(sources), "timeline", *video, "soundtrack", "mux"]
@@ -74,7 +83,7 @@ class Composition:
 
     @property
     def layers(self) -> list[str]:
-        return list(self.cfg.assembly.layers)
+        return layers_of(self.cfg)
 
     @property
     def scenes(self) -> range:

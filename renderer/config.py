@@ -201,6 +201,18 @@ class AudioConfig:
 
 
 @dataclass
+class CaptionsConfig:
+    """Narration burnt onto the video (the .srt/.vtt files are always written)."""
+
+    burn: bool = False  # draw the captions on the video, over the picture and the terminal
+    style: str = "sentence"  # sentence: a cue at a time | words: the cue with the spoken word highlighted
+    font_size: int = 34  # pixels at 720p, scaled with the frame's shorter side
+    max_lines: int = 3  # of one cue
+    box_opacity: float = 0.7  # of the box behind the text, in the theme's background colour
+    highlight: str = ""  # "#rrggbb" of the spoken word (words style); "" = the theme's prompt colour
+
+
+@dataclass
 class TerminalConfig:
     """Typing rhythm of the on-screen terminal."""
 
@@ -304,6 +316,7 @@ class RendererConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    captions: CaptionsConfig = field(default_factory=CaptionsConfig)
     script: ScriptConfig = field(default_factory=ScriptConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
