@@ -122,3 +122,11 @@ def test_option_files_select_and_never_restate_a_default(path):
 def test_root_config_restates_no_default():
     root = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
     assert set(root) == {"defaults", "hydra"}
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper", "elevenlabs"])
+def test_speakers_can_be_cast_from_the_command_line(voice):
+    cfg = compose_cfg(f"voice={voice}", "voice.speakers={Winston: some-voice}", "voice.speakers.Anya=other")
+    assert dict(cfg.voice.speakers) == {"Winston": "some-voice", "Anya": "other"}
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(f"voice={voice}", "voice.speakrs={Winston: x}")  # the group itself still refuses typos
