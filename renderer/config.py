@@ -67,6 +67,16 @@ class ProceduralVisualConfig:
     sources: list[str] = field(default_factory=lambda: ["gradients", "plasma", "life", "mandelbrot"])
 
 
+@dataclass
+class LibraryVisualConfig:
+    _target_: str = "renderer.providers.library.LibraryVisual"
+    name: str = "library"
+    dir: str = ""  # the folder of your clips and stills (tags: their names, and clips.yaml beside them)
+    fit: str = "loop"  # a clip shorter than its scene: loop | extend (hold the last frame)
+    fps: int = 25  # of a still's Ken Burns move
+    zoom: float = 1.15  # how far a still's Ken Burns move zooms
+
+
 # --- cloud providers (keys come from the environment only, never from config) ----------------------------
 @dataclass
 class ElevenLabsVoiceSettings:
@@ -350,6 +360,7 @@ def register_configs() -> None:
     cs.store(group="voice", name="silent_schema", node=SilentVoiceConfig)
     cs.store(group="voice", name="elevenlabs_schema", node=_open_maps(ElevenLabsVoiceConfig))
     cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
+    cs.store(group="visual", name="library_schema", node=LibraryVisualConfig)
     cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
 
 

@@ -97,6 +97,7 @@ def _schema_of(group: str, path):
                       "piper_schema": config.PiperVoiceConfig,
                       "elevenlabs_schema": config.ElevenLabsVoiceConfig},
             "visual": {"procedural_schema": config.ProceduralVisualConfig,
+                       "library_schema": config.LibraryVisualConfig,
                        "runway_schema": config.RunwayVisualConfig}}[group][schema]
 
 
