@@ -34,11 +34,13 @@ class CompositionError(ValueError):
 
 
 def layers_of(cfg: DictConfig) -> list[str]:
-    """The layers burnt in over the picture, bottom first: the strategy's, then the captions when
-    ``captions.burn`` is on (on top of everything; a picture of ``none`` has nothing to burn them into)."""
+    """The layers burnt in over the picture, bottom first: the strategy's, then the title card when
+    ``title.card`` is on and the captions when ``captions.burn`` is (on top, readable over the card); a
+    picture of ``none`` has nothing to burn them into."""
     layers = list(cfg.assembly.layers)
-    if cfg.captions.burn and cfg.assembly.picture != "none" and "captions" not in layers:
-        layers.append("captions")
+    for name, wanted in (("title", cfg.title.card), ("captions", cfg.captions.burn)):
+        if wanted and cfg.assembly.picture != "none" and name not in layers:
+            layers.append(name)
     return layers
 
 

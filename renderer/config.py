@@ -223,6 +223,16 @@ class CaptionsConfig:
 
 
 @dataclass
+class TitleConfig:
+    """A title card: the script's title and subtitle over the first scene's picture."""
+
+    card: bool = False  # show it
+    seconds: float = 4.0  # for this long (at most the first scene)
+    font_size: int = 64  # pixels at 720p, scaled with the frame's shorter side
+    box_opacity: float = 0.6  # of the veil over the picture, in the theme's background colour
+
+
+@dataclass
 class TerminalConfig:
     """Typing rhythm of the on-screen terminal."""
 
@@ -327,6 +337,7 @@ class RendererConfig:
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     captions: CaptionsConfig = field(default_factory=CaptionsConfig)
+    title: TitleConfig = field(default_factory=TitleConfig)
     script: ScriptConfig = field(default_factory=ScriptConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)

@@ -52,6 +52,7 @@ def outputs_for(script) -> dict[str, Any]:
     for scene in script.scenes:
         out[f"terminal/{scene.index}"] = track
         out[f"captions/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Caption", "hi")])
+        out[f"title/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Title", "hi")])
         out[f"voice/{scene.index}"] = AudioClip(None, 1.0, "espeak")
     return out
 
@@ -61,7 +62,7 @@ def key_of(node, cfg: DictConfig, graph: Graph, outputs: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("strategy", ["overlay", "ui_only", "visual_only", "audio_only", "overlay captions.burn=true",
-                                      "visual_only captions.burn=true"])
+                                      "visual_only captions.burn=true title.card=true"])
 def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strategy):
     strategy, *extra = strategy.split()
     cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2", *extra)

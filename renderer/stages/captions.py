@@ -124,14 +124,16 @@ def header(fmt: Any, theme: Any, size: int, box_opacity: float) -> str:
                       "ScaledBorderAndShadow": "yes"})
     subs.styles.clear()
     subs.styles["Caption"] = pysubs2.SSAStyle(
-        fontname=theme.font_family, fontsize=size, bold=True, primarycolor=_colour(theme.foreground),
-        outlinecolor=_colour(theme.background, box_opacity), backcolor=_colour(theme.background, box_opacity),
+        fontname=theme.font_family, fontsize=size, bold=True, primarycolor=style_colour(theme.foreground),
+        outlinecolor=style_colour(theme.background, box_opacity),
+        backcolor=style_colour(theme.background, box_opacity),
         borderstyle=3, outline=max(2, round(size * 0.25)), shadow=0, alignment=pysubs2.Alignment.BOTTOM_CENTER,
         marginl=0, marginr=0, marginv=0)
     return subs.to_string("ass").rstrip("\n")
 
 
-def _colour(hex_rgb: str, opacity: float = 1.0) -> pysubs2.Color:
+def style_colour(hex_rgb: str, opacity: float = 1.0) -> pysubs2.Color:
+    """'#rrggbb' (+ opacity 0..1) as a pysubs2 style colour."""
     value = hex_rgb.lstrip("#")
     if len(value) == 3:
         value = "".join(ch * 2 for ch in value)
