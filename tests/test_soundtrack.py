@@ -110,7 +110,8 @@ def test_the_music_bed_ducks_under_the_voice_and_loops_to_the_end(tmp_path):
 def test_the_bed_level_follows_music_db(tmp_path):
     """The bed sits music_db below the narration (the whole mix is then set to the target loudness)."""
     music = str(tone(tmp_path / "bed.wav", 200, 3.0))
-    band, voice_band = "bandpass=f=200:width_type=q:w=8,bandpass=f=200:width_type=q:w=8", "bandpass=f=1000:width_type=q:w=8"
+    band = "bandpass=f=200:width_type=q:w=8,bandpass=f=200:width_type=q:w=8"
+    voice_band = "bandpass=f=1000:width_type=q:w=8"
     below = {}
     for music_db in (-24.0, -12.0):
         (tmp_path / str(music_db)).mkdir()

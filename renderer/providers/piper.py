@@ -10,6 +10,7 @@ by length, which gives captions the same per-character timing ElevenLabs' alignm
 from __future__ import annotations
 
 import importlib
+import json
 import threading
 import wave
 from dataclasses import dataclass
@@ -81,8 +82,6 @@ class _Model:
             from piper.config import PiperConfig
         except ImportError as exc:
             raise PiperError(f"piper-tts is not installed ({exc.name}): pip install piper-tts") from None
-        import json
-
         options = onnxruntime.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
@@ -183,8 +182,9 @@ class PiperVoice:
         try:
             s = OmegaConf.merge(OmegaConf.structured(PiperSpeakerConfig), settings)
         except Exception as exc:
-            raise PiperError(f"voice.speakers.{speaker}={spec!r}: {str(exc).splitlines()[0]}; write a voice package "
-                             "or .onnx file and/or model=, speaker_id=, length_scale=, pitch_semitones= words") from None
+            raise PiperError(f"voice.speakers.{speaker}={spec!r}: {str(exc).splitlines()[0]}; write a voice "
+                             "package or .onnx file and/or model=, speaker_id=, length_scale=, pitch_semitones= "
+                             "words") from None
         d = self.default
         return Cast(s.model or d.model, d.speaker_id if s.speaker_id is None else s.speaker_id,
                     d.length_scale if s.length_scale is None else s.length_scale, s.pitch_semitones)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from renderer import audio, ffmpeg
 from renderer.encoding import SAFE_AUDIO, audio_args, channel_layout, failure_reason
