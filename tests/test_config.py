@@ -16,7 +16,7 @@ GROUPS = ["voice", "visual", "theme", "assembly", "format", "limits", "breaker",
 
 def test_defaults_compose_to_the_offline_setup():
     cfg = compose_cfg()
-    assert cfg.voice.name == "espeak" and cfg.visual.name == "procedural"
+    assert cfg.voice.name == "piper" and cfg.visual.name == "procedural"
     assert cfg.assembly.strategy == "overlay" and cfg.theme.name == "dark"
     assert (cfg.format.width, cfg.format.height) == (1280, 720)
     assert list(cfg.batch.inputs) == ["scripts/*.txt", "scripts/*.md"]

@@ -116,7 +116,7 @@ def test_a_render_with_piper_needs_no_network(tmp_path):
         pytest.skip(f"cannot cut the network here: {probe.stderr.decode().strip()}")
     script = _tiny_script(tmp_path)
     run_dir = tmp_path / "run"
-    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "renderer", "voice=piper", *TINY,
+    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "renderer", *TINY, "voice=piper",
                            "assembly=audio_only", f"batch.inputs=[{script}]", f"hydra.run.dir={run_dir}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -129,7 +129,7 @@ def test_a_render_with_piper_needs_no_network(tmp_path):
     assert "Short line one." in srt
 
 
-def test_an_unloadable_model_falls_back_to_espeak_and_says_so(tmp_path):
+def test_an_unloadable_model_falls_back_to_the_bundled_voice_and_says_so(tmp_path):
     from renderer.files import RunLayout
     from renderer.pipeline import render_script
     from tests.conftest import compose_cfg
@@ -138,4 +138,32 @@ def test_an_unloadable_model_falls_back_to_espeak_and_says_so(tmp_path):
     record = render_script(_tiny_script(tmp_path), "tiny", cfg, RunLayout(tmp_path))
     assert record["status"] == "ok"
     (fallback,) = record["fallbacks"]
-    assert fallback["from"] == "piper" and fallback["to"] == "espeak" and "/nowhere/voice.onnx" in fallback["reason"]
+    assert fallback["from"] == "piper" and fallback["to"] == "piper" and "/nowhere/voice.onnx" in fallback["reason"]
+
+
+BLOCK_PIPER = """
+import sys
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("piper", "onnxruntime"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+def test_without_piper_installed_espeak_speaks_and_the_record_says_why(tmp_path):
+    """The default voice on a machine where piper-tts could not be installed (its imports fail)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_PIPER)
+    script = _tiny_script(tmp_path)
+    run_dir = tmp_path / "run"
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "renderer", *TINY, "voice=piper", "assembly=audio_only",
+                           f"batch.inputs=[{script}]", f"hydra.run.dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((run_dir / "tiny" / "tiny.json").read_text())
+    (fallback,) = record["fallbacks"]
+    assert fallback["from"] == "piper" and fallback["to"] == "espeak" and "pip install piper-tts" in fallback["reason"]
+    assert record["providers"]["voice"] == ["espeak"]
