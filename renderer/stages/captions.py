@@ -168,7 +168,9 @@ def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, s
         raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
     longest = max((len(c.text) for c in cues), default=0)
     place = layout(fmt, settings.font_size, settings.max_lines, panel, longest)
-    head = header(fmt, theme, place.font_size, settings.box_opacity)
+    # libass boxes each run of one colour on its own, so a lit word's box overlaps its neighbours': only an
+    # opaque box hides that
+    head = header(fmt, theme, place.font_size, settings.box_opacity if style == "sentence" else 1.0)
     highlight = settings.highlight or theme.prompt
     x = round(place.region.x + place.region.w / 2)
     y = round(place.region.y + place.region.h - place.font_size * 0.25)
