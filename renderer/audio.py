@@ -1,15 +1,17 @@
 """Soundtrack sound: loudness measured with ffmpeg's EBU R128 meter, and the music bed that ducks under speech.
 
-Loudness is measured and applied as a gain: the narration is set to the target (and gently compressed, as a
-voice is for broadcast), the bed to its level below it. A look-ahead limiter keeps the peaks under the
-true-peak ceiling (its limit sits 1 dB lower, for the overs between samples and the AAC encode); what it takes
-off is measured on the finished mix and given back before it, until the mix is within a fraction of a LU of
-the target. So every video of a batch lands on the target, whichever voices spoke it.
+Loudness is measured and applied as a gain: the narration is set to the target (and compressed, as a voice
+is for broadcast), the bed to its level below it. A look-ahead limiter keeps the peaks under the true-peak
+ceiling (its limit sits 1 dB lower, for the overs between samples); what it takes off is measured on the
+finished mix and given back before it, until the mix is within a fraction of a LU of the target. The encoded
+file's true peak is measured too: where the AAC encode overshot the ceiling, the limit comes down by as much
+and the track is made again. So every video of a batch lands on the target, whichever voices spoke it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +29,7 @@ DUCK_ATTACK_MS = 30
 DUCK_RELEASE_MS = 600  # the bed stays down through the pauses between words
 SETTLED_LU = 0.3  # the limited mix is this close to the target
 MAX_SETTLE_PASSES = 4
+MAX_PEAK_PASSES = 3  # encodes of one soundtrack, each with the limit lowered by the overshoot of the last
 
 
 class MusicError(ValueError):
@@ -116,8 +119,9 @@ def settle(level_with: Callable[[float], float], target: float) -> float:
     return correction
 
 
-def limiter(true_peak_db: float) -> str:
-    limit = max(0.0625, min(1.0, 10 ** ((true_peak_db - PEAK_MARGIN_DB) / 20)))
+def limiter(ceiling_db: float) -> str:
+    """A look-ahead limiter holding sample peaks at ``ceiling_db`` less the margin for inter-sample peaks."""
+    limit = max(0.0625, min(1.0, 10 ** ((ceiling_db - PEAK_MARGIN_DB) / 20)))
     return f"alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=80"
 
 
@@ -130,6 +134,17 @@ def measure(args: list[str], graph: list[str], label: str, workdir: Path, stem: 
     ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[measured]", "-f", "null", "-"],
                timeout=timeout, cwd=workdir)
     return loudness_of(stats.read_text(encoding="utf-8"))
+
+
+def true_peak_db(path: Path, workdir: Path, stem: str, *, timeout: float) -> float:
+    """The true peak (dBTP) of an encoded file's audio: the AAC encode can overshoot what the limiter let by."""
+    stats = workdir / f"{stem}.peak"
+    ffmpeg.run(["-i", str(path), "-vn", "-af", f"ebur128=metadata=1:peak=true,ametadata=mode=print:"
+                f"key=lavfi.r128.true_peak:file={stats.name}", "-f", "null", "-"], timeout=timeout, cwd=workdir)
+    values = [float(line.split("=", 1)[1]) for line in stats.read_text(encoding="utf-8").splitlines()
+              if line.startswith("lavfi.r128.true_peak=")]
+    peak = max(values, default=0.0)
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def loudness_of(stats: str) -> float:

@@ -166,3 +166,4 @@ def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
     assert key(f"audio.music={music}", flip="audio.music_db") != with_music
     tone(music, 200, 2.0)  # the same name, other content
     assert key(f"audio.music={music}") != with_music
+

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from loguru import logger
+
 from renderer import audio, ffmpeg
 from renderer.encoding import SAFE_AUDIO, audio_args, channel_layout, failure_reason
 from renderer.graph import Node, NodeInput, Part
@@ -85,18 +87,25 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
                                      audio.gain_to(level + cfg["audio.music_db"], bed_level), "bed"))
         graph.append(audio.duck("bed", "voice", "mixed", loudness_lufs=level, duck_db=cfg["audio.duck_db"]))
 
-    def finished(correction: float) -> list[str]:
-        return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(cfg['audio.true_peak_db'])}[out]"]
+    def finished(correction: float, ceiling: float) -> list[str]:
+        return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(ceiling)}[out]"]
 
-    passes = iter(range(100))
-    correction = audio.settle(lambda c: audio.measure(args, finished(c), "out", inp.workdir,
-                                                      f"{stem}-mix{next(passes)}", timeout=timeout),
-                              target) if target else 0.0
-    script = inp.workdir / f"{stem}.filter"
-    script.write_text(";\n".join(finished(correction)) + "\n", encoding="utf-8")
+    passes = iter(range(1000))
+    ceiling = goal = cfg["audio.true_peak_db"]
     out = inp.workdir / f"{stem}.m4a"
-    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
-                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+    for attempt in range(audio.MAX_PEAK_PASSES):
+        correction = audio.settle(lambda c: audio.measure(args, finished(c, ceiling), "out", inp.workdir,
+                                                          f"{stem}-mix{next(passes)}", timeout=timeout),
+                                  target) if target else 0.0
+        script = inp.workdir / f"{stem}.filter"
+        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
+        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
+        over = audio.true_peak_db(out, inp.workdir, f"{stem}-{attempt}", timeout=timeout) - goal
+        if over <= 0:
+            break
+        logger.info("soundtrack: the AAC encode overshot the true-peak ceiling by {:.1f} dB; limiting lower", over)
+        ceiling -= over + 0.2
     return Soundtrack(out, timeline.duration, "ffmpeg", tuple(warnings))
 
 
