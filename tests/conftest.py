@@ -16,9 +16,10 @@ from renderer import reliability
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 
-# Small frames, low fps, fastest encode: the tests check structure and timing, not picture quality.
+# Small frames, low fps, fastest encode, the instant voice: the tests check structure and timing, not picture
+# or voice quality (tests of piper, the default voice, ask for it).
 TINY = ["format.width=192", "format.height=108", "format.fps=10", "encode.preset=ultrafast",
-        "visual.fps=5", "batch.backend=sequential", "cache.enabled=false"]
+        "visual.fps=5", "batch.backend=sequential", "cache.enabled=false", "voice=espeak"]
 
 TWO_SCENES = """SCRIPT: TEST_0001 — TINY
 A test script

@@ -108,10 +108,10 @@ def test_vtt_format():
     assert text.startswith("WEBVTT\n\n")
     blocks = text[len("WEBVTT\n\n"):].split("\n\n")
     assert blocks[-1] == ""
-    assert blocks[:-1] == [
-        "00:00:00.000 --> 00:00:01.500\nFirst line.",
-        "00:00:01.500 --> 00:01:02.042\nSecond, with ünïcode — and a dash.",
-        "01:01:01.001 --> 01:01:02.999\nPast an hour.",
+    assert blocks[:-1] == [  # cues numbered as their identifiers
+        "1\n00:00:00.000 --> 00:00:01.500\nFirst line.",
+        "2\n00:00:01.500 --> 00:01:02.042\nSecond, with ünïcode — and a dash.",
+        "3\n01:01:01.001 --> 01:01:02.999\nPast an hour.",
     ]
 
 
@@ -137,6 +137,23 @@ def test_empty_cue_list():
 def test_vtt_escapes_markup_characters():
     text = vtt([Cue(0.0, 1.0, "Tom & Jerry <redacted> 3 > 2")])
     assert "Tom &amp; Jerry &lt;redacted&gt; 3 &gt; 2" in text
+
+
+def test_subtitle_files_keep_braces_and_backslashes_as_written():
+    number, times, text = srt([Cue(0.0, 1.0, r"say {hi} \N not a break")]).strip().split("\n")
+    assert text == "say {hi} \\\u2060N not a break"  # a word joiner keeps libass-style readers from breaking
+    assert vtt([Cue(0.0, 1.0, "{x}")]).strip().endswith("\n{x}")
+
+
+def test_words_are_timed_by_the_voice_or_shared_out_by_length():
+    spans = [{"start": 10.0, "duration": 8.0}]
+    alignment = _alignment("Hello there.", 0.5, 0.1)
+    (cue,) = cues([["Hello there."]], spans, [3.0], alignments=[alignment])
+    assert cue.word_times() == [("Hello", 10.5, 11.0), ("there.", 11.1, 11.7)]
+    (estimated,) = cues([["Hi longword."]], spans, [1.3])
+    (w1, t0, t1), (w2, t2, t3) = estimated.word_times()
+    assert (w1, w2) == ("Hi", "longword.") and t0 == 10.0 and t1 == t2 and t3 == pytest.approx(11.3)
+    assert (t3 - t2) == pytest.approx(10 / 3 * (t1 - t0), rel=0.01)  # 10 characters to 3
 
 
 def _alignment(text: str, start: float, per_char: float) -> dict:

@@ -86,7 +86,8 @@ def test_half_the_requests_failing_still_delivers_every_video(tmp_path):
             assert stages[f["node"]]["status"] == "fallback" and f["to"] and f["reason"]
         assert [n for n, s in stages.items() if s["status"] == "fallback"] == [f["node"] for f in record["fallbacks"]]
     assert fallbacks, "with half the requests failing, some stage should have fallen back"
-    assert all(f["to"] in ("espeak", "silent", "backdrop") or f["to"].startswith("procedural") for f in fallbacks)
+    assert all(f["to"] in ("piper", "espeak", "silent", "backdrop") or f["to"].startswith("procedural")
+               for f in fallbacks)
     assert all(f["breaker"] in ("closed", "open", "half-open") for f in fallbacks)
     assert_no_key_anywhere(tmp_path / "run", result.stdout + result.stderr)
 
@@ -98,7 +99,7 @@ def test_missing_keys_fall_back_offline_and_say_why(tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "run" / "s0" / "s0.json").read_text())
     by_node = {f["node"]: f for f in record["fallbacks"]}
-    assert by_node["voice"]["to"] == "espeak" and "ELEVENLABS_API_KEY" in by_node["voice"]["reason"]
+    assert by_node["voice"]["to"] == "piper" and "ELEVENLABS_API_KEY" in by_node["voice"]["reason"]
     assert by_node["visual"]["to"] == "procedural" and "RUNWAY_API_KEY" in by_node["visual"]["reason"]
     assert requests == 0
 

@@ -17,7 +17,7 @@ GROUPS = ["voice", "visual", "theme", "assembly", "format", "limits", "breaker",
 
 def test_defaults_compose_to_the_offline_setup():
     cfg = compose_cfg()
-    assert cfg.voice.name == "espeak" and cfg.visual.name == "procedural"
+    assert cfg.voice.name == "piper" and cfg.visual.name == "procedural"
     assert cfg.assembly.strategy == "overlay" and cfg.theme.name == "dark"
     assert (cfg.format.width, cfg.format.height) == (1280, 720)
     assert list(cfg.batch.inputs) == ["scripts/*.txt", "scripts/*.md"]
@@ -120,3 +120,11 @@ def test_option_files_select_and_never_restate_a_default(path):
 def test_root_config_restates_no_default():
     root = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
     assert set(root) == {"defaults", "hydra"}
+
+
+@pytest.mark.parametrize("voice", ["espeak", "piper", "elevenlabs"])
+def test_speakers_can_be_cast_from_the_command_line(voice):
+    cfg = compose_cfg(f"voice={voice}", "voice.speakers={Winston: some-voice}", "voice.speakers.Anya=other")
+    assert dict(cfg.voice.speakers) == {"Winston": "some-voice", "Anya": "other"}
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(f"voice={voice}", "voice.speakrs={Winston: x}")  # the group itself still refuses typos

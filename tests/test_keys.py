@@ -14,6 +14,7 @@ from renderer.graph import Graph
 from renderer.pipeline import providers_for
 from renderer.providers.base import AudioClip
 from renderer.script import parse_text
+from renderer.stages.captions import CaptionTrack
 from renderer.stages.terminal import TerminalTrack
 from renderer.stages.timeline import plan
 from tests.conftest import THREE_SCENES, compose_cfg
@@ -50,6 +51,8 @@ def outputs_for(script) -> dict[str, Any]:
     out: dict[str, Any] = {"timeline": plan([(s.start, s.duration) for s in script.scenes], 10)}
     for scene in script.scenes:
         out[f"terminal/{scene.index}"] = track
+        out[f"captions/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Caption", "hi")])
+        out[f"title/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Title", "hi")])
         out[f"voice/{scene.index}"] = AudioClip(None, 1.0, "espeak")
     return out
 
@@ -58,9 +61,11 @@ def key_of(node, cfg: DictConfig, graph: Graph, outputs: dict[str, Any]) -> str:
     return Graph.key(node, cfg, {name: "0" * 64 for name in graph.nodes}, outputs)
 
 
-@pytest.mark.parametrize("strategy", ["overlay", "ui_only", "visual_only", "audio_only"])
+@pytest.mark.parametrize("strategy", ["overlay", "ui_only", "visual_only", "audio_only", "overlay captions.burn=true",
+                                      "visual_only captions.burn=true assembly.title_card=true"])
 def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strategy):
-    cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2")
+    strategy, *extra = strategy.split()
+    cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2", *extra)
     script = parse_text(THREE_SCENES, path="tiny.txt")
     comp = compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
     outputs = outputs_for(script)

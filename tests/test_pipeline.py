@@ -105,9 +105,9 @@ def test_unusable_voice_falls_back_and_says_so(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "voice.voice=no-such-voice", "assembly=audio_only")
     assert record["status"] == "ok"
     (fallback,) = record["fallbacks"]
-    assert fallback["node"] == "voice" and fallback["from"] == "espeak" and fallback["to"] == "espeak"
-    assert "no-such-voice" in fallback["reason"]  # the stand-in is espeak-ng's default voice
-    assert record["providers"]["voice"] == ["espeak"]
+    assert fallback["node"] == "voice" and fallback["from"] == "espeak" and fallback["to"] == "piper"
+    assert "no-such-voice" in fallback["reason"]  # the stand-in is the first offline voice that starts
+    assert record["providers"]["voice"] == ["piper"]
 
 
 def test_bad_script_fails_with_file_and_line(tmp_path):

@@ -1,6 +1,6 @@
 """The providers a script renders with, and what stands in when they fail (the fallback policy).
 
-voice:  configured provider → espeak-ng (offline) → silence
+voice:  configured provider → piper (offline, neural) → espeak-ng (offline) → silence
 visual: configured provider → procedural (offline) → a plain backdrop
 A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script; so does a
 provider whose settings are wrong (``ProviderConfigError``: the fix, not a stand-in).
@@ -22,12 +22,13 @@ from omegaconf import DictConfig
 from renderer.logs import redact
 from renderer.providers.base import ProviderConfigError
 from renderer.providers.espeak import EspeakVoice
+from renderer.providers.piper import PiperVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
 from renderer.reliability import RunState, build_guard
 
 OFFLINE: dict[str, list[Callable[[], Any]]] = {
-    "voice": [EspeakVoice, SilentVoice],
+    "voice": [PiperVoice, EspeakVoice, SilentVoice],
     "visual": [ProceduralVisual, Backdrop],
 }
 

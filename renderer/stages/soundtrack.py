@@ -1,23 +1,26 @@
-"""Soundtrack stage: every scene's narration placed on the timeline, in one cheap audio-only pass.
+"""Soundtrack stage: every scene's narration placed on the timeline, in a few cheap audio-only passes.
 
 Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
-its scene ends; the whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
+its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``)
+is set ``audio.music_db`` below it, ducked under the voice, and the mix measured and corrected once more
+(renderer/audio.py). The whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from renderer import ffmpeg
+from loguru import logger
+
+from renderer import audio, ffmpeg
 from renderer.encoding import SAFE_AUDIO, audio_args, channel_layout, failure_reason
 from renderer.graph import Node, NodeInput, Part
 from renderer.providers.base import AudioClip
 from renderer.reliability import RetryPolicy
 from renderer.stages.timeline import Timeline
 
-VERSION = "1"
+VERSION = "2"
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
@@ -40,7 +43,8 @@ def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, ra
     return f"{chain},apad,atrim=duration={dur:.6f},asetpts=PTS-STARTPTS[a{i}]"
 
 
-def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
+def _narration(inp: NodeInput) -> tuple[list[str], list[str], list[str]]:
+    """Inputs and filter graph that place every scene's voice on the timeline, as ``[narration]``."""
     timeline: Timeline = inp.deps["timeline"]
     voices: list[AudioClip] = inp.deps["voices"]
     rate = inp.cfg["encode.audio_rate"]
@@ -57,12 +61,51 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
             warnings.append(f"scene {i + 1}: narration ({voice.duration:.1f} s) is longer than the scene "
                             f"({span.duration:.1f} s) and was cut; give the scene more time or shorten the narration")
         graph.append(_placed(i, src, span.duration, lead, voice.duration, rate, channel_layout(inp.cfg)))
-    graph.append("".join(f"[a{i}]" for i in range(len(voices))) + f"concat=n={len(voices)}:v=0:a=1[out]")
-    script = inp.workdir / f"soundtrack-{inp.key[:12]}.filter"
-    script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
-    out = inp.workdir / f"soundtrack-{inp.key[:12]}.m4a"
-    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(inp.cfg),
-                "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
+    graph.append("".join(f"[a{i}]" for i in range(len(voices))) + f"concat=n={len(voices)}:v=0:a=1[narration]")
+    return args, graph, warnings
+
+
+def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
+    timeline: Timeline = inp.deps["timeline"]
+    music: audio.Music | None = inp.data["music"]
+    cfg = inp.cfg
+    target, rate, layout = cfg["audio.loudness_lufs"], cfg["encode.audio_rate"], channel_layout(cfg)
+    stem = f"soundtrack-{inp.key[:12]}"
+    args, graph, warnings = _narration(inp)
+    measured = audio.measure(args, graph, "narration", inp.workdir, f"{stem}-voice", timeout=timeout)
+    voice_gain = audio.gain_to(target, measured) if target else 0.0
+    level = target or measured
+    graph.append(f"[narration]volume={voice_gain:.3f}dB,{audio.voice_dynamics(level)}[voice]")
+    if music is None:
+        graph.append("[voice]anull[mixed]")
+    else:
+        src = len(args) // 2
+        args += ["-stream_loop", "-1", "-i", str(music.path)]
+        bed = audio.bed_chain(src, timeline.duration, rate, layout, 0.0, "bed")
+        bed_level = audio.measure(args, [bed], "bed", inp.workdir, f"{stem}-bed", timeout=timeout)
+        graph.append(audio.bed_chain(src, timeline.duration, rate, layout,
+                                     audio.gain_to(level + cfg["audio.music_db"], bed_level), "bed"))
+        graph.append(audio.duck("bed", "voice", "mixed", loudness_lufs=level, duck_db=cfg["audio.duck_db"]))
+
+    def finished(correction: float, ceiling: float) -> list[str]:
+        return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(ceiling)}[out]"]
+
+    passes = iter(range(1000))
+    ceiling = goal = cfg["audio.true_peak_db"]
+    out = inp.workdir / f"{stem}.m4a"
+    for attempt in range(audio.MAX_PEAK_PASSES):
+        correction = audio.settle(lambda c: audio.measure(args, finished(c, ceiling), "out", inp.workdir,
+                                                          f"{stem}-mix{next(passes)}", timeout=timeout),
+                                  target) if target else 0.0
+        script = inp.workdir / f"{stem}.filter"
+        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
+        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
+        over = audio.true_peak_db(out, inp.workdir, f"{stem}-{attempt}", timeout=timeout) - goal
+        if over <= 0:
+            break
+        logger.info("soundtrack: the AAC encode overshot the true-peak ceiling by {:.1f} dB; limiting lower", over)
+        ceiling -= over + 0.2
     return Soundtrack(out, timeline.duration, "ffmpeg", tuple(warnings))
 
 
@@ -78,10 +121,14 @@ def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
 
 
 def add(comp) -> None:
+    """The soundtrack node; a music setting that names nothing playable stops the script here, before any
+    rendering."""
     timeout = comp.timeout
+    music = audio.pick_music(comp.cfg.audio.music, comp.slug, timeout=timeout)
     comp.add(Node(
         name=comp.name("soundtrack"), stage="soundtrack", version=VERSION,
-        reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels"),
+        reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
+        data={"music": music},
         deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
         fn=lambda inp: render(inp, timeout=timeout),
         fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),

@@ -1,0 +1,238 @@
+"""Captions layer: a scene's narration burnt onto its video, a sentence at a time or word by word.
+
+Timing comes from the scene's voice (its per-character alignment where it has one: ElevenLabs, piper),
+otherwise from its length shared out by the text. The captions sit where the terminal panel is not: below
+it, above it or beside it, whichever region holds a cue in the fewest lines (below first), so they are laid
+out afresh for portrait and square frames. Style comes from the theme: its font, its foreground on a box of
+its background, the spoken word in its prompt colour. The ASS header is written by pysubs2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pysubs2
+from omegaconf import OmegaConf
+
+from renderer import ass, captions
+from renderer.graph import Node, NodeInput, Part
+from renderer.script import Scene
+
+VERSION = "1"
+STYLES = ("sentence", "words")
+CHAR_WIDTH_EM = 0.62  # advance of a bold monospace character per unit of ASS font size, with room to spare
+LINE_HEIGHT = 1.25
+MARGIN = 0.025  # of the frame's shorter side, between the captions and the panel or the frame's edge
+THEME_READS = ("font_family", "foreground", "background", "prompt")
+HOLD_S = 0.8  # a cue stays this long after its last word (unless the next one starts)
+
+
+class CaptionsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Box:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def overlaps(self, other: "Box") -> bool:
+        return (self.x < other.x + other.w and other.x < self.x + self.w and self.y < other.y + other.h
+                and other.y < self.y + self.h)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where captions go in a frame: a region's centre column and bottom edge, how many characters fit a
+    line and how many lines the region holds."""
+
+    region: Box
+    font_size: int
+    cols: int
+    rows: int
+
+    @property
+    def line_h(self) -> float:
+        return self.font_size * LINE_HEIGHT
+
+    def box(self, lines: int) -> Box:
+        """The area ``lines`` of caption take, bottom-centred in the region (text plus its box's padding)."""
+        h = lines * self.line_h + self.font_size * 0.5
+        w = min(self.region.w, self.cols * self.font_size * CHAR_WIDTH_EM + self.font_size)
+        return Box(self.region.x + (self.region.w - w) / 2, self.region.y + self.region.h - h, w, h)
+
+
+def panel_box(fmt: Any, panel: Any) -> Box:
+    return Box(fmt.width * panel.x, fmt.height * panel.y, fmt.width * panel.w, fmt.height * panel.h)
+
+
+def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, longest: int) -> Layout:
+    """The region for captions: the frame's bottom when nothing is in the way, else the free region around
+    the panel that holds the ``longest`` cue in the fewest lines (below, then above, right, left on a tie)."""
+    scale = min(fmt.width, fmt.height) / 720
+    size = max(10, round(font_size_720 * scale))
+    margin = min(fmt.width, fmt.height) * MARGIN
+    W, H = fmt.width, fmt.height
+    if panel is None:
+        regions = [Box(margin, margin, W - 2 * margin, H - 2 * margin - H * 0.04)]
+    else:
+        right = panel.x + panel.w
+        bottom = panel.y + panel.h
+        regions = [Box(margin, bottom + margin, W - 2 * margin, H - bottom - 2 * margin),  # below
+                   Box(margin, margin, W - 2 * margin, panel.y - 2 * margin),  # above
+                   Box(right + margin, margin, W - right - 2 * margin, H - 2 * margin),  # right of it
+                   Box(margin, margin, panel.x - 2 * margin, H - 2 * margin)]  # left of it
+    best: tuple[int, Layout] | None = None
+    for region in regions:
+        cols = int((region.w - size) // (size * CHAR_WIDTH_EM))
+        rows = int((region.h - size * 0.5) // (size * LINE_HEIGHT))
+        if cols < 8 or rows < 1:
+            continue
+        lines = math.ceil(longest / cols) if longest else 1
+        fits = min(rows, max_lines)
+        if lines <= fits and (best is None or lines < best[0]):
+            best = (lines, Layout(region, size, cols, fits))
+    if best is None:  # nothing around the panel holds it: the bottom of the frame, over the panel
+        region = Box(margin, margin, W - 2 * margin, H - 2 * margin)
+        cols = max(8, int((region.w - size) // (size * CHAR_WIDTH_EM)))
+        best = (0, Layout(region, size, cols, max_lines))
+    return best[1]
+
+
+def wrap(words: list[str], cols: int) -> list[list[int]]:
+    """Word indexes per line, greedily filled to ``cols`` characters."""
+    lines: list[list[int]] = [[]]
+    used = 0
+    for i, word in enumerate(words):
+        need = len(word) + (1 if lines[-1] else 0)
+        if lines[-1] and used + need > cols:
+            lines.append([])
+            used, need = 0, len(word)
+        lines[-1].append(i)
+        used += need
+    return lines
+
+
+def header(fmt: Any, theme: Any, size: int, box_opacity: float) -> str:
+    """The ASS header of the layer (pysubs2): the frame size and a Caption style in the theme's look."""
+    subs = pysubs2.SSAFile()
+    subs.info.update({"PlayResX": str(fmt.width), "PlayResY": str(fmt.height), "WrapStyle": "2",
+                      "ScaledBorderAndShadow": "yes"})
+    subs.styles.clear()
+    subs.styles["Caption"] = pysubs2.SSAStyle(
+        fontname=theme.font_family, fontsize=size, bold=True, primarycolor=style_colour(theme.foreground),
+        outlinecolor=style_colour(theme.background, box_opacity),
+        backcolor=style_colour(theme.background, box_opacity),
+        borderstyle=3, outline=max(2, round(size * 0.25)), shadow=0, alignment=pysubs2.Alignment.BOTTOM_CENTER,
+        marginl=0, marginr=0, marginv=0)
+    return subs.to_string("ass").rstrip("\n")
+
+
+def style_colour(hex_rgb: str, opacity: float = 1.0) -> pysubs2.Color:
+    """'#rrggbb' (+ opacity 0..1) as a pysubs2 style colour."""
+    value = hex_rgb.lstrip("#")
+    if len(value) == 3:
+        value = "".join(ch * 2 for ch in value)
+    return pysubs2.Color(int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16),
+                         round((1 - max(0.0, min(1.0, opacity))) * 255))
+
+
+@dataclass(frozen=True)
+class CaptionTrack:
+    """A scene's captions: an ASS header and events relative to the scene start; ``boxes``: where they are."""
+
+    header: str
+    events: list[ass.Event]
+    boxes: tuple[Box, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def _text(words: list[str], lines: list[list[int]], spoken: int | None, highlight: str, plain: str) -> str:
+    rows = []
+    for line in lines:
+        parts = []
+        for i in line:
+            word = ass.escape(words[i])
+            parts.append(f"{ass.tag_colour(highlight)}{word}{ass.tag_colour(plain)}" if i == spoken else word)
+        rows.append(ass.NO_BREAK_SPACE.join(parts))
+    return "\\N".join(rows)
+
+
+def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, settings: Any,
+                panel: Box | None) -> CaptionTrack:
+    if style not in STYLES:
+        raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
+    longest = max((len(c.text) for c in cues), default=0)
+    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest)
+    # libass boxes each run of one colour on its own, so a lit word's box overlaps its neighbours': only an
+    # opaque box hides that
+    head = header(fmt, theme, place.font_size, settings.box_opacity if style == "sentence" else 1.0)
+    highlight = settings.highlight or theme.prompt
+    x = round(place.region.x + place.region.w / 2)
+    y = round(place.region.y + place.region.h - place.font_size * 0.25)
+    events: list[ass.Event] = []
+    boxes = []
+    for n, cue in enumerate(cues):  # each stays up a moment after it is said, until the next begins
+        hold = min(cue.end + HOLD_S, cues[n + 1].start if n + 1 < len(cues) else math.inf)
+        timed = cue.word_times()
+        words = [w for w, _, _ in timed]
+        lines = wrap(words, place.cols)
+        boxes.append(place.box(len(lines)))
+        pos = f"{{\\an2\\pos({x},{y})}}"
+        if style == "sentence":
+            events.append(ass.Event(_cs(cue.start), _cs(hold), 0, "Caption",
+                                    pos + _text(words, lines, None, highlight, theme.foreground)))
+            continue
+        for i, (_, start, _) in enumerate(timed):
+            end = timed[i + 1][1] if i + 1 < len(timed) else hold
+            if _cs(end) > _cs(start):
+                events.append(ass.Event(_cs(start), _cs(end), 0, "Caption",
+                                        pos + _text(words, lines, i, highlight, theme.foreground)))
+    warnings = ()
+    if panel is not None and any(b.overlaps(panel) for b in boxes):
+        warnings = (f"captions of {len(boxes)} cue(s) cover the terminal panel: no room around it in "
+                    f"{fmt.width}x{fmt.height}; shrink assembly.panel or captions.font_size",)
+    return CaptionTrack(head, events, tuple(boxes), warnings)
+
+
+def _cs(seconds: float) -> int:
+    return round(seconds * 100)
+
+
+def _voice_timing(clip: Any) -> dict[str, Any]:
+    return {"duration": round(getattr(clip, "duration", 0.0), 6), "alignment": getattr(clip, "alignment", None)}
+
+
+def node(name: str, scene: Scene, voice: str, *, lead: float, panel_shown: bool) -> Node:
+    lines = [line.text for line in scene.narration]
+
+    def fn(inp: NodeInput) -> CaptionTrack:
+        timing = inp.deps["voice"]
+        span = {"start": 0.0, "duration": max(scene.duration, timing["duration"] + lead)}
+        cue_list = captions.cues([lines], [span], [timing["duration"]], lead=lead, alignments=[timing["alignment"]])
+        fmt = OmegaConf.create(inp.tree("format"))
+        panel = panel_box(fmt, OmegaConf.create(inp.cfg["assembly.panel"])) if panel_shown else None
+        return build_track(cue_list, style=inp.cfg["captions"]["style"], fmt=fmt,
+                           theme=OmegaConf.create(inp.tree("theme")), settings=OmegaConf.create(inp.cfg["captions"]),
+                           panel=panel)
+
+    return Node(name=name, stage="captions", version=VERSION,
+                reads=("captions", "format.width", "format.height", *(f"theme.{t}" for t in THEME_READS),
+                       *(("assembly.panel",) if panel_shown else ())),
+                data={"lines": lines, "lead": lead, "duration": scene.duration},
+                deps={"voice": Part(voice, _voice_timing)}, fn=fn)
+
+
+def add(comp) -> None:
+    style = comp.cfg.captions.style
+    if style not in STYLES:
+        raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
+    panel_shown = "terminal" in comp.layers
+    for scene in comp.script.scenes:
+        lead = scene.start if scene.index == 0 else 0.0
+        comp.add(node(comp.name("captions", scene.index), scene, comp.name("voice", scene.index), lead=lead,
+                      panel_shown=panel_shown))

