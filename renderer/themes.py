@@ -151,7 +151,7 @@ def convert(raw: dict, *, where: str, name: str | None = None) -> dict[str, Any]
     missing = [" or ".join(repr(key) for key in ALIASES.get(f, (f,))) for f in REQUIRED if found[f] is None]
     if missing:
         raise ThemeError(f"{where}: missing colour{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    background, foreground = found["background"][0], found["foreground"][0]  # type: ignore[index]
+    background = found["background"][0]  # type: ignore[index]
     # a translucent colour is what it looks like over the background
     colours = {field: to_hex(mix(background, rgb, alpha)) for field, (rgb, alpha) in
                ((f, c) for f, c in found.items() if c is not None)}
