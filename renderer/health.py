@@ -377,14 +377,14 @@ class Monitor:
     TICK_S = 0.5
 
     def __init__(self, cfg: Any, layout: Any, manifest: dict[str, Any]):
-        from renderer import reliability, runners  # they record into this module: imported here, not at the top
+        from renderer import reliability  # it records into this module: imported here, not at the top
 
         self.settings = cfg.monitor
         self.layout = layout
         self.path = layout.run_dir / "metrics.json"
         self.run_id = logs.run_id(layout.run_dir)
         self.disks = {"run": layout.run_dir, **({"cache": Path(cfg.cache.dir)} if cfg.cache.enabled else {})}
-        self.shared = runners.shared_state(cfg, layout.run_dir)  # see watch()
+        self.shared: Any = None  # the run's breakers, as the runner keeps them: see watch()
         self._breakers = lambda: (reliability.breaker_states(self.shared, list(cfg.breaker), cfg.breaker)
                                   if self.shared is not None else {})
         self.breakers: dict[str, dict[str, Any]] = {}

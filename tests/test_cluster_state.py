@@ -54,6 +54,15 @@ def fail_once(url: str, run_dir: str) -> str:
     return "ok"
 
 
+def side_by_side(fn, count: int) -> None:
+    """``fn`` in ``count`` threads at once; back when all are done."""
+    threads = [threading.Thread(target=fn) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def race(url: str, run_dir: str, callers: int) -> list[str]:
     """``callers`` threads at once through one guard: what each got."""
     guard = build_guard("runway", {"fail_max": 3, "reset_timeout_s": 30}, FAST_RETRY,
@@ -70,11 +79,7 @@ def race(url: str, run_dir: str, callers: int) -> list[str]:
         except ServiceError as exc:
             outcomes.append(str(exc.status))
 
-    threads = [threading.Thread(target=one) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    side_by_side(one, callers)
     return outcomes
 
 
@@ -90,11 +95,7 @@ def hold_slots(run_dir: str, limit: int, callers: int, hold_s: float) -> list[tu
         spans.append((start, time.time()))
         semaphore.release()
 
-    threads = [threading.Thread(target=one) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    side_by_side(one, callers)
     return spans
 
 

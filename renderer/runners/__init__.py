@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from renderer.files import RunLayout
-from renderer.reliability import FileRunState, RunState
-from renderer.runners.base import Runner, RunnerError, Task
+from renderer.reliability import RunState
+from renderer.runners.base import Runner, RunnerError, Task, local_state
 
 __all__ = ["Runner", "RunnerError", "Task", "runner_for", "shared_state"]
 
@@ -19,7 +18,7 @@ def shared_state(cfg: Any, run_dir: Path) -> RunState:
         from renderer.runners.cluster_state import ClusterRunState
 
         return ClusterRunState(run_dir)
-    return FileRunState(RunLayout(run_dir).tmp / ".breakers")
+    return local_state(run_dir)
 
 
 def runner_for(batch_cfg: Any) -> Runner:

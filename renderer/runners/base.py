@@ -30,6 +30,11 @@ class RunnerError(RuntimeError):
     says what to do."""
 
 
+def local_state(run_dir: Path) -> FileRunState:
+    """A run's breakers and API slots for the workers of one machine: files under its tmp dir."""
+    return FileRunState(RunLayout(run_dir).tmp / ".breakers")
+
+
 class Runner(ABC):
     name = ""
 
@@ -48,7 +53,7 @@ class Runner(ABC):
 
     def shared_state(self, run_dir: Path) -> RunState:
         """Where this runner's workers keep the run's breakers and API slots, as the batch can read them."""
-        return FileRunState(RunLayout(run_dir).tmp / ".breakers")
+        return local_state(run_dir)
 
     def check_shared(self, dirs: dict[str, Path], inputs: list[Path]) -> None:
         """Raise RunnerError unless every worker can write and read ``dirs`` (by name) and read ``inputs``.

@@ -14,7 +14,7 @@ import warnings
 from concurrent.futures import Future, wait
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from joblib import Parallel, delayed
 from joblib._parallel_backends import LokyBackend, ThreadingBackend
@@ -88,6 +88,26 @@ def stop_workers(processes: list[Any], futures: list[Future], grace: float) -> i
     return len(left)
 
 
+class _Submitted:
+    """The scripts a pool backend has submitted and not seen finish, for its abort to stop (joblib submits from
+    two threads). ``finished`` tells a done one: a Future's ``done()``, an AsyncResult's ``ready()``."""
+
+    def __init__(self, finished: Callable[[Any], bool]):
+        self._finished = finished
+        self._items: list[Any] = []
+        self._lock = threading.Lock()
+
+    def add(self, item: Any) -> Any:
+        with self._lock:
+            self._items = [i for i in self._items if not self._finished(i)] + [item]
+        return item
+
+    def take(self) -> list[Any]:
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+
 class GracefulLokyBackend(LokyBackend):
     """joblib's loky backend, but an abort (Ctrl-C or SIGTERM to the parent, a failed pool) first gives the
     workers ``CANCEL_GRACE_S`` to stop their own work (``stop_workers``) before loky kills them with SIGKILL,
@@ -95,22 +115,16 @@ class GracefulLokyBackend(LokyBackend):
 
     def __init__(self, **backend_kwargs: Any):
         super().__init__(initializer=init_worker, **backend_kwargs)
-        self._futures: list[Future] = []  # scripts submitted and not done (joblib submits from two threads)
-        self._futures_lock = threading.Lock()
+        self._submitted = _Submitted(lambda future: future.done())
 
     def submit(self, func, callback=None):  # type: ignore[no-untyped-def]
-        future = super().submit(func, callback=callback)
-        with self._futures_lock:
-            self._futures = [f for f in self._futures if not f.done()] + [future]
-        return future
+        return self._submitted.add(super().submit(func, callback=callback))
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         try:
             if self._workers is not None:
-                with self._futures_lock:
-                    futures, self._futures = self._futures, []
                 processes = list(getattr(self._workers, "_processes", {}).values())  # loky's pid -> process
-                stop_workers(processes, futures, CANCEL_GRACE_S)
+                stop_workers(processes, self._submitted.take(), CANCEL_GRACE_S)
         finally:
             super().abort_everything(ensure_ready=ensure_ready)
 
@@ -122,22 +136,16 @@ class GracefulThreadingBackend(ThreadingBackend):
 
     def __init__(self, **backend_kwargs: Any):
         super().__init__(**backend_kwargs)
-        self._results: list[Any] = []  # the pool's AsyncResults, one per script submitted
-        self._results_lock = threading.Lock()
+        self._submitted = _Submitted(lambda result: result.ready())  # the pool's AsyncResults
 
     def submit(self, func, callback=None):  # type: ignore[no-untyped-def]
-        result = super().submit(func, callback=callback)
-        with self._results_lock:
-            self._results = [r for r in self._results if not r.ready()] + [result]
-        return result
+        return self._submitted.add(super().submit(func, callback=callback))
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         try:
             reliability.cancel()
-            with self._results_lock:
-                results, self._results = self._results, []
             deadline = time.monotonic() + CANCEL_GRACE_S
-            for result in results:
+            for result in self._submitted.take():
                 result.wait(max(0.0, deadline - time.monotonic()))
         finally:
             super().abort_everything(ensure_ready=ensure_ready)
