@@ -16,11 +16,7 @@ from loguru import logger
 from omegaconf import DictConfig
 
 import renderer.config  # noqa: F401  (registers the structured config schema)
-import renderer.sweep  # noqa: F401  (registers the launchers' schemas)
-from renderer import batch, logs, sweep
-from renderer.runners import RunnerError
-from renderer.ffmpeg import FFmpegError
-from renderer.health import MonitorError
+from renderer import sweep  # registers the launchers' schemas
 
 EXIT_INTERRUPTED = 130
 
@@ -29,6 +25,12 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    # imported here, not at the top: `--cfg job`, `--help` and tab completion never load the batch machinery
+    from renderer import batch, logs
+    from renderer.ffmpeg import FFmpegError
+    from renderer.health import MonitorError
+    from renderer.runners import RunnerError
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     logs.setup(run_dir, console=True)

@@ -48,18 +48,30 @@ def _sha256(path: Path) -> str:
 
 
 def _paths_in(value: Any) -> list[Path]:
-    """Every Path field of a (dataclass) output, one level deep: what a stage's output points at."""
-    if dataclasses.is_dataclass(value):
-        return [v for v in (getattr(value, f.name) for f in dataclasses.fields(value)) if isinstance(v, Path)]
-    return []
+    """Every Path field of a (dataclass) output, and every Path in a tuple field, one level deep: what a
+    stage's output points at."""
+    if not dataclasses.is_dataclass(value):
+        return []
+    out: list[Path] = []
+    for v in (getattr(value, f.name) for f in dataclasses.fields(value)):
+        if isinstance(v, Path):
+            out.append(v)
+        elif isinstance(v, tuple):
+            out += [p for p in v if isinstance(p, Path)]
+    return out
 
 
 def _relocated(value: Any, mapping: dict[Path, Path]) -> Any:
     if not dataclasses.is_dataclass(value):
         return value
-    changes = {f.name: mapping[getattr(value, f.name)] for f in dataclasses.fields(value)
-               if isinstance(getattr(value, f.name), Path) and getattr(value, f.name) in mapping}
-    return dataclasses.replace(value, **changes)
+
+    def moved(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return tuple(moved(p) for p in v)
+        return mapping.get(v, v) if isinstance(v, Path) else v
+
+    return dataclasses.replace(value, **{f.name: moved(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                         if f.init})
 
 
 def _fsync_dir(path: Path) -> None:

@@ -48,8 +48,9 @@ def stage_names(cfg: DictConfig) -> list[str]:
     """The stages a script's graph is built from, in the order they are added."""
     picture, layers = cfg.assembly.picture, layer_names(cfg)
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
-    video = [] if picture == "none" else ["segment"]
-    return [*dict.fromkeys(sources), "timeline", *video, "soundtrack", "mux"]
+    if picture == "none":
+        return [*dict.fromkeys(sources), "timeline", "soundtrack", "mux"]
+    return [*dict.fromkeys(sources), "timeline", "segment", "soundtrack", "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:

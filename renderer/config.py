@@ -46,7 +46,7 @@ class PiperVoiceConfig:
     speaker_id: int = 0  # of a multi-speaker model
     length_scale: float = 1.0  # > 1 speaks slower
     sentence_silence_s: float = 0.25  # pause between sentences
-    threads: int = 1  # onnxruntime threads per synthesis (scenes are spoken side by side); 0 = its own choice
+    threads: int = 0  # onnxruntime threads for a synthesis (one runs at a time per process); 0 = one per core
     # speaker name -> a model (package or .onnx) and/or PiperSpeakerConfig settings as key=value words
     speakers: dict[str, str] = field(default_factory=dict)
 

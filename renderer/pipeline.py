@@ -138,6 +138,15 @@ def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayo
     return video
 
 
+def _thumbnails(thumbs: thumbnails.Thumbnails | None, script_dir: Path, log: Any) -> list[str]:
+    """The thumbnails stage's JPEGs into the script's folder, for the report; failing costs only them."""
+    try:
+        return thumbnails.publish(thumbs, script_dir)
+    except OSError as exc:
+        log.warning("no thumbnails for the report: {}", exc)
+        return []
+
+
 def new_record(path: Path, slug: str, error: str = "") -> dict[str, Any]:
     """A script's record before anything succeeded: failed until rendering says otherwise."""
     return {"script": str(path), "slug": slug, "status": "failed", "error": error, "issues": [], "stages": [],
@@ -175,9 +184,7 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
         video = _publish(comp, outputs, layout)
-        record["thumbnails"] = thumbnails.safely(layout.output(slug, ".mp4"), video.timeline,  # for the report
-                                                 layout.script_dir(slug), layout.workdir(slug), log,
-                                                 timeout=cfg.limits.ffmpeg_timeout_s)
+        record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout.script_dir(slug), log)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,

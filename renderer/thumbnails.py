@@ -1,8 +1,10 @@
-"""One small JPEG per scene, taken from the finished video at the scene's midpoint (for report.html)."""
+"""One small JPEG per scene, taken from the finished video at the scene's midpoint (for report.html); made by
+the thumbnails stage, so an unchanged video takes its thumbnails from the cache."""
 
 from __future__ import annotations
 
-import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,34 +15,33 @@ WIDTH = 160  # pixels; the height follows the video's aspect ratio
 FOLDER = "thumbs"
 
 
-def write(video: Path, timeline: list[dict[str, float]], script_dir: Path, workdir: Path, *,
-          timeout: float = 60.0) -> list[str]:
-    """``<script_dir>/thumbs/scene-NN.jpg`` for every scene of ``timeline`` (one ffmpeg run: an input seeked to
-    each midpoint, one frame out of each); return their paths relative to ``script_dir``. A video without a
-    picture (audio only) has none. Each file is written atomically."""
+@dataclass(frozen=True)
+class Thumbnails:
+    """A stage output: one JPEG per scene, in scene order (none for a video without a picture)."""
+
+    files: tuple[Path, ...] = ()
+
+
+def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, timeout: float = 60.0) -> Thumbnails:
+    """A JPEG for every scene of ``timeline`` from its midpoint, into ``workdir`` (one ffmpeg run: an input
+    seeked to each midpoint, one frame out of each). A video without a picture (audio only) has none."""
     if not timeline or ffmpeg.probe(video).first("video") is None:
-        return []
-    work = workdir / "thumbs"
-    work.mkdir(parents=True, exist_ok=True)
+        return Thumbnails()
+    stem = workdir / f"thumbs-{uuid.uuid4().hex[:12]}"
     args: list[str] = []
     for span in timeline:  # an accurate seek decodes from the keyframe before; no deblocking: a 160 px
         # thumbnail cannot show it, and it takes about 40% of that decode
         args += ["-skip_loop_filter", "all", "-ss", f"{span['start'] + span['duration'] / 2:.3f}", "-i", str(video)]
-    names = [f"scene-{n + 1:02d}.jpg" for n in range(len(timeline))]
-    for n, name in enumerate(names):
-        args += ["-map", f"{n}:v:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:-2", "-q:v", "5", str(work / name)]
+    files = tuple(Path(f"{stem}-{n + 1:02d}.jpg") for n in range(len(timeline)))
+    for n, path in enumerate(files):
+        args += ["-map", f"{n}:v:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:-2", "-q:v", "5", str(path)]
     ffmpeg.run(args, timeout=timeout)
-    for name in names:
-        copy_atomic(work / name, script_dir / FOLDER / name)
-    shutil.rmtree(work, ignore_errors=True)
-    return [f"{FOLDER}/{name}" for name in names]
+    return Thumbnails(files)
 
 
-def safely(video: Path, timeline: list[dict[str, float]], script_dir: Path, workdir: Path, log: Any,
-           **kw: Any) -> list[str]:
-    """``write``, but a failure costs only the thumbnails (logged): the video is fine."""
-    try:
-        return write(video, timeline, script_dir, workdir, **kw)
-    except (ffmpeg.FFmpegError, OSError) as exc:
-        log.warning("no thumbnails for the report: {}", exc)
-        return []
+def publish(thumbs: Thumbnails | None, script_dir: Path) -> list[str]:
+    """``<script_dir>/thumbs/scene-NN.jpg``, each written atomically; their paths relative to ``script_dir``."""
+    names = [f"{FOLDER}/scene-{n + 1:02d}.jpg" for n in range(len(thumbs.files if thumbs else ()))]
+    for path, name in zip(thumbs.files if thumbs else (), names):
+        copy_atomic(path, script_dir / name)
+    return names

@@ -17,9 +17,9 @@ from renderer.script import parse_text
 from tests.conftest import TINY, TWO_SCENES, compose_cfg
 
 STAGES = {
-    "overlay": ["voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux"],
-    "visual_only": ["voice", "visual", "timeline", "segment", "soundtrack", "mux"],
-    "ui_only": ["voice", "terminal", "timeline", "segment", "soundtrack", "mux"],
+    "overlay": ["voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
+    "visual_only": ["voice", "visual", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
+    "ui_only": ["voice", "terminal", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
     "audio_only": ["voice", "timeline", "soundtrack", "mux"],
 }
 
@@ -52,9 +52,10 @@ def test_stage_names_keep_the_layers_in_order_once_each():
 def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     script = parse_text(TWO_SCENES, path="tiny.txt")
     comp = composed(tmp_path, script, f"assembly={strategy}")
-    per_scene = [s for s in STAGES[strategy] if s not in ("timeline", "soundtrack", "mux")]
+    once = {"timeline", "soundtrack", "mux", "thumbnails"} & set(STAGES[strategy])
+    per_scene = [s for s in STAGES[strategy] if s not in once]
     expected = {f"{stage}/{i}" + (".0" if stage == "segment" else "") for stage in per_scene for i in (0, 1)}
-    expected |= {"timeline", "soundtrack", "mux"}
+    expected |= once
     nodes = comp.graph.nodes
     assert set(nodes) == expected
     assert {n.stage for n in nodes.values()} == set(STAGES[strategy])

@@ -48,6 +48,10 @@ def test_unchanged_rerun_runs_no_stage_and_gives_the_same_file(script, tmp_path)
     warm = render(script, tmp_path / "b", cache)
     assert set(statuses(warm).values()) == {"cached"}
     assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
+    # the report's thumbnails come from the cache too (a stage output of several files), the same JPEGs
+    assert warm["thumbnails"] == cold["thumbnails"] == [f"thumbs/scene-0{n}.jpg" for n in (1, 2, 3)]
+    assert all(sha(tmp_path / run / "tiny" / name) == sha(tmp_path / "a" / "tiny" / name)
+               for run in ("b",) for name in warm["thumbnails"])
 
 
 def rerun(record: dict) -> list[str]:
@@ -60,14 +64,16 @@ def test_theme_change_reencodes_only_the_scenes_showing_a_terminal(script, tmp_p
     render(script, tmp_path / "a", cache)
     changed = render(script, tmp_path / "b", cache, "theme=matrix")
     # scene 2 ("Two") shows no terminal: its events are the same (none) in every theme
-    assert rerun(changed) == ["mux", "segment/0.0", "segment/2.0", "terminal/0", "terminal/1", "terminal/2"]
+    assert rerun(changed) == ["mux", "segment/0.0", "segment/2.0", "terminal/0", "terminal/1", "terminal/2",
+                              "thumbnails"]
 
 
 def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "voice/1"]
+    # the thumbnails are taken from the finished video, which has a new soundtrack
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "thumbnails", "voice/1"]
 
 
 def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, tmp_path):
@@ -77,20 +83,21 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     script.write_text(THREE_SCENES.replace("“Three.”", longer), encoding="utf-8")
     grown = render(script, tmp_path / "b", cache)
     # the last scene lasts as long as its narration: its clip and typing are fitted to the new length
-    assert rerun(grown) == ["mux", "segment/2.0", "soundtrack", "terminal/2", "timeline", "visual/2", "voice/2"]
+    assert rerun(grown) == ["mux", "segment/2.0", "soundtrack", "terminal/2", "thumbnails", "timeline", "visual/2",
+                            "voice/2"]
     assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
     assert grown["timeline"][:2] == first["timeline"][:2]
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
     same = render(script, tmp_path / "c", cache)
     assert same["timeline"] == first["timeline"]
-    assert rerun(same) == ["mux", "soundtrack", "timeline", "voice/2"]
+    assert rerun(same) == ["mux", "soundtrack", "thumbnails", "timeline", "voice/2"]
 
 
 def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("$ uptime", "$ uptime --pretty"), encoding="utf-8")
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2"]
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2", "thumbnails"]
 
 
 def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):

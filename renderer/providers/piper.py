@@ -10,6 +10,7 @@ by length, which gives captions the same per-character timing ElevenLabs' alignm
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import threading
 import wave
@@ -73,42 +74,65 @@ def locate(model: str) -> tuple[Path, Path]:
 
 
 class _Model:
-    """A loaded voice. ONNX inference is thread-safe; the espeak-ng phonemizer inside piper is not."""
+    """A voice model, loaded on its first sentence (a rerun that finds every take in the cache, or a run where
+    piper only stands by for a cloud voice, never pays the load: ~0.8 s and ~100 MB).
+
+    It speaks one sentence at a time per process. Each synthesis holds its own working memory (about 100 MB
+    for a sentence), so scenes spoken side by side multiplied the process's peak by the stage threads; one at
+    a time, onnxruntime spreads each synthesis over the cores instead (and the espeak-ng phonemizer inside
+    piper is not thread-safe anyway).
+    """
 
     def __init__(self, onnx: Path, config: Path, threads: int):
+        for name in ("onnxruntime", "piper"):  # found, not imported: that waits for the first sentence
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except ImportError:
+                found = False
+            if not found:
+                raise PiperError(f"piper-tts is not installed ({name}): pip install piper-tts")
         try:
+            self.config = json.loads(config.read_text(encoding="utf-8"))
+            self.rate, self.speakers = int(self.config["audio"]["sample_rate"]), int(self.config["num_speakers"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PiperError(f"cannot read piper voice config {config}: {exc}") from exc
+        self.onnx, self.threads = onnx, threads
+        self._voice = None
+        self._busy = threading.Lock()
+
+    def _loaded(self):
+        """piper's voice with its ONNX session; called under ``_busy``."""
+        if self._voice is None:
             import onnxruntime
             from piper import PiperVoice
             from piper.config import PiperConfig
-        except ImportError as exc:
-            raise PiperError(f"piper-tts is not installed ({exc.name}): pip install piper-tts") from None
-        options = onnxruntime.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self.voice = PiperVoice(
-                config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
-                session=onnxruntime.InferenceSession(str(onnx), sess_options=options,
-                                                     providers=["CPUExecutionProvider"]))
-        except Exception as exc:
-            raise PiperError(f"cannot load piper voice {onnx}: {exc}") from exc
-        self.rate = self.voice.config.sample_rate
-        self.speakers = self.voice.config.num_speakers
-        self._phonemizer = threading.Lock()
+
+            options = onnxruntime.SessionOptions()
+            # memory patterns plan each run's buffers from the previous one's shapes; a sentence is never the
+            # length of the last, so they only grew the arena (to ~60 MB more after a few dozen sentences)
+            options.enable_mem_pattern = False
+            if self.threads > 0:
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+            try:
+                self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=onnxruntime.InferenceSession(
+                    str(self.onnx), sess_options=options, providers=["CPUExecutionProvider"]))
+            except Exception as exc:
+                raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
+        return self._voice
 
     def speak(self, text: str, cast: Cast) -> np.ndarray:
         """``text`` as float samples at the model's rate (several of piper's sentences joined)."""
         from piper import SynthesisConfig
 
-        with self._phonemizer:
-            phonemes = self.voice.phonemize(text)
         # a lower voice is made by speaking faster and then stretching the samples back, so the length holds
         factor = 2.0 ** (cast.pitch_semitones / 12.0)
         syn = SynthesisConfig(speaker_id=cast.speaker_id if self.speakers > 1 else None,
                               length_scale=cast.length_scale * factor)
-        parts = [np.asarray(self.voice.phoneme_ids_to_audio(self.voice.phonemes_to_ids(p), syn), dtype=np.float32)
-                 for p in phonemes if p]
+        with self._busy:
+            voice = self._loaded()
+            parts = [np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(p), syn), dtype=np.float32)
+                     for p in voice.phonemize(text) if p]
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         if factor != 1.0 and audio.size:
             audio = _resample(audio, round(audio.size / factor))
@@ -151,7 +175,7 @@ class PiperVoice:
         speaker_id: int = 0,
         length_scale: float = 1.0,
         sentence_silence_s: float = 0.25,
-        threads: int = 1,
+        threads: int = 0,
         speakers: dict[str, Any] | None = None,
     ):
         self.name = name

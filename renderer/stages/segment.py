@@ -71,7 +71,9 @@ def _fades(transition_s: float, chunk: Chunk) -> str:
 def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[str]:
     """The layer's events moved onto the chunk's clock and clipped to it."""
     offset, end = round(chunk.start * 100), round(chunk.duration * 100)
-    moved = (e.shifted(-offset, end) for e in events)
+    # a long scene has many chunks and many events: test each before copying it, or chunks × events copies
+    inside = (e for e in events if e.start < offset + end and (e.end is None or e.end > offset))
+    moved = (e.shifted(-offset, end) for e in inside)
     return [e.line() for e in moved if e and e.end > 0]
 
 

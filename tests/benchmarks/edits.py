@@ -1,0 +1,79 @@
+"""P1 (cold render vs its floor) and P4 (what an edit costs), from the same renders of one script.
+
+Each run starts a fresh cache: a cold render of a synthetic 9-scene, 5-minute script (every other scene types
+on-screen text), one ffmpeg re-encode of its MP4 (the floor), then on the same cache: the script unchanged,
+one scene's narration edited, one scene's on-screen text edited, theme=matrix.
+"""
+
+from __future__ import annotations
+
+from tests.benchmarks import measure, scripts
+from tests.benchmarks.report import Row, failed
+
+ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
+          "-ar", "48000", "-ac", "1"]  # conf encode's defaults, as every segment and the soundtrack use them
+EDITS = [("unchanged", "", ()), ("narration", "narration", ()), ("screen", "screen", ()), ("theme", "", ("theme=matrix",))]
+TERMINAL_ONLY = {"terminal", "segment", "mux", "thumbnails"}  # what a theme may re-run: no voice, visual, soundtrack
+
+
+def rows(b) -> list[Row]:
+    total, count = (30, 3) if b.quick else (300, 9)
+    sizes = f"{scripts.length(total)}, {count}-scene"
+    try:
+        runs = [_one(b, total, count) for _ in range(b.runs)]
+    except measure.Failed as exc:
+        return [failed(id_, claim, target, exc) for id_, claim, target in
+                [("P1", "cold render vs its floor", "≤ 1.5×"), ("P4a", "unchanged rerun", "≤ 5 % of cold")]]
+    cold = measure.median([r["cold"].seconds for r in runs])
+    floor = measure.median([r["floor"].seconds for r in runs])
+    ratio = measure.median([r["cold"].seconds / r["floor"].seconds for r in runs])
+    out = [Row("P1", f"cold offline render of a {sizes} script, 720p30", f"cold render {cold:.1f} s",
+               f"one ffmpeg re-encode of its MP4 {floor:.1f} s", f"{ratio:.2f}×", "≤ 1.5×", ratio <= 1.5,
+               [f"cold {r['cold'].seconds:.1f} s vs floor {r['floor'].seconds:.1f} s" for r in runs])]
+    share = {name: measure.median([r[name].seconds / r["cold"].seconds for r in runs]) for name, _, _ in EDITS}
+    seconds = {name: measure.median([r[name].seconds for r in runs]) for name, _, _ in EDITS}
+    detail = {name: [f"{r[name].seconds:.1f} s ({r[name].seconds / r['cold'].seconds:.1%}): {r[name + ' ran']}"
+                     for r in runs] for name, _, _ in EDITS}
+    screen_target = 1 / count + 0.10
+    out += [Row("P4a", "unchanged rerun", f"{seconds['unchanged']:.1f} s", f"cold {cold:.1f} s",
+                f"{share['unchanged']:.1%}", "≤ 5 %", share["unchanged"] <= 0.05, detail["unchanged"]),
+            Row("P4b", "one scene's narration edited", f"{seconds['narration']:.1f} s", f"cold {cold:.1f} s",
+                f"{share['narration']:.1%}", "≤ 10 %", share["narration"] <= 0.10, detail["narration"]),
+            Row("P4c", "one scene's on-screen text edited", f"{seconds['screen']:.1f} s", f"cold {cold:.1f} s",
+                f"{share['screen']:.1%}", f"≤ 1/{count} + 10 % = {screen_target:.0%}", share["screen"] <= screen_target,
+                detail["screen"]),
+            Row("P4d", "theme change: only scenes with a terminal re-encoded",
+                f"{seconds['theme']:.1f} s; {runs[0]['theme ran']}", f"cold {cold:.1f} s", f"{share['theme']:.1%}",
+                "no voice, visual or soundtrack re-run; segments of terminal scenes only",
+                all(r["theme only terminal"] for r in runs), detail["theme"])]
+    return out
+
+
+def _one(b, total: int, count: int) -> dict:
+    cache, found = b.dir("edits-cache"), {}
+    overrides = ["batch.n_jobs=1", f"cache.dir={cache}", f"script.min_last_scene_s={total / count:g}", *b.format]
+    for name, edit, extra in [("cold", "", ()), *EDITS]:
+        script = scripts.write(b.dir("edits-in") / "bench.txt", scripts.edit_scenes(total, count, edit))
+        run_dir = b.dir(f"edits-{name}")
+        found[name] = measure.renderer([f"batch.inputs=[{script}]", *overrides, *extra], run_dir)
+        record = measure.record(run_dir, "bench")
+        found[f"{name} ran"] = _ran(record)
+        if name == "cold":
+            mp4 = run_dir / "bench" / "bench.mp4"
+            found["floor"] = measure.run(["ffmpeg", "-y", "-v", "error", "-i", str(mp4), *ENCODE,
+                                          str(b.dir("edits-floor") / "floor.mp4")])
+        if name == "theme":
+            stages = {n["stage"] for n in record["stages"] if n.get("status") in ("ok", "fallback")}
+            terminals = {n["name"].split("/")[1] for n in measure.ran(record, "terminal")}
+            segments = {n["name"].split("/")[1].split(".")[0] for n in measure.ran(record, "segment")}
+            found["theme only terminal"] = stages <= TERMINAL_ONLY and segments <= terminals
+    return found
+
+
+def _ran(record: dict) -> str:
+    """'voice ×1, segment ×2, soundtrack ×1 …': the nodes that did work (not from the cache), per stage."""
+    counts: dict[str, int] = {}
+    for node in record["stages"]:
+        if node.get("status") in ("ok", "fallback"):
+            counts[node["stage"]] = counts.get(node["stage"], 0) + 1
+    return ", ".join(f"{stage} ×{n}" for stage, n in counts.items()) or "nothing"

@@ -1,0 +1,112 @@
+"""Running one measured command: wall time, CPU time and peak memory of its whole process tree."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_S = 0.05  # memory sampling period; a tool alive for less than this may go unseen (its peak is small)
+
+
+class Failed(RuntimeError):
+    """A measured command exited non-zero (or its record says it did not render): the row says FAILED."""
+
+
+@dataclass
+class Run:
+    seconds: float  # wall
+    cpu_s: float  # user + sys of the process and every descendant it waited for
+    rss_mb: float  # peak of the tree's summed RSS (a library shared by N processes counts N times)
+    pss_mb: float  # peak of the tree's summed PSS (shared pages split among the processes that map them)
+    stderr: str = ""
+
+
+def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = True) -> Run:
+    """Run `cmd` to its end, sampling the memory of its process tree (`tree=False`: of the process alone)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+        before = _children_cpu()
+        started, rss, pss = time.perf_counter(), 0, 0
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        while proc.poll() is None:
+            now_rss, now_pss = _memory(proc.pid, tree)
+            rss, pss = max(rss, now_rss), max(pss, now_pss)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=SAMPLE_S)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        result = Run(seconds, _children_cpu() - before, rss / 2**20, pss / 2**20, err.read())
+    if proc.returncode:
+        raise Failed(f"exit {proc.returncode}: {' '.join(map(str, cmd[:6]))} …\n{tail(result.stderr)}")
+    return result
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _memory(pid: int, tree: bool) -> tuple[int, int]:
+    rss = pss = 0
+    with suppress(psutil.NoSuchProcess):  # gone between poll() and here
+        parent = psutil.Process(pid)
+        for proc in [parent, *(parent.children(recursive=True) if tree else [])]:
+            with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                info = proc.memory_full_info()
+                rss, pss = rss + info.rss, pss + info.pss
+    return rss, pss
+
+
+def tail(text: str, lines: int = 12) -> str:
+    kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def renderer(overrides: list[str], run_dir: Path, tree: bool = True, env: dict | None = None) -> Run:
+    """`python -m renderer` as a user runs it, quiet, into `run_dir`; fails unless every script rendered ok."""
+    result = run([sys.executable, "-m", "renderer", *overrides, f"hydra.run.dir={run_dir}", "progress=false"],
+                 tree=tree, env=env)
+    for slug, entry in manifest(run_dir)["scripts"].items():
+        if entry.get("status") != "ok":
+            raise Failed(f"{slug}: {entry.get('status')} {entry.get('error', '')}\n{tail(result.stderr)}")
+    return result
+
+
+def manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def record(run_dir: Path, slug: str) -> dict:
+    return json.loads((run_dir / slug / f"{slug}.json").read_text(encoding="utf-8"))
+
+
+def ran(record_: dict, stage: str) -> list[dict]:
+    """The nodes of `stage` that did work in this run (not taken from the cache)."""
+    return [n for n in record_["stages"] if n.get("stage") == stage and n.get("status") in ("ok", "fallback")]
+
+
+def span(record_: dict, stages: set[str]) -> float:
+    """Seconds from the first of these stages' nodes starting to the last one finishing."""
+    nodes = [n for n in record_["stages"] if n.get("stage") in stages and n.get("status") in ("ok", "fallback")]
+    if not nodes:
+        raise Failed(f"no {'/'.join(sorted(stages))} node ran")
+    return max(n["started"] + n["seconds"] for n in nodes) - min(n["started"] for n in nodes)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
+    return " ".join(out.split()[:3]) if out else "ffmpeg not found"

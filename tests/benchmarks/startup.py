@@ -1,0 +1,56 @@
+"""P6: start-up, and the orchestrator's memory against video length.
+
+`python -m renderer --cfg job` composes the config and exits: what every run pays before its first node.
+The orchestrator is the Python process of a sequential batch (batch.backend=sequential), measured alone, not
+its ffmpeg children: frames never pass through it, so its memory must not grow with the video. A 1-minute
+3-scene and a 10-minute 30-scene script are rendered cold at 320x180 (the frame size is ffmpeg's concern)
+with procedural visuals and each offline voice: piper, whose model runs inside the orchestrator, and
+espeak-ng, which runs as a tool of its own like ffmpeg.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tests.benchmarks import measure, scripts
+from tests.benchmarks.report import Row, failed
+
+START_TARGET_S = 1.0
+MEMORY_TARGET_MB = 150.0
+FLAT_TARGET = 1.1
+
+
+def rows(b) -> list[Row]:
+    return [_start(b), *_memory(b, "P6b", "piper", "the default voice, piper, loaded in it"),
+            *_memory(b, "P6c", "espeak", "espeak-ng, a process of its own")]
+
+
+def _start(b) -> Row:
+    runs = [measure.run([sys.executable, "-m", "renderer", "--cfg", "job"]) for _ in range(max(b.runs, 5))]
+    wall = measure.median([r.seconds for r in runs])
+    return Row("P6a", "start-up: `python -m renderer --cfg job`", f"{wall:.2f} s", "—", "—", f"≤ {START_TARGET_S:g} s",
+               wall <= START_TARGET_S, [f"{r.seconds:.2f} s" for r in runs])
+
+
+def _memory(b, id_: str, voice: str, which: str) -> list[Row]:
+    sizes = [(20, 2), (60, 3)] if b.quick else [(60, 3), (600, 30)]
+    claim = f"orchestrator's peak RSS with {which}"
+    try:
+        peaks = {total: [_orchestrator(b, total, count, voice) for _ in range(b.runs)] for total, count in sizes}
+    except measure.Failed as exc:
+        return [failed(id_, claim, f"≤ {MEMORY_TARGET_MB:g} MB", exc)]
+    (short, _), (long, _) = sizes
+    low, high = measure.median(peaks[short]), measure.median(peaks[long])
+    detail = [f"{scripts.length(total)}: " + ", ".join(f"{mb:.0f} MB" for mb in peaks[total]) for total, _ in sizes]
+    return [Row(id_, f"{claim}: a {scripts.length(long)} script", f"{high:.0f} MB",
+                f"{scripts.length(short)} script {low:.0f} MB", f"{high / low:.2f}×",
+                f"≤ {MEMORY_TARGET_MB:g} MB, ≤ {FLAT_TARGET}× the shorter (flat in length)",
+                high <= MEMORY_TARGET_MB and high / low <= FLAT_TARGET, detail)]
+
+
+def _orchestrator(b, total: int, count: int, voice: str) -> float:
+    script = scripts.write(b.dir("memory-in") / "bench.txt", scripts.edit_scenes(total, count))
+    run = measure.renderer([f"batch.inputs=[{script}]", "batch.backend=sequential", f"cache.dir={b.dir('memory-cache')}",
+                            f"voice={voice}", f"script.min_last_scene_s={total / count:g}", "format=landscape_720p",
+                            "format.width=320", "format.height=180", "format.fps=30"], b.dir("memory"), tree=False)
+    return run.rss_mb
