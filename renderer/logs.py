@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -28,12 +27,6 @@ LIBRARY_LEVEL = logging.INFO  # stdlib records at or above this reach the sinks 
 _configured_for: str | None = None
 _run_id = "-"
 _ids: ContextVar[dict[str, str]] = ContextVar("renderer_log_ids", default={})
-
-# Not news: conf/hydra/launcher/joblib.yaml (and the submitit ones) extend the plugin's schema explicitly
-# (renderer/sweep.py); that each file is also named like the plugin's own config is the point
-# (hydra/launcher=joblib). Set here because a joblib sweep job composes its config in a fresh worker process
-# that imports this module (the task function's globals) before anything else of the renderer.
-warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
 def redact(text: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 EXIT_CANNOT_START = 2
+
+# Not news: conf/hydra/launcher/joblib.yaml (and the submitit ones) extend the plugin's schema explicitly
+# (register_launchers); that each file is also named like the plugin's own config is the point
+# (hydra/launcher=joblib). Set at import because a joblib sweep job composes its config in a fresh worker
+# process that imports renderer.__main__ (the task function's globals), and with it this module, first.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
+
 results: list[tuple[str, int]] = []  # (job overrides, exit code) of the last sweep of this process
 
 

@@ -90,7 +90,8 @@ def test_speakers_are_cast_lower_and_slower(voice, tmp_path):
     slow = voice.synthesize([(line, "Anya")], tmp_path / "slow.wav")
     assert low.duration == pytest.approx(plain.duration, rel=0.15)  # lower, not slower
     assert zero_crossings_per_s(samples(low.path), 22050) < 0.85 * zero_crossings_per_s(samples(plain.path), 22050)
-    assert slow.duration > 1.15 * plain.duration
+    # length_scale=1.3 stretches the phonemes, not the pauses: 1.15-1.21x over eight takes, so 1.1 leaves room
+    assert slow.duration > 1.1 * plain.duration
     both = voice.synthesize([(line, None), (line, "Winston")], tmp_path / "both.wav")
     # both takes, one after the other (piper's timing varies a little from one synthesis to the next: its noise)
     assert both.duration > 0.9 * (plain.duration + low.duration)

@@ -92,6 +92,6 @@ def run_on_terminal(tmp_path: Path, *extra: str, tty: bool = True) -> str:
 def test_the_bar_shows_scripts_in_flight_on_a_terminal_only(tmp_path: Path):
     shown = run_on_terminal(tmp_path)
     assert "scripts:" in shown and "1/1" in shown
-    assert re.search(r"s0 (voice|visual|terminal|timeline|segment|soundtrack|mux)\S* .*\[\d+/15\]", shown), shown
+    assert re.search(r"s0 (voice|visual|terminal|timeline|segment|soundtrack|mux|thumbnails)\S* .*\[\d+/16\]", shown), shown
     assert "scripts:" not in run_on_terminal(tmp_path, "progress=false")
     assert "scripts:" not in run_on_terminal(tmp_path, tty=False)  # a pipe or a log file gets no bar

@@ -4,9 +4,10 @@
 
 Prints a markdown table (one row per claim: what was measured, both figures, their ratio, the target, pass or
 MISS) and writes it to tests/benchmarks/results.md. Each figure is the median of --runs runs (default 3); the
-machine (cores, memory, ffmpeg) is in the header. --quick measures the same rows on small workloads (a few
-minutes in all): its figures show that everything runs, not what the targets are about. P2 needs MoviePy:
-`pip install -e ".[bench]"` (without it the row says so). Exit code 0 when every row passes, 1 otherwise.
+machine (cores, memory, ffmpeg) is in the header. --quick measures the same rows once each on small workloads
+(about 6 minutes in all) into results-quick.md: its figures show that everything runs, not what the targets
+are about. P2 needs MoviePy: `pip install -e ".[bench]"` (without it the row says so). Exit code 0 when every
+row passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tests.benchmarks import batch, cloud, edits, peer, report, startup, typing_
 CLAIMS = {"P1": edits, "P2": peer, "P3": cloud, "P4": edits, "P5": batch, "P6": startup, "P7": typing_cost,
           "P8": voices}
 RESULTS = Path(__file__).with_name("results.md")
+QUICK_RESULTS = RESULTS.with_name("results-quick.md")  # not committed: a quick run never replaces the real table
 
 
 class Bench:
@@ -44,10 +46,13 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small workloads: a few minutes in all")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure, the median is shown (default 3)")
+    parser.add_argument("--runs", type=int, help="runs per figure, the median is shown (default 3; 1 with --quick)")
     parser.add_argument("--only", default="", help="comma-separated claims, e.g. P1,P4 (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where the table goes (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help=f"where the table goes (default: {RESULTS.name}, with --quick "
+                                                   f"{QUICK_RESULTS.name}, beside this file)")
     args = parser.parse_args(argv)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     wanted = [c.strip().upper() for c in args.only.split(",") if c.strip()] or list(CLAIMS)
     if unknown := [c for c in wanted if c not in CLAIMS]:
         parser.error(f"unknown claim(s) {', '.join(unknown)}: one of {', '.join(CLAIMS)}")
@@ -57,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="benchmarks-") as tmp:
         bench = Bench(Path(tmp), args.runs, args.quick)
         for module in modules:
-            print(f"measuring {module.__name__.rsplit('.', 1)[1]} …", file=sys.stderr, flush=True)
-            rows += [row for row in module.rows(bench) if row.id[:2] in wanted]
+            name, ids = module.__name__.rsplit(".", 1)[1], [c for c in wanted if CLAIMS[c] is module]
+            print(f"measuring {'/'.join(ids)} ({name}) …", file=sys.stderr, flush=True)
+            try:
+                rows += [row for row in module.rows(bench) if row.id[:2] in wanted]
+            except Exception as exc:  # a broken module costs its own rows, not the table
+                rows.append(report.failed("/".join(ids), f"{name}: crashed", "", f"{type(exc).__name__}: {exc}"))
     rows.sort(key=lambda row: row.id)
     header = [f"- machine: {report.machine()}",
-              f"- {'--quick: small workloads, ' if args.quick else ''}median of {args.runs} runs per figure; "
+              f"- {'--quick: small workloads, ' if args.quick else ''}"
+              f"{'one run' if args.runs == 1 else f'median of {args.runs} runs'} per figure; "
               f"load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
               f"{(time.monotonic() - started) / 60:.0f} min in all",
               f"- command: `{' '.join(['python -m tests.benchmarks', *(sys.argv[1:] if argv is None else argv)])}`"]

@@ -29,7 +29,7 @@ class Row:
         return "FAILED" if self.met is None else "pass" if self.met else "MISS"
 
 
-def failed(id_: str, claim: str, target: str, error: Exception) -> Row:
+def failed(id_: str, claim: str, target: str, error: Exception | str) -> Row:
     return Row(id_, claim, "", "", "", target, None, error=str(error))
 
 
