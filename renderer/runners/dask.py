@@ -239,23 +239,30 @@ class DaskRunner(Runner):
             for future in running:
                 done.add(future.key)
                 if future.status == "cancelled":  # not by us: the client lost its scheduler
-                    self.lost = True
-                    raise RunnerError(f"the Dask scheduler at {self.where} went away with "
-                                      f"{len(by_key) - len(done) + 1} script(s) unfinished; start it (and its "
-                                      f"workers) again, or use another backend, and finish this batch with "
-                                      f"resume={run_dir}")
+                    raise self._went_away(len(by_key) - len(done) + 1, run_dir)
                 if queued:
                     running.update(submit(max(1, self._threads() - running.count())))
                 yield self._record(future, by_key[future.key])
+        except OSError as exc:  # the comm layer closing under a call (CommClosedError, StreamClosedError)
+            raise self._went_away(len(by_key) - len(done), run_dir) from exc
         finally:
             left = [f for f in futures if f.key not in done]
-            if left and not self.lost:
-                self._cancel(left)
-            if not self.lost:
-                forget(run_dir, services, self.client)
-                # every task's stop watcher (render_on_dask) returns now: its script is over. Left waiting, the
-                # long polls would be cut off by the cluster's shutdown, which the scheduler logs as errors.
-                Event(self.stop_name, client=self.client).set()
+            try:
+                if left and not self.lost:
+                    self._cancel(left)
+                if not self.lost:
+                    forget(run_dir, services, self.client)
+                    # every task's stop watcher (render_on_dask) returns now: its script is over. Left waiting,
+                    # the long polls would be cut off by the cluster's shutdown, which the scheduler logs as errors.
+                    Event(self.stop_name, client=self.client).set()
+            except OSError as exc:  # the scheduler went away as the batch ended: nothing left to tidy there
+                logger.warning("dask: the scheduler at {} went away while the batch ended: {}", self.where, exc)
+
+    def _went_away(self, unfinished: int, run_dir: Path) -> RunnerError:
+        self.lost = True
+        return RunnerError(f"the Dask scheduler at {self.where} went away with {unfinished} script(s) unfinished; "
+                           f"start it (and its workers) again, or use another backend, and finish this batch with "
+                           f"resume={run_dir}")
 
     def _record(self, future: Any, task: Task) -> dict[str, Any]:
         from distributed import KilledWorker
