@@ -43,7 +43,7 @@ def rows(b) -> list[Row]:
                        + ("" if n == 0 else f"; wall vs {first}"),
                        f"{wall[label]:.1f} s, CPU {use[label]:.0%} of {cores} cores", "—" if n == 0 else
                        f"{first} {wall[first]:.1f} s", "—" if n == 0 else f"{ratio:.2f}×",
-                       f"CPU ≥ {UTILISATION_TARGET:.0%}" + ("" if n == 0 else f"; ≤ {SLOWER_TARGET}× (2 cores)"),
+                       f"CPU ≥ {UTILISATION_TARGET:.0%}" + ("" if n == 0 else f"; ≤ {SLOWER_TARGET}× ({cores} cores)"),
                        met, detail[label]))
     videos = {label: rs[0][1] for label, rs in runs.items()}
     same = all(v == videos[first] for v in videos.values())
