@@ -40,7 +40,8 @@ def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, tim
 
 def publish(thumbs: Thumbnails | None, script_dir: Path) -> list[str]:
     """``<script_dir>/thumbs/scene-NN.jpg``, each written atomically; their paths relative to ``script_dir``."""
-    names = [f"{FOLDER}/scene-{n + 1:02d}.jpg" for n in range(len(thumbs.files if thumbs else ()))]
-    for path, name in zip(thumbs.files if thumbs else (), names):
+    files = thumbs.files if thumbs else ()
+    names = [f"{FOLDER}/scene-{n + 1:02d}.jpg" for n in range(len(files))]
+    for path, name in zip(files, names):
         copy_atomic(path, script_dir / name)
     return names

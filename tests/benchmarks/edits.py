@@ -7,11 +7,13 @@ one scene's narration edited, one scene's on-screen text edited, theme=matrix.
 
 from __future__ import annotations
 
+from renderer.config import EncodeConfig
 from tests.benchmarks import measure, scripts
 from tests.benchmarks.report import Row, failed
 
-ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k",
-          "-ar", "48000", "-ac", "1"]  # conf encode's defaults, as every segment and the soundtrack use them
+_ENC = EncodeConfig()  # the schema's defaults, as every segment and the soundtrack use them
+X264 = ["-c:v", "libx264", "-preset", _ENC.preset, "-crf", str(_ENC.crf), "-pix_fmt", "yuv420p"]
+ENCODE = [*X264, "-c:a", "aac", "-b:a", _ENC.audio_bitrate, "-ar", str(_ENC.audio_rate), "-ac", str(_ENC.audio_channels)]
 EDITS = [("unchanged", "", ()), ("narration", "narration", ()), ("screen", "screen", ()), ("theme", "", ("theme=matrix",))]
 TERMINAL_ONLY = {"terminal", "segment", "mux", "thumbnails"}  # what a theme may re-run: no voice, visual, soundtrack
 
@@ -63,9 +65,9 @@ def _one(b, total: int, count: int) -> dict:
             found["floor"] = measure.run(["ffmpeg", "-y", "-v", "error", "-i", str(mp4), *ENCODE,
                                           str(b.dir("edits-floor") / "floor.mp4")])
         if name == "theme":
-            stages = {n["stage"] for n in record["stages"] if n.get("status") in ("ok", "fallback")}
-            terminals = {n["name"].split("/")[1] for n in measure.ran(record, "terminal")}
-            segments = {n["name"].split("/")[1].split(".")[0] for n in measure.ran(record, "segment")}
+            stages = {n["stage"] for n in measure.ran(record)}
+            terminals = {n["name"].split("/")[1] for n in measure.ran(record, {"terminal"})}
+            segments = {n["name"].split("/")[1].split(".")[0] for n in measure.ran(record, {"segment"})}
             found["theme only terminal"] = stages <= TERMINAL_ONLY and segments <= terminals
     return found
 
@@ -73,7 +75,6 @@ def _one(b, total: int, count: int) -> dict:
 def _ran(record: dict) -> str:
     """'voice ×1, segment ×2, soundtrack ×1 …': the nodes that did work (not from the cache), per stage."""
     counts: dict[str, int] = {}
-    for node in record["stages"]:
-        if node.get("status") in ("ok", "fallback"):
-            counts[node["stage"]] = counts.get(node["stage"], 0) + 1
+    for node in measure.ran(record):
+        counts[node["stage"]] = counts.get(node["stage"], 0) + 1
     return ", ".join(f"{stage} ×{n}" for stage, n in counts.items()) or "nothing"

@@ -90,14 +90,15 @@ def record(run_dir: Path, slug: str) -> dict:
     return json.loads((run_dir / slug / f"{slug}.json").read_text(encoding="utf-8"))
 
 
-def ran(record_: dict, stage: str) -> list[dict]:
-    """The nodes of `stage` that did work in this run (not taken from the cache)."""
-    return [n for n in record_["stages"] if n.get("stage") == stage and n.get("status") in ("ok", "fallback")]
+def ran(record_: dict, stages: set[str] | None = None) -> list[dict]:
+    """The nodes (of these stages, or of all) that did work in this run: not taken from the cache."""
+    return [n for n in record_["stages"] if n.get("status") in ("ok", "fallback")
+            and (stages is None or n.get("stage") in stages)]
 
 
 def span(record_: dict, stages: set[str]) -> float:
     """Seconds from the first of these stages' nodes starting to the last one finishing."""
-    nodes = [n for n in record_["stages"] if n.get("stage") in stages and n.get("status") in ("ok", "fallback")]
+    nodes = ran(record_, stages)
     if not nodes:
         raise Failed(f"no {'/'.join(sorted(stages))} node ran")
     return max(n["started"] + n["seconds"] for n in nodes) - min(n["started"] for n in nodes)

@@ -9,8 +9,9 @@ The 1× text is the most the terminal types in 60 s at the configured rhythm, so
 
 from __future__ import annotations
 
-from renderer.config import EncodeConfig, FormatConfig
+from renderer.config import FormatConfig
 from tests.benchmarks import measure, scripts
+from tests.benchmarks.edits import X264
 from tests.benchmarks.report import Row, failed
 
 LINEAR_TARGET, BLANK_TARGET = 11.0, 1.3
@@ -48,8 +49,7 @@ def _scene(b, blocks: int, seconds: int) -> float:
 
 
 def _blank(b, seconds: int, fmt: FormatConfig) -> float:
-    enc = EncodeConfig()
     out = b.dir("typing-blank") / "blank.mp4"
     return measure.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i",
-                        f"color=c={BACKGROUND}:s={fmt.width}x{fmt.height}:r={fmt.fps}:d={seconds}", "-c:v", "libx264",
-                        "-preset", enc.preset, "-crf", str(enc.crf), "-pix_fmt", "yuv420p", str(out)]).seconds
+                        f"color=c={BACKGROUND}:s={fmt.width}x{fmt.height}:r={fmt.fps}:d={seconds}", *X264,
+                        str(out)]).seconds
