@@ -15,20 +15,20 @@ from hydra.types import RunMode
 from loguru import logger
 from omegaconf import DictConfig
 
-import renderer.config  # noqa: F401  (registers the structured config schema)
-from renderer import sweep  # registers the launchers' schemas
+from renderer.cli import sweep  # registers the launchers' schemas
+from renderer.config import (
+    CONF_MODULE,  # importing it registers the structured config schema
+)
+from renderer.ops.exits import Exit
 
-EXIT_INTERRUPTED = 130
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://" + CONF_MODULE, config_name="config")
 def main(cfg: DictConfig) -> None:
     # imported here, not at the top: `--cfg job`, `--help` and tab completion never load the batch machinery
-    from renderer import batch, logs
-    from renderer.ffmpeg import FFmpegError
-    from renderer.health import MonitorError
+    from renderer import batch
+    from renderer.media.ffmpeg import FFmpegError
+    from renderer.ops import logs
+    from renderer.ops.endpoints import MonitorError
     from renderer.runners import RunnerError
 
     hydra_cfg = HydraConfig.get()
@@ -39,15 +39,20 @@ def main(cfg: DictConfig) -> None:
         code = batch.run_batch(cfg, run_dir, overrides=list(hydra_cfg.overrides.task)).exit_code
     except KeyboardInterrupt:  # stops a sweep too
         logger.error("interrupted: work stopped and temp files removed; finished scripts are in {}", run_dir)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(Exit.INTERRUPTED)
     except (FFmpegError, batch.CannotStart, MonitorError, RunnerError) as exc:
         logger.error("{}", exc)
-        code = batch.EXIT_CANNOT_START
+        code = Exit.CANNOT_START
     if hydra_cfg.mode == RunMode.RUN:
         sys.exit(code)
-    # multirun: the sweep goes on; renderer.sweep.SweepSummary reports each job once all are done
+    # multirun: the sweep goes on; renderer.cli.sweep.SweepSummary reports each job once all are done
+
+
+def run() -> None:
+    """``python -m renderer`` and the ``renderer`` command."""
+    main()
+    sys.exit(max((code for _, code in sweep.results), default=0))  # a sweep with a failed job fails
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(max((code for _, code in sweep.results), default=0))  # a sweep with a failed job fails
+    run()

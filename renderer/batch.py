@@ -16,15 +16,23 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
-from renderer import admission, ffmpeg, health, progress, reliability, report, runners
-from renderer.cache import Cache
+from renderer import runners
 from renderer.config import RendererConfig
-from renderer.files import RunLayout, expand_inputs, storage, unique_slugs, write_json_atomic
+from renderer.engine.cache import Cache
+from renderer.media import ffmpeg
+from renderer.ops import admission, progress, reliability, report
+from renderer.ops.exits import Exit
+from renderer.ops.files import (
+    RunLayout,
+    expand_inputs,
+    storage,
+    unique_slugs,
+    write_json_atomic,
+)
+from renderer.ops.monitor import Monitor
 from renderer.runners import RunnerError, Task
 from renderer.runners.local import CANCEL_GRACE_S, job_count  # noqa: F401  (part of the batch's interface)
 from renderer.runners.worker import interrupt_on_sigterm, render_in_worker  # noqa: F401  (likewise)
-
-EXIT_OK, EXIT_SCRIPTS_FAILED, EXIT_CANNOT_START = 0, 1, 2
 
 
 class CannotStart(RuntimeError):
@@ -47,8 +55,8 @@ class BatchResult:
     @property
     def exit_code(self) -> int:
         if not self.manifest["scripts"]:
-            return EXIT_CANNOT_START
-        return EXIT_SCRIPTS_FAILED if self.failed or self.manifest["unmatched_inputs"] else EXIT_OK
+            return Exit.CANNOT_START
+        return Exit.FAILED if self.failed or self.manifest["unmatched_inputs"] else Exit.OK
 
 
 def clean_leftovers(layout: RunLayout) -> None:
@@ -160,7 +168,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
         logger.error("nothing to render: batch.inputs={} matched no files", list(cfg.batch.inputs))
         return BatchResult(run_dir, manifest)
     cache = Cache(cfg.cache.dir)
-    monitor = health.Monitor(cfg, layout, manifest)  # binds monitor.port: one in use stops the run here
+    monitor = Monitor(cfg, layout, manifest)  # binds monitor.port: one in use stops the run here
     try:
         with runners.runner_for(cfg.batch) as runner:  # a cluster that cannot be reached: no run to resume either
             runner.check_shared({"run": layout.run_dir.absolute(), **({"cache": cache.root} if cfg.cache.enabled
@@ -177,7 +185,7 @@ def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None
 
 
 def _render(runner: runners.Runner, cfg: DictConfig, layout: RunLayout, cache: Cache, manifest: dict[str, Any],
-            todo: dict[Path, str], monitor: health.Monitor) -> None:
+            todo: dict[Path, str], monitor: Monitor) -> None:
     """Render ``todo`` with ``runner``, the manifest (and report) updated as each script finishes."""
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     plain_cfg["cache"]["dir"] = str(cache.root)  # workers may start elsewhere: every path they get is absolute

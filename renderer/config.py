@@ -7,11 +7,17 @@ Provider groups (voice, visual) are typed per provider: each YAML names its sche
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+PICTURES_WITHOUT_STAGE = ("background", "none")  # assembly.picture values the segment draws itself, not a stage
 
 
 # --- providers -------------------------------------------------------------------------------------------
@@ -171,7 +177,7 @@ class PanelConfig:
 
 @dataclass
 class AssemblyConfig:
-    """A strategy: what each scene's segment is drawn on and which layers are burnt in (see renderer/compose.py)."""
+    """A strategy: what each scene's segment is drawn on and which layers are burnt in (see renderer/pipeline/compose.py)."""
 
     strategy: str = MISSING  # its name: overlay | visual_only | ui_only | audio_only | your own
     picture: str = MISSING  # visual (the scene's clip) | background (the theme's colour) | none (sound only)
@@ -363,6 +369,24 @@ class RendererConfig:
     experiment: str = ""  # set by the experiment preset, shown in the manifest
 
 
+CONF_MODULE = "renderer.conf"  # the repo's conf/, shipped in the package (pyproject's package-dir)
+
+
+def packaged_config_dir() -> Path:
+    """The config groups that come with the renderer (``conf/`` in a clone)."""
+    return Path(str(files(CONF_MODULE)))
+
+
+def user_config_dir() -> Path:
+    """Where a user keeps config groups of their own (``theme/``, ``experiment/``, ``voice/``, ``format/`` …):
+    ``$RENDERER_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/renderer``, else ``~/.config/renderer``. It is on Hydra's
+    search path (conf/config.yaml's ``hydra.searchpath``) after the packaged configs."""
+    if os.environ.get("RENDERER_CONFIG_DIR"):
+        return Path(os.environ["RENDERER_CONFIG_DIR"]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base).expanduser() / "renderer"
+
+
 def _if_set(value: str, then: str, otherwise: str) -> str:
     return then if value else otherwise
 
@@ -381,6 +405,9 @@ def _open_maps(schema: type) -> Any:
 def register_configs() -> None:
     # `resume=<run dir>` makes Hydra write into that run dir, keeping its original .hydra/ intact
     OmegaConf.register_new_resolver("if_set", _if_set, replace=True)
+    OmegaConf.register_new_resolver("user_config_dir", lambda: str(user_config_dir()), replace=True)
+    # a user config dir that does not exist (yet) is nothing to warn about: it simply adds no configs
+    warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=.* is not available")
     cs = ConfigStore.instance()
     cs.store(name="renderer_schema", node=RendererConfig)
     cs.store(group="voice", name="espeak_schema", node=_open_maps(EspeakVoiceConfig))

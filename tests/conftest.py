@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-import renderer.config  # noqa: F401  (registers the schema)
-from renderer import reliability
+from renderer.config import CONF_MODULE  # importing it registers the schema
+from renderer.ops import reliability
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -68,7 +68,7 @@ def model_fields(script) -> list[str]:
 
 
 def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 

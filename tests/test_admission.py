@@ -10,9 +10,9 @@ import psutil
 import pytest
 from loguru import logger
 
-from renderer import admission
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.ops import admission
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from tests.conftest import TINY, compose_cfg
 
 GB = 1024**3

@@ -1,4 +1,4 @@
-"""renderer.ass: escaping hostile text for libass, colours, timestamps, events."""
+"""renderer.media.ass: escaping hostile text for libass, colours, timestamps, events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderer import ass
+from renderer.media import ass
 
 HOSTILE = r"""{\b1}bold? %{pts} \N C:\Users\x {} [] ; , 'quote' "dq" """.strip()
 

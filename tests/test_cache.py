@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from renderer.cache import Cache, parse_size
+from renderer.cli.cache import parse_size
+from renderer.engine.cache import Cache
 from renderer.providers.base import AudioClip
 from renderer.stages.terminal import TerminalTrack
 
@@ -153,8 +154,8 @@ def test_a_failed_write_leaves_the_output_where_it_was(tmp_path, small_disk, whe
 
 
 def test_a_full_cache_still_renders_the_video_and_says_so(tmp_path, small_disk):
-    from renderer.files import RunLayout
-    from renderer.pipeline import render_script
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
     from tests.conftest import TINY, TWO_SCENES, codecs, compose_cfg, ffprobe
 
     script = tmp_path / "tiny.txt"

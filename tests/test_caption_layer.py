@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.captions import Cue
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.media.captions import Cue
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from renderer.stages.captions import Box, build_track, layout, panel_box
 from tests.conftest import TWO_SCENES, compose_cfg
 

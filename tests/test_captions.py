@@ -1,4 +1,4 @@
-"""renderer.captions: cues timed inside each scene, split to broadcast length, written as SRT and WebVTT."""
+"""renderer.media.captions: cues timed inside each scene, split to broadcast length, written as SRT and WebVTT."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from renderer.captions import MAX_CUE_CHARS, Cue, cues, srt, vtt
+from renderer.media.captions import MAX_CUE_CHARS, Cue, cues, srt, vtt
 
 LONG = ("The first red flag was a loop that nobody could explain, a pattern repeating in the logs every night "
         "at three minutes past two, always in the same subsystem, always with the same checksum, and always "

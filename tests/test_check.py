@@ -1,4 +1,4 @@
-"""renderer.check: the command-line script checker, run as a real subprocess."""
+"""renderer.cli.check: the command-line script checker, run as a real subprocess."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from renderer.cache import human
-from renderer.clean import ago, main, parse_duration
+from renderer.cli.clean import ago, main, parse_duration
+from renderer.ops.files import human
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN, HOUR, DAY = 60, 3600, 86400

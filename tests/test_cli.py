@@ -7,7 +7,15 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import BACKWARDS, TINY, TWO_SCENES, codecs, ffprobe, run_cli, video_size
+from tests.conftest import (
+    BACKWARDS,
+    TINY,
+    TWO_SCENES,
+    codecs,
+    ffprobe,
+    run_cli,
+    video_size,
+)
 
 CLI_TINY = [o for o in TINY if not o.startswith("batch.backend")]  # the CLI tests use real joblib workers
 

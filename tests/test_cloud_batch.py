@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer import ffmpeg
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
+from renderer.media import ffmpeg
 from tests.conftest import ROOT, TINY, TWO_SCENES, codecs, ffprobe
 
 EL_KEY = "el-SECRET-batch-key-7f3a9c"

@@ -1,4 +1,4 @@
-"""renderer.runners.cluster_state: on Dask, a run's breakers and API slots live on the cluster, shared by
+"""renderer.ops.cluster_state: on Dask, a run's breakers and API slots live on the cluster, shared by
 tasks on every worker (a real `dask scheduler` and two `dask worker` processes on 127.0.0.1); cloud keys reach
 the workers through their environment only, never the scheduler."""
 
@@ -14,12 +14,23 @@ import pybreaker
 import pytest
 from distributed import Client
 
-from renderer.fakes import FakeAPI
-from renderer.reliability import ServiceError, build_guard
-from renderer.runners.cluster_state import ClusterBreakerStorage, ClusterRunState, namespace
+from renderer.devtools.fakes import FakeAPI
+from renderer.ops.cluster_state import (
+    ClusterBreakerStorage,
+    ClusterRunState,
+    namespace,
+)
+from renderer.ops.reliability import ServiceError, build_guard
 from tests.cluster import Cluster
 from tests.conftest import TINY, TWO_SCENES, run_cli
-from tests.test_reliability import BREAKER, FAST_RETRY, KEY, ONE_ATTEMPT, poll, runway_client
+from tests.test_reliability import (
+    BREAKER,
+    FAST_RETRY,
+    KEY,
+    ONE_ATTEMPT,
+    poll,
+    runway_client,
+)
 
 EL_KEY = "el-SECRET-scheduler-key-41aa07"
 RW_KEY = "rw-SECRET-scheduler-key-c2d9e5"

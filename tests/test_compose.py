@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from renderer import compose
-from renderer.files import RunLayout
-from renderer.graph import Part
-from renderer.pipeline import providers_for, render_script
+from renderer.engine.graph import Part
+from renderer.ops.files import RunLayout
+from renderer.pipeline import compose
+from renderer.pipeline.render import providers_for, render_script
 from renderer.script import parse_text
 from tests.conftest import TINY, TWO_SCENES, compose_cfg
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from tests.conftest import CONF, compose_cfg, run_cli

@@ -10,7 +10,7 @@ fixture is checked from both sides, so the client and the double cannot drift to
   schema, exact values where the client's config decides them), and the client must read the response as the
   reference means it (alignment reaches the AudioClip, FAILED + failureCode becomes that error, the SUCCEEDED
   output URL is downloaded, ...).
-* double side: the fixture's request goes to ``renderer.fakes.FakeAPI``; its answer must have the fixture's
+* double side: the fixture's request goes to ``renderer.devtools.fakes.FakeAPI``; its answer must have the fixture's
   status and the same JSON shape (same keys, same value types, recursively; array elements by shape).
 
 A failure names the fixture file and the field that drifted.
@@ -35,11 +35,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from renderer import ffmpeg
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
+from renderer.media import ffmpeg
+from renderer.ops.reliability import Cancelled, ServiceError, build_guard
 from renderer.providers.elevenlabs import ElevenLabsVoice
 from renderer.providers.runway import RunwayVisual
-from renderer.reliability import Cancelled, ServiceError, build_guard
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 FIXTURES = sorted(p.stem for p in CONTRACTS.glob("*.json"))

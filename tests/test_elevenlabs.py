@@ -10,11 +10,11 @@ import pytest
 from hydra.utils import instantiate
 from loguru import logger
 
-from renderer import ffmpeg
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
+from renderer.media import ffmpeg
+from renderer.ops.reliability import ServiceError, build_guard
 from renderer.providers.elevenlabs import ElevenLabsVoice, parse_output_format
 from renderer.providers.http import MissingAPIKey
-from renderer.reliability import ServiceError, build_guard
 
 KEY = "el-SECRET-test-key-0001"
 FAST_RETRY = {"attempts": 3, "wait_s": 0.01, "max_wait_s": 1, "exponential": True, "jitter_s": 0}

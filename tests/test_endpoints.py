@@ -10,15 +10,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-
-import pytest
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from renderer import health
-from renderer.fakes import FakeAPI
-from renderer.files import RunLayout
+from renderer.devtools.fakes import FakeAPI
+from renderer.ops.files import RunLayout
+from renderer.ops.monitor import Monitor
 from tests.conftest import ROOT, THREE_SCENES, TINY, compose_cfg
 
 CLI_TINY = [o for o in TINY if not o.startswith("batch.backend")]
@@ -148,7 +147,7 @@ def test_a_port_in_use_stops_the_run_before_rendering(tmp_path: Path):
 def test_system_answers_503_when_the_disk_is_past_its_limit(tmp_path: Path):
     cfg = compose_cfg(*TINY, "monitor.port=0", "monitor.min_free_disk_gb=1000000", f"cache.dir={tmp_path}/c")
     cfg.monitor.port = free_port()
-    monitor = health.Monitor(cfg, RunLayout(tmp_path / "run"), {"scripts": {}})
+    monitor = Monitor(cfg, RunLayout(tmp_path / "run"), {"scripts": {}})
     try:
         status, body = get(f"http://127.0.0.1:{cfg.monitor.port}/health/system")
         assert status == 503 and "run disk" in json.loads(body)["problems"][0]

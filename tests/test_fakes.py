@@ -1,4 +1,4 @@
-"""renderer.fakes: the local ElevenLabs/Runway doubles speak the wire protocol, with real media and faults."""
+"""renderer.devtools.fakes: the local ElevenLabs/Runway doubles speak the wire protocol, with real media and faults."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from renderer import ffmpeg
-from renderer.fakes import RUNWAY_VERSION, FakeAPI
+from renderer.devtools.fakes import RUNWAY_VERSION, FakeAPI
+from renderer.media import ffmpeg
 
 ROOT = Path(__file__).resolve().parent.parent
 EL_KEY, RW_KEY = "el-key-0001", "rw-key-0001"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 from tests.conftest import ROOT, TINY, TWO_SCENES
 
 STUBBORN = """#!/usr/bin/env python3
@@ -252,7 +252,7 @@ def _wait_gone(procs: list[psutil.Process], seconds: float) -> list[int]:
 
 def test_a_tool_dies_with_the_process_that_started_it():
     """SIGKILL leaves no chance to clean up: the tool must go by itself (its parent-death signal)."""
-    parent = subprocess.Popen([sys.executable, "-c", "from renderer import ffmpeg; ffmpeg.run_tool(['sleep', '60'])"],
+    parent = subprocess.Popen([sys.executable, "-c", "from renderer.media import ffmpeg; ffmpeg.run_tool(['sleep', '60'])"],
                               cwd=ROOT)
     try:
         deadline = time.monotonic() + 10

@@ -1,4 +1,4 @@
-"""renderer.files: slugs, input expansion, atomic writes, the run-dir layout."""
+"""renderer.ops.files: slugs, input expansion, atomic writes, the run-dir layout."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from renderer.files import (RunLayout, atomic_path, expand_inputs, slugify, unique_slugs, write_json_atomic,
-                            write_text_atomic)
-
+from renderer.ops.files import (
+    RunLayout,
+    atomic_path,
+    expand_inputs,
+    slugify,
+    unique_slugs,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 # --------------------------------------------------------------------------- slugs
 
@@ -179,7 +185,7 @@ def test_run_layout(tmp_path: Path):
 
 import shutil  # noqa: E402  (these imports are kept beside the tests that use them)
 
-from renderer.files import free_bytes, storage, tree_stats  # noqa: E402
+from renderer.ops.files import free_bytes, storage, tree_stats  # noqa: E402
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""renderer.graph: dependency order, concurrency, content keys, fallbacks and failure propagation."""
+"""renderer.engine.graph: dependency order, concurrency, content keys, fallbacks and failure propagation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.cache import Cache
-from renderer.graph import Graph, GraphError, Node, NodeInput, Part
+from renderer.engine.cache import Cache
+from renderer.engine.graph import Graph, GraphError, Node, NodeInput, Part
 
 BARRIER_TIMEOUT_S = 5  # only a guard against hanging: the happy path never waits on it
 
@@ -290,7 +290,7 @@ def test_a_node_breaking_outside_its_function_is_failed_not_left_pending(tmp_pat
 
 def test_an_interrupted_run_starts_no_fallback_and_no_retry(tmp_path: Path):
     """Ctrl-C while a stage runs: on_abort stops it, and neither its retry nor its fallback starts anything."""
-    from renderer.reliability import RetryPolicy
+    from renderer.ops.reliability import RetryPolicy
 
     started, killed = threading.Event(), threading.Event()
     calls = {"fn": 0, "fallback": 0}

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from renderer import batch, health
+from renderer import batch
+from renderer.ops import health
+from renderer.ops.monitor import Aggregator
 from tests.conftest import BACKWARDS, ROOT, TINY, TWO_SCENES, compose_cfg
 
 
@@ -26,7 +28,7 @@ def test_percentiles_on_known_samples(values, expected):
 
 RECORDER = """
 import sys
-from renderer import health
+from renderer.ops import health
 health.attach(sys.argv[1])
 for n in range(int(sys.argv[2]), int(sys.argv[3])):
     health.record("ffmpeg", n / 100, ok=n % 10 != 0, kind="tool", error="exit 1: boom" if n % 10 == 0 else "")
@@ -38,7 +40,7 @@ def test_samples_of_many_processes_are_merged(tmp_path: Path):
     """Two processes record 1..100 ms between them: one service, the percentiles of all their samples."""
     for lo, hi in ((1, 51), (51, 101)):
         subprocess.run([sys.executable, "-c", RECORDER, str(tmp_path), str(lo), str(hi)], cwd=ROOT, check=True)
-    agg = health.Aggregator(tmp_path / "tmp" / "health")
+    agg = Aggregator(tmp_path / "tmp" / "health")
     agg.update()
     assert len(list((tmp_path / "tmp" / "health").glob("*.jsonl"))) == 2
     ffmpeg = agg.services["ffmpeg"].summary()

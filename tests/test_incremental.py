@@ -15,10 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from tests.conftest import ROOT, THREE_SCENES, TINY, compose_cfg
-
 
 
 def render(script: Path, run_dir: Path, cache_dir: Path, *overrides: str) -> dict:

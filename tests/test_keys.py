@@ -8,10 +8,11 @@ from typing import Any, Iterator
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from renderer import ass, compose
-from renderer.files import RunLayout
-from renderer.graph import Graph
-from renderer.pipeline import providers_for
+from renderer.engine.graph import Graph
+from renderer.media import ass
+from renderer.ops.files import RunLayout
+from renderer.pipeline import compose
+from renderer.pipeline.render import providers_for
 from renderer.providers.base import AudioClip
 from renderer.script import parse_text
 from renderer.stages.captions import CaptionTrack
@@ -109,7 +110,7 @@ def test_a_terminal_reads_the_ansi_colours_its_text_shows_and_no_others():
 
 
 def test_unkeyed_settings_can_sit_deep_below_a_read_path():
-    from renderer.graph import Node, _select, _without
+    from renderer.engine.graph import Node, _select, _without
 
     cfg = OmegaConf.create({"voice": {"model": "m", "settings": {"speed": 1.0, "style": 0.0}}})
     selected = _without(_select(cfg, ("voice",)), ("voice.settings.speed",))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from renderer import ffmpeg
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.media import ffmpeg
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from renderer.providers.library import LibraryError, LibraryVisual
 from renderer.providers.prompt import words_of
-from renderer.stages import visual as visual_stage
 from renderer.script import parse_text
+from renderer.stages import visual as visual_stage
 from tests.conftest import TINY, compose_cfg, mean_rgb
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 160, 0), "red": (255, 0, 0), "white": (255, 255, 255)}
@@ -163,7 +163,7 @@ def test_the_key_follows_the_picked_file_only(media: Path):
 
 
 def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
-    from renderer.graph import Graph
+    from renderer.engine.graph import Graph
 
     scene = parse_text(SCRIPT, path="lib.txt").scenes[0]
 

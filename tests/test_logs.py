@@ -12,8 +12,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from renderer import logs
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
+from renderer.ops import logs
 from tests.conftest import ROOT, THREE_SCENES, TINY
 
 KEY = "el-SECRET-log-key-93c1"

@@ -1,4 +1,4 @@
-"""renderer.parsers.markdown: the Markdown screenplay format, through renderer.script."""
+"""renderer.script.parsers.markdown: the Markdown screenplay format, through renderer.script."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.ffmpeg import FFmpegError
-from renderer.graph import NodeInput
+from renderer.engine.graph import NodeInput
+from renderer.media.ffmpeg import FFmpegError
 from renderer.stages import mux, segment
 from renderer.stages.segment import Segment
 from renderer.stages.soundtrack import Soundtrack

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from tests.conftest import TINY, codecs, compose_cfg, ffprobe, max_volume_db, video_size
 
 EXPECTED_STREAMS = {

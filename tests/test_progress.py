@@ -15,7 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from renderer import ffmpeg, health, logs, progress
+from renderer.media import ffmpeg
+from renderer.ops import health, logs, progress
+from renderer.ops.monitor import Aggregator
 from tests.conftest import ROOT, THREE_SCENES, TINY
 
 
@@ -25,7 +27,7 @@ def test_ffmpeg_progress_reaches_the_live_view(tmp_path: Path):
     done = threading.Event()
 
     def watch() -> None:
-        view = health.Aggregator(tmp_path / "tmp" / "health")
+        view = Aggregator(tmp_path / "tmp" / "health")
         while not done.is_set():
             view.update()
             fraction = view.live.get("s0", {}).get("nodes", {}).get("segment/0.0")
@@ -48,7 +50,7 @@ def test_ffmpeg_progress_reaches_the_live_view(tmp_path: Path):
         health.detach()
     assert any(0 < f < 1 for f in seen), seen
     assert seen == sorted(seen)  # it only moves forward
-    view = health.Aggregator(tmp_path / "tmp" / "health")
+    view = Aggregator(tmp_path / "tmp" / "health")
     view.update()
     assert view.live == {}  # the script left the live view when it was done
 

@@ -1,4 +1,4 @@
-"""renderer.providers (espeak, silent, procedural, backdrop) and renderer.ffmpeg — real binaries."""
+"""renderer.providers (espeak, silent, procedural, backdrop) and renderer.media.ffmpeg — real binaries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 from renderer.providers.espeak import SPEAKER_GAP_S, EspeakError, EspeakVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual, seed_of
 from renderer.providers.silent import SilentVoice

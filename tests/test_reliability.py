@@ -1,4 +1,4 @@
-"""renderer.reliability: breakers shared across processes, retries outside the breaker, concurrency limits —
+"""renderer.ops.reliability: breakers shared across processes, retries outside the breaker, concurrency limits —
 against the local API doubles over real HTTP (requests counted at the double)."""
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 import pybreaker
 import pytest
 
-from renderer import reliability
-from renderer.fakes import RUNWAY_VERSION, FakeAPI
-from renderer.providers.http import Client
-from renderer.reliability import (
+from renderer.devtools.fakes import RUNWAY_VERSION, FakeAPI
+from renderer.ops import reliability
+from renderer.ops.reliability import (
     Cancelled,
     FileBreakerStorage,
     RetryPolicy,
@@ -26,6 +25,7 @@ from renderer.reliability import (
     breaker_settings,
     build_guard,
 )
+from renderer.providers.http import Client
 
 KEY = "rw-test-key-0001"
 ONE_ATTEMPT = {"attempts": 1, "wait_s": 0.01, "max_wait_s": 1, "exponential": False, "jitter_s": 0}
@@ -423,7 +423,9 @@ def test_last_call_is_per_thread():
 
 
 def test_settings_come_from_the_composed_config():
-    from tests.conftest import compose_cfg  # here, not at the top: spawned workers import this module
+    from tests.conftest import (
+        compose_cfg,  # here, not at the top: spawned workers import this module
+    )
 
     cfg = compose_cfg()
     assert breaker_settings("elevenlabs", cfg.breaker) == (5, 60.0)

@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from renderer import batch, report
-from tests.conftest import BACKWARDS, THREE_SCENES, TINY, TWO_SCENES, compose_cfg, ffprobe
+from renderer import batch
+from renderer.ops import report
+from tests.conftest import (
+    BACKWARDS,
+    THREE_SCENES,
+    TINY,
+    TWO_SCENES,
+    compose_cfg,
+    ffprobe,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

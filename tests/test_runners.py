@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
 from tests.cluster import Cluster
 from tests.conftest import ROOT, TINY, TWO_SCENES, run_cli
 

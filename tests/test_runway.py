@@ -10,11 +10,11 @@ import pybreaker
 import pytest
 from hydra.utils import instantiate
 
-from renderer import ffmpeg
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
+from renderer.media import ffmpeg
+from renderer.ops.reliability import Cancelled, ServiceError, build_guard
 from renderer.providers.http import MissingAPIKey
 from renderer.providers.runway import RunwayVisual, nearest_ratio, truncate_at_word
-from renderer.reliability import Cancelled, ServiceError, build_guard
 
 KEY = "rw-SECRET-test-key-0001"
 FAST_RETRY = {"attempts": 3, "wait_s": 0.01, "max_wait_s": 1, "exponential": True, "jitter_s": 0}

@@ -1,4 +1,4 @@
-"""renderer.script and renderer.parsers.log: the model, format dispatch, the LOG parser, validation, split_text."""
+"""renderer.script and renderer.script.parsers.log: the model, format dispatch, the LOG parser, validation, split_text."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from tests.conftest import THREE_SCENES, TINY, compose_cfg
 
 FPS, W, H = 10, 192, 108  # as in TINY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from renderer import sgr
+from renderer.media import sgr
 
 ESC = "\x1b"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from renderer import audio
-from renderer.files import RunLayout
-from renderer.graph import NodeInput
-from renderer.pipeline import render_script
+from renderer.engine.graph import NodeInput
+from renderer.media import audio
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from renderer.providers.base import AudioClip
 from renderer.stages import soundtrack
 from renderer.stages.timeline import plan
@@ -144,9 +144,9 @@ def test_bad_music_stops_the_script_before_anything_renders(tmp_path, two_scenes
 
 
 def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
-    from renderer import compose
-    from renderer.graph import Graph
-    from renderer.pipeline import providers_for
+    from renderer.engine.graph import Graph
+    from renderer.pipeline import compose
+    from renderer.pipeline.render import providers_for
     from renderer.script import parse_text
     from tests.test_keys import outputs_for, with_leaf_flipped
 

@@ -9,11 +9,20 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer import ass
 from renderer.config import FormatConfig, PanelConfig, TerminalConfig
+from renderer.media import ass
 from renderer.stages import terminal
-from renderer.stages.terminal import (CHAR_WIDTH_EM, CURSOR, build_track, cells, display_text, expand_tabs,
-                                      geometry, truncate, wrap)
+from renderer.stages.terminal import (
+    CHAR_WIDTH_EM,
+    CURSOR,
+    build_track,
+    cells,
+    display_text,
+    expand_tabs,
+    geometry,
+    truncate,
+    wrap,
+)
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 THEME = OmegaConf.load(CONF / "theme" / "dark.yaml")

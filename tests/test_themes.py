@@ -1,4 +1,4 @@
-"""renderer.themes: importing VHS / xterm.js theme JSON into conf/theme, listing, and clear errors."""
+"""renderer.cli.themes: importing VHS / xterm.js theme JSON into conf/theme, listing, and clear errors."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from renderer import themes
+from renderer.cli import themes
+from renderer.cli.themes import ThemeError, import_theme, parse_colour
 from renderer.config import ThemeConfig
-from renderer.themes import ThemeError, import_theme, parse_colour
+from tests.conftest import compose_cfg
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ANSI_VALUES = {  # the 16 colours with VHS's field names (magenta, not purple)
@@ -221,3 +222,16 @@ def test_shipped_themes_validate(path):
     assert theme.name == path.stem
     for field in themes.COLOUR_FIELDS:
         parse_colour(theme[field], f"{path.name}: {field}")
+
+
+def test_imported_themes_land_in_the_user_config_dir_where_hydra_finds_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RENDERER_CONFIG_DIR", str(tmp_path / "mine"))
+    src = write_json(tmp_path / "themes.json", [vhs_theme("Two Words")])
+    assert themes.main(["import", str(src)]) == 0
+    assert (tmp_path / "mine" / "theme" / "two_words.yaml").is_file()
+    capsys.readouterr()
+    assert themes.main(["list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"dark", "dracula", "two_words"} <= set(listed)  # the packaged themes and the user's own
+    cfg = compose_cfg("theme=two_words")
+    assert cfg.theme.name == "two_words" and cfg.theme.background == vhs_theme("Two Words")["background"].lower()

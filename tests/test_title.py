@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.files import RunLayout
-from renderer.pipeline import render_script
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 from renderer.stages.title import band
 from tests.conftest import CONF, TINY, compose_cfg
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer.ffmpeg import MEDIA_TOOLS
+from renderer.media.ffmpeg import MEDIA_TOOLS
 from tests.conftest import ROOT
 from tests.test_incremental import THREE_SCENES
 

@@ -19,13 +19,13 @@ from hydra.utils import instantiate
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer.logs import redact
+from renderer.ops.logs import redact
+from renderer.ops.reliability import RunState, build_guard
 from renderer.providers.base import ProviderConfigError
 from renderer.providers.espeak import EspeakVoice
 from renderer.providers.piper import PiperVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
-from renderer.reliability import RunState, build_guard
 
 OFFLINE: dict[str, list[Callable[[], Any]]] = {
     "voice": [PiperVoice, EspeakVoice, SilentVoice],

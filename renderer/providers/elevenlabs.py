@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
+from renderer.ops.reliability import Cancelled, ServiceError, ServiceGuard
 from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
 from renderer.providers.http import Client, Guarded, api_key, json_body
-from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 from renderer.script import split_text
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"

@@ -8,9 +8,8 @@ import wave
 from functools import cache
 from pathlib import Path
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
-
 
 
 class EspeakError(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 
 FITS = ("loop", "extend")
 

@@ -17,8 +17,15 @@ from typing import Any, Callable
 
 import requests
 
-from renderer.reliability import (NON_RETRYABLE_CODES, RETRYABLE_CODES, Cancelled, ServiceError, ServiceGuard,
-                                  build_guard, retryable_status)
+from renderer.ops.reliability import (
+    NON_RETRYABLE_CODES,
+    RETRYABLE_CODES,
+    Cancelled,
+    ServiceError,
+    ServiceGuard,
+    build_guard,
+    retryable_status,
+)
 
 DOWNLOAD_CHUNK = 1 << 16
 

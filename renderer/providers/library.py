@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 from renderer.providers.base import ProviderConfigError, VisualClip
 from renderer.providers.fit import FITS, fit_clip
 from renderer.providers.procedural import seed_of

@@ -13,7 +13,7 @@ import hashlib
 import random
 from pathlib import Path
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 from renderer.providers.base import VisualClip
 from renderer.providers.prompt import Mood, mood_of
 

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
+from renderer.ops.reliability import Cancelled, ServiceError, ServiceGuard
 from renderer.providers.base import VisualClip
 from renderer.providers.fit import fit_clip
 from renderer.providers.http import Client, Guarded, api_key, json_body
-from renderer.reliability import Cancelled, ServiceError, ServiceGuard
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 API_VERSION = "2024-11-06"

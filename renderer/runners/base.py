@@ -11,8 +11,8 @@ from typing import Any, Generator
 
 from omegaconf import DictConfig
 
-from renderer.files import RunLayout
-from renderer.reliability import FileRunState, RunState
+from renderer.ops.reliability import RunState
+from renderer.ops.run_state import local_state
 
 Records = Generator[dict[str, Any], None, None]
 
@@ -28,11 +28,6 @@ class Task:
 class RunnerError(RuntimeError):
     """The runner cannot start, its workers cannot see the run's files, or it lost its cluster; the message
     says what to do."""
-
-
-def local_state(run_dir: Path) -> FileRunState:
-    """A run's breakers and API slots for the workers of one machine: files under its tmp dir."""
-    return FileRunState(RunLayout(run_dir).tmp / ".breakers")
 
 
 class Runner(ABC):

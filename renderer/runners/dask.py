@@ -24,8 +24,8 @@ from typing import Any
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import reliability
-from renderer.pipeline import new_record
+from renderer.ops import reliability
+from renderer.pipeline.render import new_record
 from renderer.runners.base import Records, Runner, RunnerError, Task
 from renderer.runners.local import CANCEL_GRACE_S, signals_held
 from renderer.runners.worker import render_in_worker
@@ -155,7 +155,7 @@ class DaskRunner(Runner):
         return max(1, sum(self.client.nthreads().values()))
 
     def shared_state(self, run_dir: Path) -> Any:
-        from renderer.runners.cluster_state import ClusterRunState
+        from renderer.ops.cluster_state import ClusterRunState
 
         return ClusterRunState(run_dir, client=self.client)
 
@@ -215,7 +215,7 @@ class DaskRunner(Runner):
     def run(self, plain_cfg: dict, tasks: list[Task], run_dir: Path) -> Records:
         from distributed import Event, as_completed
 
-        from renderer.runners.cluster_state import forget
+        from renderer.ops.cluster_state import forget
 
         services = list(plain_cfg["breaker"])
         forget(run_dir, services, self.client, start=True)  # this run's breakers start closed, as on local backends

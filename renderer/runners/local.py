@@ -21,9 +21,10 @@ from joblib._parallel_backends import LokyBackend, ThreadingBackend
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import admission, ffmpeg, reliability
-from renderer.files import RunLayout
-from renderer.pipeline import new_record
+from renderer.media import ffmpeg
+from renderer.ops import admission, reliability
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import new_record
 from renderer.runners.base import Records, Runner, Task
 from renderer.runners.worker import init_worker, render_in_worker
 
@@ -34,7 +35,7 @@ CANCEL_GRACE_S = 3.0
 
 def job_count(cfg: DictConfig, scripts: int) -> int:
     """Scripts rendered at once: as asked, within limits.max_jobs, and only as many as the free memory
-    gives limits.memory_gb each (each job checks again when it starts: renderer.admission)."""
+    gives limits.memory_gb each (each job checks again when it starts: renderer.ops.admission)."""
     wanted = max(1, min(cfg.batch.n_jobs, cfg.limits.max_jobs, scripts or 1))
     n_jobs, free_gb = admission.jobs_by_memory(cfg.limits, wanted)
     if n_jobs < wanted:

@@ -13,10 +13,11 @@ from typing import Any, Mapping
 from loguru import logger
 from omegaconf import OmegaConf
 
-from renderer import ffmpeg, health, logs
-from renderer.files import RunLayout
-from renderer.graph import SlotExecutor
-from renderer.pipeline import render_script
+from renderer.engine.graph import SlotExecutor
+from renderer.media import ffmpeg
+from renderer.ops import health, logs
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
 
 
 def interrupt_on_sigterm() -> None:

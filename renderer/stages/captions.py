@@ -16,8 +16,8 @@ from typing import Any
 import pysubs2
 from omegaconf import OmegaConf
 
-from renderer import ass, captions
-from renderer.graph import Node, NodeInput, Part
+from renderer.engine.graph import Node, NodeInput, Part
+from renderer.media import ass, captions
 from renderer.script import Scene
 
 VERSION = "1"

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from renderer import ffmpeg
-from renderer.encoding import SAFE_AUDIO, audio_args, failure_reason, write_card
-from renderer.graph import Node, NodeInput, Part
-from renderer.reliability import RetryPolicy
+from renderer.engine.graph import Node, NodeInput, Part
+from renderer.media import ffmpeg
+from renderer.media.encoding import SAFE_AUDIO, audio_args, failure_reason, write_card
+from renderer.ops.reliability import RetryPolicy
 from renderer.stages.timeline import Timeline
 
 VERSION = "1"

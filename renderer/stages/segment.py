@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderer import ass, ffmpeg
-from renderer.compose import PICTURES_WITHOUT_STAGE
-from renderer.encoding import failure_reason, video_args, write_card
-from renderer.graph import Node, NodeInput, Part
-from renderer.reliability import RetryPolicy
+from renderer.config import PICTURES_WITHOUT_STAGE
+from renderer.engine.graph import Node, NodeInput, Part
+from renderer.media import ass, ffmpeg
+from renderer.media.encoding import failure_reason, video_args, write_card
+from renderer.ops.reliability import RetryPolicy
 from renderer.stages.timeline import Chunk, split
 
 VERSION = "1"

@@ -3,7 +3,7 @@
 Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
 its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``)
 is set ``audio.music_db`` below it, ducked under the voice, and the mix measured and corrected once more
-(renderer/audio.py). The whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
+(renderer/media/audio.py). The whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
 """
 
 from __future__ import annotations
@@ -13,11 +13,16 @@ from pathlib import Path
 
 from loguru import logger
 
-from renderer import audio, ffmpeg
-from renderer.encoding import SAFE_AUDIO, audio_args, channel_layout, failure_reason
-from renderer.graph import Node, NodeInput, Part
+from renderer.engine.graph import Node, NodeInput, Part
+from renderer.media import audio, ffmpeg
+from renderer.media.encoding import (
+    SAFE_AUDIO,
+    audio_args,
+    channel_layout,
+    failure_reason,
+)
+from renderer.ops.reliability import RetryPolicy
 from renderer.providers.base import AudioClip
-from renderer.reliability import RetryPolicy
 from renderer.stages.timeline import Timeline
 
 VERSION = "2"

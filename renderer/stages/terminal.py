@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
-from renderer import ass, sgr
-from renderer.graph import Node, NodeInput
+from renderer.engine.graph import Node, NodeInput
+from renderer.media import ass, sgr
 from renderer.script import Scene
 
 CHAR_WIDTH_EM = 0.515  # advance of DejaVu Sans Mono per unit of ASS font size, as libass lays it out

@@ -3,8 +3,8 @@ an unchanged video's come from the cache; if they cannot be made, the report sho
 
 from __future__ import annotations
 
-from renderer import thumbnails
-from renderer.graph import Node, NodeInput
+from renderer.engine.graph import Node, NodeInput
+from renderer.media import thumbnails
 
 VERSION = "1"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from renderer.graph import Node, NodeInput, Part
+from renderer.engine.graph import Node, NodeInput, Part
 
 VERSION = "1"
 TAIL_S = 0.75  # the last scene outlasts its narration by this much

@@ -12,8 +12,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from renderer import ass
-from renderer.graph import Node, NodeInput
+from renderer.engine.graph import Node, NodeInput
+from renderer.media import ass
 
 VERSION = "1"
 FADE_MS = (400, 600)

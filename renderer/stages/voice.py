@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from renderer import health
-from renderer.graph import Node, NodeInput, first_that_works
+from renderer.engine.graph import Node, NodeInput, first_that_works
+from renderer.ops import health
 from renderer.script import Scene
 
 VERSION = "1"

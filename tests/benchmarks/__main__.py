@@ -19,7 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks import batch, cloud, edits, peer, report, startup, typing_cost, voices
+from tests.benchmarks import (
+    batch,
+    cloud,
+    edits,
+    peer,
+    report,
+    startup,
+    typing_cost,
+    voices,
+)
 
 CLAIMS = {"P1": edits, "P2": peer, "P3": cloud, "P4": edits, "P5": batch, "P6": startup, "P7": typing_cost,
           "P8": voices}

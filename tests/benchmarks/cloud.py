@@ -1,6 +1,6 @@
 """P3: the API-bound stages, sequential vs the configured concurrency, against the local doubles.
 
-A script of N scenes with voice=elevenlabs and visual=runway against renderer.fakes on 127.0.0.1: every
+A script of N scenes with voice=elevenlabs and visual=runway against renderer.devtools.fakes on 127.0.0.1: every
 voice request answers after a fixed latency, every Runway task takes a fixed time (polled every 0.25 s).
 Measured from the script's record: the span from the first voice or visual node starting to the last one
 ending. Sequential is one stage thread and one request in flight per service; configured is the defaults.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from renderer.config import ApiConcurrencyConfig, LimitsConfig
-from renderer.fakes import FakeAPI
+from renderer.devtools.fakes import FakeAPI
 from tests.benchmarks import measure, scripts
 from tests.benchmarks.report import Row, failed
 

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderer import ffmpeg
-from renderer.files import copy_atomic
+from renderer.media import ffmpeg
+from renderer.ops.files import copy_atomic
 
 WIDTH = 160  # pixels; the height follows the video's aspect ratio
 FOLDER = "thumbs"

@@ -1,7 +1,7 @@
 """The run's report.html: one page a person can open after an overnight batch and understand the run from.
 
 Built from the manifest, each script's record (``<slug>/<slug>.json``) and ``metrics.json``, all already
-redacted, through a jinja2 template shipped in the package (renderer/templates/report.html) with autoescape
+redacted, through a jinja2 template shipped in the package (renderer/ops/templates/report.html) with autoescape
 on. The page needs no network: styles inline, thumbnails and videos linked relatively from the script folders.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from renderer.files import write_text_atomic
+from renderer.ops.files import write_text_atomic
 
 STAGE_ORDER = ("voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux")
 WATERFALL_W, ROW_H, LABEL_W = 560, 16, 80  # SVG geometry, in px
@@ -85,7 +85,7 @@ def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "unmatched": manifest.get("unmatched_inputs") or []}
 
 
-_env = Environment(loader=PackageLoader("renderer", "templates"), autoescape=True, undefined=StrictUndefined,
+_env = Environment(loader=PackageLoader("renderer.ops", "templates"), autoescape=True, undefined=StrictUndefined,
                    trim_blocks=True, lstrip_blocks=True)
 _env.filters["gb"] = lambda n: f"{(n or 0) / 1024**3:.1f} GB"
 _env.filters["ms"] = lambda s: f"{(s or 0) * 1000:.0f} ms" if (s or 0) < 10 else f"{s:.1f} s"

@@ -27,10 +27,10 @@ from typing import Any, Callable, Mapping, Protocol, Union
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
-from renderer.cache import Cache
-from renderer.logs import correlate, redact
-from renderer import health, reliability
-from renderer.reliability import RetryPolicy
+from renderer.engine.cache import Cache
+from renderer.ops import health, reliability
+from renderer.ops.logs import correlate, redact
+from renderer.ops.reliability import RetryPolicy
 
 CANCEL_POLL_S = 0.2  # how often a running graph looks whether this process was cancelled (reliability.cancel)
 
@@ -196,7 +196,7 @@ def _fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], outputs: dict
 
 
 def _scene_of(name: str) -> str:
-    """The scene a node is for, when its name says (``voice/3``, ``segment/3.1``: renderer/compose.py), else ""."""
+    """The scene a node is for, when its name says (``voice/3``, ``segment/3.1``: renderer/pipeline/compose.py), else ""."""
     _, _, tail = name.partition("/")
     scene = tail.split(".")[0]
     return scene if scene.isdigit() else ""

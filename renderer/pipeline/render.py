@@ -11,14 +11,22 @@ from typing import Any, Mapping
 from loguru import logger
 from omegaconf import DictConfig
 
-from renderer import admission, captions, compose, ffmpeg, health, logs, runners, thumbnails
-from renderer.cache import Cache
-from renderer.files import RunLayout, copy_atomic, write_json_atomic, write_text_atomic
-from renderer.graph import GraphError, NodeRecord, SlotExecutor
-from renderer.logs import redact
+from renderer.engine.cache import Cache
+from renderer.engine.graph import GraphError, NodeRecord, SlotExecutor
+from renderer.media import captions, ffmpeg, thumbnails
+from renderer.ops import admission, health, logs
+from renderer.ops.files import (
+    RunLayout,
+    copy_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from renderer.ops.logs import redact
+from renderer.ops.reliability import RetryPolicy
+from renderer.ops.run_state import shared_state
+from renderer.pipeline import compose
 from renderer.providers import chain
-from renderer.providers.chain import ProviderUnavailable, Providers
-from renderer.reliability import RetryPolicy
+from renderer.providers.chain import Providers, ProviderUnavailable
 from renderer.script import Script, parse_file
 from renderer.stages.mux import Video
 
@@ -31,7 +39,7 @@ def providers_for(cfg: DictConfig, layout: RunLayout) -> Providers:
     """The providers the strategy's stages need; breaker state and API slots shared by all workers of the run:
     in files under its tmp dir, or on the cluster (batch.backend=dask)."""
     groups = [g for g in compose.stage_names(cfg) if g in chain.OFFLINE]
-    return chain.build(cfg, groups=groups, state_dir=runners.shared_state(cfg, layout.run_dir))
+    return chain.build(cfg, groups=groups, state_dir=shared_state(cfg.batch.backend, layout.run_dir))
 
 
 def _providers_used(records: list[NodeRecord]) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-EXIT_CANNOT_START = 2
+from renderer.ops.exits import Exit
 
 # Not news: conf/hydra/launcher/joblib.yaml (and the submitit ones) extend the plugin's schema explicitly
 # (register_launchers); that each file is also named like the plugin's own config is the point
@@ -29,7 +29,10 @@ def register_launchers() -> None:
     """The launcher plugins' own schemas under ``<name>_schema``, for conf/hydra/launcher/<name>.yaml to extend
     (a file named like the plugin's config replaces it: Hydra reads the config dir first)."""
     from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
-    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+    from hydra_plugins.hydra_submitit_launcher.config import (
+        LocalQueueConf,
+        SlurmQueueConf,
+    )
 
     cs = ConfigStore.instance()
     for name, schema in {"joblib": JobLibLauncherConf, "submitit_local": LocalQueueConf,
@@ -47,7 +50,7 @@ def job_exit_code(job_dir: Path) -> int:
     try:
         manifest = json.loads((job_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return EXIT_CANNOT_START
+        return Exit.CANNOT_START
     return BatchResult(job_dir, manifest).exit_code
 
 

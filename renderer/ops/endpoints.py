@@ -1,7 +1,7 @@
 """Live endpoints of a running batch: ``/health/*`` as JSON, ``/metrics`` in Prometheus' text format.
 
 A stdlib ``ThreadingHTTPServer`` in a daemon thread of the parent serves the health monitor's snapshot
-(renderer/health.py); ``/metrics`` is rendered by prometheus_client from the same snapshot, so both views
+(renderer/ops/health.py); ``/metrics`` is rendered by prometheus_client from the same snapshot, so both views
 always agree. ``/health/system`` answers 503 while a circuit breaker is open or memory or disk is past its
 limit (``monitor.max_memory_percent``, ``monitor.min_free_disk_gb``), for an orchestrator's probe.
 """
@@ -17,7 +17,11 @@ from typing import Any, Callable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from renderer.health import MonitorError
+
+class MonitorError(RuntimeError):
+    """The monitor cannot start (its port is taken): the batch does not start either."""
+
+
 
 ROUTES = ("/health", "/health/services", "/health/system", "/health/metrics", "/health/stats", "/metrics")
 

@@ -19,7 +19,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from renderer.parsers.common import (
+from renderer.script.model import (
+    ERROR,
+    WARNING,
+    Issue,
+    NarrationLine,
+    Options,
+    Scene,
+    Script,
+    clip,
+    new_issue,
+    title_from_path,
+)
+from renderer.script.parsers.common import (
     OPEN_QUOTES,
     PROMPT_RE,
     Header,
@@ -32,18 +44,6 @@ from renderer.parsers.common import (
     split_script_value,
     split_speaker,
     unquote,
-)
-from renderer.script import (
-    ERROR,
-    WARNING,
-    Issue,
-    NarrationLine,
-    Options,
-    Scene,
-    Script,
-    clip,
-    new_issue,
-    title_from_path,
 )
 
 _SCRIPT_RE = re.compile(r"^\s*SCRIPT\s*:\s*(?P<value>.*)$", re.I)

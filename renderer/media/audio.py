@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from renderer import ffmpeg
+from renderer.media import ffmpeg
 
 MUSIC_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma")
 SILENT_LUFS = -69.0  # ebur128 reports -70 for silence: nothing to set a level from

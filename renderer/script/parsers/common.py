@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from renderer.script import ERROR, WARNING, OnScreenLine, Options, Scene, clip, estimated_duration
+from renderer.script.model import (
+    ERROR,
+    WARNING,
+    OnScreenLine,
+    Options,
+    Scene,
+    clip,
+    estimated_duration,
+)
 
 _TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
 _MSS_RE = re.compile(r"^(\d{1,4}):([0-5]\d(?:\.\d{1,3})?)$", re.A)

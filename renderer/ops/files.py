@@ -179,3 +179,12 @@ def storage(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
         tree = tree_stats(Path(path))
         out[name] = {"path": str(path), "bytes": tree.bytes, "files": tree.files, "free_bytes": free_bytes(path)}
     return out
+
+
+def human(n: float) -> str:
+    """A byte count for people: 1536 -> "1.5 KiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"

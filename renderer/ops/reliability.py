@@ -8,7 +8,7 @@ with exponential backoff plus jitter, or as long as the service's ``Retry-After`
 The breaker's state lives in a small JSON file under ``state_dir`` (guarded by ``fcntl.flock``), so failures
 in any joblib worker count towards one breaker for the whole run: three workers failing once each open a
 breaker with ``fail_max: 3``. On Dask the same state lives on the cluster instead (a ``RunState``:
-renderer/runners/cluster_state.py), shared by every machine's workers. Without a ``state_dir`` the breaker is
+renderer/ops/cluster_state.py), shared by every machine's workers. Without a ``state_dir`` the breaker is
 local to the process. Once the reset
 timeout has passed, exactly one caller (of all threads and processes) gets the half-open trial; the others fail
 fast with ``CircuitBreakerError`` until its result closes or re-opens the breaker.
@@ -35,9 +35,9 @@ import pybreaker
 import tenacity
 from loguru import logger
 
-from renderer import health
 from renderer.config import BreakerConfig, BreakerServiceConfig, RetryConfig
-from renderer.logs import redact
+from renderer.ops import health
+from renderer.ops.logs import redact
 
 T = TypeVar("T")
 
@@ -436,7 +436,7 @@ class RunSemaphore:
 class RunState:
     """Where one run keeps what all its workers share: a breaker per service and its API slots. Files under a
     directory for the local backends (``FileRunState``); the cluster itself on Dask
-    (renderer/runners/cluster_state.py)."""
+    (renderer/ops/cluster_state.py)."""
 
     def breaker_storage(self, service: str) -> BreakerStorage:
         raise NotImplementedError

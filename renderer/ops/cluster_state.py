@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 import pybreaker
 
-from renderer import reliability
-from renderer.reliability import BreakerStorage, Cancelled, RunState, _fresh_state
+from renderer.ops import reliability
+from renderer.ops.reliability import BreakerStorage, Cancelled, RunState, _fresh_state
 
 SLOT_POLL_S = 0.5  # a caller waiting for an API slot looks at cancel() this often
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import psutil
 
-from renderer.cache import human
-from renderer.files import free_bytes
+from renderer.ops.files import free_bytes, human
 
 GB = 1024**3
 POLL_S = 0.5  # how often a waiting job looks at the free memory again

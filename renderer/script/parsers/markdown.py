@@ -22,20 +22,7 @@ from __future__ import annotations
 
 import re
 
-from renderer.parsers.common import (
-    PROMPT_RE,
-    format_time,
-    match_header,
-    on_screen_line,
-    opening_issues,
-    out_of_order,
-    parse_time,
-    set_durations,
-    split_script_value,
-    split_speaker,
-    unquote,
-)
-from renderer.script import (
+from renderer.script.model import (
     ERROR,
     HINTS,
     WARNING,
@@ -48,6 +35,19 @@ from renderer.script import (
     estimated_duration,
     new_issue,
     title_from_path,
+)
+from renderer.script.parsers.common import (
+    PROMPT_RE,
+    format_time,
+    match_header,
+    on_screen_line,
+    opening_issues,
+    out_of_order,
+    parse_time,
+    set_durations,
+    split_script_value,
+    split_speaker,
+    unquote,
 )
 
 _SCENE_RE = re.compile(r"^##(?:\s+(?P<text>.*))?$")

@@ -21,12 +21,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from renderer.graph import Graph, Node
+from renderer.config import PICTURES_WITHOUT_STAGE
+from renderer.engine.graph import Graph, Node
 from renderer.providers.chain import Providers
 from renderer.script import Script
 from renderer.stages.timeline import chunk_count, plan
-
-PICTURES_WITHOUT_STAGE = ("background", "none")
 
 
 class CompositionError(ValueError):

@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from renderer import health
+from renderer.ops import health
 
 DEFAULT_TIMEOUT_S = 300.0
 MEDIA_TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "espeak")  # what this module starts
@@ -45,7 +45,7 @@ class FFmpegError(RuntimeError):
 
     def __init__(self, message: str, cmd: list[str] | None = None, returncode: int | None = None,
                  stderr_tail: str = ""):
-        from renderer.logs import redact
+        from renderer.ops.logs import redact
 
         self.cmd = [redact(part) for part in (cmd or [])]
         self.returncode = returncode

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from renderer import ass
+from renderer.media import ass
 
 SAFE_AUDIO = {"encode.audio_bitrate": "96k", "encode.audio_rate": 48000, "encode.audio_channels": 1}  # stand-ins
 

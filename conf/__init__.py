@@ -1,0 +1,1 @@
+"""The packaged config groups: installed as ``renderer.conf`` (pyproject's package-dir)."""

@@ -1,0 +1,2 @@
+"""Developer tools that are not part of rendering: the local doubles of the cloud APIs.
+"""

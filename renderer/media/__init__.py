@@ -1,0 +1,3 @@
+"""Media tools and formats: the ffmpeg runner, encoder settings, audio measurement, ASS / ANSI text, captions
+files, thumbnails. Knows nothing of graphs, stages or runs.
+"""
