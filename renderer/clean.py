@@ -1,6 +1,6 @@
 """``python -m renderer.clean``: remove old run dirs (``renderer/cli/clean.py``)."""
 
-from renderer.cli.clean import run
+from renderer.cli import clean, run
 
 if __name__ == "__main__":
-    run()
+    run(clean.main)

@@ -1,6 +1,6 @@
 """``python -m renderer.themes``: import a published terminal theme, list the installed ones (``renderer/cli/themes.py``)."""
 
-from renderer.cli.themes import run
+from renderer.cli import themes, run
 
 if __name__ == "__main__":
-    run()
+    run(themes.main)

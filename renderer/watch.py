@@ -1,6 +1,6 @@
 """``python -m renderer.watch``: render a script again on every save (``renderer/cli/watch.py``)."""
 
-from renderer.cli.watch import run
+from renderer.cli import watch, run
 
 if __name__ == "__main__":
-    run()
+    run(watch.main)

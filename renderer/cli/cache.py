@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 
 from renderer.engine.cache import Cache
@@ -42,13 +41,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"removed {result['removed']} entries ({human(result['freed_bytes'])}); "
           f"{human(result['remaining_bytes'])} remain in {cache.root}")
     return 0
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import sys
 from dataclasses import asdict
 
 from renderer.config import ScriptConfig
@@ -141,15 +139,3 @@ def _table(header: list[str], rows: list[list[str]], *, right: set[int] = frozen
 
     rule = indent + "  ".join("-" * min(w, 48) for w in widths)
     return [line(header), rule, *(line(row) for row in rows)]
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(errors="replace")  # a terminal that cannot show “ ” … still gets the report
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

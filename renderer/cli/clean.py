@@ -44,7 +44,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -430,13 +429,3 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.INTERRUPTED
     _say(summary(outcome, args.dry_run))
     return Exit.FAILED if outcome.failed else Exit.OK
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

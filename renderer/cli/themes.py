@@ -20,7 +20,6 @@ import argparse
 import difflib
 import json
 import re
-import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -264,13 +263,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly, as Unix tools do
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -247,12 +247,3 @@ def main(argv: list[str] | None = None) -> int:
         ffmpeg.kill_all()
         batch.clean_leftovers(watcher.layout)
     return 0
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

@@ -518,12 +518,3 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
     return 0
-
-
-def run() -> None:
-    """The command line entry: exits with ``main``'s code."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()
