@@ -22,22 +22,19 @@ from dataclasses import dataclass
 from renderer.script.model import (
     ERROR,
     WARNING,
-    Issue,
     NarrationLine,
     Options,
     Scene,
     Script,
     clip,
-    new_issue,
-    title_from_path,
 )
+from renderer.script.parsers.base import ScriptParser
 from renderer.script.parsers.common import (
     OPEN_QUOTES,
     PROMPT_RE,
     Header,
     match_header,
     on_screen_line,
-    opening_issues,
     out_of_order,
     parse_time,
     set_durations,
@@ -74,35 +71,18 @@ def parse(text: str, path: str, options: Options) -> Script:
     return _LogParser(path, options).parse(text)
 
 
-class _LogParser:
+class _LogParser(ScriptParser):
+    format = "log"
+    no_scenes = "no scene header found (expected a line like “[0:00 – Title]”)"
+
     def __init__(self, path: str, options: Options):
-        self.path = path
-        self.options = options
-        self.issues: list[Issue] = []
-        self.preamble: list[tuple[int, str]] = []  # text before the first scene
-        self.title: str | None = None
-        self.script_id: str | None = None
-        self.subtitle: str | None = None
+        super().__init__(path, options)
         self.seen_script_line = False
-        self.expect_subtitle = False
-        self.scenes: list[Scene] = []
-        self.visual: list[list[str]] = []  # per scene, joined at the end
-        self.last_end: str | None = None  # the end of the last header's time range, "[0:00–0:20 …]"
-        self.block: str | None = None  # "visual" | "narration" | "onscreen" | "ignored"
         self.block_is_empty = False  # a label with nothing after it yet: a blank line does not end its block
-        self.speaker: str | None = None
-        self.direction: str | None = None
         self.prev_time: tuple[float, str] | None = None  # last well-formed timestamp
-        self.first_text_line: int | None = None
 
-    # ---- driver
-
-    def parse(self, text: str) -> Script:
-        for number, raw in enumerate(text.split("\n"), start=1):
-            if _END_RE.match(raw):
-                break
-            self.feed(number, raw)
-        return self.finish(has_text=self.first_text_line is not None)
+    def ends(self, raw: str) -> bool:
+        return bool(_END_RE.match(raw))
 
     def feed(self, number: int, raw: str) -> None:
         line = _unbold_label(raw.strip())
@@ -122,22 +102,8 @@ class _LogParser:
         else:
             self.scene_line(number, raw, line)
 
-    def finish(self, has_text: bool) -> Script:
-        opening_issues(self.issue, has_text=has_text, scenes=self.scenes, first_text_line=self.first_text_line,
-                       preamble=self.preamble,
-                       no_scenes="no scene header found (expected a line like “[0:00 – Title]”)")
-        for scene, visual in zip(self.scenes, self.visual):
-            scene.visual = " ".join(visual)
+    def closing(self) -> None:
         set_durations(self.scenes, self.last_end, self.options)
-        return Script(
-            path=self.path,
-            title=self.title or title_from_path(self.path),
-            script_id=self.script_id,
-            subtitle=self.subtitle,
-            scenes=self.scenes,
-            issues=self.issues,
-            format="log",
-        )
 
     # ---- before the first scene
 
@@ -228,9 +194,6 @@ class _LogParser:
         text = unquote(line)
         if text:
             self.scenes[-1].narration.append(NarrationLine(text, speaker, direction, number))
-
-    def issue(self, code: str, severity: str, line: int | None, what: str) -> None:
-        self.issues.append(new_issue(self.path, code, severity, line, what))
 
 
 def _unbold_label(line: str) -> str:

@@ -26,22 +26,19 @@ from renderer.script.model import (
     ERROR,
     HINTS,
     WARNING,
-    Issue,
     NarrationLine,
     Options,
     Scene,
     Script,
     clip,
     estimated_duration,
-    new_issue,
-    title_from_path,
 )
+from renderer.script.parsers.base import ScriptParser
 from renderer.script.parsers.common import (
     PROMPT_RE,
     format_time,
     match_header,
     on_screen_line,
-    opening_issues,
     out_of_order,
     parse_time,
     set_durations,
@@ -81,33 +78,16 @@ def parse(text: str, path: str, options: Options) -> Script:
     return _MarkdownParser(path, options).parse(text)
 
 
-class _MarkdownParser:
+class _MarkdownParser(ScriptParser):
+    format = "markdown"
+    no_scenes = "no scene heading found (expected a line like “## Scene 1: Title”)"
+    hints = _HINTS
+
     def __init__(self, path: str, options: Options):
-        self.path = path
-        self.options = options
-        self.issues: list[Issue] = []
-        self.title: str | None = None
-        self.script_id: str | None = None
-        self.subtitle: str | None = None
-        self.expect_subtitle = False
-        self.preamble: list[tuple[int, str]] = []  # text before the first scene
-        self.scenes: list[Scene] = []
-        self.visual: list[list[str]] = []  # per scene, joined at the end
+        super().__init__(path, options)
         self.timestamps: list[str | None] = []  # per scene, as written in its heading
-        self.last_end: str | None = None  # the end of the last heading's time range, "[0:00–0:20]"
-        self.block: str | None = None  # "narration" | "onscreen" | None
-        self.speaker: str | None = None
-        self.direction: str | None = None
         self.fence: tuple[str, int] | None = None  # the open code fence and its line
         self.in_comment = False
-        self.first_text_line: int | None = None
-
-    # ---- driver
-
-    def parse(self, text: str) -> Script:
-        for number, raw in enumerate(text.split("\n"), start=1):
-            self.feed(number, raw)
-        return self.finish(has_text=self.first_text_line is not None)  # comments alone are no script
 
     def feed(self, number: int, raw: str) -> None:
         line = raw.strip()
@@ -140,27 +120,13 @@ class _MarkdownParser:
         else:
             self.scene_line(number, raw, line)
 
-    def finish(self, has_text: bool) -> Script:
-        opening_issues(self.issue, has_text=has_text, scenes=self.scenes, first_text_line=self.first_text_line,
-                       preamble=self.preamble,
-                       no_scenes="no scene heading found (expected a line like “## Scene 1: Title”)")
+    def closing(self) -> None:
         if self.fence:
             marker, number = self.fence
             self.issue("unclosed_code_block", WARNING, number,
                        f"the code block opened here with {marker} is never closed; "
                        "everything after it is shown as on-screen text")
-        for scene, visual in zip(self.scenes, self.visual):
-            scene.visual = " ".join(visual)
         self.assign_times()
-        return Script(
-            path=self.path,
-            title=self.title or title_from_path(self.path),
-            script_id=self.script_id,
-            subtitle=self.subtitle,
-            scenes=self.scenes,
-            issues=self.issues,
-            format="markdown",
-        )
 
     # ---- headings and text before the first scene
 
@@ -264,9 +230,6 @@ class _MarkdownParser:
         elif problem := out_of_order(timestamp, seconds, previous):
             self.issue("timestamp_backwards", ERROR, scene.line, problem)
         return seconds
-
-    def issue(self, code: str, severity: str, line: int | None, what: str) -> None:
-        self.issues.append(new_issue(self.path, code, severity, line, what, _HINTS[code]))
 
 
 def _speaker_match(line: str) -> re.Match | None:
