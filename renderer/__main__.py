@@ -51,7 +51,7 @@ def main(cfg: DictConfig) -> None:
 def run() -> None:
     """``python -m renderer`` and the ``renderer`` command."""
     main()
-    sys.exit(max((code for _, code in sweep.results), default=0))  # a sweep with a failed job fails
+    sys.exit(max((code for _, code in sweep.results), default=Exit.OK))  # a sweep with a failed job fails
 
 
 if __name__ == "__main__":

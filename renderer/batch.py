@@ -23,6 +23,7 @@ from renderer.media import ffmpeg
 from renderer.ops import admission, progress, reliability, report
 from renderer.ops.exits import Exit
 from renderer.ops.files import (
+    PART_GLOB,
     RunLayout,
     expand_inputs,
     storage,
@@ -66,7 +67,7 @@ def clean_leftovers(layout: RunLayout) -> None:
         ffmpeg.kill_strays(layout.tmp)
         for entry in layout.tmp.iterdir():
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-    for part in layout.run_dir.rglob(".*.part"):
+    for part in layout.run_dir.rglob(PART_GLOB):
         part.unlink(missing_ok=True)
 
 
@@ -124,10 +125,11 @@ def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConf
 def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConfig
                       ) -> tuple[DictConfig, dict[str, Any], dict[Path, str]]:
     """An interrupted batch: its own config and manifest; scripts without a finished video are to do."""
-    saved_cfg = layout.run_dir / ".hydra" / "config.yaml"
+    saved_cfg = layout.saved_config
     if not layout.manifest.exists() or not saved_cfg.exists():
-        raise ResumeError(f"resume={layout.run_dir}: not a run directory (no manifest.json or .hydra/config.yaml);"
-                          " pass the folder of the run to continue, e.g. resume=outputs/2026-11-24/10-31-07")
+        raise ResumeError(f"resume={layout.run_dir}: not a run directory (no {layout.manifest.name} or "
+                          f"{saved_cfg.relative_to(layout.run_dir)}); pass the folder of the run to continue, "
+                          "e.g. resume=outputs/2026-11-24/10-31-07")
     cfg = OmegaConf.merge(OmegaConf.structured(RendererConfig), OmegaConf.load(saved_cfg))
     _resume_overrides(overrides, current, cfg)
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
@@ -135,7 +137,7 @@ def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConf
         cfg.cache.dir = manifest["cache_dir"]  # the run's cache, wherever this resume was started from
     todo = {}
     for slug, entry in manifest["scripts"].items():
-        if entry["status"] == "ok" and layout.output(slug, ".mp4").exists():
+        if entry["status"] == "ok" and layout.video(slug).exists():
             continue
         entry.update(status="pending", error="")
         todo[Path(entry["script"])] = slug

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional
@@ -132,6 +132,11 @@ class RunwayVisualConfig:
 
 
 # --- look and layout -------------------------------------------------------------------------------------
+def _ansi() -> Any:
+    """A colour of the theme's ANSI palette (``PALETTE``)."""
+    return field(default=MISSING, metadata={"ansi": True})
+
+
 @dataclass
 class ThemeConfig:
     name: str = MISSING
@@ -139,22 +144,23 @@ class ThemeConfig:
     foreground: str = MISSING
     prompt: str = MISSING
     cursor: str = MISSING
-    black: str = MISSING
-    red: str = MISSING
-    green: str = MISSING
-    yellow: str = MISSING
-    blue: str = MISSING
-    purple: str = MISSING
-    cyan: str = MISSING
-    white: str = MISSING
-    brightBlack: str = MISSING
-    brightRed: str = MISSING
-    brightGreen: str = MISSING
-    brightYellow: str = MISSING
-    brightBlue: str = MISSING
-    brightPurple: str = MISSING
-    brightCyan: str = MISSING
-    brightWhite: str = MISSING
+    # the 16 ANSI colours, in SGR order (30-37, then the bright 90-97), named as VHS and xterm.js name them
+    black: str = _ansi()
+    red: str = _ansi()
+    green: str = _ansi()
+    yellow: str = _ansi()
+    blue: str = _ansi()
+    purple: str = _ansi()
+    cyan: str = _ansi()
+    white: str = _ansi()
+    brightBlack: str = _ansi()
+    brightRed: str = _ansi()
+    brightGreen: str = _ansi()
+    brightYellow: str = _ansi()
+    brightBlue: str = _ansi()
+    brightPurple: str = _ansi()
+    brightCyan: str = _ansi()
+    brightWhite: str = _ansi()
     title_bar: str = MISSING
     comment: str = ""  # colour of '#' lines; empty = brightBlack
     font_family: str = "DejaVu Sans Mono"
@@ -163,6 +169,10 @@ class ThemeConfig:
     padding: int = 20  # pixels at 720p
     window_chrome: bool = True
     panel_opacity: float = 0.9
+
+
+PALETTE = tuple(f.name for f in fields(ThemeConfig) if f.metadata.get("ansi"))  # black ... white, brightBlack ...
+ANSI, BRIGHT = PALETTE[:8], PALETTE[8:]  # SGR 30-37 and 90-97 (1;30-37 too: bold brightens)
 
 
 @dataclass

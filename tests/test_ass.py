@@ -1,10 +1,11 @@
-"""renderer.media.ass: escaping hostile text for libass, colours, timestamps, events."""
+"""renderer.media.ass: escaping hostile text for libass, colours, events, the files pysubs2 writes."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pysubs2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,9 +113,8 @@ FONT_SIZE = 11
 
 
 def render_line(tmp_path: Path, text: str, name: str) -> bytes:
-    head = ass.header(W, H, "DejaVu Sans Mono", FONT_SIZE, "#ffffff")
-    event = ass.Event(0, 200, 0, "Term", "{\\pos(10,50)}" + text)
-    (tmp_path / f"{name}.ass").write_text(head + "\n" + event.line() + "\n", encoding="utf-8")
+    head = ass.header(W, H, ass.plain_styles("DejaVu Sans Mono", FONT_SIZE, "#ffffff"))
+    ass.write(tmp_path / f"{name}.ass", head, [ass.Event(0, 200, 0, "Term", "{\\pos(10,50)}" + text)])
     result = subprocess.run(
         ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi",
          "-i", f"color=c=black:s={W}x{H}:r=25:d=1,format=rgb24", "-vf", f"ass={name}.ass",
@@ -182,7 +182,22 @@ def test_fill_and_tag_colour():
     assert ass.tag_colour("#4ec9b0") == "{\\1c&HB0C94E&}"
 
 
-# --------------------------------------------------------------------------- times and events
+def test_style_colours_and_tag_colours_are_one_conversion():
+    """A style's colour (pysubs2 writes it) and an override tag's say the same for the same theme colour."""
+    style = ass.plain_styles("DejaVu Sans Mono", 11, "#1e1e1e")["Term"]
+    line = next(line for line in ass.header(640, 360, {"Term": style}).splitlines() if line.startswith("Style: Term"))
+    assert line.split(",")[3] == ass.colour("#1e1e1e") == "&H001E1E1E"
+    assert ass.rgba("#1e1e1e", 0.9) == pysubs2.Color(0x1E, 0x1E, 0x1E, 0x19)
+
+
+# --------------------------------------------------------------------------- events and files
+
+
+def dialogue_times(events: list[ass.Event]) -> list[tuple[str, str]]:
+    """(start, end) of each Dialogue line of the file ``events`` make."""
+    head = ass.header(640, 360, ass.plain_styles("DejaVu Sans Mono", 11, "#d4d4d4"))
+    return [tuple(line.split(",")[1:3]) for line in ass.document(head, events).splitlines()
+            if line.startswith("Dialogue:")]
 
 
 @pytest.mark.parametrize("cs, expected", [
@@ -195,8 +210,8 @@ def test_fill_and_tag_colour():
     (360000 + 59 * 6000 + 5999, "1:59:59.99"),
     (-10, "0:00:00.00"),
 ])
-def test_timestamp(cs, expected):
-    assert ass.timestamp(cs) == expected
+def test_times_are_written_in_centiseconds(cs, expected):
+    assert dialogue_times([ass.Event(cs, max(cs, 0) + 5, 0, "Term", "x")])[0][0] == expected
 
 
 def test_event_shifted_onto_timeline_and_clipped_to_the_scene():
@@ -207,15 +222,22 @@ def test_event_shifted_onto_timeline_and_clipped_to_the_scene():
     assert ass.Event(0, None, 0, "Shape", "p").shifted(200, 700).end == 700  # open-ended = until scene end
 
 
-def test_event_line_format():
-    line = ass.Event(150, 6543, 2, "Term", "{\\pos(1,2)}hi").line()
-    assert line == "Dialogue: 2,0:00:01.50,0:01:05.43,Term,,0,0,0,,{\\pos(1,2)}hi"
+def test_a_file_is_its_header_then_one_dialogue_line_per_event_in_order():
+    head = ass.header(640, 360, ass.plain_styles("DejaVu Sans Mono", 11, "#d4d4d4"))
+    events = [ass.Event(150, 6543, 2, "Term", "{\\pos(1,2)}hi"), ass.Event(0, 100, 0, "Shape", "m 0 0 l 1 1")]
+    written = ass.document(head, events)
+    assert written == head + "\n" + (
+        "Dialogue: 2,0:00:01.50,0:01:05.43,Term,,0,0,0,,{\\pos(1,2)}hi\n"
+        "Dialogue: 0,0:00:00.00,0:00:01.00,Shape,,0,0,0,,m 0 0 l 1 1\n")
+    assert ass.document(head, []) == head + "\n"
 
 
 def test_header_declares_play_res_and_styles():
-    head = ass.header(640, 360, "DejaVu Sans Mono", 11, "#d4d4d4")
-    assert "PlayResX: 640" in head and "PlayResY: 360" in head
-    assert "Style: Term,DejaVu Sans Mono,11,&H00D4D4D4," in head
+    head = ass.header(640, 360, ass.plain_styles("DejaVu Sans Mono", 11, "#d4d4d4"))
+    assert "PlayResX: 640" in head and "PlayResY: 360" in head and "WrapStyle: 2" in head
+    for name in ("Term", "Shape"):  # text and drawings: top-left anchored, no outline, shadow or margins
+        assert f"Style: {name},DejaVu Sans Mono,11,&H00D4D4D4,&H00D4D4D4,&H00000000,&H00000000,0,0,0,0,100,100,0,0," \
+               "1,0,0,7,0,0,0,1" in head
     assert head.rstrip().endswith("Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text")
 
 

@@ -13,6 +13,7 @@ from renderer.ops.files import (
     RunLayout,
     atomic_path,
     expand_inputs,
+    fsync_dir,
     slugify,
     unique_slugs,
     write_json_atomic,
@@ -179,6 +180,26 @@ def test_run_layout(tmp_path: Path):
     layout.clean_workdir("descent")
     assert not work.exists()
     assert layout.tmp.is_dir()
+
+
+def test_run_layout_names_every_file_of_a_run(tmp_path: Path):
+    """The run dir as people, scripts (clean, resume=, a sweep's summary) and the report find it."""
+    layout = RunLayout(tmp_path)
+    assert (layout.metrics, layout.report, layout.log, layout.log_json) == (
+        tmp_path / "metrics.json", tmp_path / "report.html", tmp_path / "renderer.log", tmp_path / "renderer.jsonl")
+    assert (layout.hydra, layout.saved_config, layout.overrides) == (
+        tmp_path / ".hydra", tmp_path / ".hydra" / "config.yaml", tmp_path / ".hydra" / "overrides.yaml")
+    assert (layout.health, layout.breakers) == (tmp_path / "tmp" / "health", tmp_path / "tmp" / ".breakers")
+    assert layout.outputs("descent") == {ext: tmp_path / "descent" / f"descent.{ext}"
+                                         for ext in ("mp4", "srt", "vtt", "json", "log")}
+    assert (layout.video("descent"), layout.record("descent")) == (
+        tmp_path / "descent" / "descent.mp4", tmp_path / "descent" / "descent.json")
+    assert layout.thumbnail("descent", 0) == tmp_path / "descent" / "thumbs" / "scene-01.jpg"
+
+
+def test_fsync_dir_is_best_effort(tmp_path: Path):
+    fsync_dir(tmp_path)
+    fsync_dir(tmp_path / "gone")  # nothing to sync: no error either
 
 
 # --------------------------------------------------------------------------- disk use

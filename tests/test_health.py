@@ -11,7 +11,8 @@ import pytest
 
 from renderer import batch
 from renderer.ops import health
-from renderer.ops.monitor import Aggregator
+from renderer.ops.monitor import Aggregator, ServiceStats
+from renderer.providers.http import Client
 from tests.conftest import BACKWARDS, ROOT, TINY, TWO_SCENES, compose_cfg
 
 
@@ -24,6 +25,22 @@ from tests.conftest import BACKWARDS, ROOT, TINY, TWO_SCENES, compose_cfg
 def test_percentiles_on_known_samples(values, expected):
     for q, value in expected.items():
         assert health.percentile(values, q) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("latencies", [[0.2, 0.1], [0.3, 0.1, 0.2, 0.4], [1.5, 0.25, 0.75, 0.5, 2.0, 0.1], [0.42], []])
+def test_metrics_json_and_the_script_record_report_the_same_percentiles(latencies):
+    """metrics.json (the monitor's service figures) and ``<slug>.json`` (a client's usage among its services)
+    give one p50 (p95, p99) for one set of latencies: both take them from ``health.latency_percentiles``."""
+    stats = ServiceStats()
+    for seconds in latencies:
+        stats.add({"service": "runway", "kind": "api", "s": seconds, "ok": True})
+    client = Client("runway", "http://127.0.0.1:1", {})
+    client.latencies_s = list(latencies)
+    usage = client.stats()
+    metrics = stats.summary()["latency_s"]
+    for p in ("p50", "p95", "p99"):
+        assert usage[f"latency_{p}_s"] == metrics[p], p
+    assert usage["latency_p50_s"] == round(health.percentile(latencies, 50), 4)
 
 
 RECORDER = """

@@ -14,6 +14,7 @@ from renderer.script import (
     Options,
     Script,
     detect_format,
+    format_time,
     parse_file,
     parse_log,
     parse_text,
@@ -101,6 +102,14 @@ def test_hours_minutes_seconds_and_long_minutes():
     assert [sc.start for sc in s.scenes] == [59.0, 3723.0, 4500.0]
     assert [sc.index for sc in s.scenes] == [0, 1, 2]
     assert s.issues == []
+
+
+@pytest.mark.parametrize("seconds, text", [(0, "0:00"), (0.4, "0:00"), (59.6, "1:00"), (65, "1:05"), (196, "3:16"),
+                                           (3599, "59:59"), (3723, "1:02:03"), (4500, "1:15:00")])
+def test_format_time_writes_what_a_header_reads(seconds, text):
+    """The one m:ss / h:mm:ss of the renderer (check, report.html, watch): whole seconds, as scene headers say."""
+    assert format_time(seconds) == text
+    assert parse(f"[{text} – A]\nhi\n").scenes[0].start == round(seconds)
 
 
 def test_bracketed_non_headers_are_text():

@@ -80,6 +80,7 @@ def outputs(n: int) -> list[dict]:
 
 
 def test_cells_counts_wide_characters_twice_and_combining_marks_not_at_all():
+    """As a terminal counts them (wcwidth)."""
     assert cells("a") == 1
     assert cells("$") == 1
     assert cells("日") == 2
@@ -88,6 +89,9 @@ def test_cells_counts_wide_characters_twice_and_combining_marks_not_at_all():
     assert cells("\u0301") == 0  # combining acute
     assert cells("\u200d") == 0  # zero-width joiner
     assert cells("ب") == 1
+    assert cells("\x07") == 0  # a control character shows nothing
+    assert sum(cells(c) for c in "\u1112\u1161\u11ab") == 2  # 한 in conjoining jamo: one wide syllable
+    assert cells("\U0001fae8") == 2  # an emoji newer than Python's own Unicode tables (15.0)
 
 
 def test_wrap_breaks_at_cols_cells():
@@ -338,10 +342,12 @@ def test_hostile_text_comes_out_verbatim_on_the_grid():
             if row not in everything:
                 everything.append(row)
     finals = "\n".join(everything)
-    for e in t.events:  # each event stays one Dialogue line; its text is the last of the ten fields
-        line = e.line()
-        assert "\n" not in line and "\r" not in line
-        assert line.split(",", 9)[9] == e.text
+    # each event stays one Dialogue line of the file; its text is the last of the ten fields
+    written = ass.document(t.header, [e.shifted(0, 10**6) for e in t.events])
+    dialogues = [line for line in written.split("\n") if line.startswith("Dialogue:")]
+    assert len(dialogues) == len(t.events)
+    for line, e in zip(dialogues, t.events):
+        assert "\r" not in line and line.split(",", 9)[9] == e.text
     for text in HOSTILE:
         expected = expand_tabs(text) if "\t" in text else text
         rows = wrap(expected, t.cols)
@@ -363,8 +369,7 @@ def hex_rgb(value: str) -> tuple[int, int, int]:
 def burn(tmp_path: Path, t, duration_s: float, times: list[float]) -> list[bytes]:
     """Burn the track onto a flat BASE colour; return raw RGB frames at ``times`` (seconds, on frame times)."""
     end_cs = round(duration_s * 100)
-    lines = [e.line() for e in (ev.shifted(0, end_cs) for ev in t.events) if e]
-    (tmp_path / "t.ass").write_text(t.header + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    ass.write(tmp_path / "t.ass", t.header, [e for e in (ev.shifted(0, end_cs) for ev in t.events) if e])
     frames = [round(s * FMT.fps) for s in times]
     select = "+".join(f"eq(n\\,{n})" for n in frames)
     colour = "0x%02x%02x%02x" % BASE

@@ -7,6 +7,7 @@ import re
 import sys
 
 from renderer.engine.cache import Cache
+from renderer.ops.exits import Exit
 from renderer.ops.files import human
 
 
@@ -32,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stats":
         s = cache.stats()
         print(f"{s['dir']}: {s['entries']} entries, {human(s['bytes'])}")
-        return 0
+        return Exit.OK
     try:
         result = cache.prune(args.max_size, wait=args.wait)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return Exit.FAILED
     print(f"removed {result['removed']} entries ({human(result['freed_bytes'])}); "
           f"{human(result['remaining_bytes'])} remain in {cache.root}")
-    return 0
+    return Exit.OK

@@ -13,8 +13,7 @@ from dataclasses import asdict
 
 from renderer.config import ScriptConfig
 from renderer.ops.exits import Exit
-from renderer.script import FORMATS, Script, clip, parse_file
-from renderer.script.parsers.common import format_time
+from renderer.script import FORMATS, Script, clip, format_time, parse_file
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,10 +54,8 @@ from typing import Any
 import psutil
 
 from renderer.ops.exits import Exit
-from renderer.ops.files import TreeStats, human, tree_stats
+from renderer.ops.files import RunLayout, TreeStats, fsync_dir, human, tree_stats
 
-MANIFEST = "manifest.json"
-HYDRA_DIR = ".hydra"
 MULTIRUN = "multirun"
 RESERVED = {MULTIRUN, "watch"}  # top-level folders that are not date folders (hidden ones, like .cache, too)
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, beside its job dirs
@@ -122,7 +120,7 @@ def _containers(outputs: Path) -> list[Path]:
 
 def _read_manifest(run: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(RunLayout(run).manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -171,7 +169,7 @@ def inspect_run(path: Path) -> Run | None:
     """The run at ``path``, or None when it is not one."""
     manifest = _read_manifest(path)
     renderer_manifest = _is_renderer_manifest(manifest)
-    if not renderer_manifest and not (path / HYDRA_DIR).is_dir():
+    if not renderer_manifest and not RunLayout(path).hydra.is_dir():
         return None
     if renderer_manifest:
         finished = _timestamp(manifest.get("finished"))
@@ -279,19 +277,6 @@ def plan(runs: list[Run], now: float, older_than: float, keep: int, grace: float
     return ordered
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _rmtree(path: Path) -> None:
     def onerror(func, name, exc_info):  # another clean removing the same tree is no error
         if not isinstance(exc_info[1], FileNotFoundError):
@@ -305,7 +290,7 @@ def remove_run(path: Path) -> None:
     if doomed.exists():
         _rmtree(doomed)
     os.rename(path, doomed)
-    _fsync_dir(path.parent)  # the mark is on disk before any of the contents goes
+    fsync_dir(path.parent)  # the mark is on disk before any of the contents goes
     _rmtree(doomed)
 
 

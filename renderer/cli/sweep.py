@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from renderer.ops.exits import Exit
+from renderer.ops.files import RunLayout
 
 # Not news: conf/hydra/launcher/joblib.yaml (and the submitit ones) extend the plugin's schema explicitly
 # (register_launchers); that each file is also named like the plugin's own config is the point
@@ -48,7 +49,7 @@ def job_exit_code(job_dir: Path) -> int:
     from renderer.batch import BatchResult
 
     try:
-        manifest = json.loads((job_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads(RunLayout(job_dir).manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return Exit.CANNOT_START
     return BatchResult(job_dir, manifest).exit_code
@@ -56,13 +57,14 @@ def job_exit_code(job_dir: Path) -> int:
 
 def summarize(sweep_dir: Path) -> list[tuple[str, int]]:
     """(overrides, exit code) of every job under ``sweep_dir``, in job order."""
-    jobs = sorted((p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")),
-                  key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
-    out = []
-    for job in jobs:
-        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
-        out.append((" ".join(overrides) or "(defaults)", job_exit_code(job)))
-    return out
+    jobs = [RunLayout(d) for d in (sweep_dir.iterdir() if sweep_dir.is_dir() else ())]
+    jobs = sorted((job for job in jobs if job.overrides.is_file()), key=lambda job: _job_order(job.run_dir.name))
+    return [(" ".join(OmegaConf.load(job.overrides)) or "(defaults)", job_exit_code(job.run_dir)) for job in jobs]
+
+
+def _job_order(name: str) -> tuple[bool, int, str]:
+    """Hydra's job dirs 0, 1, ... 10 in number order; any other dir after them."""
+    return not name.isdigit(), int(name) if name.isdigit() else 0, name
 
 
 class SweepSummary(Callback):

@@ -27,11 +27,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from renderer.config import ThemeConfig, packaged_config_dir, user_config_dir
+from renderer.config import PALETTE, ThemeConfig, packaged_config_dir, user_config_dir
+from renderer.ops.exits import Exit
 from renderer.ops.files import slugify, write_text_atomic
 
-ANSI = ("black", "red", "green", "yellow", "blue", "purple", "cyan", "white")
-PALETTE = ANSI + tuple("bright" + name.capitalize() for name in ANSI)
 REQUIRED = ("background", "foreground") + PALETTE
 ALIASES = {  # our field -> the names it goes by in published theme files, first match wins
     "purple": ("purple", "magenta"),
@@ -261,5 +260,5 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except ThemeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return Exit.FAILED
+    return Exit.OK

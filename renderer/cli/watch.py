@@ -44,6 +44,7 @@ from renderer.ops import logs
 from renderer.ops.exits import Exit
 from renderer.ops.files import RunLayout, slugify
 from renderer.pipeline.render import render_script
+from renderer.script import format_time
 
 QUIET_MS = 250  # a save is handled once the directory has been quiet this long (editors write, then rename)
 MAX_GROUP_MS = 1500  # ... or after this long, if it never goes quiet
@@ -79,12 +80,6 @@ def shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def clock(seconds: float) -> str:
-    """3:16 for 196 s."""
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 def redone(stages: list[dict[str, Any]]) -> str:
@@ -139,7 +134,7 @@ def report(record: dict[str, Any], video: Path, since: float) -> None:
         report_failure(record, video)
         return
     took = time.time() - since
-    say(f"refreshed in {took:.1f} s: {shown(video)} ({clock(record.get('duration') or 0)}; "
+    say(f"refreshed in {took:.1f} s: {shown(video)} ({format_time(record.get('duration') or 0)}; "
         f"{redone(record.get('stages', []))})")
 
 
@@ -157,7 +152,7 @@ class Watcher:
 
     @property
     def video(self) -> Path:
-        return self.layout.output(self.slug, ".mp4")
+        return self.layout.video(self.slug)
 
     def stat(self) -> tuple[int, int, int] | None:
         try:
@@ -246,4 +241,4 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ffmpeg.kill_all()
         batch.clean_leftovers(watcher.layout)
-    return 0
+    return Exit.OK

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from renderer.media import ffmpeg
+from renderer.ops.exits import Exit
 
 ENDPOINTS = ("tts", "tts_timestamps", "create", "task", "delete", "download")
 FAULTS_BY_ENDPOINT = {
@@ -509,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.script:
         endpoint, _, faults = item.partition("=")
         api.script(endpoint, *faults.split(","))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(Exit.OK))
     with api:
         print(f"fake ElevenLabs + Runway APIs on {api.url} (Ctrl-C to stop); "
               f"use voice.base_url={api.url} visual.base_url={api.url}", flush=True)
@@ -517,4 +518,4 @@ def main(argv: list[str] | None = None) -> int:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
-    return 0
+    return Exit.OK

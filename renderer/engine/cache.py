@@ -29,6 +29,7 @@ from typing import Any, Iterator
 import psutil
 
 from renderer.ops import health
+from renderer.ops.files import fsync_dir
 
 ENTRY_FILE = "entry.json"
 LOCK_FILE = ".lock"
@@ -68,14 +69,6 @@ def _relocated(value: Any, mapping: dict[Path, Path]) -> Any:
 
     return dataclasses.replace(value, **{f.name: moved(getattr(value, f.name)) for f in dataclasses.fields(value)
                                          if f.init})
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Cache:
@@ -146,7 +139,7 @@ class Cache:
             record = {"stage": stage, "key": key, "created": time.time(), "files": files,
                       "output": base64.b64encode(pickle.dumps(stored)).decode()}
             (staging / ENTRY_FILE).write_text(json.dumps(record), encoding="utf-8")
-            _fsync_dir(staging)
+            fsync_dir(staging)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, final)

@@ -1,4 +1,6 @@
-"""ASS (Advanced SubStation Alpha) building blocks for the terminal overlay, rendered by libass.
+"""ASS (Advanced SubStation Alpha) for the layers libass burns in (the terminal, the title card, the captions,
+a placeholder's card). pysubs2 writes the files: their headers, styles and events. Here is what it does not
+do: text made safe for libass, override-tag snippets, vector drawings, colours as tags.
 
 Any text is made safe here: nothing a script says can become an override tag or an ffmpeg option,
 because the ASS file reaches ffmpeg as a file name, never as filter-graph text.
@@ -8,6 +10,10 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pysubs2
 
 WORD_JOINER = "\u2060"  # invisible; placed after a backslash so "\N", "\h", "\{" stay literal
 NO_BREAK_SPACE = "\u00a0"  # libass trims plain spaces at the start and end of a line; this one it keeps
@@ -33,14 +39,19 @@ def escape(text: str) -> str:
     return text.replace("{", "\\{").replace("}", "\\}").replace(" ", NO_BREAK_SPACE)
 
 
-def colour(hex_rgb: str, alpha: float = 1.0) -> str:
-    """'#rrggbb' (+ opacity 0..1) -> ASS '&HAABBGGRR'."""
+def rgba(hex_rgb: str, opacity: float = 1.0) -> pysubs2.Color:
+    """'#rrggbb' or '#rgb' (+ opacity 0..1) as a pysubs2 colour; its ``a`` is ASS's transparency (0 = opaque)."""
     value = hex_rgb.lstrip("#")
     if len(value) == 3:
         value = "".join(ch * 2 for ch in value)
-    r, g, b = value[0:2], value[2:4], value[4:6]
-    a = round((1.0 - max(0.0, min(1.0, alpha))) * 255)
-    return f"&H{a:02X}{b}{g}{r}".upper()
+    return pysubs2.Color(int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16),
+                         round((1.0 - max(0.0, min(1.0, opacity))) * 255))
+
+
+def colour(hex_rgb: str, alpha: float = 1.0) -> str:
+    """'#rrggbb' (+ opacity 0..1) -> ASS '&HAABBGGRR'."""
+    c = rgba(hex_rgb, alpha)
+    return f"&H{c.a:02X}{c.b:02X}{c.g:02X}{c.r:02X}"
 
 
 def tag_colour(hex_rgb: str) -> str:
@@ -50,17 +61,8 @@ def tag_colour(hex_rgb: str) -> str:
 
 def fill(hex_rgb: str, alpha: float = 1.0) -> str:
     """Primary colour (and its opacity) override tags, for use inside an override block."""
-    bgr = colour(hex_rgb)[4:]
-    a = colour(hex_rgb, alpha)[2:4]
-    return f"\\1c&H{bgr}&" + (f"\\1a&H{a}&" if alpha < 1.0 else "")
-
-
-def timestamp(cs: int) -> str:
-    """Centiseconds -> H:MM:SS.cc."""
-    h, rest = divmod(max(0, cs), 360000)
-    m, rest = divmod(rest, 6000)
-    s, c = divmod(rest, 100)
-    return f"{h}:{m:02d}:{s:02d}.{c:02d}"
+    c = rgba(hex_rgb, alpha)
+    return f"\\1c&H{c.b:02X}{c.g:02X}{c.r:02X}&" + (f"\\1a&H{c.a:02X}&" if alpha < 1.0 else "")
 
 
 def rect(w: float, h: float, r: float = 0.0, *, top: bool = True, bottom: bool = True) -> str:
@@ -95,27 +97,37 @@ class Event:
         end = scene_end_cs if self.end is None else min(self.end + offset_cs, scene_end_cs)
         return Event(start, end, self.layer, self.style, self.text) if end > start else None
 
-    def line(self) -> str:
-        return f"Dialogue: {self.layer},{timestamp(self.start)},{timestamp(self.end or self.start)},{self.style},,0,0,0,,{self.text}"
+
+# --------------------------------------------------------------------------- files (written by pysubs2)
 
 
-def header(width: int, height: int, font: str, size: int, foreground: str) -> str:
-    fg = colour(foreground)
-    return "\n".join([
-        "[Script Info]",
-        "ScriptType: v4.00+",
-        f"PlayResX: {width}",
-        f"PlayResY: {height}",
-        "WrapStyle: 2",
-        "ScaledBorderAndShadow: yes",
-        "",
-        "[V4+ Styles]",
-        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic,"
-        " Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment,"
-        " MarginL, MarginR, MarginV, Encoding",
-        f"Style: Term,{font},{size},{fg},{fg},&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,0,0,7,0,0,0,1",
-        f"Style: Shape,{font},{size},{fg},{fg},&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,0,0,7,0,0,0,1",
-        "",
-        "[Events]",
-        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-    ])
+def plain_styles(font: str, size: int, foreground: str) -> dict[str, pysubs2.SSAStyle]:
+    """The styles of the terminal, the title card and the placeholder card: ``Term`` for text and ``Shape`` for
+    drawings, both in ``foreground``, placed by ``\\pos`` from their top-left corner, without outline, shadow or
+    margins (their events' override tags say the rest)."""
+    plain = pysubs2.SSAStyle(fontname=font, fontsize=size, primarycolor=rgba(foreground),
+                             secondarycolor=rgba(foreground), outline=0, shadow=0,
+                             alignment=pysubs2.Alignment.TOP_LEFT, marginl=0, marginr=0, marginv=0)
+    return {"Term": plain, "Shape": plain.copy()}
+
+
+def header(width: int, height: int, styles: dict[str, pysubs2.SSAStyle]) -> str:
+    """A layer's ASS up to its events: the frame it is drawn on, lines never wrapped, and ``styles``."""
+    subs = pysubs2.SSAFile()
+    subs.info.update({"PlayResX": str(width), "PlayResY": str(height), "WrapStyle": "2",
+                      "ScaledBorderAndShadow": "yes"})
+    subs.styles = dict(styles)
+    return subs.to_string("ass").rstrip("\n")
+
+
+def document(head: str, events: Iterable[Event]) -> str:
+    """An ASS file for libass: ``head`` (see ``header``) and ``events``, each ended (``Event.shifted``)."""
+    subs = pysubs2.SSAFile.from_string(head, format_="ass")
+    subs.events = [pysubs2.SSAEvent(start=e.start * 10, end=(e.start if e.end is None else e.end) * 10,
+                                    layer=e.layer, style=e.style, text=e.text) for e in events]
+    return subs.to_string("ass")
+
+
+def write(path: Path, head: str, events: Iterable[Event]) -> Path:
+    path.write_text(document(head, events), encoding="utf-8")
+    return path

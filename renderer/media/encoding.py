@@ -47,7 +47,5 @@ def write_card(path: Path, width: int, height: int, duration_s: float, title: st
     size = max(12, height // 24)
     text = (f"{{\\an5\\pos({width // 2},{height // 2})}}{ass.escape(title)}"
             f"\\N{{\\fs{size * 2 // 3}}}{ass.escape(reason)}")
-    event = ass.Event(0, round(duration_s * 100) + 1, 0, "Term", text)
-    path.write_text(ass.header(width, height, "DejaVu Sans", size, "#e0e0e0") + "\n" + event.line() + "\n",
-                    encoding="utf-8")
-    return path
+    head = ass.header(width, height, ass.plain_styles("DejaVu Sans", size, "#e0e0e0"))
+    return ass.write(path, head, [ass.Event(0, round(duration_s * 100) + 1, 0, "Term", text)])

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
+from renderer.config import ANSI, BRIGHT, PALETTE
+
 ESC = "\x1b"
-ANSI = ("black", "red", "green", "yellow", "blue", "purple", "cyan", "white")
-BRIGHT = tuple("bright" + name.capitalize() for name in ANSI)
 # CSI (7- or 8-bit) with its parameters, OSC up to BEL or ST, and any other two-character escape
 SEQUENCE = re.compile(r"(?:\x1b\[|\x9b)([0-9;:?<=>]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -/]*[0-~]?")
 CUBE = (0, 95, 135, 175, 215, 255)  # xterm's 6x6x6 colour cube levels
@@ -25,7 +25,7 @@ def has_escapes(text: str) -> bool:
 def xterm_256(n: int) -> str:
     """Colour ``n`` of the 256-colour palette: 0-15 the theme's names, the cube and grey ramp as hex."""
     if n < 16:
-        return (ANSI + BRIGHT)[n]
+        return PALETTE[n]
     if n < 232:
         n -= 16
         return "#{:02x}{:02x}{:02x}".format(CUBE[n // 36], CUBE[n // 6 % 6], CUBE[n % 6])
@@ -93,4 +93,4 @@ def parse(text: str) -> tuple[str, list[str | None]]:
 def palette_used(texts: list[str]) -> list[str]:
     """The theme's ANSI colour names that these texts' escape codes show, in palette order."""
     used = {style for text in texts if has_escapes(text) for style in parse(text)[1]}
-    return [name for name in ANSI + BRIGHT if name in used]
+    return [name for name in PALETTE if name in used]

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from renderer.media import ffmpeg
-from renderer.ops.files import copy_atomic
 
 WIDTH = 160  # pixels; the height follows the video's aspect ratio
-FOLDER = "thumbs"
 
 
 @dataclass(frozen=True)
@@ -36,12 +34,3 @@ def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, tim
         args += ["-map", f"{n}:v:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:-2", "-q:v", "5", str(path)]
     ffmpeg.run(args, timeout=timeout)
     return Thumbnails(files)
-
-
-def publish(thumbs: Thumbnails | None, script_dir: Path) -> list[str]:
-    """``<script_dir>/thumbs/scene-NN.jpg``, each written atomically; their paths relative to ``script_dir``."""
-    files = thumbs.files if thumbs else ()
-    names = [f"{FOLDER}/scene-{n + 1:02d}.jpg" for n in range(len(files))]
-    for path, name in zip(files, names):
-        copy_atomic(path, script_dir / name)
-    return names

@@ -56,9 +56,13 @@ def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     return files, unmatched
 
 
+PART_GLOB = ".*.part"  # what an atomic write leaves behind when its process is killed mid-write
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; on success fsync it and rename it into place, else delete it."""
+    """Yield a temp path beside ``target`` (``PART_GLOB``); on success fsync it and rename it into place, else
+    delete it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
@@ -69,8 +73,24 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+        fsync_dir(target.parent)  # the rename itself survives a power cut
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush ``path``'s directory entries (a rename into it, a file made or removed) to disk. Best effort: a
+    file system that cannot sync a directory (some network ones) loses nothing by it but that guarantee."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def copy_atomic(src: Path, target: Path) -> None:
@@ -88,7 +108,14 @@ def write_json_atomic(target: Path, data: Any) -> None:
 
 
 class RunLayout:
-    """Where everything of one run lives: ``<run>/<slug>/<slug>.mp4``, ``<run>/tmp/<slug>/`` ..."""
+    """Where everything of one run lives: every path in a run dir comes from here.
+
+    ``<run>/manifest.json``, ``metrics.json``, ``report.html``, ``renderer.log`` and ``renderer.jsonl``;
+    Hydra's ``.hydra/`` (the config the run started with); per script ``<run>/<slug>/<slug>.mp4`` (``.srt``,
+    ``.vtt``, ``.json`` its record, ``.log``) and ``thumbs/``; work files under ``<run>/tmp/`` (gone when the
+    run ends): one dir per script and process, the health samples, the circuit breakers."""
+
+    OUTPUTS = (".mp4", ".srt", ".vtt", ".json", ".log")  # a script's published files, by suffix
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -98,24 +125,83 @@ class RunLayout:
         return self.run_dir / "manifest.json"
 
     @property
+    def metrics(self) -> Path:
+        return self.run_dir / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.html"
+
+    @property
+    def log(self) -> Path:
+        """The run's log for people; ``log_json`` has the same records as JSON lines."""
+        return self.run_dir / "renderer.log"
+
+    @property
+    def log_json(self) -> Path:
+        return self.run_dir / "renderer.jsonl"
+
+    @property
+    def hydra(self) -> Path:
+        """Hydra's record of the run: ``config.yaml`` (what ``resume=`` continues with), ``overrides.yaml``."""
+        return self.run_dir / ".hydra"
+
+    @property
+    def saved_config(self) -> Path:
+        return self.hydra / "config.yaml"
+
+    @property
+    def overrides(self) -> Path:
+        return self.hydra / "overrides.yaml"
+
+    @property
     def tmp(self) -> Path:
         return self.run_dir / "tmp"
+
+    @property
+    def health(self) -> Path:
+        """Every process's health samples and live state (renderer/ops/health.py)."""
+        return self.tmp / "health"
+
+    @property
+    def breakers(self) -> Path:
+        """The run's circuit breakers and API slots, shared by its workers (renderer/ops/run_state.py)."""
+        return self.tmp / ".breakers"
 
     def script_dir(self, slug: str) -> Path:
         return self.run_dir / slug
 
     def output(self, slug: str, suffix: str) -> Path:
+        """``<run>/<slug>/<slug><suffix>``: one of ``OUTPUTS``."""
         return self.script_dir(slug) / f"{slug}{suffix}"
+
+    def outputs(self, slug: str) -> dict[str, Path]:
+        """A script's published files by extension: {"mp4": ..., "srt": ..., ...}."""
+        return {suffix.lstrip("."): self.output(slug, suffix) for suffix in self.OUTPUTS}
+
+    def video(self, slug: str) -> Path:
+        return self.output(slug, ".mp4")
+
+    def record(self, slug: str) -> Path:
+        """The script's record (``<slug>.json``): status, stages, services, issues."""
+        return self.output(slug, ".json")
+
+    def thumbnail(self, slug: str, scene: int) -> Path:
+        """The report's picture of scene ``scene`` (0-based): ``<run>/<slug>/thumbs/scene-01.jpg``."""
+        return self.script_dir(slug) / "thumbs" / f"scene-{scene + 1:02d}.jpg"
 
     def workdir(self, slug: str) -> Path:
         """This process's work dir for ``slug``: a retry in another worker never shares files with the
         leftovers of one that died."""
-        path = self.tmp / f"{slug}.{os.getpid()}"
+        path = self._workdir(slug)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def clean_workdir(self, slug: str) -> None:
-        shutil.rmtree(self.tmp / f"{slug}.{os.getpid()}", ignore_errors=True)
+        shutil.rmtree(self._workdir(slug), ignore_errors=True)
+
+    def _workdir(self, slug: str) -> Path:
+        return self.tmp / f"{slug}.{os.getpid()}"
 
 
 # --------------------------------------------------------------------------- disk use

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from renderer.ops import logs
+from renderer.ops.files import RunLayout
 
 LIVE_WRITE_S = 0.3  # a process rewrites its .live.json at most this often
 REFRESH_S = 0.5  # the monitor's snapshot is at most this old when an endpoint answers
 PERCENTILES = (50, 95, 99)
+SAMPLES, LIVE = ".jsonl", ".live.json"  # a process's files in the run's health folder: <host>-<pid><suffix>
 
 
 def percentile(values: list[float], q: float, *, ordered: bool = False) -> float:
@@ -39,6 +41,13 @@ def percentile(values: list[float], q: float, *, ordered: bool = False) -> float
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def latency_percentiles(values: list[float], *, ordered: bool = False) -> dict[str, float]:
+    """``{"p50": ..., "p95": ..., "p99": ...}`` of latencies in seconds, to 0.1 ms: what metrics.json and a
+    script's record (its services' usage) both report."""
+    ordered_values = values if ordered else sorted(values)
+    return {f"p{q}": round(percentile(ordered_values, q, ordered=True), 4) for q in PERCENTILES}
+
+
 # --- recording (in every process that renders) -------------------------------------------------------------
 class _Recorder:
     """This process's sample file and live state."""
@@ -48,8 +57,8 @@ class _Recorder:
         self.pid = os.getpid()
         stem = f"{socket.gethostname()}-{self.pid}"
         folder.mkdir(parents=True, exist_ok=True)
-        self.samples = open(folder / f"{stem}.jsonl", "a", encoding="utf-8", buffering=1)
-        self.live_path = folder / f"{stem}.live.json"
+        self.samples = open(folder / f"{stem}{SAMPLES}", "a", encoding="utf-8", buffering=1)
+        self.live_path = folder / f"{stem}{LIVE}"
         self.lock = threading.Lock()  # the sample file and the live state
         self.file_lock = threading.Lock()  # the live file
         self.live: dict[str, dict[str, Any]] = {}  # script -> {"nodes": {name: fraction}, "done", "total"}
@@ -92,7 +101,7 @@ _recorder_lock = threading.Lock()
 def attach(run_dir: Path) -> None:
     """Record this process's samples into ``run_dir`` (call it where a worker sets up; idempotent)."""
     global _recorder
-    folder = Path(run_dir) / "tmp" / "health"
+    folder = RunLayout(run_dir).health
     with _recorder_lock:
         if _recorder is not None and _recorder.folder == folder and _recorder.pid == os.getpid() \
                 and os.path.exists(_recorder.samples.name):  # (a finished run's tmp/ is gone: start afresh)

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 
 from loguru import logger
 
+from renderer.ops.files import RunLayout
+
 SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY")
 HUMAN_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {extra[node]: <12} | "
                 "{message}")
@@ -105,7 +107,7 @@ def route_stdlib() -> None:
 
 
 def setup(run_dir: Path, *, console: bool) -> None:
-    """Log to <run_dir>/renderer.log and renderer.jsonl (and the console, in the main process). Idempotent."""
+    """Log to the run's renderer.log and renderer.jsonl (and the console, in the main process). Idempotent."""
     global _configured_for, _run_id
     if _configured_for == str(run_dir):
         return
@@ -115,8 +117,9 @@ def setup(run_dir: Path, *, console: bool) -> None:
     logger.remove()
     logger.configure(patcher=_patch, extra={"run": _run_id, "script": "-", "node": "-"})
     # diagnose=False: tracebacks never print local variables (a key could be one)
-    logger.add(run_dir / "renderer.log", format=HUMAN_FORMAT, level="DEBUG", encoding="utf-8", diagnose=False)
-    logger.add(run_dir / "renderer.jsonl", serialize=True, level="DEBUG", encoding="utf-8", diagnose=False)
+    layout = RunLayout(run_dir)
+    logger.add(layout.log, format=HUMAN_FORMAT, level="DEBUG", encoding="utf-8", diagnose=False)
+    logger.add(layout.log_json, serialize=True, level="DEBUG", encoding="utf-8", diagnose=False)
     if console:
         from tqdm import tqdm
 

@@ -18,7 +18,7 @@ from loguru import logger
 
 from renderer.ops import endpoints, logs, reliability
 from renderer.ops.files import free_bytes, write_json_atomic
-from renderer.ops.health import PERCENTILES, REFRESH_S, percentile
+from renderer.ops.health import LIVE, REFRESH_S, SAMPLES, latency_percentiles, percentile
 
 
 # --- aggregation (in the parent) ---------------------------------------------------------------------------
@@ -70,7 +70,7 @@ class ServiceStats:
         return {"kind": self.kind, "calls": self.calls, "successes": self.successes, "failures": self.failures,
                 "failure_rate": round(self.failures / self.calls, 4) if self.calls else 0.0,
                 "rejected": self.rejected, "retries": self.retries,
-                "latency_s": {**{f"p{q}": round(percentile(lat, q, ordered=True), 4) for q in PERCENTILES},
+                "latency_s": {**latency_percentiles(lat, ordered=True),
                               "mean": round(sum(lat) / len(lat), 4) if lat else 0.0,
                               "max": round(max(lat), 4) if lat else 0.0, "samples": len(lat)},
                 "breaker": self.breaker or None, "last_error": self.last_error or None,
@@ -96,9 +96,9 @@ class Aggregator:
             return
         live: dict[str, dict[str, Any]] = {}
         for path in sorted(self.folder.iterdir()):
-            if path.name.endswith(".jsonl"):
+            if path.name.endswith(SAMPLES):
                 self._read_samples(path)
-            elif path.name.endswith(".live.json"):
+            elif path.name.endswith(LIVE):
                 try:
                     live.update(json.loads(path.read_text(encoding="utf-8")).get("scripts", {}))
                 except (OSError, ValueError):
@@ -190,14 +190,14 @@ class Monitor:
     def __init__(self, cfg: Any, layout: Any, manifest: dict[str, Any]):
         self.settings = cfg.monitor
         self.layout = layout
-        self.path = layout.run_dir / "metrics.json"
+        self.path = layout.metrics
         self.run_id = logs.run_id(layout.run_dir)
         self.disks = {"run": layout.run_dir, **({"cache": Path(cfg.cache.dir)} if cfg.cache.enabled else {})}
         self.shared: Any = None  # the run's breakers, as the runner keeps them: see watch()
         self._breakers = lambda: (reliability.breaker_states(self.shared, list(cfg.breaker), cfg.breaker)
                                   if self.shared is not None else {})
         self.breakers: dict[str, dict[str, Any]] = {}
-        self.aggregator = Aggregator(layout.tmp / "health")
+        self.aggregator = Aggregator(layout.health)
         self.jobs = Jobs(manifest)
         self.started = time.time()
         self.on_tick: Callable[[dict[str, Any]], None] | None = None  # e.g. the progress bar

@@ -457,16 +457,19 @@ class FileRunState(RunState):
         self.dir = Path(state_dir)
 
     def breaker_storage(self, service: str) -> BreakerStorage:
-        return FileBreakerStorage(self.dir / f"breaker-{service}.json")
+        return FileBreakerStorage(self._breaker_file(service))
 
     def semaphore(self, service: str, limit: int) -> RunSemaphore:
         return RunSemaphore(self.dir, service, limit)
 
     def breaker_snapshot(self, service: str) -> dict[str, Any] | None:
         try:
-            return json.loads((self.dir / f"breaker-{service}.json").read_text(encoding="utf-8"))
+            return json.loads(self._breaker_file(service).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+
+    def _breaker_file(self, service: str) -> Path:
+        return self.dir / f"breaker-{service}.json"
 
 
 def run_state(state: RunState | Path | str | None) -> RunState | None:

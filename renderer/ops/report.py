@@ -13,17 +13,16 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from renderer.ops.files import write_text_atomic
+from renderer.ops.files import RunLayout, write_text_atomic
+from renderer.script import format_time
 
 STAGE_ORDER = ("voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux")
 WATERFALL_W, ROW_H, LABEL_W = 560, 16, 80  # SVG geometry, in px
 
 
 def minutes(seconds: float | None) -> str:
-    if not seconds:
-        return "–"
-    m, s = divmod(round(seconds), 60)
-    return f"{m}:{s:02d}"
+    """A length for the page: 196 -> '3:16'; none (or none yet) -> '–'."""
+    return format_time(seconds) if seconds else "–"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -49,13 +48,19 @@ def waterfall(stages: list[dict[str, Any]]) -> dict[str, Any] | None:
             "row_h": ROW_H, "label_w": LABEL_W, "total": total}
 
 
-def _card(slug: str, entry: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    record = _load(run_dir / slug / f"{slug}.json")
+def _link(layout: RunLayout, path: Path) -> str:
+    """``path`` as the page links it: relative to the run dir, where report.html is."""
+    return path.relative_to(layout.run_dir).as_posix()
+
+
+def _card(slug: str, entry: dict[str, Any], layout: RunLayout) -> dict[str, Any]:
+    record = _load(layout.record(slug))
     status = entry.get("status", "pending")
-    has = {ext: (run_dir / slug / f"{slug}.{ext}").exists() for ext in ("mp4", "srt", "vtt", "json", "log")}
+    outputs = {ext: path for ext, path in layout.outputs(slug).items() if path.exists()}
     scenes = (record.get("parsed") or {}).get("scenes") or []
-    thumbs = [{"src": f"{slug}/{rel}", "title": (scenes[n].get("title") if n < len(scenes) else "") or f"scene {n + 1}",
-               "at": minutes(span["start"]) if span["start"] >= 1 else "0:00"}
+    thumbs = [{"src": _link(layout, layout.script_dir(slug) / rel),
+               "title": (scenes[n].get("title") if n < len(scenes) else "") or f"scene {n + 1}",
+               "at": format_time(span["start"])}
               for n, (rel, span) in enumerate(zip(record.get("thumbnails") or [], record.get("timeline") or []))]
     error = entry.get("error") or ""
     issues = [i for i in entry.get("issues") or [] if i.partition(": ")[2] not in error]  # not said twice
@@ -64,15 +69,16 @@ def _card(slug: str, entry: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "duration": minutes(entry.get("duration")), "took": f"{entry.get('seconds') or 0:.1f} s",
             "thumbs": thumbs, "providers": record.get("providers") or {}, "fallbacks": entry.get("fallbacks") or [],
             "notes": notes, "waterfall": waterfall(record.get("stages") or []),
-            "links": {ext: f"{slug}/{slug}.{ext}" for ext, there in has.items() if there and status != "pending"},
+            "links": {ext: _link(layout, path) for ext, path in outputs.items() if status != "pending"},
             "scenes": len(scenes)}
 
 
 def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    layout = RunLayout(run_dir)
     scripts = manifest.get("scripts", {})
     statuses = [s.get("status", "pending") for s in scripts.values()]
     cache = manifest.get("cache") or {}
-    metrics = _load(run_dir / "metrics.json")
+    metrics = _load(layout.metrics)
     totals = [("rendered", f"{statuses.count('ok')} / {len(scripts)}"), ("failed", str(statuses.count("failed"))),
               ("fell back", str(sum(1 for s in scripts.values() if s.get("fallbacks")))),
               ("video", minutes(sum(s.get("duration") or 0 for s in scripts.values()))),
@@ -81,7 +87,7 @@ def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return {"run_dir": str(run_dir), "run_name": run_dir.name, "manifest": manifest, "totals": totals,
             "settings": manifest.get("settings") or {}, "metrics": metrics,
             "services": (metrics.get("services") or {}), "system": metrics.get("system") or {},
-            "cards": [_card(slug, entry, run_dir) for slug, entry in sorted(scripts.items())],
+            "cards": [_card(slug, entry, layout) for slug, entry in sorted(scripts.items())],
             "unmatched": manifest.get("unmatched_inputs") or []}
 
 
@@ -96,6 +102,6 @@ def render(manifest: dict[str, Any], run_dir: Path) -> str:
 
 
 def write(manifest: dict[str, Any], run_dir: Path) -> Path:
-    target = run_dir / "report.html"
+    target = RunLayout(run_dir).report
     write_text_atomic(target, render(manifest, run_dir))
     return target

@@ -12,7 +12,7 @@ from renderer.ops.reliability import FileRunState, RunState
 
 def local_state(run_dir: Path) -> FileRunState:
     """A run's breakers and API slots for the workers of one machine: files under its tmp dir."""
-    return FileRunState(RunLayout(run_dir).tmp / ".breakers")
+    return FileRunState(RunLayout(run_dir).breakers)
 
 
 def shared_state(backend: str, run_dir: Path) -> RunState:

@@ -136,23 +136,30 @@ def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayo
     """The video and its captions, each written atomically into the script's folder."""
     script, slug = comp.script, comp.slug
     video: Video = outputs[comp.name("mux")]
-    copy_atomic(video.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
+    copy_atomic(video.path, layout.video(slug))  # a copy: the rendered file may live in the cache
     voices = comp.outputs(outputs, "voice")
     cue_list = captions.cues([[n.text for n in s.narration] for s in script.scenes], video.timeline,
                              [getattr(v, "duration", 0.0) for v in voices], lead=script.scenes[0].start,
                              alignments=[getattr(v, "alignment", None) for v in voices])
-    write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
-    write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
+    files = layout.outputs(slug)
+    write_text_atomic(files["srt"], captions.srt(cue_list))
+    write_text_atomic(files["vtt"], captions.vtt(cue_list))
     return video
 
 
-def _thumbnails(thumbs: thumbnails.Thumbnails | None, script_dir: Path, log: Any) -> list[str]:
-    """The thumbnails stage's JPEGs into the script's folder, for the report; failing costs only them."""
+def _thumbnails(thumbs: thumbnails.Thumbnails | None, layout: RunLayout, slug: str, log: Any) -> list[str]:
+    """The thumbnails stage's JPEGs into the script's folder, each written atomically, for the report; their
+    paths relative to that folder. Failing costs only them."""
+    names = []
     try:
-        return thumbnails.publish(thumbs, script_dir)
+        for n, path in enumerate(thumbs.files if thumbs else ()):
+            target = layout.thumbnail(slug, n)
+            copy_atomic(path, target)
+            names.append(target.relative_to(layout.script_dir(slug)).as_posix())
     except OSError as exc:
         log.warning("no thumbnails for the report: {}", exc)
         return []
+    return names
 
 
 def new_record(path: Path, slug: str, error: str = "") -> dict[str, Any]:
@@ -178,7 +185,7 @@ def render_script(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
     returned in the record, which is also written as ``<slug>.json``. Its log records (every thread's) carry
     its slug and go to ``<slug>.log`` too; the health monitor sees it in flight meanwhile. ``executors``: slots
     whose nodes run elsewhere (the encodes on other Dask workers, batch.dask.split_scenes)."""
-    with logs.correlate(script=slug), logs.script_log(layout.output(slug, ".log"), slug), health.in_flight(slug):
+    with logs.correlate(script=slug), logs.script_log(layout.outputs(slug)["log"], slug), health.in_flight(slug):
         return _render(path, slug, cfg, layout, executors)
 
 
@@ -192,13 +199,12 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
         video = _publish(comp, outputs, layout)
-        record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout.script_dir(slug), log)
+        record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout, slug, log)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
-                      outputs={ext: str(layout.output(slug, f".{ext}"))
-                               for ext in ("mp4", "srt", "vtt", "json", "log")})
-        log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
+                      outputs={ext: str(path) for ext, path in layout.outputs(slug).items()})
+        log.info("rendered {} ({:.1f} s of video)", layout.video(slug), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")
         log.warning("cancelled")
@@ -211,5 +217,5 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
     finally:
         layout.clean_workdir(slug)
         record["seconds"] = round(time.perf_counter() - started, 3)
-        write_json_atomic(layout.output(slug, ".json"), record)
+        write_json_atomic(layout.record(slug), record)
     return record

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import requests
 
+from renderer.ops.health import latency_percentiles
 from renderer.ops.reliability import (
     NON_RETRYABLE_CODES,
     RETRYABLE_CODES,
@@ -203,11 +204,4 @@ class Client:
         with self._lock:
             latencies = sorted(self.latencies_s)
         return {"requests": len(latencies), "latencies_s": latencies,
-                "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95)}
-
-
-def percentile(sorted_values: list[float], pct: float) -> float | None:
-    if not sorted_values:
-        return None
-    rank = max(0, min(len(sorted_values) - 1, round(pct / 100 * (len(sorted_values) - 1))))
-    return sorted_values[rank]
+                **{f"latency_{p}_s": s for p, s in latency_percentiles(latencies, ordered=True).items()}}

@@ -72,6 +72,11 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
         finished.set()
 
 
+def probe_file(folder: Path | str, token: str, worker: str = "") -> Path:
+    """The file that shows ``folder`` is shared: the client's (holding ``token``), or a worker's answer to it."""
+    return Path(folder) / f"{PROBE_PREFIX}{token}{'-' + worker if worker else ''}"
+
+
 def probe_shared(dirs: dict[str, str], inputs: list[str], token: str) -> dict[str, Any]:
     """Runs on each worker: read the client's probe file in every dir, write this worker's own, and look for
     the input scripts. Returns what this worker could not do, and the files it wrote (for the client to read)."""
@@ -79,11 +84,10 @@ def probe_shared(dirs: dict[str, str], inputs: list[str], token: str) -> dict[st
     written: dict[str, str] = {}
     me = f"{socket.gethostname()}-{os.getpid()}"
     for name, folder in dirs.items():
-        probe = Path(folder) / f"{PROBE_PREFIX}{token}"
         try:
-            if probe.read_text(encoding="utf-8") != token:
+            if probe_file(folder, token).read_text(encoding="utf-8") != token:
                 raise OSError("its content differs from what the client wrote")
-            mine = Path(folder) / f"{PROBE_PREFIX}{token}-{me}"
+            mine = probe_file(folder, token, me)
             mine.write_text(me, encoding="utf-8")
             written[name] = str(mine)
         except OSError as exc:
@@ -185,7 +189,7 @@ class DaskRunner(Runner):
         try:
             for folder in dirs.values():
                 folder.mkdir(parents=True, exist_ok=True)
-                probe = folder / f"{PROBE_PREFIX}{token}"
+                probe = probe_file(folder, token)
                 probe.write_text(token, encoding="utf-8")
                 probes.append(probe)
             answers = self.client.run(probe_shared, {n: str(p) for n, p in dirs.items()},

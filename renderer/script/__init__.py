@@ -31,9 +31,10 @@ from renderer.script.parse import (
     parse_text,
     read_text,
 )
+from renderer.script.parsers.common import format_time
 
 __all__ = [
     "ERROR", "FORMATS", "HINTS", "WARNING", "Issue", "NarrationLine", "OnScreenLine", "Options", "Scene", "Script",
-    "clip", "detect_format", "estimated_duration", "parse_file", "parse_log", "parse_markdown", "parse_text",
-    "read_text", "sentences", "speaking_seconds", "split_text", "title_from_path", "validate",
+    "clip", "detect_format", "estimated_duration", "format_time", "parse_file", "parse_log", "parse_markdown",
+    "parse_text", "read_text", "sentences", "speaking_seconds", "split_text", "title_from_path", "validate",
 ]

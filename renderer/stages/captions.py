@@ -4,7 +4,7 @@ Timing comes from the scene's voice (its per-character alignment where it has on
 otherwise from its length shared out by the text. The captions sit where the terminal panel is not: below
 it, above it or beside it, whichever region holds a cue in the fewest lines (below first), so they are laid
 out afresh for portrait and square frames. Style comes from the theme: its font, its foreground on a box of
-its background, the spoken word in its prompt colour. The ASS header is written by pysubs2.
+its background, the spoken word in its prompt colour.
 """
 
 from __future__ import annotations
@@ -118,27 +118,13 @@ def wrap(words: list[str], cols: int) -> list[list[int]]:
 
 
 def header(fmt: Any, theme: Any, size: int, box_opacity: float) -> str:
-    """The ASS header of the layer (pysubs2): the frame size and a Caption style in the theme's look."""
-    subs = pysubs2.SSAFile()
-    subs.info.update({"PlayResX": str(fmt.width), "PlayResY": str(fmt.height), "WrapStyle": "2",
-                      "ScaledBorderAndShadow": "yes"})
-    subs.styles.clear()
-    subs.styles["Caption"] = pysubs2.SSAStyle(
-        fontname=theme.font_family, fontsize=size, bold=True, primarycolor=style_colour(theme.foreground),
-        outlinecolor=style_colour(theme.background, box_opacity),
-        backcolor=style_colour(theme.background, box_opacity),
+    """The ASS header of the layer: the frame size and a Caption style in the theme's look."""
+    caption = pysubs2.SSAStyle(
+        fontname=theme.font_family, fontsize=size, bold=True, primarycolor=ass.rgba(theme.foreground),
+        outlinecolor=ass.rgba(theme.background, box_opacity), backcolor=ass.rgba(theme.background, box_opacity),
         borderstyle=3, outline=max(2, round(size * 0.25)), shadow=0, alignment=pysubs2.Alignment.BOTTOM_CENTER,
         marginl=0, marginr=0, marginv=0)
-    return subs.to_string("ass").rstrip("\n")
-
-
-def style_colour(hex_rgb: str, opacity: float = 1.0) -> pysubs2.Color:
-    """'#rrggbb' (+ opacity 0..1) as a pysubs2 style colour."""
-    value = hex_rgb.lstrip("#")
-    if len(value) == 3:
-        value = "".join(ch * 2 for ch in value)
-    return pysubs2.Color(int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16),
-                         round((1 - max(0.0, min(1.0, opacity))) * 255))
+    return ass.header(fmt.width, fmt.height, {"Caption": caption})
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,13 @@ def _fades(transition_s: float, chunk: Chunk) -> str:
     return out
 
 
-def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[str]:
+def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[ass.Event]:
     """The layer's events moved onto the chunk's clock and clipped to it."""
     offset, end = round(chunk.start * 100), round(chunk.duration * 100)
     # a long scene has many chunks and many events: test each before copying it, or chunks × events copies
     inside = (e for e in events if e.start < offset + end and (e.end is None or e.end > offset))
     moved = (e.shifted(-offset, end) for e in inside)
-    return [e.line() for e in moved if e and e.end > 0]
+    return [e for e in moved if e and e.end > 0]
 
 
 def _encode(inp: NodeInput, inputs: list[str], chain: str, chunk: Chunk, out: Path, threads: int,
@@ -92,8 +92,7 @@ def render(inp: NodeInput, *, name: str, threads: int, timeout: float) -> Segmen
     inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"), chunk)
     stem = f"{name.replace('/', '-')}-{inp.key[:12]}"
     for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
-        ass_file = inp.workdir / f"{stem}-{n}.ass"
-        ass_file.write_text(header + "\n" + "\n".join(_layer_events(events, chunk)) + "\n", encoding="utf-8")
+        ass_file = ass.write(inp.workdir / f"{stem}-{n}.ass", header, _layer_events(events, chunk))
         chain += f",ass=filename={ass_file.name}"
     chain += _fades(inp.cfg["assembly.transition_s"], chunk)  # the whole frame fades, layers and all
     out = inp.workdir / f"{stem}.mp4"

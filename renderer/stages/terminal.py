@@ -12,10 +12,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import wcwidth
 from omegaconf import OmegaConf
 
 from renderer.engine.graph import Node, NodeInput
@@ -71,10 +71,9 @@ def geometry(theme: Any, fmt: Any, panel: Any) -> Geometry:
 
 
 def cells(ch: str) -> int:
-    """Terminal cells a character takes: 2 for wide East Asian characters, 0 for combining and format marks."""
-    if unicodedata.category(ch) in ("Mn", "Me", "Cf"):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    """Terminal cells a character takes, as a terminal reckons them (wcwidth): 2 for wide East Asian
+    characters and emoji, 0 for combining marks, zero-width and control characters."""
+    return max(0, wcwidth.wcwidth(ch))
 
 
 def expand_tabs(text: str, start_col: int = 0) -> str:
@@ -371,7 +370,7 @@ def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any,
                 panel: Any, always_show: bool) -> TerminalTrack:
     """The terminal for one scene. ``lines`` are on-screen lines as dicts with kind/text/prompt."""
     geo = geometry(theme, fmt, panel)
-    head = ass.header(fmt.width, fmt.height, theme.font_family, geo.font_size, theme.foreground)
+    head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, geo.font_size, theme.foreground))
     if not lines and not always_show:
         return TerminalTrack(head, [], 1.0, geo.rows, geo.cols)
     if not lines:

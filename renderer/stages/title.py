@@ -52,7 +52,7 @@ def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt
     scale = min(fmt.width, fmt.height) / 720
     size = max(10, round(theme.font_size * 2 * scale))
     sub_size = max(8, round(theme.font_size * 1.1 * scale))
-    head = ass.header(fmt.width, fmt.height, theme.font_family, size, theme.foreground)
+    head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, size, theme.foreground))
     where = band(fmt, panel, size)
     end = round(duration_s * 100)
     fade = f"\\fad({FADE_MS[0]},{FADE_MS[1]})"
