@@ -65,12 +65,27 @@ class SilentVoiceConfig:
 
 
 @dataclass
-class ProceduralVisualConfig:
-    _target_: str = "renderer.providers.procedural.ProceduralVisual"
-    name: str = "procedural"
+class ProceduralSettings:
+    """How procedural clips are drawn: the settings of visual=procedural, and of the procedural stand-in of a
+    visual provider that carries them (runway), which it is built with (renderer/providers/chain.py)."""
+
     scale: float = 0.25  # render at this fraction of the output size; assembly scales up
     fps: int = 12
     sources: list[str] = field(default_factory=lambda: ["gradients", "plasma", "life", "mandelbrot"])
+
+
+@dataclass
+class ProceduralVisualConfig(ProceduralSettings):
+    _target_: str = "renderer.providers.procedural.ProceduralVisual"
+    name: str = "procedural"
+
+
+@dataclass
+class BackdropVisualConfig:
+    """The last visual stand-in (a plain dark still); not a visual= option."""
+
+    _target_: str = "renderer.providers.procedural.Backdrop"
+    name: str = "backdrop"
 
 
 @dataclass
@@ -104,13 +119,15 @@ class ElevenLabsVoiceConfig:
     speakers: dict[str, str] = field(default_factory=dict)  # speaker name -> voice_id
     voice_settings: ElevenLabsVoiceSettings = field(default_factory=ElevenLabsVoiceSettings)
     output_format: str = "pcm_22050"  # pcm_<rate> | mp3_<rate>_<kbps>
-    char_limit: int = 5000  # per request; longer text is split at sentence ends
+    # narration characters per request (0: no limit): longer text is split at sentence ends, and parsing warns
+    # of a scene over it (renderer.script.Options); a voice without this setting takes any length
+    char_limit: int = 5000
     with_timestamps: bool = False  # /with-timestamps: captions follow the per-character timing
     fallback: bool = True  # false: a failure stops the script instead of falling back to espeak
 
 
 @dataclass
-class RunwayVisualConfig:
+class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its procedural stand-in's
     _target_: str = "renderer.providers.runway.RunwayVisual"
     name: str = "runway"
     base_url: str = "https://api.dev.runwayml.com"
@@ -305,10 +322,12 @@ class RetryConfig:
 
 @dataclass
 class ScriptConfig:
+    """Parsing settings (renderer.script.Options: these and the voice's ``char_limit``, the narration a voice
+    request takes, which is the voice's own setting)."""
+
     format: str = "auto"  # auto (detected from the content) | log | markdown
     words_per_minute: float = 150.0  # for timing estimates when a script gives none, and the too-long check
     min_last_scene_s: float = 4.0  # shortest estimated scene: the last LOG scene, untimed Markdown scenes
-    max_narration_chars: int = 5000  # per voice request (ElevenLabs); longer narration is split; 0 = no limit
 
 
 @dataclass

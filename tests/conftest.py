@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 
-from renderer.config import CONF_MODULE  # importing it registers the schema
+from renderer.config import CONF_MODULE, ElevenLabsVoiceConfig, ScriptConfig  # importing it registers the schema
 from renderer.ops import reliability
+from renderer.script import Options, Script, parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -65,6 +67,14 @@ def model_fields(script) -> list[str]:
         fields += [scene.title, scene.subtitle, scene.visual]
         fields += [n.text for n in scene.narration] + [o.text for o in scene.on_screen]
     return [f for f in fields if f]
+
+
+# scripts parsed as the schema's defaults say, with the request limit of ElevenLabs (the one voice that has one)
+OPTIONS = Options.of(**asdict(ScriptConfig()), char_limit=ElevenLabsVoiceConfig().char_limit)
+
+
+def parsed(text: str = TWO_SCENES, path: str = "tiny.txt") -> Script:
+    return parse_text(text, path, options=OPTIONS)
 
 
 def compose_cfg(*overrides: str):

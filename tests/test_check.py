@@ -118,8 +118,23 @@ def test_options_change_the_result(files):
     assert as_log["format"] == "log" and [i["code"] for i in as_log["issues"]] == ["no_scenes"]
     slow = check("--wpm", "20", str(files["good.txt"]))  # 8 words at 20 wpm = 24 s > 10 s scene
     assert slow.returncode == 0 and "narration_too_long" in slow.stdout and "20 words per minute" in slow.stdout
-    limited = check("--max-chars", "10", str(files["good.txt"]))
-    assert limited.returncode == 0 and "narration_over_limit" in limited.stdout
+    for flag in ("--char-limit", "--max-chars"):  # the old spelling still works
+        limited = check(flag, "10", str(files["good.txt"]))
+        assert limited.returncode == 0 and "narration_over_limit" in limited.stdout
+
+
+def test_the_request_limit_is_the_voice_schema_s(tmp_path):
+    """voice.char_limit, the one narration limit: the checker warns past ElevenLabs' default, as a render with
+    voice=elevenlabs does."""
+    from renderer.config import ElevenLabsVoiceConfig
+
+    limit = ElevenLabsVoiceConfig().char_limit
+    path = tmp_path / "long.txt"
+    path.write_text("[0:00 – A]\nNarration: " + "x" * (limit + 1) + "\n", encoding="utf-8")
+    result = check(str(path))
+    assert result.returncode == 0 and "narration_over_limit" in result.stdout
+    assert f"{limit:,}-character limit" in result.stdout
+    assert "narration_over_limit" not in check("--char-limit", "0", str(path)).stdout
 
 
 def test_missing_file_is_an_error_not_a_crash(tmp_path):

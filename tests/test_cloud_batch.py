@@ -94,13 +94,14 @@ def test_half_the_requests_failing_still_delivers_every_video(tmp_path):
 
 def test_missing_keys_fall_back_offline_and_say_why(tmp_path):
     with FakeAPI(elevenlabs_key=EL_KEY, runway_key=RW_KEY) as api:
-        result = run_batch(api, scripts(tmp_path, 1), tmp_path / "run", keys=False)
+        result = run_batch(api, scripts(tmp_path, 1), tmp_path / "run", "visual.sources=[life]", keys=False)
         requests = sum(api.stats()["counts"].values())
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "run" / "s0" / "s0.json").read_text())
     by_node = {f["node"]: f for f in record["fallbacks"]}
     assert by_node["voice"]["to"] == "piper" and "ELEVENLABS_API_KEY" in by_node["voice"]["reason"]
     assert by_node["visual"]["to"] == "procedural" and "RUNWAY_API_KEY" in by_node["visual"]["reason"]
+    assert record["providers"]["visual"] == ["procedural:life"]  # the stand-in draws what visual.sources says
     assert requests == 0
 
 
@@ -114,12 +115,13 @@ def test_fallback_off_makes_a_failure_fatal(tmp_path):
 
 
 def test_a_malformed_key_is_refused_without_being_shown(tmp_path, monkeypatch):
-    from renderer.providers.elevenlabs import ElevenLabsVoice
+    from renderer.config import ElevenLabsVoiceConfig
+    from renderer.providers.chain import make
     from renderer.providers.http import MissingAPIKey
 
     monkeypatch.setenv("ELEVENLABS_API_KEY", "el-SECRET-part-one\nel-SECRET-part-two")
     with pytest.raises(MissingAPIKey) as info:
-        ElevenLabsVoice(base_url="http://127.0.0.1:9")
+        make(ElevenLabsVoiceConfig, base_url="http://127.0.0.1:9")
     assert "ELEVENLABS_API_KEY" in str(info.value) and "SECRET" not in str(info.value)
 
 

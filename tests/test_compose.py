@@ -13,8 +13,7 @@ from renderer.engine.graph import Part
 from renderer.ops.files import RunLayout
 from renderer.pipeline import compose
 from renderer.pipeline.render import providers_for, render_script
-from renderer.script import parse_text
-from tests.conftest import TINY, TWO_SCENES, compose_cfg
+from tests.conftest import TINY, compose_cfg, parsed
 
 STAGES = {
     "overlay": ["voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
@@ -28,7 +27,7 @@ def scenes_script(n: int):
     """A LOG script of ``n`` short scenes, three seconds apart."""
     body = "".join(f"[0:{3 * i:02d} – Scene {i + 1}]\nVisual: Picture number {i + 1}.\nNarration:\n“Line {i + 1}.”\n\n"
                    for i in range(n))
-    script = parse_text(f"SCRIPT: TEST_0009 — MANY\n\n{body}END TEST_0009\n", path="many.txt")
+    script = parsed(f"SCRIPT: TEST_0009 — MANY\n\n{body}END TEST_0009\n", "many.txt")
     assert len(script.scenes) == n and not script.errors
     return script
 
@@ -50,7 +49,7 @@ def test_stage_names_keep_the_layers_in_order_once_each():
 
 @pytest.mark.parametrize("strategy", sorted(STAGES))
 def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
-    script = parse_text(TWO_SCENES, path="tiny.txt")
+    script = parsed()
     comp = composed(tmp_path, script, f"assembly={strategy}")
     once = {"timeline", "soundtrack", "mux", "thumbnails"} & set(STAGES[strategy])
     per_scene = [s for s in STAGES[strategy] if s not in once]
@@ -70,7 +69,7 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
 
 
 def test_segments_read_their_span_their_picture_and_their_layers(tmp_path):
-    comp = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay")
+    comp = composed(tmp_path, parsed(), "assembly=overlay")
     segment = comp.graph.nodes["segment/1.0"]
     assert segment.stage == "segment" and segment.fallback is not None
     deps = segment.deps
@@ -78,12 +77,12 @@ def test_segments_read_their_span_their_picture_and_their_layers(tmp_path):
     assert deps["picture"] == "visual/1"
     assert [p.node for p in deps["layers"]] == ["terminal/1"]
     assert segment.upstream(by_key=True) == ["visual/1"]  # its frames and the layers count by value
-    ui = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=ui_only").graph.nodes["segment/0.0"]
+    ui = composed(tmp_path, parsed(), "assembly=ui_only").graph.nodes["segment/0.0"]
     assert "picture" not in ui.deps and "theme.background" in ui.reads
 
 
 def test_the_timeline_reads_only_the_last_voice_length(tmp_path):
-    comp = composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay")
+    comp = composed(tmp_path, parsed(), "assembly=overlay")
     timeline = comp.graph.nodes["timeline"]
     assert timeline.upstream() == ["voice/1"] and timeline.upstream(by_key=True) == []
     assert timeline.reads == ("format.fps",)
@@ -113,16 +112,16 @@ def test_all_cores_by_default(tmp_path):
 
 def test_an_unknown_layer_names_the_module_it_needs(tmp_path):
     with pytest.raises(compose.CompositionError, match=r"renderer/stages/sparkles\.py"):
-        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly=overlay",
+        composed(tmp_path, parsed(), "assembly=overlay",
                  "assembly.layers=[terminal,sparkles]")
     with pytest.raises(compose.CompositionError, match=r"renderer/stages/canvas\.py"):
-        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly.picture=canvas")
+        composed(tmp_path, parsed(), "assembly.picture=canvas")
 
 
 def test_a_stage_module_without_add_is_refused(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "renderer.stages.inert", types.ModuleType("renderer.stages.inert"))
     with pytest.raises(compose.CompositionError, match=r"renderer/stages/inert\.py has no add"):
-        composed(tmp_path, parse_text(TWO_SCENES, path="tiny.txt"), "assembly.layers=[inert]")
+        composed(tmp_path, parsed(), "assembly.layers=[inert]")
 
 
 def test_a_composition_error_fails_the_script_with_its_message(two_scenes, tmp_path):
@@ -134,8 +133,8 @@ def test_a_composition_error_fails_the_script_with_its_message(two_scenes, tmp_p
 
 
 def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
-    script = parse_text("SCRIPT: X — Long\n[0:00 – A]\nNarration: “a”\n\n[0:25 – B]\nNarration: “b”\n"
-                        "\n[0:29 – C]\nNarration: “c”\n", path="long.txt")
+    script = parsed("SCRIPT: X — Long\n[0:00 – A]\nNarration: “a”\n\n[0:25 – B]\nNarration: “b”\n"
+                        "\n[0:29 – C]\nNarration: “c”\n", "long.txt")
     comp = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=10", "format.fps=25")
     assert comp.chunks[:2] == [3, 1]  # 25 s in three chunks of at most 10 s; 4 s in one
     assert comp.nodes_of("segment")[:4] == ("segment/0.0", "segment/0.1", "segment/0.2", "segment/1.0")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+from dataclasses import fields
 
 import pytest
 from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from renderer.config import BackdropVisualConfig, PiperVoiceConfig, ProceduralVisualConfig
+from renderer.providers.chain import OFFLINE, make, stand_in_settings
 from tests.conftest import CONF, compose_cfg, run_cli
 
 GROUPS = ["voice", "visual", "theme", "assembly", "format", "limits", "breaker", "retry"]
@@ -120,6 +125,42 @@ def test_option_files_select_and_never_restate_a_default(path):
 def test_root_config_restates_no_default():
     root = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
     assert set(root) == {"defaults", "hydra"}
+
+
+def _provider_schemas() -> list[type]:
+    """Every provider's schema: the voice= and visual= options' and the stand-ins'."""
+    stored = {OmegaConf.get_type(entry.node) for group in ("voice", "visual")
+              for entry in ConfigStore.instance().repo[group].values()}
+    return sorted(stored | {schema for chain in OFFLINE.values() for schema in chain}, key=lambda s: s.__name__)
+
+
+@pytest.mark.parametrize("schema", _provider_schemas(), ids=lambda s: s.__name__)
+def test_provider_constructors_take_the_schema_and_restate_no_default(schema):
+    """Defaults live in the schema alone: a provider takes each of its schema's settings (as instantiate passes
+    them), none with a default of its own."""
+    params = inspect.signature(get_class(schema._target_).__init__).parameters
+    settings = [f.name for f in fields(schema) if f.name != "_target_"]
+    assert sorted(name for name in params if name != "self") == sorted(settings)
+    assert [name for name in settings if params[name].default is not inspect.Parameter.empty] == []
+
+
+@pytest.mark.parametrize("schema", [s for chain in OFFLINE.values() for s in chain], ids=lambda s: s.__name__)
+def test_every_stand_in_builds_from_its_schema_alone(schema):
+    assert make(schema).name == schema.name
+
+
+def test_a_stand_in_takes_the_configured_settings_of_its_names_but_voices():
+    """What a stand-in is built with (renderer/providers/chain.py): runway's and the library's look for the
+    procedural one; no voice names from another provider; nothing from a configured provider of its own kind."""
+    runway = compose_cfg("visual=runway", "visual.sources=[life]", "visual.fps=5").visual
+    assert stand_in_settings(ProceduralVisualConfig, runway) == {"scale": 0.25, "fps": 5, "sources": ["life"]}
+    assert stand_in_settings(BackdropVisualConfig, runway) == {}
+    library = compose_cfg("visual=library", "visual.dir=/media", "visual.fps=8").visual
+    assert stand_in_settings(ProceduralVisualConfig, library) == {"fps": 8}
+    eleven = compose_cfg("voice=elevenlabs", "voice.speakers={Winston: pNInz6obpgDQGcFmaJgB}").voice
+    assert [stand_in_settings(s, eleven) for s in OFFLINE["voice"]] == [{}, {}, {}]
+    piper = compose_cfg("voice.model=/nowhere/voice.onnx").voice
+    assert stand_in_settings(PiperVoiceConfig, piper) == {}  # the bundled voice stands in for a model that failed
 
 
 @pytest.mark.parametrize("voice", ["espeak", "piper", "elevenlabs"])

@@ -35,9 +35,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from renderer.config import ElevenLabsVoiceConfig, RunwayVisualConfig
 from renderer.devtools.fakes import FakeAPI
 from renderer.media import ffmpeg
 from renderer.ops.reliability import Cancelled, ServiceError, build_guard
+from renderer.providers.chain import make
 from renderer.providers.elevenlabs import ElevenLabsVoice
 from renderer.providers.runway import RunwayVisual
 
@@ -364,7 +366,7 @@ def el_voice(url: str, fx: dict[str, Any], monkeypatch, tmp_path: Path) -> Eleve
     """Our ElevenLabs client configured as the fixture's request says (voice, output format, endpoint)."""
     monkeypatch.setenv("ELEVENLABS_API_KEY", EL_KEY)
     path = fx["request"]["path"]
-    voice = ElevenLabsVoice(base_url=url, voice_id=path.split("/")[3],
+    voice = make(ElevenLabsVoiceConfig, base_url=url, voice_id=path.split("/")[3],
                             output_format=fx["request"]["query"]["output_format"],
                             with_timestamps=path.endswith("/with-timestamps"))
     voice.guard = build_guard("elevenlabs", {"fail_max": 100, "reset_timeout_s": 60}, NO_RETRY,
@@ -437,7 +439,7 @@ RW_FORMATS = [(1280, 720), (1920, 1080), (1080, 1920), (720, 1280), (1080, 1080)
 def rw_visual(url: str, monkeypatch, tmp_path: Path) -> RunwayVisual:
     monkeypatch.setenv("RUNWAY_API_KEY", RW_KEY)
     monkeypatch.delenv("RUNWAY_CINEMATIC_MODE", raising=False)
-    visual = RunwayVisual(base_url=url, poll_interval_s=0.01, poll_jitter_s=0)
+    visual = make(RunwayVisualConfig, base_url=url, poll_interval_s=0.01, poll_jitter_s=0)
     visual.guard = build_guard("runway", {"fail_max": 100, "reset_timeout_s": 60}, NO_RETRY,
                                state_dir=tmp_path / "state", timeout_s=10)
     return visual

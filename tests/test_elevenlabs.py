@@ -10,9 +10,11 @@ import pytest
 from hydra.utils import instantiate
 from loguru import logger
 
+from renderer.config import ElevenLabsVoiceConfig
 from renderer.devtools.fakes import FakeAPI
 from renderer.media import ffmpeg
 from renderer.ops.reliability import ServiceError, build_guard
+from renderer.providers.chain import make
 from renderer.providers.elevenlabs import ElevenLabsVoice, parse_output_format
 from renderer.providers.http import MissingAPIKey
 
@@ -30,7 +32,7 @@ def api():
 @pytest.fixture
 def voice(api: FakeAPI, monkeypatch, tmp_path: Path):
     monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
-    provider = ElevenLabsVoice(base_url=api.url, speakers={"Winston": "winston-voice"})
+    provider = make(ElevenLabsVoiceConfig, base_url=api.url, speakers={"Winston": "winston-voice"})
     provider.guard = build_guard("elevenlabs", {"fail_max": 5, "reset_timeout_s": 60}, FAST_RETRY,
                                  state_dir=tmp_path / "state", timeout_s=2)
     return provider
@@ -116,7 +118,7 @@ def test_built_from_the_hydra_config(api: FakeAPI, monkeypatch, tmp_path: Path):
 def test_missing_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
     with pytest.raises(MissingAPIKey, match="set ELEVENLABS_API_KEY in the environment"):
-        ElevenLabsVoice(base_url="http://127.0.0.1:9")
+        make(ElevenLabsVoiceConfig, base_url="http://127.0.0.1:9")
 
 
 def test_retry_after_is_honoured_then_succeeds(voice: ElevenLabsVoice, api: FakeAPI, tmp_path: Path):
@@ -159,7 +161,7 @@ def test_wrong_key_is_not_retried_and_never_shown(api: FakeAPI, monkeypatch, tmp
     messages: list[str] = []
     sink = logger.add(lambda m: messages.append(str(m)), level="DEBUG", format="{message}")
     try:
-        voice = ElevenLabsVoice(base_url=api.url)
+        voice = make(ElevenLabsVoiceConfig, base_url=api.url)
         voice.guard = build_guard("elevenlabs", None, FAST_RETRY)
         with pytest.raises(ServiceError) as err:
             voice.synthesize(LINES[:1], tmp_path / "n.wav")
@@ -193,4 +195,4 @@ def test_breaker_opens_and_stops_calling_the_service(voice: ElevenLabsVoice, api
 def test_unknown_output_format_is_refused(monkeypatch):
     monkeypatch.setenv("ELEVENLABS_API_KEY", KEY)
     with pytest.raises(ValueError, match="pcm_<rate>"):
-        ElevenLabsVoice(output_format="ulaw_8000")
+        make(ElevenLabsVoiceConfig, output_format="ulaw_8000")

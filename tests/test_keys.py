@@ -14,11 +14,10 @@ from renderer.ops.files import RunLayout
 from renderer.pipeline import compose
 from renderer.pipeline.render import providers_for
 from renderer.providers.base import AudioClip
-from renderer.script import parse_text
 from renderer.stages.captions import CaptionTrack
 from renderer.stages.terminal import TerminalTrack
 from renderer.stages.timeline import plan
-from tests.conftest import THREE_SCENES, compose_cfg
+from tests.conftest import THREE_SCENES, compose_cfg, parsed
 
 
 def leaves(node: Any, prefix: str = "") -> Iterator[str]:
@@ -67,7 +66,7 @@ def key_of(node, cfg: DictConfig, graph: Graph, outputs: dict[str, Any]) -> str:
 def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strategy):
     strategy, *extra = strategy.split()
     cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2", *extra)
-    script = parse_text(THREE_SCENES, path="tiny.txt")
+    script = parsed(THREE_SCENES)
     comp = compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
     outputs = outputs_for(script)
     everything = sorted(leaves(OmegaConf.to_container(cfg, resolve=True)))
@@ -87,7 +86,7 @@ def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strateg
 
 def test_the_terminal_is_keyed_by_the_theme_settings_it_draws_with_only():
     cfg = compose_cfg()
-    script = parse_text(THREE_SCENES, path="tiny.txt")
+    script = parsed(THREE_SCENES)
     from renderer.stages import terminal
 
     node = terminal.node("terminal/0", script.scenes[0], script.title)
@@ -98,7 +97,7 @@ def test_the_terminal_is_keyed_by_the_theme_settings_it_draws_with_only():
 
 def test_a_terminal_reads_the_ansi_colours_its_text_shows_and_no_others():
     cfg = compose_cfg()
-    script = parse_text(THREE_SCENES.replace("$ ", "$ \x1b[31mred\x1b[0m ", 1), path="tiny.txt")
+    script = parsed(THREE_SCENES.replace("$ ", "$ \x1b[31mred\x1b[0m ", 1))
     from renderer.stages import terminal
 
     coloured = terminal.node("terminal/0", script.scenes[0], script.title)

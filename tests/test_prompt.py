@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from renderer.providers.procedural import ProceduralVisual, _source
+from renderer.config import ProceduralVisualConfig
+from renderer.providers.chain import make
+from renderer.providers.procedural import _source
 from renderer.providers.prompt import Mood, mood_of, words_in
 from tests.conftest import mean_rgb
 
@@ -38,7 +40,7 @@ def test_a_faster_mood_moves_the_source_faster():
 
 @pytest.mark.parametrize("source", ["gradients", "life", "mandelbrot", "plasma"])
 def test_the_picture_takes_the_colour_the_prompt_names(source, tmp_path: Path):
-    visual = ProceduralVisual(sources=[source], scale=0.25, fps=6)
+    visual = make(ProceduralVisualConfig, sources=[source], scale=0.25, fps=6)
 
     def colour(prompt: str) -> tuple[int, int, int]:
         clip = visual.render(prompt, tmp_path / "v.mp4", width=320, height=180, duration=1.5)

@@ -11,10 +11,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from renderer.config import BackdropVisualConfig, EspeakVoiceConfig, ProceduralVisualConfig, SilentVoiceConfig
 from renderer.media import ffmpeg
-from renderer.providers.espeak import SPEAKER_GAP_S, EspeakError, EspeakVoice
-from renderer.providers.procedural import Backdrop, ProceduralVisual, seed_of
-from renderer.providers.silent import SilentVoice
+from renderer.providers.base import ProviderConfigError
+from renderer.providers.chain import make
+from renderer.providers.espeak import SPEAKER_GAP_S, EspeakError
+from renderer.providers.procedural import seed_of
 
 SOURCES = ["gradients", "plasma", "life", "mandelbrot"]
 HANG_GUARD_S = 60
@@ -41,7 +43,7 @@ def wav_seconds(path: Path) -> float:
 
 @pytest.fixture(scope="module")
 def espeak():
-    return EspeakVoice(speakers={"Anya": "en-gb", "Winston": "en-us+m3"})
+    return make(EspeakVoiceConfig, speakers={"Anya": "en-gb", "Winston": "en-us+m3"})
 
 
 def test_espeak_writes_a_wav_whose_length_grows_with_the_text(espeak, tmp_path: Path):
@@ -94,14 +96,14 @@ def test_espeak_no_text_gives_no_file(espeak, tmp_path: Path):
 
 def test_espeak_unknown_voice_fails_at_construction():
     with pytest.raises(EspeakError, match="unknown espeak-ng voice"):
-        EspeakVoice(voice="xx-nonexistent")
+        make(EspeakVoiceConfig, voice="xx-nonexistent")
 
 
 # --------------------------------------------------------------------------- silent
 
 
 def test_silent_voice_has_no_file_and_time_proportional_to_words(tmp_path: Path):
-    voice = SilentVoice(words_per_minute=150)
+    voice = make(SilentVoiceConfig, words_per_minute=150)
     ten = voice.synthesize([("one two three four five", None), ("six seven eight nine ten", "Anya")],
                            tmp_path / "x.wav")
     twenty = voice.synthesize([(" ".join(["word"] * 20), None)], tmp_path / "y.wav")
@@ -118,7 +120,7 @@ def test_silent_voice_has_no_file_and_time_proportional_to_words(tmp_path: Path)
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_procedural_source_renders_a_clip_of_the_asked_duration(source, tmp_path: Path):
-    visual = ProceduralVisual(scale=0.5, fps=12, sources=[source])
+    visual = make(ProceduralVisualConfig, scale=0.5, fps=12, sources=[source])
     clip = visual.render("a terminal blinking to life", tmp_path / "v.mp4", width=160, height=90, duration=1.5)
     assert clip.provider == f"procedural:{source}"
     assert clip.duration == 1.5
@@ -131,7 +133,7 @@ def test_procedural_source_renders_a_clip_of_the_asked_duration(source, tmp_path
 
 
 def test_procedural_same_prompt_same_clip_different_prompt_different_clip(tmp_path: Path):
-    visual = ProceduralVisual(scale=0.5, fps=12, sources=["gradients"])
+    visual = make(ProceduralVisualConfig, scale=0.5, fps=12, sources=["gradients"])
     kw = dict(width=160, height=90, duration=0.5)
     a1 = visual.render("the descent", tmp_path / "a1.mp4", **kw)
     a2 = visual.render("the descent", tmp_path / "a2.mp4", **kw)
@@ -144,7 +146,7 @@ def test_procedural_same_prompt_same_clip_different_prompt_different_clip(tmp_pa
 def test_procedural_choice_is_seeded_by_the_prompt(tmp_path: Path):
     assert seed_of("the descent") == seed_of("the descent") != seed_of("the ascent")
     prompts = [f"scene {i}" for i in range(6)]
-    visual = ProceduralVisual(scale=0.25, fps=4, sources=SOURCES)
+    visual = make(ProceduralVisualConfig, scale=0.25, fps=4, sources=SOURCES)
     kinds = [visual.render(p, tmp_path / f"{i}.mp4", width=64, height=64, duration=0.25).provider
              for i, p in enumerate(prompts)]
     again = [visual.render(p, tmp_path / f"r{i}.mp4", width=64, height=64, duration=0.25).provider
@@ -153,14 +155,15 @@ def test_procedural_choice_is_seeded_by_the_prompt(tmp_path: Path):
     assert len(set(kinds)) >= 3  # different prompts pick different sources
 
 
-def test_procedural_unknown_source_is_a_value_error(tmp_path: Path):
-    with pytest.raises(ValueError, match="unknown procedural source 'nebula'"):
-        ProceduralVisual(sources=["nebula"]).render("x", tmp_path / "x.mp4", width=64, height=36, duration=0.5)
-    assert not (tmp_path / "x.mp4").exists()
+@pytest.mark.parametrize("sources", [["nebula"], ["life", "nebula"], []])
+def test_procedural_unknown_or_no_source_is_refused_at_construction(sources):
+    with pytest.raises(ProviderConfigError, match=r"visual\.sources=.*gradients, life, mandelbrot, plasma"):
+        make(ProceduralVisualConfig, sources=sources)
 
 
 def test_backdrop_renders_a_clip(tmp_path: Path):
-    clip = Backdrop().render("ignored", tmp_path / "b.mp4", width=1280, height=720, duration=2.0, timeout=60)
+    clip = make(BackdropVisualConfig).render("ignored", tmp_path / "b.mp4", width=1280, height=720, duration=2.0,
+                                             timeout=60)
     assert clip.provider == "backdrop" and clip.duration == 2.0
     info = ffprobe(clip.path)
     video = info["streams"][0]

@@ -412,7 +412,7 @@ def test_semaphore_limits_concurrent_calls_per_service():
 
 
 def test_last_call_is_per_thread():
-    guard = build_guard("records", None, ONE_ATTEMPT)
+    guard = build_guard("records", None, ONE_ATTEMPT, max_concurrency=1)  # a service the schema does not list
     guard.call(lambda: 1, operation="main")
     seen = {}
     t = threading.Thread(target=lambda: seen.setdefault("other", guard.last_call))

@@ -10,9 +10,11 @@ import pybreaker
 import pytest
 from hydra.utils import instantiate
 
+from renderer.config import RunwayVisualConfig
 from renderer.devtools.fakes import FakeAPI
 from renderer.media import ffmpeg
 from renderer.ops.reliability import Cancelled, ServiceError, build_guard
+from renderer.providers.chain import make
 from renderer.providers.http import MissingAPIKey
 from renderer.providers.runway import RunwayVisual, nearest_ratio, truncate_at_word
 
@@ -31,7 +33,7 @@ def api():
 def visual(api: FakeAPI, monkeypatch, tmp_path: Path):
     monkeypatch.setenv("RUNWAY_API_KEY", KEY)
     monkeypatch.delenv("RUNWAY_CINEMATIC_MODE", raising=False)
-    provider = RunwayVisual(base_url=api.url, poll_interval_s=0.05, poll_jitter_s=0.01)
+    provider = make(RunwayVisualConfig, base_url=api.url, poll_interval_s=0.05, poll_jitter_s=0.01)
     provider.guard = build_guard("runway", {"fail_max": 3, "reset_timeout_s": 60}, FAST_RETRY,
                                  state_dir=tmp_path / "state", timeout_s=2)
     return provider
@@ -131,7 +133,7 @@ def test_prompt_is_cut_at_a_word_under_the_limit(visual: RunwayVisual, monkeypat
     assert len(body["promptText"]) <= 1000 and body["promptText"].endswith("word")
     assert truncate_at_word("abcdefghij", 4) == "abcd"
     monkeypatch.setenv("RUNWAY_CINEMATIC_MODE", "true")
-    cinematic = RunwayVisual(base_url="http://127.0.0.1:9")
+    cinematic = make(RunwayVisualConfig, base_url="http://127.0.0.1:9")
     _, body = cinematic.request_body(prompt, duration=5, **SIZE)
     assert len(body["promptText"]) <= 1000 and body["promptText"].endswith(cinematic.cinematic_style)
     assert cinematic.version != visual.version  # the environment changes the output: the cache key knows
@@ -151,7 +153,7 @@ def test_ratio_follows_the_format():
 def test_missing_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("RUNWAY_API_KEY", raising=False)
     with pytest.raises(MissingAPIKey, match="set RUNWAY_API_KEY in the environment"):
-        RunwayVisual()
+        make(RunwayVisualConfig)
 
 
 def test_safety_failure_is_not_retried(visual: RunwayVisual, api: FakeAPI, tmp_path: Path):
@@ -257,10 +259,53 @@ def test_breaker_opens_after_failed_tasks_and_stops_calling(visual: RunwayVisual
 def test_wrong_key_is_not_retried_and_never_shown(api: FakeAPI, monkeypatch, tmp_path: Path):
     wrong = "rw-WRONG-secret-key-9999"
     monkeypatch.setenv("RUNWAY_API_KEY", wrong)
-    visual = RunwayVisual(base_url=api.url, poll_interval_s=0.05)
+    visual = make(RunwayVisualConfig, base_url=api.url, poll_interval_s=0.05)
     visual.guard = build_guard("runway", None, FAST_RETRY)
     with pytest.raises(ServiceError) as err:
         visual.render("Rain.", tmp_path / "v.mp4", duration=2, **SIZE)
     assert err.value.status == 401 and api.count("create") == 1
     for text in [str(err.value), repr(visual), repr(visual.client), str(visual.guard.last_call), str(visual.stats)]:
         assert wrong not in text
+
+
+# --------------------------------------------------------------------------- its stand-in
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["no key", "started"])
+def test_the_procedural_stand_in_is_built_with_the_configured_look(api: FakeAPI, monkeypatch, tmp_path: Path, key):
+    """visual.sources, scale and fps hold for the procedural stand-in of runway too: it used to be built with no
+    arguments, so a Runway fallback drew from ``gradients`` whatever the config said."""
+    from renderer.providers import chain
+    from tests.conftest import compose_cfg
+
+    if key:
+        monkeypatch.setenv("RUNWAY_API_KEY", key)
+    else:
+        monkeypatch.delenv("RUNWAY_API_KEY", raising=False)
+    cfg = compose_cfg("visual=runway", f"visual.base_url={api.url}", "visual.sources=[life]", "visual.fps=5",
+                      "visual.scale=0.5")
+    providers = chain.build(cfg, groups=["visual"], state_dir=tmp_path / "state")
+    stand_in = providers.backups["visual"][0] if key else providers.primary["visual"]
+    assert providers.stand_in["visual"] is not bool(key)
+    assert (stand_in.name, stand_in.sources, stand_in.fps, stand_in.scale) == ("procedural", ["life"], 5, 0.5)
+    assert [b.name for b in providers.backups["visual"]] == (["procedural", "backdrop"] if key else ["backdrop"])
+    assert stand_in.render("Rain.", tmp_path / "v.mp4", duration=1, **SIZE).provider == "procedural:life"
+
+
+def test_scenes_runway_fails_are_drawn_from_the_configured_sources(api: FakeAPI, monkeypatch, tmp_path: Path):
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
+    from tests.conftest import TINY, TWO_SCENES, compose_cfg
+
+    monkeypatch.setenv("RUNWAY_API_KEY", KEY)
+    monkeypatch.delenv("RUNWAY_CINEMATIC_MODE", raising=False)
+    api.script("create", "safety", "safety")  # both scenes' tasks refused, not retried
+    script = tmp_path / "tiny.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    cfg = compose_cfg(*TINY, "visual=runway", f"visual.base_url={api.url}", "visual.sources=[life]",
+                      "assembly=visual_only")
+    record = render_script(script, "tiny", cfg, RunLayout(tmp_path / "run"))
+    assert record["status"] == "ok", record["error"]
+    assert [f["to"] for f in record["fallbacks"]] == ["procedural:life"] * 2
+    assert record["providers"]["visual"] == ["procedural:life"]
+    assert ffmpeg.probe(tmp_path / "run" / "tiny" / "tiny.mp4").first("video") is not None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,14 @@ from renderer.script import (
     read_text,
     split_text,
 )
-from tests.conftest import model_fields
+from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
+from tests.conftest import OPTIONS, model_fields
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
 
 
 def parse(text: str, **options) -> Script:
-    return parse_log(text, "t.txt", **options)
+    return parse_log(text, "t.txt", options=replace(OPTIONS, **options))
 
 
 def codes(script: Script) -> list[tuple[str, int | None]]:
@@ -60,8 +63,8 @@ def test_script_line_without_id_uses_whole_value():
 
 
 def test_title_falls_back_to_file_stem():
-    assert parse_log("[0:00 – A]\nhi\n", "scripts/descent.txt").title == "descent"
-    s = parse_log("SCRIPT: LOG_0009\n[0:00 – A]\nhi\n", "x/handshake.txt")
+    assert parse_log("[0:00 – A]\nhi\n", "scripts/descent.txt", options=OPTIONS).title == "descent"
+    s = parse_log("SCRIPT: LOG_0009\n[0:00 – A]\nhi\n", "x/handshake.txt", options=OPTIONS)
     assert (s.script_id, s.title) == ("LOG_0009", "handshake")
 
 
@@ -307,7 +310,7 @@ def test_bad_timestamp(header):
 
 def test_timestamp_backwards_message_and_line():
     text = "\n".join(["SCRIPT: X"] + ["[0:00 – A]", "hi", "", "[2:10 – B]", "hi", ""] + ["filler"] * 6 + ["[1:05 – C]", "hi"])
-    s = parse_log(text, "descent.txt")
+    s = parse_log(text, "descent.txt", options=OPTIONS)
     issue = assert_issue(s, "timestamp_backwards", "error", 14)
     assert issue.message == "descent.txt:14: timestamp 1:05 comes before the previous scene's 2:10"
     assert issue.hint == "Put scenes in time order or fix the timestamp."
@@ -359,7 +362,7 @@ def test_cp1252_crlf_file(tmp_path):
     path = tmp_path / "cafe.txt"
     path.write_bytes(text.encode("cp1252"))
     assert b"\x93" in path.read_bytes()  # really cp1252 smart quotes, not UTF-8
-    s = parse_file(path)
+    s = parse_file(path, options=OPTIONS)
     assert (s.title, s.path, s.issues) == ("Café", str(path), [])
     (n,) = s.scenes[0].narration
     assert (n.text, n.speaker, n.line) == ("We didn\u2019t\u2026", "Ren\u00e9e", 5)
@@ -368,24 +371,24 @@ def test_cp1252_crlf_file(tmp_path):
 def test_cp1252_undefined_bytes_do_not_fail(tmp_path):
     path = tmp_path / "odd.txt"
     path.write_bytes(b"[0:00 - A]\nNarration: caf\xe9 \x81\n")
-    assert parse_file(path).scenes[0].narration[0].text.startswith("café")
+    assert parse_file(path, options=OPTIONS).scenes[0].narration[0].text.startswith("café")
 
 
 def test_utf8_bom_and_cr_only(tmp_path):
     bom = tmp_path / "bom.txt"
     bom.write_bytes("\ufeffSCRIPT: LOG_1 — Ω\n[0:00 – A]\nhi\n".encode("utf-8"))
-    s = parse_file(bom)
+    s = parse_file(bom, options=OPTIONS)
     assert (s.script_id, s.title, s.issues) == ("LOG_1", "Ω", [])
     cr = tmp_path / "cr.txt"
     cr.write_bytes("SCRIPT: X\r[0:00 – A]\rNarration:\r“one”\r[0:09 – B]\rtwo\r".encode("utf-8"))
     assert read_text(cr) == "SCRIPT: X\n[0:00 – A]\nNarration:\n“one”\n[0:09 – B]\ntwo\n"
-    s = parse_file(cr)
+    s = parse_file(cr, options=OPTIONS)
     assert [sc.line for sc in s.scenes] == [2, 5] and s.scenes[0].narration[0].text == "one"
 
 
 def test_unreadable_file_is_an_issue_not_an_exception(tmp_path):
     for path in (tmp_path / "missing.txt", tmp_path):
-        s = parse_file(path)
+        s = parse_file(path, options=OPTIONS)
         assert s.scenes == [] and [i.code for i in s.errors] == ["unreadable_file"]
         assert s.errors[0].message.startswith(f"{path}: ")
 
@@ -395,7 +398,7 @@ def test_sample_scripts_parse_without_issues():
     if not paths:
         pytest.skip("no sample scripts")
     for path in paths:
-        s = parse_file(path)
+        s = parse_file(path, options=OPTIONS)
         assert s.issues == [], s.issues
         assert s.scenes and all(sc.duration > 0 for sc in s.scenes)
         assert s.format == ("markdown" if path.suffix == ".md" else "log")
@@ -464,7 +467,7 @@ END LOG_0002
 
 
 def test_round_trip_every_content_line_lands_in_exactly_one_field():
-    s = parse_log(RICH, "descent.txt")
+    s = parse_log(RICH, "descent.txt", options=OPTIONS)
     assert s.issues == []
     fields = model_fields(s)
 
@@ -565,31 +568,47 @@ def test_last_scene_is_long_enough_for_its_narration():
 
 def test_narration_over_the_provider_limit_warns_and_counts_requests():
     sentence = "Nine words in this sentence, give or take one. "  # 47 characters
-    s = parse(f"[0:00 – A]\nVisual: v\nNarration:\n{sentence * 4}\n", max_narration_chars=100)
+    s = parse(f"[0:00 – A]\nVisual: v\nNarration:\n{sentence * 4}\n", char_limit=100)
     issue = assert_issue(s, "narration_over_limit", "warning", 4)
     assert "187 characters" in issue.message and "100-character limit" in issue.message
     assert "split into 2 requests" in issue.message and s.errors == []
 
 
 def test_provider_limit_default_and_off_switch():
-    at_limit = "[0:00 – A]\nNarration: " + "x" * 5000 + "\n"
-    over_limit = "[0:00 – A]\nNarration: " + "x" * 5001 + "\n"
+    limit = ElevenLabsVoiceConfig().char_limit  # OPTIONS' limit: the one voice that has one
+    at_limit = "[0:00 – A]\nNarration: " + "x" * limit + "\n"
+    over_limit = "[0:00 – A]\nNarration: " + "x" * (limit + 1) + "\n"
     assert parse(at_limit).issues == []
-    assert "5,001 characters" in assert_issue(parse(over_limit), "narration_over_limit", "warning", 2).message
-    assert parse(over_limit, max_narration_chars=0).issues == []
+    message = assert_issue(parse(over_limit), "narration_over_limit", "warning", 2).message
+    assert f"{limit + 1:,} characters" in message
+    assert parse(over_limit, char_limit=0).issues == []
 
 
-@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf"), None, "fast"])
-def test_unusable_options_fall_back_to_defaults(bad):
-    eleven = " ".join(["w"] * 11)  # 4.4 s at 150 wpm + 1 s → 6 s
-    s = parse(f"[0:00 – A]\n{eleven}\n", words_per_minute=bad, min_last_scene_s=bad, max_narration_chars=bad)
-    assert s.issues == [] and s.scenes[0].duration == 6.0
+@pytest.mark.parametrize("setting, bad", [
+    *(("words_per_minute", bad) for bad in (0, -5, float("nan"), float("inf"), None, "fast")),
+    *(("min_last_scene_s", bad) for bad in (float("nan"), None, "long")),
+    *(("char_limit", bad) for bad in (float("inf"), None, "many")),
+])
+def test_unusable_options_are_refused_naming_the_setting(setting, bad):
+    """No default to fall back on here: those live in the config schema, where the fix is."""
+    with pytest.raises(ValueError, match=rf"^(script|voice)\.{setting}="):
+        Options.of(**{**asdict(OPTIONS), setting: bad})
 
 
 def test_options_of():
-    assert Options.of() == Options(150.0, 4.0, 5000)
-    assert Options.of("120", "2.5", "300.0") == Options(120.0, 2.5, 300)
-    assert Options.of(max_narration_chars=-1).max_narration_chars == 0
+    assert Options.of("log", "120", "2.5", "300.0") == Options("log", 120.0, 2.5, 300)
+    assert Options.of("auto", 150, 4, -1).char_limit == 0  # no limit
+
+
+def test_options_are_the_script_config_and_the_voice_limit_with_no_defaults_of_their_own():
+    """renderer.script may not import the schema, so it holds no defaults to drift from it: Options' fields are
+    ScriptConfig's and the voice's char_limit, and every caller passes them."""
+    assert [f.name for f in fields(Options)] == [f.name for f in fields(ScriptConfig)] + ["char_limit"]
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(Options))
+    assert "char_limit" in {f.name for f in fields(ElevenLabsVoiceConfig)}
+    for parse_function in (parse_file, parse_text, parse_log):
+        assert all(p.default is inspect.Parameter.empty for name, p in inspect.signature(parse_function).parameters
+                   .items() if name != "path"), parse_function
 
 
 # --------------------------------------------------------------------------- split_text
@@ -651,29 +670,29 @@ def test_split_text_never_exceeds_the_limit_and_loses_nothing(text, limit):
 )
 def test_detect_format(text, fmt):
     assert detect_format(text) == fmt
-    assert parse_text(text, "t.txt").format == fmt
+    assert parse_text(text, "t.txt", options=OPTIONS).format == fmt
 
 
 def test_format_option_forces_a_parser(tmp_path):
     markdown = "# T\n## Scene 1: A\n**W**: hi\n"
-    forced = parse_text(markdown, "t.txt", format="log")
+    forced = parse_text(markdown, "t.txt", options=replace(OPTIONS, format="log"))
     assert forced.format == "log" and [i.code for i in forced.errors] == ["no_scenes"]
-    forced = parse_text("SCRIPT: X\n[0:00 – A]\nhi\n", "t.txt", format="markdown")
+    forced = parse_text("SCRIPT: X\n[0:00 – A]\nhi\n", "t.txt", options=replace(OPTIONS, format="markdown"))
     assert forced.format == "markdown" and [i.code for i in forced.errors] == ["no_scenes"]
     path = tmp_path / "screenplay.txt"
     path.write_text(markdown, encoding="utf-8")
-    assert parse_file(path).format == "markdown"
-    assert parse_file(path, format=" MarkDown ").scenes[0].narration[0].speaker == "W"
+    assert parse_file(path, options=OPTIONS).format == "markdown"
+    assert parse_file(path, options=replace(OPTIONS, format=" MarkDown ")).scenes[0].narration[0].speaker == "W"
 
 
 def test_unknown_format_is_an_error_issue():
-    s = parse_text("[0:00 – A]\nhi\n", "t.txt", format="yaml")
+    s = parse_text("[0:00 – A]\nhi\n", "t.txt", options=replace(OPTIONS, format="yaml"))
     issue = assert_issue(s, "unknown_format", "error", None)
     assert "“yaml”" in issue.message and s.scenes == []
 
 
 def test_bytes_are_decoded_like_files():
-    s = parse_text("[0:00 – A]\r\nNarration: caf\u00e9 \u201cok\u201d\r\n".encode("cp1252"), "t.txt")
+    s = parse_text("[0:00 – A]\r\nNarration: caf\u00e9 \u201cok\u201d\r\n".encode("cp1252"), "t.txt", options=OPTIONS)
     assert s.scenes[0].narration[0].text == "caf\u00e9 \u201cok\u201d" and s.issues == []
 
 

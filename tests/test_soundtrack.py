@@ -16,7 +16,7 @@ from renderer.pipeline.render import render_script
 from renderer.providers.base import AudioClip
 from renderer.stages import soundtrack
 from renderer.stages.timeline import plan
-from tests.conftest import TINY, TWO_SCENES, compose_cfg
+from tests.conftest import TINY, TWO_SCENES, compose_cfg, parsed
 
 RATE = 48000
 CFG = {"encode.audio_bitrate": "128k", "encode.audio_rate": RATE, "encode.audio_channels": 1,
@@ -147,11 +147,10 @@ def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
     from renderer.engine.graph import Graph
     from renderer.pipeline import compose
     from renderer.pipeline.render import providers_for
-    from renderer.script import parse_text
     from tests.test_keys import outputs_for, with_leaf_flipped
 
     music = tone(tmp_path / "bed.wav", 200, 1.0)
-    script = parse_text(TWO_SCENES, path="tiny.txt")
+    script = parsed()
 
     def key(*overrides, flip=None):
         cfg = compose_cfg(*TINY, "assembly=audio_only", *overrides)

@@ -11,23 +11,15 @@ import argparse
 import json
 from dataclasses import asdict
 
-from renderer.config import ScriptConfig
+from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
 from renderer.ops.exits import Exit
-from renderer.script import FORMATS, Script, clip, format_time, parse_file
+from renderer.script import FORMATS, Options, Script, clip, format_time, parse_file
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments().parse_args(argv)
-    scripts = [
-        parse_file(
-            path,
-            format=args.format,
-            words_per_minute=args.wpm,
-            min_last_scene_s=args.min_scene_s,
-            max_narration_chars=args.max_chars,
-        )
-        for path in args.files
-    ]
+    options = Options.of(args.format, args.wpm, args.min_scene_s, args.char_limit)
+    scripts = [parse_file(path, options=options) for path in args.files]
     if args.json:
         print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))
     else:
@@ -37,21 +29,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _arguments() -> argparse.ArgumentParser:
-    defaults = ScriptConfig()
+    defaults, limit = ScriptConfig(), ElevenLabsVoiceConfig().char_limit  # the one voice with a request limit
     parser = argparse.ArgumentParser(
         prog="python -m renderer.check",
         description="Parse video scripts and report their structure and problems, without rendering.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="script files (LOG or Markdown)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
-    parser.add_argument("--format", choices=FORMATS, default="auto", help="script format (default: detected)")
+    parser.add_argument("--format", choices=FORMATS, default=defaults.format,
+                        help=f"script format (default: {defaults.format}, detected from the content)")
     parser.add_argument("--wpm", type=_positive, default=defaults.words_per_minute, metavar="N",
                         help=f"speaking rate in words per minute (default: {defaults.words_per_minute:g})")
     parser.add_argument("--min-scene-s", type=_not_negative, default=defaults.min_last_scene_s, metavar="S",
                         help=f"shortest estimated scene, seconds (default: {defaults.min_last_scene_s:g})")
-    parser.add_argument("--max-chars", type=int, default=defaults.max_narration_chars, metavar="N",
-                        help="narration characters per voice request; 0 = no limit "
-                             f"(default: {defaults.max_narration_chars})")
+    parser.add_argument("--char-limit", "--max-chars", type=int, default=limit, metavar="N",
+                        help=f"narration characters per voice request, voice.char_limit; 0 = no limit (default: "
+                             f"{limit}, ElevenLabs')")
     return parser
 
 

@@ -24,9 +24,10 @@ from typing import Callable
 
 import psutil
 
+from renderer.config import LimitsConfig
 from renderer.ops import health
 
-DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_TIMEOUT_S = LimitsConfig().ffmpeg_timeout_s  # a run given no timeout (the stages give the config's)
 MEDIA_TOOLS = ("ffmpeg", "ffprobe", "espeak-ng", "espeak")  # what this module starts
 KILL_GRACE_S = 3.0
 STDERR_TAIL_LINES = 20

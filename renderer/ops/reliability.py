@@ -35,7 +35,7 @@ import pybreaker
 import tenacity
 from loguru import logger
 
-from renderer.config import BreakerConfig, BreakerServiceConfig, RetryConfig
+from renderer.config import BreakerConfig, BreakerServiceConfig, LimitsConfig, RetryConfig
 from renderer.ops import health
 from renderer.ops.logs import redact
 
@@ -87,6 +87,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 _API_RETRY = RetryConfig().api  # the schema is the one source of the defaults
+_LIMITS = LimitsConfig()  # ... and of a guard's request timeout and concurrency
 
 
 # --- cancellation ------------------------------------------------------------------------------------------
@@ -295,7 +296,7 @@ class SharedBreaker(pybreaker.CircuitBreaker):
     the breaker.
     """
 
-    def __init__(self, *args: Any, trial_timeout_s: float = 60.0, **kwargs: Any):
+    def __init__(self, *args: Any, trial_timeout_s: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.trial_timeout_s = trial_timeout_s
 
@@ -481,8 +482,7 @@ class ServiceGuard:
     """semaphore → retry → breaker → call, with a record of each call (``last_call`` is per thread)."""
 
     def __init__(self, service: str, breaker: pybreaker.CircuitBreaker, policy: RetryPolicy, *,
-                 timeout_s: float = 60.0, max_concurrency: int = 4,
-                 state_dir: RunState | Path | str | None = None):
+                 timeout_s: float, max_concurrency: int, state_dir: RunState | Path | str | None = None):
         self.service = service
         self.breaker = breaker
         self.policy = policy
@@ -617,7 +617,7 @@ def breaker_states(shared: RunState, services: Iterable[str], breaker_cfg: Any =
 
 
 def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: RunState | Path | str | None = None,
-                  trial_timeout_s: float = 60.0) -> SharedBreaker:
+                  trial_timeout_s: float = _LIMITS.api_timeout_s) -> SharedBreaker:
     """The breaker of ``service``; ``trial_timeout_s`` bounds how long one half-open trial holds its slot."""
     fail_max, reset_timeout_s = breaker_settings(service, breaker_cfg)
     state = run_state(state_dir)
@@ -628,13 +628,15 @@ def build_breaker(service: str, breaker_cfg: Any = None, *, state_dir: RunState 
 
 
 def build_guard(service: str, breaker_cfg: Any = None, retry_cfg: Any = None, *,
-                state_dir: RunState | Path | str | None = None, timeout_s: float = 60.0,
-                max_concurrency: int = 4) -> ServiceGuard:
+                state_dir: RunState | Path | str | None = None, timeout_s: float = _LIMITS.api_timeout_s,
+                max_concurrency: int | None = None) -> ServiceGuard:
     """The guard for ``service`` from config: ``breaker_cfg`` is ``cfg.breaker`` (or its service entry),
     ``retry_cfg`` is ``cfg.retry`` (its ``api`` policy is used) or one policy; ``state_dir`` shares the
     breaker between processes (one directory per run, or a ``RunState``: the cluster's); a half-open trial holds its slot for at most
-    ``timeout_s``, the request timeout; ``max_concurrency`` requests at once, over all processes of the run
-    when there is a ``state_dir``."""
+    ``timeout_s``, the request timeout; ``max_concurrency`` requests at once (by default the schema's
+    ``limits.api_concurrency`` for the service), over all processes of the run when there is a ``state_dir``."""
+    if max_concurrency is None:
+        max_concurrency = getattr(_LIMITS.api_concurrency, service)
     return ServiceGuard(service, build_breaker(service, breaker_cfg, state_dir=state_dir, trial_timeout_s=timeout_s),
                         RetryPolicy.from_cfg(retry_cfg), timeout_s=timeout_s, max_concurrency=max_concurrency,
                         state_dir=state_dir)

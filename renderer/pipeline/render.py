@@ -27,7 +27,7 @@ from renderer.ops.run_state import shared_state
 from renderer.pipeline import compose
 from renderer.providers import chain
 from renderer.providers.chain import Providers, ProviderUnavailable
-from renderer.script import Script, parse_file
+from renderer.script import Options, Script, parse_file
 from renderer.stages.mux import Video
 
 
@@ -56,14 +56,21 @@ def _breaker_of(providers: Providers, stage: str, services: dict[str, Any]) -> d
     return {"breaker": services[service]["breaker_state"]} if service in services else {}
 
 
+def script_options(cfg: DictConfig) -> Options:
+    """How scripts are parsed: ``script.*``, and the voice's ``char_limit`` (a voice without one takes any length)."""
+    try:
+        return Options.of(**cfg.script, char_limit=cfg.voice.get("char_limit", 0))
+    except ValueError as exc:
+        raise ScriptError(str(exc)) from None
+
+
 def _read(path: Path, cfg: DictConfig) -> Script:
     """Parse the file, retrying per retry.parse while it cannot be read (a network share that hiccups)."""
     last: list[Script] = []
+    options = script_options(cfg)
 
     def attempt() -> Script:
-        last[:] = [parse_file(path, format=cfg.script.format, words_per_minute=cfg.script.words_per_minute,
-                              min_last_scene_s=cfg.script.min_last_scene_s,
-                              max_narration_chars=cfg.script.max_narration_chars)]
+        last[:] = [parse_file(path, options=options)]
         unreadable = [i for i in last[0].issues if i.code == "unreadable_file"]
         if unreadable:
             raise OSError(unreadable[0].message)

@@ -1,4 +1,4 @@
-"""What providers return: plain data about a file they rendered."""
+"""What providers return (plain data about a file they rendered), and what they share."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+from renderer.config import LimitsConfig
+
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
+# what a call given no timeout may take (the stages give the config's): the schema's limits
+LOCAL_TIMEOUT_S = LimitsConfig().ffmpeg_timeout_s  # an offline provider's call, as a tool run
+SCENE_TIMEOUT_S = LimitsConfig().scene_timeout_s  # a cloud provider's scene: every request, retry and poll
 
 
 class ProviderConfigError(ValueError):

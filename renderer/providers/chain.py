@@ -7,30 +7,46 @@ provider whose settings are wrong (``ProviderConfigError``: the fix, not a stand
 A provider that cannot even start (no API key, no espeak-ng) is replaced by its first working stand-in,
 recorded as a fallback. Cloud providers get a service guard (breaker, retries, concurrency) whose breaker
 state is shared by every worker of the run through ``state_dir``.
+
+Every provider is built from its schema (renderer/config.py), the one place its defaults live: the configured
+one from the composed group config, a stand-in (``OFFLINE``) from its own schema with the configured provider's
+settings of the same names, so the user's config holds for it too: ``visual=runway visual.sources='[life]'``
+falls back to procedural clips drawn from ``life`` (runway carries the procedural stand-in's ``scale``, ``fps``
+and ``sources``; the library's ``fps`` is its stand-in's too). Not shared: ``name``, ``_target_`` and
+``speakers``, whose values are each provider's own voice names (ElevenLabs voice ids, piper models, espeak-ng
+voices), so voice stand-ins speak with their schema's voices. A stand-in of the configured provider's own kind
+(the bundled piper voice when the configured piper model cannot load) takes none of its settings: those are what
+failed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from loguru import logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from renderer.config import (
+    BackdropVisualConfig,
+    EspeakVoiceConfig,
+    PiperVoiceConfig,
+    ProceduralVisualConfig,
+    SilentVoiceConfig,
+)
 from renderer.ops.logs import redact
 from renderer.ops.reliability import RunState, build_guard
 from renderer.providers.base import ProviderConfigError
-from renderer.providers.espeak import EspeakVoice
-from renderer.providers.piper import PiperVoice
-from renderer.providers.procedural import Backdrop, ProceduralVisual
-from renderer.providers.silent import SilentVoice
 
-OFFLINE: dict[str, list[Callable[[], Any]]] = {
-    "voice": [PiperVoice, EspeakVoice, SilentVoice],
-    "visual": [ProceduralVisual, Backdrop],
+# the offline stand-ins of each group, in order, by schema
+OFFLINE: dict[str, list[type]] = {
+    "voice": [PiperVoiceConfig, EspeakVoiceConfig, SilentVoiceConfig],
+    "visual": [ProceduralVisualConfig, BackdropVisualConfig],
 }
+OWN = ("_target_", "name", "speakers")  # settings a stand-in never takes from the configured provider
 
 
 class ProviderUnavailable(RuntimeError):
@@ -65,17 +81,38 @@ class Providers:
         return out
 
 
-def _stand_ins(group: str, configured: Any) -> list[Any]:
-    """Offline stand-ins after ``configured`` (never the same kind of provider again)."""
+def make(schema: type, **settings: Any) -> Any:
+    """The provider ``schema`` names, built from the schema's defaults with ``settings`` over them (checked against
+    it, as a config override is); a provider that refuses them raises its own error."""
+    try:
+        return instantiate(OmegaConf.merge(OmegaConf.structured(schema), settings))
+    except InstantiationException as exc:
+        error = exc.__cause__ or exc
+    raise error  # outside the handler: Hydra's wrapper does not become its context (a loop back to it)
+
+
+def stand_in_settings(schema: type, configured: DictConfig) -> dict[str, Any]:
+    """The configured provider's settings a stand-in of ``schema`` is built with: those of the same names but
+    ``OWN``; none when it is of the configured kind (see the module's docstring)."""
+    if configured.get("_target_") == schema._target_:
+        return {}
+    return {f.name: configured[f.name] for f in fields(schema) if f.name in configured and f.name not in OWN}
+
+
+def _stand_ins(group: str, configured: DictConfig, *, started: bool) -> list[Any]:
+    """Offline stand-ins for the ``configured`` provider; once it has ``started``, none of its kind again."""
     chain = OFFLINE[group]
-    if type(configured) in chain:
-        chain = chain[chain.index(type(configured)) + 1:]
+    kinds = [schema._target_ for schema in chain]
+    if started and configured.get("_target_") in kinds:
+        chain = chain[kinds.index(configured._target_) + 1:]
     out = []
-    for make in chain:
+    for schema in chain:
         try:
-            out.append(make())
+            out.append(make(schema, **stand_in_settings(schema, configured)))
         except Exception as exc:
-            logger.warning("{} stand-in {} unavailable: {}", group, make.__name__, exc)
+            if wrong := _wrong_settings(exc):  # the user's settings it was given: the fix, not the next stand-in
+                raise ProviderUnavailable(f"{group}={configured.name}: {wrong}") from None
+            logger.warning("{} stand-in {} unavailable: {}", group, schema.name, exc)
     return out
 
 
@@ -100,7 +137,7 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
             if not allowed:
                 raise ProviderUnavailable(f"{group} provider {group_cfg.name} cannot start and fallback is off: "
                                           f"{reason}") from exc
-            backups = _stand_ins(group, None)
+            backups = _stand_ins(group, group_cfg, started=False)
             if not backups:
                 raise ProviderUnavailable(f"no {group} provider can start: {reason}") from exc
             provider = backups.pop(0)
@@ -109,7 +146,7 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
             logger.warning("{} provider {} cannot start, using {}: {}", group, group_cfg.name, provider.name, reason)
         else:
             providers.stand_in[group] = False
-            backups = _stand_ins(group, provider) if allowed else []
+            backups = _stand_ins(group, group_cfg, started=True) if allowed else []
             service = getattr(provider, "service", None)
             if service:
                 provider.guard = build_guard(service, cfg.breaker, cfg.retry, state_dir=state_dir,

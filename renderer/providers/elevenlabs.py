@@ -16,19 +16,15 @@ import threading
 import time
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import quote
 
 from renderer.media import ffmpeg
 from renderer.ops.reliability import Cancelled, ServiceError, ServiceGuard
-from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
+from renderer.providers.base import SCENE_TIMEOUT_S, SPEAKER_GAP_S, AudioClip, takes
 from renderer.providers.http import Client, Guarded, api_key, json_body
 from renderer.script import split_text
 
-DEFAULT_BASE_URL = "https://api.elevenlabs.io"
-DEFAULT_VOICE_ID = "JBFqnCBsd6RMkjVDRZzb"
-DEFAULT_VOICE_SETTINGS = {"stability": 0.5, "similarity_boost": 0.75, "style": 0.0, "use_speaker_boost": True,
-                          "speed": 1.0}
 CONTEXT_CHARS = 300  # previous_text / next_text sent for continuity between chunks
 SAMPLE_BYTES = 2  # 16-bit mono PCM
 
@@ -44,31 +40,23 @@ def parse_output_format(name: str) -> tuple[str, int]:
 
 
 class ElevenLabsVoice(Guarded):
+    """Built from ElevenLabsVoiceConfig (renderer/config.py), where its settings' defaults live."""
+
     UNKEYED = ("fallback",)  # what happens on failure, not what a success sounds like
     service = "elevenlabs"
     version = "1"
 
-    def __init__(
-        self,
-        name: str = "elevenlabs",
-        base_url: str = DEFAULT_BASE_URL,
-        model_id: str = "eleven_multilingual_v2",
-        voice_id: str = DEFAULT_VOICE_ID,
-        speakers: dict[str, str] | None = None,
-        voice_settings: dict[str, Any] | None = None,
-        output_format: str = "pcm_22050",
-        char_limit: int = 5000,
-        with_timestamps: bool = False,
-        fallback: bool = True,
-    ):
+    def __init__(self, *, name: str, base_url: str, model_id: str, voice_id: str, speakers: Mapping[str, str],
+                 voice_settings: Mapping[str, Any], output_format: str, char_limit: int, with_timestamps: bool,
+                 fallback: bool):
         self.name = name
         self.model_id = model_id
         self.voice_id = voice_id
-        self.speakers = dict(speakers or {})  # dict() also turns Hydra's DictConfig into plain data
-        self.voice_settings = {**DEFAULT_VOICE_SETTINGS, **dict(voice_settings or {})}
+        self.speakers = dict(speakers)  # dict() also turns Hydra's DictConfig into plain data
+        self.voice_settings = dict(voice_settings)
         self.output_format = output_format
         self.codec, self.sample_rate = parse_output_format(output_format)
-        self.char_limit = max(1, int(char_limit))
+        self.char_limit = max(0, int(char_limit))  # 0: no limit
         self.with_timestamps = with_timestamps
         self.fallback = fallback
         self.client = Client(self.service, base_url, {"xi-api-key": api_key("ELEVENLABS_API_KEY", "ElevenLabs")})
@@ -82,7 +70,8 @@ class ElevenLabsVoice(Guarded):
         return f"ElevenLabsVoice(name={self.name!r}, base_url={self.client.base_url!r}, model_id={self.model_id!r})"
 
     # --- public ----------------------------------------------------------------------------------------
-    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *, timeout: float = 60.0) -> AudioClip:
+    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *,
+                   timeout: float = SCENE_TIMEOUT_S) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
         spoken = takes(lines, self.speakers, self.voice_id)
         if not spoken:
@@ -96,7 +85,7 @@ class ElevenLabsVoice(Guarded):
             for n, (voice, text) in enumerate(spoken):
                 if n:
                     pcm += gap
-                chunks = split_text(text, self.char_limit)
+                chunks = split_text(text, self.char_limit or len(text))  # no limit: one chunk
                 for i, chunk in enumerate(chunks):
                     before = chunks[i - 1][-CONTEXT_CHARS:] if i else ""
                     after = chunks[i + 1][:CONTEXT_CHARS] if i + 1 < len(chunks) else ""

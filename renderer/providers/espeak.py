@@ -7,9 +7,10 @@ import tempfile
 import wave
 from functools import cache
 from pathlib import Path
+from typing import Mapping
 
 from renderer.media import ffmpeg
-from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
+from renderer.providers.base import LOCAL_TIMEOUT_S, SPEAKER_GAP_S, AudioClip, takes
 
 
 class EspeakError(RuntimeError):
@@ -17,25 +18,19 @@ class EspeakError(RuntimeError):
 
 
 class EspeakVoice:
+    """Built from EspeakVoiceConfig (renderer/config.py), where its settings' defaults live."""
+
     version = "1"
 
-    def __init__(
-        self,
-        name: str = "espeak",
-        voice: str = "en-us",
-        rate: int = 160,
-        pitch: int = 45,
-        amplitude: int = 120,
-        word_gap: int = 1,
-        speakers: dict[str, str] | None = None,
-    ):
+    def __init__(self, *, name: str, voice: str, rate: int, pitch: int, amplitude: int, word_gap: int,
+                 speakers: Mapping[str, str]):
         self.name = name
         self.voice = voice
         self.rate = rate
         self.pitch = pitch
         self.amplitude = amplitude
         self.word_gap = word_gap
-        self.speakers = dict(speakers or {})
+        self.speakers = dict(speakers)  # dict() also turns Hydra's DictConfig into plain data
         self.binary = shutil.which("espeak-ng") or shutil.which("espeak")
         if not self.binary:
             raise EspeakError("espeak-ng not found: install it (Debian/Ubuntu: apt-get install espeak-ng)")
@@ -46,7 +41,8 @@ class EspeakVoice:
                 raise EspeakError(f"unknown espeak-ng voice {wanted!r}: pick a language from `espeak-ng --voices`"
                                   f" (e.g. en-us, en-gb), optionally +variant from `espeak-ng --voices=variant`")
 
-    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *, timeout: float = 60.0) -> AudioClip:
+    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *,
+                   timeout: float = LOCAL_TIMEOUT_S) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
         spoken = takes(lines, self.speakers, self.voice)
         if not spoken:

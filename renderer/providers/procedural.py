@@ -12,10 +12,14 @@ import colorsys
 import hashlib
 import random
 from pathlib import Path
+from typing import Sequence
 
 from renderer.media import ffmpeg
-from renderer.providers.base import VisualClip
+from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
 from renderer.providers.prompt import Mood, mood_of
+
+
+SOURCES = ("gradients", "life", "mandelbrot", "plasma")  # the lavfi sources it can draw (_source)
 
 
 def seed_of(*parts: str) -> int:
@@ -69,21 +73,26 @@ def _source(kind: str, w: int, h: int, fps: int, duration: float, rng: random.Ra
                 f"geq=r='60+50*sin(X/{a:.1f}+T*{k:.2f})*cos(Y/{b:.1f}-T*{t1:.2f})'"
                 f":g='40+35*sin((X+Y)/{a + b:.1f}+T*{t2:.2f})'"
                 f":b='90+70*cos(hypot(X-W/2,Y-H/2)/{b:.1f}-T*{k:.2f})'{_tint(rgb[0], mood)}")
-    raise ValueError(f"unknown procedural source {kind!r}: use gradients, life, mandelbrot or plasma")
+    raise ValueError(f"unknown procedural source {kind!r}: use {', '.join(SOURCES)}")
 
 
 class ProceduralVisual:
+    """Built from ProceduralVisualConfig (renderer/config.py), where its settings' defaults live; as a stand-in,
+    with the configured visual's settings of the same names (renderer/providers/chain.py)."""
+
     version = "2"  # 2: steered by the prompt's colour and mood words
 
-    def __init__(self, name: str = "procedural", scale: float = 0.25, fps: int = 12,
-                 sources: list[str] | None = None):
+    def __init__(self, *, name: str, scale: float, fps: int, sources: Sequence[str]):
         self.name = name
         self.scale = scale
         self.fps = fps
-        self.sources = list(sources or ["gradients"])
+        self.sources = list(sources)
+        unknown = [kind for kind in self.sources if kind not in SOURCES]
+        if unknown or not self.sources:
+            raise ProviderConfigError(f"visual.sources={self.sources}: name one or more of {', '.join(SOURCES)}")
 
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = 300.0) -> VisualClip:
+               timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
         """A clip of ``duration`` seconds for a scene described by ``prompt`` (the prompt seeds and steers it)."""
         rng = random.Random(seed_of(prompt))
         kind = self.sources[rng.randrange(len(self.sources))]
@@ -97,14 +106,17 @@ class ProceduralVisual:
 
 
 class Backdrop:
-    """The last resort for a scene's visual: a dark still, tiny (assembly scales it)."""
+    """The last resort for a scene's visual: a dark still, tiny (assembly scales it). Built from
+    BackdropVisualConfig (renderer/config.py)."""
 
-    name = "backdrop"
     version = "1"
     colour = "0x14161c"
 
+    def __init__(self, *, name: str):
+        self.name = name
+
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = 300.0) -> VisualClip:
+               timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
         ffmpeg.run(["-f", "lavfi", "-i", f"color=c={self.colour}:s=64x36:r=1:d={duration:.3f}", "-c:v", "libx264",
                     "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)], timeout=timeout)
         return VisualClip(out, duration, self.name)

@@ -20,21 +20,17 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 from renderer.media import ffmpeg
 from renderer.ops.reliability import Cancelled, ServiceError, ServiceGuard
-from renderer.providers.base import VisualClip
-from renderer.providers.fit import fit_clip
+from renderer.providers.base import SCENE_TIMEOUT_S, VisualClip
+from renderer.providers.fit import FITS, fit_clip
 from renderer.providers.http import Client, Guarded, api_key, json_body
 
-DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
-API_VERSION = "2024-11-06"
-DEFAULT_RATIOS = ("1280:720", "720:1280", "960:960", "1104:832", "832:1104", "1584:672")
 # text_to_video takes fewer ratios than image_to_video: gen4.5 only these two (API reference, text_to_video body)
 TEXT_TO_VIDEO_RATIOS = {"gen4.5": ("1280:720", "720:1280")}
-CINEMATIC_STYLE = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
 NOT_RETRYABLE_FAILURES = ("SAFETY", "INPUT_PREPROCESSING.SAFETY", "ASSET.INVALID")
 # an image in a Visual line: an https URL (or a data URI) of a picture Runway takes as the first frame
@@ -82,35 +78,27 @@ def task_failure(service: str, task: dict[str, Any]) -> ServiceError:
 
 
 class RunwayVisual(Guarded):
-    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback")  # how we wait and recover, not what we get
+    """Built from RunwayVisualConfig (renderer/config.py), where its settings' defaults live. ``scale``, ``fps``
+    and ``sources`` are its procedural stand-in's (renderer/providers/chain.py), not Runway's."""
+
+    # how we wait and recover, and what the stand-in draws: not what Runway makes
+    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback", "scale", "fps", "sources")
     service = "runway"
 
-    def __init__(
-        self,
-        name: str = "runway",
-        base_url: str = DEFAULT_BASE_URL,
-        api_version: str = API_VERSION,
-        model: str = "gen4.5",
-        image_model: str = "gen4_turbo",
-        ratio: str = "auto",
-        ratios: list[str] | None = None,
-        min_duration_s: int = 2,
-        max_duration_s: int = 10,
-        prompt_limit: int = 1000,
-        cinematic: bool = False,
-        cinematic_style: str = CINEMATIC_STYLE,
-        fit: str = "loop",
-        poll_interval_s: float = 5.0,
-        poll_jitter_s: float = 1.0,
-        fallback: bool = True,
-    ):
-        if fit not in ("loop", "extend"):
+    def __init__(self, *, name: str, base_url: str, api_version: str, model: str, image_model: str, ratio: str,
+                 ratios: Sequence[str], min_duration_s: int, max_duration_s: int, prompt_limit: int, cinematic: bool,
+                 cinematic_style: str, fit: str, poll_interval_s: float, poll_jitter_s: float, fallback: bool,
+                 scale: float, fps: int, sources: Sequence[str]):
+        del scale, fps, sources  # the procedural stand-in's, built from the same config (chain.py)
+        if fit not in FITS:
             raise ValueError(f"unknown runway fit {fit!r}: use loop (repeat the clip) or extend (hold its last frame)")
+        if not ratios:
+            raise ValueError("visual.ratios is empty: list the W:H ratios Runway may be asked for")
         self.name = name
         self.model = model
         self.image_model = image_model
         self.ratio = ratio
-        self.ratios = list(ratios or DEFAULT_RATIOS)
+        self.ratios = list(ratios)
         self.min_duration_s = int(min_duration_s)
         self.max_duration_s = int(max_duration_s)
         self.prompt_limit = int(prompt_limit)
@@ -137,7 +125,7 @@ class RunwayVisual(Guarded):
 
     # --- public ----------------------------------------------------------------------------------------
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = 300.0, image_url: str | None = None) -> VisualClip:
+               timeout: float = SCENE_TIMEOUT_S, image_url: str | None = None) -> VisualClip:
         """A clip of ``duration`` seconds for ``prompt`` (from ``image_url`` when given), at ``out`` (mp4)."""
         deadline = time.monotonic() + timeout
         if image_url is None:

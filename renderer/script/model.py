@@ -100,24 +100,27 @@ class Script:
 
 @dataclass(frozen=True)
 class Options:
-    """Parsing settings (``script:`` in the config). Build with ``Options.of``, which never rejects a value."""
+    """Parsing settings: the config's ``script:`` block and the voice's ``char_limit``. Build with ``Options.of``.
 
-    words_per_minute: float = 150.0  # speaking rate for duration estimates and the too-long check
-    min_last_scene_s: float = 4.0  # shortest scene whose length is estimated (last LOG scene, untimed Markdown)
-    max_narration_chars: int = 5000  # one voice request's limit; 0 = no limit
+    No defaults here: they live in the config schema (renderer/config.py: ScriptConfig, the voice's config), which
+    this package does not import; whoever parses passes them."""
+
+    format: str  # auto (detected from the content) | log | markdown
+    words_per_minute: float  # speaking rate for duration estimates and the too-long check
+    min_last_scene_s: float  # shortest scene whose length is estimated (last LOG scene, untimed Markdown)
+    char_limit: int  # narration characters one voice request takes; 0 = no limit
 
     @classmethod
-    def of(cls, words_per_minute=150.0, min_last_scene_s=4.0, max_narration_chars=5000) -> Options:
-        """Unusable values (None, NaN, negative rates, text) fall back to the defaults."""
-        default = cls()
-        wpm = float(words_per_minute) if _finite(words_per_minute) and float(words_per_minute) > 0 else None
-        minimum = float(min_last_scene_s) if _finite(min_last_scene_s) else None
-        limit = max(0, int(float(max_narration_chars))) if _finite(max_narration_chars) else None
-        return cls(
-            wpm or default.words_per_minute,
-            default.min_last_scene_s if minimum is None else minimum,
-            default.max_narration_chars if limit is None else limit,
-        )
+    def of(cls, format: str, words_per_minute, min_last_scene_s, char_limit) -> Options:  # noqa: A002
+        """Options from config values (numbers written as text too; a negative ``char_limit`` is no limit). A value
+        no script can be timed with (None, NaN, a rate that is not positive, text) is a ValueError naming it."""
+        if not (_finite(words_per_minute) and float(words_per_minute) > 0):
+            raise ValueError(f"script.words_per_minute={words_per_minute!r}: give a positive number of words a minute")
+        if not _finite(min_last_scene_s):
+            raise ValueError(f"script.min_last_scene_s={min_last_scene_s!r}: give a number of seconds")
+        if not _finite(char_limit):
+            raise ValueError(f"voice.char_limit={char_limit!r}: give a number of characters, or 0 for no limit")
+        return cls(str(format), float(words_per_minute), float(min_last_scene_s), max(0, int(float(char_limit))))
 
 
 # --------------------------------------------------------------------------- issues
@@ -197,7 +200,7 @@ def _scene_issues(path: str, scene: Scene, options: Options) -> list[Issue]:
             "the narration will be cut"
         )
         issues.append(new_issue(path, "narration_too_long", WARNING, line, what))
-    limit = options.max_narration_chars
+    limit = options.char_limit
     if limit and len(text) > limit:
         what = (
             f"{name} has {len(text):,} characters of narration, over the {limit:,}-character limit of one "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
@@ -46,14 +47,7 @@ def _normalise(text: str) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_file(
-    path: str | PathLike,
-    *,
-    format: str = "auto",  # noqa: A002 - the config key is script.format
-    words_per_minute: float = 150.0,
-    min_last_scene_s: float = 4.0,
-    max_narration_chars: int = 5000,
-) -> Script:
+def parse_file(path: str | PathLike, *, options: Options) -> Script:
     """read_text + parse_text. An unreadable file gives a Script with an error Issue, never an exception."""
     name = str(path)
     try:
@@ -61,37 +55,22 @@ def parse_file(
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported as data
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return _failed(name, "unreadable_file", f"cannot read the script: {reason}")
-    return parse_text(
-        text,
-        name,
-        format=format,
-        words_per_minute=words_per_minute,
-        min_last_scene_s=min_last_scene_s,
-        max_narration_chars=max_narration_chars,
-    )
+    return parse_text(text, name, options=options)
 
 
-def parse_text(
-    text: str | bytes,
-    path: str = "<string>",
-    *,
-    format: str = "auto",  # noqa: A002
-    words_per_minute: float = 150.0,
-    min_last_scene_s: float = 4.0,
-    max_narration_chars: int = 5000,
-) -> Script:
-    """Parse a script in the given format ("auto": detected from the content); problems are ``Script.issues``."""
+def parse_text(text: str | bytes, path: str = "<string>", *, options: Options) -> Script:
+    """Parse a script in ``options.format`` ("auto": detected from the content); problems are ``Script.issues``."""
     path = str(path)
     try:
         if isinstance(text, (bytes, bytearray)):
             text = _decode(bytes(text))
         text = _normalise(str(text))
-        options = Options.of(words_per_minute, min_last_scene_s, max_narration_chars)
-        chosen = str(format).strip().lower()
+        chosen = options.format.strip().lower()
         if chosen == "auto":
             chosen = detect_format(text)
         if chosen not in FORMATS:
-            return _failed(path, "unknown_format", f"unknown script format “{format}” (expected auto, log or markdown)")
+            return _failed(path, "unknown_format",
+                           f"unknown script format “{options.format}” (expected auto, log or markdown)")
         script = _parser(chosen)(text, path, options)
         validate(script, options)
         return script
@@ -99,14 +78,14 @@ def parse_text(
         return _failed(path, "internal_error", f"the script parser failed: {exc!r}")
 
 
-def parse_log(text: str | bytes, path: str = "<string>", **options) -> Script:
+def parse_log(text: str | bytes, path: str = "<string>", *, options: Options) -> Script:
     """Parse LOG-format text (see renderer/script/parsers/log.py)."""
-    return parse_text(text, path, format="log", **options)
+    return parse_text(text, path, options=replace(options, format="log"))
 
 
-def parse_markdown(text: str | bytes, path: str = "<string>", **options) -> Script:
+def parse_markdown(text: str | bytes, path: str = "<string>", *, options: Options) -> Script:
     """Parse a Markdown screenplay (see renderer/script/parsers/markdown.py)."""
-    return parse_text(text, path, format="markdown", **options)
+    return parse_text(text, path, options=replace(options, format="markdown"))
 
 
 def _parser(name: str):
