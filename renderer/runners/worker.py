@@ -1,5 +1,6 @@
 """The worker side of every runner: what one worker does with one script (plain data in, a record out),
-and how a pooled worker process (loky) handles the stop signals of an interrupted batch."""
+how a pooled worker process (loky) handles the stop signals of an interrupted batch, and the run's roll of
+workers that lets the batch find them to stop."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+import psutil
 from loguru import logger
 from omegaconf import OmegaConf
 
 from renderer.engine.graph import SlotExecutor
 from renderer.media import ffmpeg
 from renderer.ops import health, logs
-from renderer.ops.files import RunLayout
+from renderer.ops.files import RunLayout, write_text_atomic
 from renderer.pipeline.render import render_script
 
 
@@ -93,3 +96,59 @@ def render_in_worker(plain_cfg: dict, path: str, slug: str, run_dir: str,
         return render_script(Path(path), slug, cfg, RunLayout(Path(run_dir)), executors)
     finally:
         _Worker.rendering = False
+
+
+class Roll:
+    """Who renders a run's scripts, as files in its ``tmp/workers/``: what lets an interrupted batch stop its
+    workers gracefully without reaching into the pool's internals. A process puts itself on the roll when it
+    takes a script (``<pid>``: its start time, which tells it from a later process given the same pid), and a
+    thread marks each script while it renders it (``<pid>.<thread>``: the slug). Best effort: a worker that
+    cannot write here is only killed by its pool, as without the roll."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = RunLayout(run_dir).tmp / "workers"
+
+    @contextmanager
+    def rendering(self, slug: str) -> Iterator[None]:
+        """This thread renders ``slug`` meanwhile."""
+        me, marker = self.dir / str(os.getpid()), self.dir / f"{os.getpid()}.{threading.get_ident()}"
+        with suppress(OSError):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(me, repr(psutil.Process().create_time()))  # over a file a dead namesake left
+            marker.write_text(slug, encoding="utf-8")
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                marker.unlink(missing_ok=True)
+
+    def workers(self) -> dict[int, psutil.Process]:
+        """The processes on the roll that still run (this one among them, for a pool of threads)."""
+        found: dict[int, psutil.Process] = {}
+        for path in self.dir.glob("[0-9]*"):
+            if not path.name.isdigit():
+                continue
+            try:
+                started, process = float(path.read_text()), psutil.Process(int(path.name))
+                if abs(process.create_time() - started) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                    found[process.pid] = process
+            except (OSError, ValueError, psutil.Error):  # gone, or half written
+                continue
+        return found
+
+    def scripts(self, workers: Mapping[int, psutil.Process]) -> list[tuple[int, str]]:
+        """(pid, slug) of each script ``workers`` are rendering, but for this thread's own."""
+        own = f"{os.getpid()}.{threading.get_ident()}"
+        found = []
+        for path in self.dir.glob("[0-9]*.*"):
+            pid, _, thread = path.name.partition(".")
+            if pid.isdigit() and thread.isdigit() and int(pid) in workers and path.name != own:
+                with suppress(OSError):
+                    found.append((int(pid), path.read_text(encoding="utf-8")))
+        return sorted(found)
+
+
+def render_on_roll(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dict[str, Any]:
+    """``render_in_worker``, with this worker on the run's roll while it renders (a pool's worker)."""
+    with Roll(Path(run_dir)).rendering(slug):
+        return render_in_worker(plain_cfg, path, slug, run_dir)
