@@ -150,8 +150,7 @@ def test_the_key_follows_the_picked_file_only(media: Path):
     provider = LibraryVisual(dir=str(media))
 
     def data() -> dict:
-        return visual_stage.node("visual/0", scene, LibraryVisual(dir=str(media)), width=192, height=108,
-                                 timeout=60).data
+        return visual_stage.node(scene, LibraryVisual(dir=str(media)), width=192, height=108, timeout=60).data
 
     before = data()
     assert before["source"].startswith("ocean-waves.mp4:")
@@ -169,8 +168,7 @@ def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
 
     def key(folder: Path) -> str:
         cfg = compose_cfg(*TINY, "visual=library", f"visual.dir={folder}")
-        node = visual_stage.node("visual/0", scene, LibraryVisual(dir=str(folder)), width=192, height=108,
-                                 timeout=60)
+        node = visual_stage.node(scene, LibraryVisual(dir=str(folder)), width=192, height=108, timeout=60)
         return Graph.key(node, cfg, {}, {})
 
     before = key(media)

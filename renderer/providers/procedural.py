@@ -93,7 +93,7 @@ class ProceduralVisual:
         ffmpeg.run(["-f", "lavfi", "-i", graph, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264",
                     "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
                    timeout=timeout, duration=duration)
-        return VisualClip(out, duration, f"{self.name}:{kind}")
+        return VisualClip(out, duration, provider=f"{self.name}:{kind}")
 
 
 class Backdrop:
@@ -107,4 +107,4 @@ class Backdrop:
                timeout: float = 300.0) -> VisualClip:
         ffmpeg.run(["-f", "lavfi", "-i", f"color=c={self.colour}:s=64x36:r=1:d={duration:.3f}", "-c:v", "libx264",
                     "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)], timeout=timeout)
-        return VisualClip(out, duration, self.name)
+        return VisualClip(out, duration, provider=self.name)
