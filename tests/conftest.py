@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from renderer.config import CONF_MODULE, ElevenLabsVoiceConfig, ScriptConfig  # importing it registers the schema
+from renderer.config import (  # importing it registers the schema
+    CONF_MODULE,
+    ElevenLabsVoiceConfig,
+    ScriptConfig,
+)
 from renderer.ops import reliability
 from renderer.script import Options, Script, parse_text
 

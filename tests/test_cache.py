@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from renderer.cli.cache import parse_size
 from renderer.engine.cache import Cache
+from renderer.engine.output import StageOutput
 from renderer.providers.base import AudioClip
 from renderer.stages.terminal import TerminalTrack
 
@@ -21,7 +24,7 @@ KEY = "ab" + "0" * 62
 def clip(tmp_path: Path, payload: bytes = b"RIFF-not-really-audio", name: str = "voice.wav") -> AudioClip:
     path = tmp_path / name
     path.write_bytes(payload)
-    return AudioClip(path, 1.5, "espeak")
+    return AudioClip(path, 1.5, provider="espeak")
 
 
 def test_put_moves_files_in_and_get_returns_them(tmp_path):
@@ -33,6 +36,35 @@ def test_put_moves_files_in_and_get_returns_them(tmp_path):
     assert again == stored and again.path.read_bytes() == b"RIFF-not-really-audio"
     assert (cache.hits, cache.misses) == (1, 0)
     assert cache.get("voice", "cd" + "0" * 62) is None and cache.misses == 1
+
+
+@dataclass(frozen=True)
+class Frames(StageOutput):
+    """An output holding its files in containers, and in an output of its own."""
+
+    pictures: list[Path]
+    by_name: dict[str, Path]
+    voice: AudioClip
+
+
+def test_the_files_an_output_holds_in_any_container_come_back_from_the_cache(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    paths = {name: work / name for name in ("a.jpg", "b.jpg", "cover.png")}
+    for name, path in paths.items():
+        path.write_bytes(name.encode())
+    output = Frames([paths["a.jpg"], paths["b.jpg"]], {"cover": paths["cover.png"]}, clip(work), provider="test",
+                    warnings=("w",))
+    assert output.files() == [paths["a.jpg"], paths["b.jpg"], paths["cover.png"], work / "voice.wav"]
+    cache = Cache(tmp_path / "cache")
+    stored = cache.put("frames", KEY, output)
+    shutil.rmtree(work)  # the script's work folder goes at the end of its render
+    hit = cache.get("frames", KEY)
+    assert hit == stored and isinstance(hit.pictures, list) and (hit.provider, hit.warnings) == ("test", ("w",))
+    assert {path.parent for path in hit.files()} == {cache.entry_dir("frames", KEY)}
+    assert [p.read_bytes() for p in hit.pictures] == [b"a.jpg", b"b.jpg"]
+    assert hit.by_name["cover"].read_bytes() == b"cover.png"
+    assert hit.voice.path.read_bytes() == b"RIFF-not-really-audio" and hit.voice.duration == 1.5
 
 
 def test_outputs_without_files_round_trip(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.engine.graph import Part
+from renderer.engine.node import Part
 from renderer.ops.files import RunLayout
 from renderer.pipeline import compose
 from renderer.pipeline.render import providers_for, render_script

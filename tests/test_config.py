@@ -13,7 +13,11 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from renderer.config import BackdropVisualConfig, PiperVoiceConfig, ProceduralVisualConfig
+from renderer.config import (
+    BackdropVisualConfig,
+    PiperVoiceConfig,
+    ProceduralVisualConfig,
+)
 from renderer.providers.chain import OFFLINE, make, stand_in_settings
 from tests.conftest import CONF, compose_cfg, run_cli
 

@@ -1,16 +1,24 @@
-"""renderer.engine.graph: dependency order, concurrency, content keys, fallbacks and failure propagation."""
+"""renderer.engine (graph, node, keys, run): dependency order, concurrency, content keys, fallbacks and failure
+propagation, what a run tells its observer."""
 
 from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from omegaconf import OmegaConf
 
 from renderer.engine.cache import Cache
-from renderer.engine.graph import Graph, GraphError, Node, NodeInput, Part
+from renderer.engine.graph import Graph
+from renderer.engine.node import Node, NodeInput, Part, node_name
+from renderer.engine.observer import GraphObserver
+from renderer.engine.output import StageOutput
+from renderer.engine.run import GraphError
 
 BARRIER_TIMEOUT_S = 5  # only a guard against hanging: the happy path never waits on it
 
@@ -40,11 +48,11 @@ def by_name(records):
     return {r.name: r for r in records}
 
 
-class Out:
+@dataclass(frozen=True)
+class Out(StageOutput):
     """A stage output carrying a provider name, as providers' clips do."""
 
-    def __init__(self, value, provider):
-        self.value, self.provider = value, provider
+    value: Any = None
 
 
 # --------------------------------------------------------------------------- execution order
@@ -65,10 +73,10 @@ def test_nodes_run_after_their_deps_and_see_their_outputs(tmp_path: Path):
         return fn
 
     g = Graph()
-    g.add(Node("a", "s", "1", step("a", 1)))
-    g.add(Node("b", "s", "1", step("b", 2)))
-    g.add(Node("c", "s", "1", step("c", 3), deps=("a", "b")))
-    g.add(Node("d", "s", "1", step("d", 4), deps=("c",)))
+    g.add(Node("a", "1", step("a", 1)))
+    g.add(Node("b", "1", step("b", 2)))
+    g.add(Node("c", "1", step("c", 3), deps=("a", "b")))
+    g.add(Node("d", "1", step("d", 4), deps=("c",)))
     outputs, records = g.run(cfg(), tmp_path)
 
     assert [r.status for r in records] == ["ok"] * 4
@@ -87,8 +95,8 @@ def test_independent_nodes_run_concurrently(tmp_path: Path):
         return threading.current_thread().name
 
     g = Graph()
-    g.add(Node("voice/0", "voice", "1", meet))
-    g.add(Node("visual/0", "visual", "1", meet))
+    g.add(Node("voice", "1", meet, scene=0))
+    g.add(Node("visual", "1", meet, scene=0))
     outputs, records = g.run(cfg(), tmp_path, threads=4)
     assert [r.status for r in records] == ["ok", "ok"]
     assert outputs["voice/0"] != outputs["visual/0"]  # two different worker threads
@@ -102,7 +110,7 @@ def test_node_input_carries_only_declared_config_as_plain_data(tmp_path: Path):
         return None
 
     g = Graph()
-    g.add(Node("n", "s", "1", fn, reads=("voice", "assembly.panel"), data={"k": [1, 2]}))
+    g.add(Node("n", "1", fn, reads=("voice", "assembly.panel"), data={"k": [1, 2]}))
     _, records = g.run(cfg(), tmp_path)
     assert seen["cfg"] == {"voice": {"name": "espeak", "rate": 160}, "assembly.panel": {"x": 0.05, "y": 0.45}}
     assert type(seen["cfg"]["voice"]) is dict  # plain containers, not DictConfig
@@ -113,11 +121,11 @@ def test_node_input_carries_only_declared_config_as_plain_data(tmp_path: Path):
 
 def test_duplicate_or_unknown_dependency_is_rejected():
     g = Graph()
-    g.add(Node("a", "s", "1", const(1)))
+    g.add(Node("a", "1", const(1)))
     with pytest.raises(ValueError, match="duplicate"):
-        g.add(Node("a", "s", "1", const(1)))
+        g.add(Node("a", "1", const(1)))
     with pytest.raises(ValueError, match="unknown"):
-        g.add(Node("b", "s", "1", const(1), deps=("nope",)))
+        g.add(Node("b", "1", const(1), deps=("nope",)))
 
 
 # --------------------------------------------------------------------------- content keys
@@ -125,10 +133,10 @@ def test_duplicate_or_unknown_dependency_is_rejected():
 
 def keyed_graph(*, version="1", data=None, voice_reads=("voice",)):
     g = Graph()
-    g.add(Node("voice/0", "voice", version, const(None), reads=voice_reads, data=data or {"text": "hi"}))
-    g.add(Node("visual/0", "visual", "1", const(None), reads=("visual", "format"), data={"prompt": "p"}))
-    g.add(Node("panel", "terminal", "1", const(None), reads=("assembly.panel",)))
-    g.add(Node("assembly", "assembly", "1", const(None), deps=("voice/0", "visual/0"), reads=("format",)))
+    g.add(Node("voice", version, const(None), reads=voice_reads, data=data or {"text": "hi"}, scene=0))
+    g.add(Node("visual", "1", const(None), reads=("visual", "format"), data={"prompt": "p"}, scene=0))
+    g.add(Node("panel", "1", const(None), reads=("assembly.panel",)))
+    g.add(Node("assembly", "1", const(None), deps=("voice/0", "visual/0"), reads=("format",)))
     return g
 
 
@@ -186,11 +194,11 @@ def test_failing_node_with_fallback_records_it_and_dependents_use_the_fallback(t
 
     def fallback(inp: NodeInput, exc: Exception):
         fallback_calls.append(exc)
-        return Out("silence", "silent")
+        return Out("silence", provider="silent")
 
     g = Graph()
-    g.add(Node("voice/0", "voice", "1", boom, fallback=fallback))
-    g.add(Node("assembly", "assembly", "1", lambda inp: ("assembled", inp.deps["voice/0"].value),
+    g.add(Node("voice", "1", boom, fallback=fallback, scene=0))
+    g.add(Node("assembly", "1", lambda inp: ("assembled", inp.deps["voice/0"].value),
                deps=("voice/0",)))
     outputs, records = g.run(cfg(), tmp_path)
     rec = by_name(records)
@@ -205,10 +213,10 @@ def test_failing_node_with_fallback_records_it_and_dependents_use_the_fallback(t
 
 def test_failing_node_without_fallback_skips_dependents_and_raises(tmp_path: Path):
     g = Graph()
-    g.add(Node("voice/0", "voice", "1", boom))
-    g.add(Node("visual/0", "visual", "1", const("clip")))
-    g.add(Node("mix", "mix", "1", const("mixed"), deps=("voice/0",)))
-    g.add(Node("assembly", "assembly", "1", const("video"), deps=("mix", "visual/0")))
+    g.add(Node("voice", "1", boom, scene=0))
+    g.add(Node("visual", "1", const("clip"), scene=0))
+    g.add(Node("mix", "1", const("mixed"), deps=("voice/0",)))
+    g.add(Node("assembly", "1", const("video"), deps=("mix", "visual/0")))
     with pytest.raises(GraphError) as info:
         g.run(cfg(), tmp_path)
     rec = by_name(info.value.records)
@@ -227,8 +235,8 @@ def test_failing_fallback_leaves_the_node_failed(tmp_path: Path):
         raise RuntimeError("fallback broke too")
 
     g = Graph()
-    g.add(Node("visual/0", "visual", "1", boom, fallback=bad_fallback))
-    g.add(Node("assembly", "assembly", "1", const("video"), deps=("visual/0",)))
+    g.add(Node("visual", "1", boom, fallback=bad_fallback, scene=0))
+    g.add(Node("assembly", "1", const("video"), deps=("visual/0",)))
     with pytest.raises(GraphError) as info:
         g.run(cfg(), tmp_path)
     rec = by_name(info.value.records)
@@ -247,7 +255,10 @@ def test_dependent_waits_for_its_dep_output_not_just_its_status(tmp_path: Path):
     b_returned = threading.Event()
     release_b = threading.Event()
 
-    class SlowToHandBack:
+    class SlowToHandBack(StageOutput):
+        def __init__(self):  # its provider is the property below
+            pass
+
         @property
         def provider(self):  # read by the graph after the status is set, before the future resolves
             b_returned.set()
@@ -263,24 +274,27 @@ def test_dependent_waits_for_its_dep_output_not_just_its_status(tmp_path: Path):
         return "d"
 
     g = Graph()
-    g.add(Node("a", "s", "1", a))
-    g.add(Node("b", "s", "1", const(SlowToHandBack())))
-    g.add(Node("c", "s", "1", lambda inp: ("c", inp.deps["b"]), deps=("b",)))
-    g.add(Node("d", "s", "1", d, deps=("a",)))
+    g.add(Node("a", "1", a))
+    g.add(Node("b", "1", const(SlowToHandBack())))
+    g.add(Node("c", "1", lambda inp: ("c", inp.deps["b"]), deps=("b",)))
+    g.add(Node("d", "1", d, deps=("a",)))
     outputs, records = g.run(cfg(), tmp_path, threads=2)
     assert [r.status for r in records] == ["ok"] * 4
     assert outputs["c"][0] == "c"
 
 
 def test_a_node_breaking_outside_its_function_is_failed_not_left_pending(tmp_path: Path):
-    class BadOutput:
+    class BadOutput(StageOutput):
+        def __init__(self):  # its provider is the property below
+            pass
+
         @property
         def provider(self):  # the graph reads this after the stage function returned
             raise RuntimeError("bad output")
 
     g = Graph()
-    g.add(Node("a", "s", "1", const(BadOutput())))
-    g.add(Node("b", "s", "1", const("b"), deps=("a",)))
+    g.add(Node("a", "1", const(BadOutput())))
+    g.add(Node("b", "1", const("b"), deps=("a",)))
     with pytest.raises(GraphError) as info:
         g.run(cfg(), tmp_path)
     rec = by_name(info.value.records)
@@ -306,7 +320,7 @@ def test_an_interrupted_run_starts_no_fallback_and_no_retry(tmp_path: Path):
         return "stand-in"
 
     graph = Graph()
-    graph.add(Node("slow", "visual", "1", long_stage, fallback=fallback,
+    graph.add(Node("slow", "1", long_stage, fallback=fallback,
                    retry=RetryPolicy(attempts=3, wait_s=0.0, jitter_s=0.0)))
     previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -329,7 +343,7 @@ def test_unkeyed_settings_do_not_change_the_key_but_still_reach_the_stage(tmp_pa
 
     def graph():
         g = Graph()
-        g.add(Node("visual/0", "visual", "1", stage, reads=("visual",), unkeyed=("visual.poll_interval_s",)))
+        g.add(Node("visual", "1", stage, reads=("visual",), unkeyed=("visual.poll_interval_s",), scene=0))
         return g
 
     slow, fast = cfg(visual={"model": "gen4", "poll_interval_s": 5}), cfg(visual={"model": "gen4", "poll_interval_s": 1})
@@ -344,9 +358,9 @@ def test_unkeyed_settings_do_not_change_the_key_but_still_reach_the_stage(tmp_pa
 
 def test_inputs_are_passed_by_declared_name_and_tuples_give_lists(tmp_path: Path):
     g = Graph()
-    g.add(Node("voice/0", "voice", "1", const("v0")))
-    g.add(Node("voice/1", "voice", "1", const("v1")))
-    g.add(Node("mix", "mix", "1", lambda inp: dict(inp.deps), deps={"voices": ("voice/0", "voice/1"),
+    g.add(Node("voice", "1", const("v0"), scene=0))
+    g.add(Node("voice", "1", const("v1"), scene=1))
+    g.add(Node("mix", "1", lambda inp: dict(inp.deps), deps={"voices": ("voice/0", "voice/1"),
                                                                     "first": "voice/0"}))
     outputs, _ = g.run(cfg(), tmp_path)
     assert outputs["mix"] == {"voices": ["v0", "v1"], "first": "v0"}
@@ -354,11 +368,11 @@ def test_inputs_are_passed_by_declared_name_and_tuples_give_lists(tmp_path: Path
 
 def part_graph(data: dict, *, fallback: bool = False) -> Graph:
     g = Graph()
-    g.add(Node("voice", "voice", "1", boom if fallback else const({"duration": 2.0, "path": data["path"]}),
+    g.add(Node("voice", "1", boom if fallback else const({"duration": 2.0, "path": data["path"]}),
                data=data, fallback=(lambda inp, exc: {"duration": 2.0, "path": "stand-in"}) if fallback else None))
-    g.add(Node("timeline", "timeline", "1", lambda inp: ("spans for", inp.deps["length"]),
+    g.add(Node("timeline", "1", lambda inp: ("spans for", inp.deps["length"]),
                deps={"length": Part("voice", lambda clip: clip["duration"])}))
-    g.add(Node("mux", "mux", "1", lambda inp: inp.deps["voice"], deps={"voice": "voice"}))
+    g.add(Node("mux", "1", lambda inp: inp.deps["voice"], deps={"voice": "voice"}))
     return g
 
 
@@ -405,9 +419,9 @@ def test_slot_caps_how_many_of_its_nodes_run_at_once(tmp_path: Path):
 
     g = Graph()
     for i in range(6):
-        g.add(Node(f"segment/{i}", "segment", "1", work("encode"), data=i, slot="encode"))
+        g.add(Node("segment", "1", work("encode"), data=i, slot="encode", scene=i))
     for i in range(3):
-        g.add(Node(f"voice/{i}", "voice", "1", work(""), data=i))
+        g.add(Node("voice", "1", work(""), data=i, scene=i))
     _, records = g.run(cfg(), tmp_path, threads=4, slots={"encode": 2})
     assert {r.status for r in records} == {"ok"}
     assert peak["encode"] == 2
@@ -456,9 +470,9 @@ def test_a_slot_with_an_executor_runs_its_nodes_there_up_to_its_capacity(tmp_pat
     elsewhere = OtherProcess(capacity=3)
     g = Graph()
     for i in range(6):
-        g.add(Node(f"segment/{i}", "segment", "1", lambda inp: inp.data * 10, data=i, slot="encode"))
-    g.add(Node("voice/0", "voice", "1", lambda inp: (os.getpid(), "voice")))
-    g.add(Node("mux", "mux", "1", lambda inp: sorted(v for _, v in inp.deps["parts"]),
+        g.add(Node("segment", "1", lambda inp: inp.data * 10, data=i, slot="encode", scene=i))
+    g.add(Node("voice", "1", lambda inp: (os.getpid(), "voice"), scene=0))
+    g.add(Node("mux", "1", lambda inp: sorted(v for _, v in inp.deps["parts"]),
                deps={"parts": tuple(f"segment/{i}" for i in range(6))}))
     try:
         outputs, records = g.run(cfg(), tmp_path, threads=1, slots={"encode": 1}, executors={"encode": elsewhere})
@@ -469,3 +483,98 @@ def test_a_slot_with_an_executor_runs_its_nodes_there_up_to_its_capacity(tmp_pat
     assert os.getpid() not in {outputs[f"segment/{i}"][0] for i in range(6)}, "a node ran in this process"
     assert outputs["voice/0"][0] == os.getpid()  # the other slots stay here
     assert elsewhere.peak == 3  # the executor's capacity, not the local cap of 1, nor the one local thread
+
+
+# --------------------------------------------------------------------------- identity, outputs, the observer
+
+
+def test_a_nodes_name_is_made_from_its_stage_scene_and_part(tmp_path: Path):
+    assert (node_name("mux"), node_name("voice", 3), node_name("segment", 3, 1)) == ("mux", "voice/3", "segment/3.1")
+    g = Graph()
+    g.add(Node("segment", "1", const("s"), scene=3, part=1))
+    g.add(Node("mux", "1", const("m"), deps=("segment/3.1",)))
+    _, records = g.run(cfg(), tmp_path)
+    assert [(r.name, r.stage, r.scene, r.part) for r in records] == [("segment/3.1", "segment", 3, 1),
+                                                                     ("mux", "mux", None, None)]
+
+
+def test_the_record_says_what_the_output_says_of_itself(tmp_path: Path):
+    g = Graph()
+    g.add(Node("voice", "1", const(Out("v", provider="espeak", warnings=("too long", "too loud"))), scene=0))
+    g.add(Node("mix", "1", const(("plain", "data")), deps=("voice/0",)))
+    _, records = g.run(cfg(), tmp_path)
+    rec = by_name(records)
+    assert (rec["voice/0"].provider, rec["voice/0"].warnings) == ("espeak", ["too long", "too loud"])
+    assert (rec["mix"].provider, rec["mix"].warnings) == ("", [])  # not a StageOutput: says nothing
+
+
+class Watching(GraphObserver):
+    """Notes what a run tells it, and in which node's context a cache call was made."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def note(self, *event):
+        with self.lock:
+            self.events.append(event)
+
+    @contextmanager
+    def node_running(self, node, total):
+        self.local.node = node.name
+        self.note("running", node.name, node.scene, total)
+        yield
+        self.local.node = None
+
+    def node_finished(self, node, record):
+        self.note("finished", node.name, record.status)
+
+    @contextmanager
+    def cache_call(self, op):
+        fields: dict[str, Any] = {}
+        yield fields
+        self.note("cache", self.local.node, op, fields.get("hit"))
+
+    def redact(self, text):
+        return text.replace("secret", "***")
+
+
+def test_a_run_tells_its_observer_of_every_node_and_cache_call(tmp_path: Path):
+    def graph():
+        g = Graph()
+        g.add(Node("voice", "1", const(Out("v", provider="espeak")), scene=2))
+        g.add(Node("mux", "1", lambda inp: (_ for _ in ()).throw(ValueError("the secret is out")),
+                   deps=("voice/2",)))
+        return g
+
+    cache, seen = Cache(tmp_path / "cache"), []
+    for _ in range(2):
+        watching = Watching()
+        with pytest.raises(GraphError) as info:
+            graph().run(cfg(), tmp_path, cache=cache, observer=watching)
+        seen.append(watching.events)
+    assert by_name(info.value.records)["mux"].error == "ValueError: the *** is out"
+    first, again = seen
+    assert first == [("running", "voice/2", 2, 2), ("cache", "voice/2", "get", False),
+                     ("cache", "voice/2", "put", None), ("finished", "voice/2", "ok"),
+                     ("running", "mux", None, 2), ("cache", "mux", "get", False), ("finished", "mux", "failed")]
+    assert again[:3] == [("running", "voice/2", 2, 2), ("cache", "voice/2", "get", True),
+                         ("finished", "voice/2", "cached")]
+
+
+def test_a_run_that_is_cancelled_stops_and_says_so_to_its_hooks(tmp_path: Path):
+    """``cancelled()`` turning true (another thread's cancel) interrupts the run: on_interrupt, then on_abort."""
+    release, calls = threading.Event(), []
+
+    def long_stage(inp):
+        release.wait(BARRIER_TIMEOUT_S)
+        return "late"
+
+    g = Graph()
+    g.add(Node("slow", "1", long_stage))
+    g.add(Node("after", "1", const("never"), deps=("slow",)))
+    with pytest.raises(KeyboardInterrupt):
+        g.run(cfg(), tmp_path, cancelled=lambda: True, on_interrupt=lambda: calls.append("interrupt"),
+              on_abort=lambda: (calls.append("abort"), release.set()))
+    assert calls == ["interrupt", "abort"]

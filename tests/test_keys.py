@@ -53,7 +53,7 @@ def outputs_for(script) -> dict[str, Any]:
         out[f"terminal/{scene.index}"] = track
         out[f"captions/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Caption", "hi")])
         out[f"title/{scene.index}"] = CaptionTrack("[Script Info]", [ass.Event(0, 50, 0, "Title", "hi")])
-        out[f"voice/{scene.index}"] = AudioClip(None, 1.0, "espeak")
+        out[f"voice/{scene.index}"] = AudioClip(None, 1.0, provider="espeak")
     return out
 
 
@@ -89,7 +89,7 @@ def test_the_terminal_is_keyed_by_the_theme_settings_it_draws_with_only():
     script = parsed(THREE_SCENES)
     from renderer.stages import terminal
 
-    node = terminal.node("terminal/0", script.scenes[0], script.title)
+    node = terminal.node(script.scenes[0], script.title)
     theme_reads = {r for r in node.reads if r.startswith("theme.")}
     assert "theme.foreground" in theme_reads and "theme.red" not in theme_reads and "theme.name" not in theme_reads
     assert Graph.key(node, cfg, {}, {}) == Graph.key(node, with_leaf_flipped(cfg, "theme.red"), {}, {})
@@ -100,7 +100,7 @@ def test_a_terminal_reads_the_ansi_colours_its_text_shows_and_no_others():
     script = parsed(THREE_SCENES.replace("$ ", "$ \x1b[31mred\x1b[0m ", 1))
     from renderer.stages import terminal
 
-    coloured = terminal.node("terminal/0", script.scenes[0], script.title)
+    coloured = terminal.node(script.scenes[0], script.title)
     assert {r for r in coloured.reads if r.startswith("theme.")} - {f"theme.{leaf}" for leaf in terminal.THEME_READS} \
         == {"theme.red"}
     base = Graph.key(coloured, cfg, {}, {})
@@ -109,11 +109,12 @@ def test_a_terminal_reads_the_ansi_colours_its_text_shows_and_no_others():
 
 
 def test_unkeyed_settings_can_sit_deep_below_a_read_path():
-    from renderer.engine.graph import Node, _select, _without
+    from renderer.engine.keys import select, without
+    from renderer.engine.node import Node
 
     cfg = OmegaConf.create({"voice": {"model": "m", "settings": {"speed": 1.0, "style": 0.0}}})
-    selected = _without(_select(cfg, ("voice",)), ("voice.settings.speed",))
+    selected = without(select(cfg, ("voice",)), ("voice.settings.speed",))
     assert selected == {"voice": {"model": "m", "settings": {"style": 0.0}}}
-    node = Node("v", "voice", "1", lambda inp: None, reads=("voice",), unkeyed=("voice.settings.speed",))
+    node = Node("v", "1", lambda inp: None, reads=("voice",), unkeyed=("voice.settings.speed",))
     other = OmegaConf.create({"voice": {"model": "m", "settings": {"speed": 2.0, "style": 0.0}}})
     assert Graph.key(node, cfg, {}, {}) == Graph.key(node, other, {}, {})

@@ -153,8 +153,7 @@ def test_the_key_follows_the_picked_file_only(media: Path):
     provider = library(media)
 
     def data() -> dict:
-        return visual_stage.node("visual/0", scene, library(media), width=192, height=108,
-                                 timeout=60).data
+        return visual_stage.node(scene, library(media), width=192, height=108, timeout=60).data
 
     before = data()
     assert before["source"].startswith("ocean-waves.mp4:")
@@ -172,8 +171,7 @@ def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
 
     def key(folder: Path) -> str:
         cfg = compose_cfg(*TINY, "visual=library", f"visual.dir={folder}")
-        node = visual_stage.node("visual/0", scene, library(folder), width=192, height=108,
-                                 timeout=60)
+        node = visual_stage.node(scene, library(folder), width=192, height=108, timeout=60)
         return Graph.key(node, cfg, {}, {})
 
     before = key(media)

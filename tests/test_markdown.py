@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from dataclasses import replace
 
 from renderer.script import Issue, Script, parse_file, parse_markdown, parse_text
 from tests.conftest import OPTIONS, model_fields

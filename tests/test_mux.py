@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from renderer.engine.graph import NodeInput
+from renderer.engine.node import NodeInput
 from renderer.media.ffmpeg import FFmpegError
 from renderer.stages import mux, segment
 from renderer.stages.segment import Segment
@@ -144,14 +144,15 @@ def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_pat
     (chunk,) = split(timeline.spans[1], 1)
     failed = segment.placeholder(
         NodeInput(None, seg_cfg, {"chunk": chunk, "layers": []}, tmp_path, "a" * 64),
-        FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), name="segment/1.0", scene=1,
+        FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), scene=1, part=0,
         threads=1, timeout=60)
     assert failed.provider == "placeholder" and "Invalid data" in failed.warnings[0]
     key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
     (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
-    parts = [Segment(segments[0], 30, "ffmpeg"), failed, Segment(segments[2], 40, "ffmpeg")]
-    inp = NodeInput(None, {"format.fps": FPS}, {"timeline": timeline, "soundtrack": Soundtrack(sound, 11.0, "ffmpeg"),
-                               "segments": parts}, tmp_path, "b" * 64)
+    parts = [Segment(segments[0], 30, provider="ffmpeg"), failed, Segment(segments[2], 40, provider="ffmpeg")]
+    soundtrack = Soundtrack(sound, 11.0, provider="ffmpeg")
+    inp = NodeInput(None, {"format.fps": FPS}, {"timeline": timeline, "soundtrack": soundtrack, "segments": parts},
+                    tmp_path, "b" * 64)
     video = mux.render(inp, slug="tiny", timeout=60)
     assert video.provider == "ffmpeg:concat" and decode_errors(video.path) == ""
     final = md5s(decode(video.path))

@@ -11,7 +11,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from renderer.config import BackdropVisualConfig, EspeakVoiceConfig, ProceduralVisualConfig, SilentVoiceConfig
+from renderer.config import (
+    BackdropVisualConfig,
+    EspeakVoiceConfig,
+    ProceduralVisualConfig,
+    SilentVoiceConfig,
+)
 from renderer.media import ffmpeg
 from renderer.providers.base import ProviderConfigError
 from renderer.providers.chain import make

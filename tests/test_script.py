@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
 from renderer.script import (
     Issue,
     Options,
@@ -23,7 +24,6 @@ from renderer.script import (
     read_text,
     split_text,
 )
-from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
 from tests.conftest import OPTIONS, model_fields
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"

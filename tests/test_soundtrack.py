@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from renderer.engine.graph import NodeInput
+from renderer.engine.node import NodeInput
 from renderer.media import audio
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
@@ -84,7 +84,8 @@ def test_the_target_is_a_setting(tmp_path, two_scenes):
 def _render_tones(tmp_path: Path, **settings) -> Path:
     """Scene 1 silent (0-4 s), scene 2 a 1 kHz 'voice' for 2 s (4-8 s), scene 3 silent (8-14 s)."""
     voice = tone(tmp_path / "voice.wav", 1000, 2.0)
-    clips = [AudioClip(None, 0.0, "silent"), AudioClip(voice, 2.0, "tone"), AudioClip(None, 0.0, "silent")]
+    clips = [AudioClip(None, 0.0, provider="silent"), AudioClip(voice, 2.0, provider="tone"),
+             AudioClip(None, 0.0, provider="silent")]
     timeline = plan([(0, 4), (4, 4), (8, 6)], 25)
     music = audio.pick_music(settings.pop("music", ""), "tones")
     cfg = {**CFG, **settings}

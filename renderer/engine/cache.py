@@ -13,7 +13,6 @@ exclusively, so it never removes what a running batch may read.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -28,7 +27,7 @@ from typing import Any, Iterator
 
 import psutil
 
-from renderer.ops import health
+from renderer.engine.output import files_in, relocated
 from renderer.ops.files import fsync_dir
 
 ENTRY_FILE = "entry.json"
@@ -44,31 +43,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _paths_in(value: Any) -> list[Path]:
-    """Every Path field of a (dataclass) output, and every Path in a tuple field, one level deep: what a
-    stage's output points at."""
-    if not dataclasses.is_dataclass(value):
-        return []
-    out: list[Path] = []
-    for v in (getattr(value, f.name) for f in dataclasses.fields(value)):
-        if isinstance(v, Path):
-            out.append(v)
-        elif isinstance(v, tuple):
-            out += [p for p in v if isinstance(p, Path)]
-    return out
-
-
-def _relocated(value: Any, mapping: dict[Path, Path]) -> Any:
-    if not dataclasses.is_dataclass(value):
-        return value
-
-    def moved(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return tuple(moved(p) for p in v)
-        return mapping.get(v, v) if isinstance(v, Path) else v
-
-    return dataclasses.replace(value, **{f.name: moved(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                         if f.init})
 
 
 class Cache:
@@ -83,12 +57,6 @@ class Cache:
     # --- reading ---------------------------------------------------------------------------------------
     def get(self, stage: str, key: str) -> Any | None:
         """The cached output for ``key``, or None (a damaged entry is removed and counts as a miss)."""
-        with health.timed("cache", "cache", op="get") as sample:
-            value = self._get(stage, key)
-            sample["hit"] = value is not None
-        return value
-
-    def _get(self, stage: str, key: str) -> Any | None:
         entry = self.entry_dir(stage, key)
         record_path = entry / ENTRY_FILE
         if not record_path.exists():
@@ -107,15 +75,12 @@ class Cache:
             return None
         os.utime(record_path)  # least-recently-used bookkeeping for prune
         self.hits += 1
-        return _relocated(value, {Path(name): entry / name for name in record["files"]})
+        return relocated(value, {Path(name): entry / name for name in record["files"]})
 
     # --- writing ---------------------------------------------------------------------------------------
     def put(self, stage: str, key: str, value: Any) -> Any:
-        with health.timed("cache", "cache", op="put"):
-            return self._put(stage, key, value)
-
-    def _put(self, stage: str, key: str, value: Any) -> Any:
-        """Move the output's files into a new entry; return the output pointing at the cached files.
+        """Move the output's files (every Path in it: ``StageOutput.files()``) into a new entry; return the
+        output pointing at the cached files.
 
         If the entry cannot be written (disk full, quota, read-only), the files are moved back where they
         were and the OSError is raised: the caller still holds a usable output, only uncached."""
@@ -126,7 +91,7 @@ class Cache:
             staging.mkdir(parents=True)
             files: dict[str, dict[str, Any]] = {}
             names: dict[Path, Path] = {}
-            for n, path in enumerate(_paths_in(value)):
+            for n, path in enumerate(files_in(value)):
                 name = f"{n}{path.suffix}"
                 target = staging / name
                 shutil.move(path, target)  # across file systems: copied, and the source removed only then
@@ -135,7 +100,7 @@ class Cache:
                     os.fsync(fh.fileno())
                 files[name] = {"size": target.stat().st_size, "sha256": _sha256(target)}
                 names[path] = Path(name)
-            stored = _relocated(value, names)
+            stored = relocated(value, names)
             record = {"stage": stage, "key": key, "created": time.time(), "files": files,
                       "output": base64.b64encode(pickle.dumps(stored)).decode()}
             (staging / ENTRY_FILE).write_text(json.dumps(record), encoding="utf-8")
@@ -151,7 +116,7 @@ class Cache:
             for origin, now in reversed(moved):
                 shutil.move(now, origin)
             shutil.rmtree(staging, ignore_errors=True)
-        return _relocated(stored, {Path(name): final / name for name in files})
+        return relocated(stored, {Path(name): final / name for name in files})
 
     # --- management ------------------------------------------------------------------------------------
     @contextmanager

@@ -1,10 +1,10 @@
 """One small JPEG per scene, taken from the finished video at the scene's midpoint (for report.html); made by
-the thumbnails stage, so an unchanged video takes its thumbnails from the cache."""
+the thumbnails stage (renderer/stages/thumbnails.py), so an unchanged video takes its thumbnails from the
+cache."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from renderer.media import ffmpeg
@@ -12,18 +12,13 @@ from renderer.media import ffmpeg
 WIDTH = 160  # pixels; the height follows the video's aspect ratio
 
 
-@dataclass(frozen=True)
-class Thumbnails:
-    """A stage output: one JPEG per scene, in scene order (none for a video without a picture)."""
-
-    files: tuple[Path, ...] = ()
-
-
-def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, timeout: float = 60.0) -> Thumbnails:
-    """A JPEG for every scene of ``timeline`` from its midpoint, into ``workdir`` (one ffmpeg run: an input
-    seeked to each midpoint, one frame out of each). A video without a picture (audio only) has none."""
+def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, timeout: float = 60.0
+            ) -> tuple[Path, ...]:
+    """A JPEG for every scene of ``timeline`` from its midpoint, into ``workdir``, in scene order (one ffmpeg
+    run: an input seeked to each midpoint, one frame out of each). A video without a picture (audio only) has
+    none."""
     if not timeline or ffmpeg.probe(video).first("video") is None:
-        return Thumbnails()
+        return ()
     stem = workdir / f"thumbs-{uuid.uuid4().hex[:12]}"
     args: list[str] = []
     for span in timeline:  # an accurate seek decodes from the keyframe before; no deblocking: a 160 px
@@ -33,4 +28,4 @@ def extract(video: Path, timeline: list[dict[str, float]], workdir: Path, *, tim
     for n, path in enumerate(files):
         args += ["-map", f"{n}:v:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:-2", "-q:v", "5", str(path)]
     ffmpeg.run(args, timeout=timeout)
-    return Thumbnails(files)
+    return files

@@ -18,7 +18,13 @@ from loguru import logger
 
 from renderer.ops import endpoints, logs, reliability
 from renderer.ops.files import free_bytes, write_json_atomic
-from renderer.ops.health import LIVE, REFRESH_S, SAMPLES, latency_percentiles, percentile
+from renderer.ops.health import (
+    LIVE,
+    REFRESH_S,
+    SAMPLES,
+    latency_percentiles,
+    percentile,
+)
 
 
 # --- aggregation (in the parent) ---------------------------------------------------------------------------

@@ -35,7 +35,12 @@ import pybreaker
 import tenacity
 from loguru import logger
 
-from renderer.config import BreakerConfig, BreakerServiceConfig, LimitsConfig, RetryConfig
+from renderer.config import (
+    BreakerConfig,
+    BreakerServiceConfig,
+    LimitsConfig,
+    RetryConfig,
+)
 from renderer.ops import health
 from renderer.ops.logs import redact
 

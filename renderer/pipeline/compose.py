@@ -22,7 +22,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from renderer.config import PICTURES_WITHOUT_STAGE
-from renderer.engine.graph import Graph, Node
+from renderer.engine.graph import Graph
+from renderer.engine.node import Node, node_name
 from renderer.providers.chain import Providers
 from renderer.script import Script
 from renderer.stages.timeline import chunk_count, plan
@@ -93,8 +94,7 @@ class Composition:
 
     def name(self, stage: str, scene: int | None = None, part: int | None = None) -> str:
         """The node of ``stage`` (for ``scene``, when it has one per scene; ``part`` of it, when several)."""
-        name = stage if scene is None else f"{stage}/{scene}"
-        return name if part is None else f"{name}.{part}"
+        return node_name(stage, scene, part)
 
     def nodes_of(self, stage: str) -> tuple[str, ...]:
         """Every node of ``stage``, in the order they were added (scene by scene)."""

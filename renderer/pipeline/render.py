@@ -12,9 +12,10 @@ from loguru import logger
 from omegaconf import DictConfig
 
 from renderer.engine.cache import Cache
-from renderer.engine.graph import GraphError, NodeRecord, SlotExecutor
-from renderer.media import captions, ffmpeg, thumbnails
-from renderer.ops import admission, health, logs
+from renderer.engine.node import NodeRecord, SlotExecutor
+from renderer.engine.run import GraphError
+from renderer.media import captions, ffmpeg
+from renderer.ops import admission, health, logs, reliability
 from renderer.ops.files import (
     RunLayout,
     copy_atomic,
@@ -25,10 +26,12 @@ from renderer.ops.logs import redact
 from renderer.ops.reliability import RetryPolicy
 from renderer.ops.run_state import shared_state
 from renderer.pipeline import compose
+from renderer.pipeline.observer import ScriptObserver
 from renderer.providers import chain
 from renderer.providers.chain import Providers, ProviderUnavailable
 from renderer.script import Options, Script, parse_file
 from renderer.stages.mux import Video
+from renderer.stages.thumbnails import Thumbnails
 
 
 class ScriptError(RuntimeError):
@@ -121,6 +124,8 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     try:
         outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
                                           slots={"encode": comp.encode_slots}, executors=executors,
+                                          observer=ScriptObserver(), cancelled=reliability.cancelled,
+                                          on_interrupt=reliability.cancel,  # backoffs wake, no retry sends again
                                           on_abort=lambda: _stop(providers))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
@@ -134,8 +139,8 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
                             for r in records if r.status == "fallback"]
     for fb in record["fallbacks"]:
         log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
-    record["warnings"] += [w for name in comp.graph.nodes for w in getattr(outputs.get(name), "warnings", ())]
-    record["warnings"] += list(dict.fromkeys(r.warning for r in records if r.warning))  # e.g. a full cache
+    # the outputs' own, and what the run said of keeping them (a full cache: the same for every node, once)
+    record["warnings"] += list(dict.fromkeys(w for r in records for w in r.warnings))
     return comp, outputs
 
 
@@ -154,12 +159,12 @@ def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayo
     return video
 
 
-def _thumbnails(thumbs: thumbnails.Thumbnails | None, layout: RunLayout, slug: str, log: Any) -> list[str]:
+def _thumbnails(thumbs: Thumbnails | None, layout: RunLayout, slug: str, log: Any) -> list[str]:
     """The thumbnails stage's JPEGs into the script's folder, each written atomically, for the report; their
     paths relative to that folder. Failing costs only them."""
     names = []
     try:
-        for n, path in enumerate(thumbs.files if thumbs else ()):
+        for n, path in enumerate(thumbs.images if thumbs else ()):
             target = layout.thumbnail(slug, n)
             copy_atomic(path, target)
             names.append(target.relative_to(layout.script_dir(slug)).as_posix())

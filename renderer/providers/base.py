@@ -1,4 +1,5 @@
-"""What providers return (plain data about a file they rendered), and what they share."""
+"""What providers return: plain data about a file they rendered, as stage outputs (who made it: ``provider``,
+given by keyword)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from itertools import groupby
 from pathlib import Path
 
 from renderer.config import LimitsConfig
+from renderer.engine.output import StageOutput
 
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 # what a call given no timeout may take (the stages give the config's): the schema's limits
@@ -20,22 +22,20 @@ class ProviderConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class AudioClip:
+class AudioClip(StageOutput):
     """Narration for one scene; ``path`` is None when the scene is silent."""
 
     path: Path | None
     duration: float
-    provider: str
     # per-character timing when the provider gives it (ElevenLabs /with-timestamps):
     # {"characters": [...], "character_start_times_seconds": [...], "character_end_times_seconds": [...]}
     alignment: dict | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class VisualClip:
+class VisualClip(StageOutput):
     path: Path
     duration: float
-    provider: str
 
 
 def words(text: str) -> int:

@@ -75,7 +75,7 @@ class ElevenLabsVoice(Guarded):
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
         spoken = takes(lines, self.speakers, self.voice_id)
         if not spoken:
-            return AudioClip(None, 0.0, self.name)
+            return AudioClip(None, 0.0, provider=self.name)
         deadline = time.monotonic() + timeout
         gap = b"\0" * int(self.sample_rate * SPEAKER_GAP_S) * SAMPLE_BYTES
         pcm = bytearray()
@@ -93,7 +93,7 @@ class ElevenLabsVoice(Guarded):
                     _append_alignment(alignment, timing, offset_s=len(pcm) / SAMPLE_BYTES / self.sample_rate)
                     pcm += audio
         duration = _write_wav(out, bytes(pcm), self.sample_rate)
-        return AudioClip(out, duration, self.name, alignment=alignment if self.with_timestamps else None)
+        return AudioClip(out, duration, provider=self.name, alignment=alignment if self.with_timestamps else None)
 
     def cancel(self) -> None:
         """Stop at the next request (called from another thread on abort)."""

@@ -46,11 +46,11 @@ class EspeakVoice:
         """Speak (text, speaker) lines into ``out`` (WAV); consecutive lines of one speaker share a take."""
         spoken = takes(lines, self.speakers, self.voice)
         if not spoken:
-            return AudioClip(None, 0.0, self.name)
+            return AudioClip(None, 0.0, provider=self.name)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             parts = [self._speak(voice, text, Path(tmp) / f"{n}.wav", timeout) for n, (voice, text) in enumerate(spoken)]
             duration = _join_wavs(parts, out, gap_s=SPEAKER_GAP_S)
-        return AudioClip(out, duration, self.name)
+        return AudioClip(out, duration, provider=self.name)
 
     def _speak(self, voice: str, text: str, out: Path, timeout: float) -> Path:
         text_file = out.with_suffix(".txt")

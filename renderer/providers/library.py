@@ -149,7 +149,7 @@ class LibraryVisual:
             self._ken_burns(item.path, out, prompt, width, height, duration, timeout)
         else:
             fit_clip(item.path, out, duration, fit=self.fit, timeout=timeout, size=(width, height))
-        return VisualClip(out, duration, f"{self.name}:{item.relative}")
+        return VisualClip(out, duration, provider=f"{self.name}:{item.relative}")
 
     def _ken_burns(self, src: Path, out: Path, prompt: str, width: int, height: int, duration: float,
                    timeout: float) -> None:

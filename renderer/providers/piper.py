@@ -216,7 +216,7 @@ class PiperVoice:
         Consecutive lines of one speaker share a take; takes are joined with a short pause."""
         spoken = takes(lines, self.casts, self.default)
         if not spoken:
-            return AudioClip(None, 0.0, self.name)
+            return AudioClip(None, 0.0, provider=self.name)
         pieces: list[np.ndarray] = []
         chars: list[str] = []
         starts: list[float] = []
@@ -246,7 +246,7 @@ class PiperVoice:
         tmp.replace(out)
         alignment = {"characters": chars, "character_start_times_seconds": starts,
                      "character_end_times_seconds": ends}
-        return AudioClip(out, samples.size / self.rate, self.name, alignment=alignment)
+        return AudioClip(out, samples.size / self.rate, provider=self.name, alignment=alignment)
 
 
 def _spread(text: str, first: int, last: int, rate: int, chars: list[str], starts: list[float],

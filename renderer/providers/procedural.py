@@ -18,7 +18,6 @@ from renderer.media import ffmpeg
 from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
 from renderer.providers.prompt import Mood, mood_of
 
-
 SOURCES = ("gradients", "life", "mandelbrot", "plasma")  # the lavfi sources it can draw (_source)
 
 
@@ -102,7 +101,7 @@ class ProceduralVisual:
         ffmpeg.run(["-f", "lavfi", "-i", graph, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264",
                     "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
                    timeout=timeout, duration=duration)
-        return VisualClip(out, duration, f"{self.name}:{kind}")
+        return VisualClip(out, duration, provider=f"{self.name}:{kind}")
 
 
 class Backdrop:
@@ -119,4 +118,4 @@ class Backdrop:
                timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
         ffmpeg.run(["-f", "lavfi", "-i", f"color=c={self.colour}:s=64x36:r=1:d={duration:.3f}", "-c:v", "libx264",
                     "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)], timeout=timeout)
-        return VisualClip(out, duration, self.name)
+        return VisualClip(out, duration, provider=self.name)

@@ -142,7 +142,7 @@ class RunwayVisual(Guarded):
             fit_clip(raw, out, duration, fit=self.fit, timeout=max(10.0, deadline - time.monotonic()))
         finally:
             raw.unlink(missing_ok=True)
-        return VisualClip(out, duration, self.name)
+        return VisualClip(out, duration, provider=self.name)
 
     def request_body(self, prompt: str, *, width: int, height: int, duration: float,
                      image_url: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -20,4 +20,4 @@ class SilentVoice:
                    timeout: float = LOCAL_TIMEOUT_S) -> AudioClip:
         """``lines`` are (text, speaker) pairs; the clip has no file, only the time the words would take."""
         count = sum(words(text) for text, _ in lines)
-        return AudioClip(None, count / self.words_per_minute * 60.0 if count else 0.0, self.name)
+        return AudioClip(None, count / self.words_per_minute * 60.0 if count else 0.0, provider=self.name)

@@ -16,7 +16,7 @@ import psutil
 from loguru import logger
 from omegaconf import OmegaConf
 
-from renderer.engine.graph import SlotExecutor
+from renderer.engine.node import SlotExecutor
 from renderer.media import ffmpeg
 from renderer.ops import health, logs
 from renderer.ops.files import RunLayout, write_text_atomic

@@ -16,7 +16,8 @@ from typing import Any
 import pysubs2
 from omegaconf import OmegaConf
 
-from renderer.engine.graph import Node, NodeInput, Part
+from renderer.engine.node import Node, NodeInput, Part
+from renderer.engine.output import StageOutput
 from renderer.media import ass, captions
 from renderer.script import Scene
 
@@ -128,13 +129,12 @@ def header(fmt: Any, theme: Any, size: int, box_opacity: float) -> str:
 
 
 @dataclass(frozen=True)
-class CaptionTrack:
+class CaptionTrack(StageOutput):
     """A scene's captions: an ASS header and events relative to the scene start; ``boxes``: where they are."""
 
     header: str
     events: list[ass.Event]
     boxes: tuple[Box, ...] = ()
-    warnings: tuple[str, ...] = ()
 
 
 def _text(words: list[str], lines: list[list[int]], spoken: int | None, highlight: str, plain: str) -> str:
@@ -182,7 +182,7 @@ def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, s
     if panel is not None and any(b.overlaps(panel) for b in boxes):
         warnings = (f"captions of {len(boxes)} cue(s) cover the terminal panel: no room around it in "
                     f"{fmt.width}x{fmt.height}; shrink assembly.panel or captions.font_size",)
-    return CaptionTrack(head, events, tuple(boxes), warnings)
+    return CaptionTrack(head, events, tuple(boxes), warnings=warnings)
 
 
 def _cs(seconds: float) -> int:
@@ -193,7 +193,7 @@ def _voice_timing(clip: Any) -> dict[str, Any]:
     return {"duration": round(getattr(clip, "duration", 0.0), 6), "alignment": getattr(clip, "alignment", None)}
 
 
-def node(name: str, scene: Scene, voice: str, *, lead: float, panel_shown: bool) -> Node:
+def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool) -> Node:
     lines = [line.text for line in scene.narration]
 
     def fn(inp: NodeInput) -> CaptionTrack:
@@ -206,7 +206,7 @@ def node(name: str, scene: Scene, voice: str, *, lead: float, panel_shown: bool)
                            theme=OmegaConf.create(inp.tree("theme")), settings=OmegaConf.create(inp.cfg["captions"]),
                            panel=panel)
 
-    return Node(name=name, stage="captions", version=VERSION,
+    return Node(stage="captions", scene=scene.index, version=VERSION,
                 reads=("captions", "format.width", "format.height", *(f"theme.{t}" for t in THEME_READS),
                        *(("assembly.panel",) if panel_shown else ())),
                 data={"lines": lines, "lead": lead, "duration": scene.duration},
@@ -220,5 +220,4 @@ def add(comp) -> None:
     panel_shown = "terminal" in comp.layers
     for scene in comp.script.scenes:
         lead = scene.start if scene.index == 0 else 0.0
-        comp.add(node(comp.name("captions", scene.index), scene, comp.name("voice", scene.index), lead=lead,
-                      panel_shown=panel_shown))
+        comp.add(node(scene, comp.name("voice", scene.index), lead=lead, panel_shown=panel_shown))

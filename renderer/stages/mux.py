@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from renderer.engine.graph import Node, NodeInput, Part
+from renderer.engine.node import Node, NodeInput, Part
+from renderer.engine.output import StageOutput
 from renderer.media import ffmpeg
 from renderer.media.encoding import SAFE_AUDIO, audio_args, failure_reason, write_card
 from renderer.ops.reliability import RetryPolicy
@@ -23,12 +24,10 @@ SAFE_VIDEO = {"encode.preset": "ultrafast", "encode.crf": 30}
 
 
 @dataclass(frozen=True)
-class Video:
+class Video(StageOutput):
     path: Path
     duration: float
-    provider: str
     timeline: list[dict[str, float]] = field(default_factory=list)  # per scene: start, duration (seconds)
-    warnings: tuple[str, ...] = ()
 
 
 def _concat_list(segments: list[Any], fps: int) -> str:
@@ -53,7 +52,7 @@ def render(inp: NodeInput, *, slug: str, timeout: float) -> Video:
         args = ["-i", str(sound.path), "-map", "0:a"]
     ffmpeg.run([*args, "-c", "copy", "-movflags", "+faststart", "-fflags", "+bitexact", "-f", "mp4", str(out)],
                timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
-    return Video(out, timeline.duration, "ffmpeg:concat", timeline.to_list())
+    return Video(out, timeline.duration, timeline.to_list(), provider="ffmpeg:concat")
 
 
 def placeholder(inp: NodeInput, exc: Exception, *, slug: str, timeout: float) -> Video:
@@ -72,8 +71,8 @@ def placeholder(inp: NodeInput, exc: Exception, *, slug: str, timeout: float) ->
     out = inp.workdir / f"{slug}-{inp.key[:12]}-placeholder.mp4"
     ffmpeg.run([*args, "-map", "0:a", *audio_args(SAFE_AUDIO), "-t", f"{total:.6f}", "-movflags", "+faststart",
                 "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
-    return Video(out, total, "placeholder", timeline.to_list(),
-                 (f"assembly failed ({reason}); the video is a placeholder that says so",))
+    return Video(out, total, timeline.to_list(), provider="placeholder",
+                 warnings=(f"assembly failed ({reason}); the video is a placeholder that says so",))
 
 
 def add(comp) -> None:
@@ -84,7 +83,7 @@ def add(comp) -> None:
         deps["segments"] = comp.nodes_of("segment")
         reads = ("format.width", "format.height", "format.fps")  # the concat's clock, the placeholder's frame
     comp.add(Node(
-        name=comp.name("mux"), stage="mux", version=VERSION, reads=reads, deps=deps,
+        stage="mux", version=VERSION, reads=reads, deps=deps,
         fn=lambda inp: render(inp, slug=slug, timeout=timeout),
         fallback=lambda inp, exc: placeholder(inp, exc, slug=slug, timeout=timeout),
         retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly)))

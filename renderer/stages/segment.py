@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from renderer.config import PICTURES_WITHOUT_STAGE
-from renderer.engine.graph import Node, NodeInput, Part
+from renderer.engine.node import Node, NodeInput, Part
+from renderer.engine.output import StageOutput
 from renderer.media import ass, ffmpeg
 from renderer.media.encoding import failure_reason, video_args, write_card
 from renderer.ops.reliability import RetryPolicy
@@ -25,11 +26,9 @@ VERSION = "1"
 
 
 @dataclass(frozen=True)
-class Segment:
+class Segment(StageOutput):
     path: Path
     frames: int
-    provider: str
-    warnings: tuple[str, ...] = ()
 
 
 def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
@@ -87,33 +86,38 @@ def _encode(inp: NodeInput, inputs: list[str], chain: str, chunk: Chunk, out: Pa
                duration=chunk.duration)
 
 
-def render(inp: NodeInput, *, name: str, threads: int, timeout: float) -> Segment:
+def _stem(inp: NodeInput, scene: int, part: int) -> str:
+    """What the files of ``part`` of ``scene`` are named by (in the work folder)."""
+    return f"segment-{scene}.{part}-{inp.key[:12]}"
+
+
+def render(inp: NodeInput, *, scene: int, part: int, threads: int, timeout: float) -> Segment:
     chunk: Chunk = inp.deps["chunk"]
     inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"), chunk)
-    stem = f"{name.replace('/', '-')}-{inp.key[:12]}"
+    stem = _stem(inp, scene, part)
     for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
         ass_file = ass.write(inp.workdir / f"{stem}-{n}.ass", header, _layer_events(events, chunk))
         chain += f",ass=filename={ass_file.name}"
     chain += _fades(inp.cfg["assembly.transition_s"], chunk)  # the whole frame fades, layers and all
     out = inp.workdir / f"{stem}.mp4"
     _encode(inp, inputs, chain, chunk, out, threads, timeout)
-    return Segment(out, chunk.frames, "ffmpeg")
+    return Segment(out, chunk.frames, provider="ffmpeg")
 
 
-def placeholder(inp: NodeInput, exc: Exception, *, name: str, scene: int, threads: int, timeout: float
+def placeholder(inp: NodeInput, exc: Exception, *, scene: int, part: int, threads: int, timeout: float
                 ) -> Segment:
     """When a scene cannot be rendered, the video still comes out: the scene's frames say what failed."""
     chunk: Chunk = inp.deps["chunk"]
     w, h, fps = inp.cfg["format.width"], inp.cfg["format.height"], inp.cfg["format.fps"]
     reason = failure_reason(exc)
-    stem = f"{name.replace('/', '-')}-{inp.key[:12]}"
+    stem = _stem(inp, scene, part)
     card = write_card(inp.workdir / f"{stem}-card.ass", w, h, chunk.duration, f"scene {scene + 1}: rendering failed",
                       reason)
     out = inp.workdir / f"{stem}-placeholder.mp4"
     _encode(inp, [], f"color=c=black:s={w}x{h}:r={fps},setsar=1,ass=filename={card.name}", chunk, out, threads,
             timeout)
-    return Segment(out, chunk.frames, "placeholder",
-                   (f"scene {scene + 1} failed to render ({reason}); it is a placeholder that says so",))
+    return Segment(out, chunk.frames, provider="placeholder",
+                   warnings=(f"scene {scene + 1} failed to render ({reason}); it is a placeholder that says so",))
 
 
 def _chunk(scene: int, count: int, part: int):
@@ -129,15 +133,14 @@ def add(comp) -> None:
     retry = RetryPolicy.from_cfg(comp.cfg.retry.assembly)
     for i, count in enumerate(comp.chunks):
         for k in range(count):
-            name = comp.name("segment", i, k)
             deps: dict[str, Any] = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k)),
                                     "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers
                                                     if comp.name(layer, i) in comp.graph.nodes)}  # some: scene 0 only
             if picture not in PICTURES_WITHOUT_STAGE:
                 deps["picture"] = comp.name(picture, i)
             comp.add(Node(
-                name=name, stage="segment", version=VERSION, reads=tuple(reads), deps=deps,
-                fn=lambda inp, name=name: render(inp, name=name, threads=threads, timeout=timeout),
-                fallback=lambda inp, exc, name=name, i=i: placeholder(inp, exc, name=name, scene=i, threads=threads,
-                                                                      timeout=timeout),
+                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(reads), deps=deps,
+                fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),
+                fallback=lambda inp, exc, i=i, k=k: placeholder(inp, exc, scene=i, part=k, threads=threads,
+                                                                timeout=timeout),
                 retry=retry, slot="encode"))

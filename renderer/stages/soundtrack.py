@@ -13,7 +13,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from renderer.engine.graph import Node, NodeInput, Part
+from renderer.engine.node import Node, NodeInput, Part
+from renderer.engine.output import StageOutput
 from renderer.media import audio, ffmpeg
 from renderer.media.encoding import (
     SAFE_AUDIO,
@@ -30,11 +31,9 @@ CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
 @dataclass(frozen=True)
-class Soundtrack:
+class Soundtrack(StageOutput):
     path: Path
     duration: float
-    provider: str
-    warnings: tuple[str, ...] = ()
 
 
 def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, rate: int, layout: str) -> str:
@@ -111,7 +110,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
             break
         logger.info("soundtrack: the AAC encode overshot the true-peak ceiling by {:.1f} dB; limiting lower", over)
         ceiling -= over + 0.2
-    return Soundtrack(out, timeline.duration, "ffmpeg", tuple(warnings))
+    return Soundtrack(out, timeline.duration, provider="ffmpeg", warnings=tuple(warnings))
 
 
 def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
@@ -121,8 +120,8 @@ def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
     out = inp.workdir / f"soundtrack-{inp.key[:12]}-silence.m4a"
     ffmpeg.run(["-f", "lavfi", "-i", f"anullsrc=r={rate}:cl=mono,atrim=duration={timeline.duration:.6f}",
                 *audio_args(SAFE_AUDIO), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir)
-    return Soundtrack(out, timeline.duration, "silence",
-                      (f"the soundtrack failed ({failure_reason(exc)}); the video is silent",))
+    return Soundtrack(out, timeline.duration, provider="silence",
+                      warnings=(f"the soundtrack failed ({failure_reason(exc)}); the video is silent",))
 
 
 def add(comp) -> None:
@@ -131,7 +130,7 @@ def add(comp) -> None:
     timeout = comp.timeout
     music = audio.pick_music(comp.cfg.audio.music, comp.slug, timeout=timeout)
     comp.add(Node(
-        name=comp.name("soundtrack"), stage="soundtrack", version=VERSION,
+        stage="soundtrack", version=VERSION,
         reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
         data={"music": music},
         deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import wcwidth
 from omegaconf import OmegaConf
 
-from renderer.engine.graph import Node, NodeInput
+from renderer.engine.node import Node, NodeInput
+from renderer.engine.output import StageOutput
 from renderer.media import ass, sgr
 from renderer.script import Scene
 
@@ -355,7 +356,7 @@ def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list
 
 
 @dataclass(frozen=True)
-class TerminalTrack:
+class TerminalTrack(StageOutput):
     """The terminal of one scene: an ASS header and events relative to the scene start."""
 
     header: str
@@ -363,7 +364,6 @@ class TerminalTrack:
     speed_scale: float  # > 1 when typing was sped up to fit the scene
     rows: int
     cols: int
-    warnings: tuple[str, ...] = ()
 
 
 def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any, timing: Any, fmt: Any,
@@ -397,7 +397,7 @@ def _typing_warnings(scene: Scene, track: TerminalTrack) -> tuple[str, ...]:
             f"fit its {scene.duration:.0f} s; give the scene more time or shorten the text",)
 
 
-def node(name: str, scene: Scene, script_title: str) -> Node:
+def node(scene: Scene, script_title: str) -> Node:
     """The graph node for a scene's terminal; if it fails the scene simply has no terminal."""
     lines = [{"kind": line.kind, "text": line.text, "prompt": line.prompt} for line in scene.on_screen]
     palette = sgr.palette_used([line["text"] for line in lines])
@@ -414,7 +414,7 @@ def node(name: str, scene: Scene, script_title: str) -> Node:
     def no_terminal(inp: NodeInput, exc: Exception) -> TerminalTrack:
         return TerminalTrack("", [], 1.0, 0, 0)
 
-    return Node(name=name, stage="terminal", version=VERSION,
+    return Node(stage="terminal", scene=scene.index, version=VERSION,
                 reads=(*(f"theme.{leaf}" for leaf in (*THEME_READS, *palette)), "terminal", "format.width", "format.height",
                        "assembly.panel", "assembly.picture"),
                 data=data, fn=fn, fallback=no_terminal)
@@ -422,4 +422,4 @@ def node(name: str, scene: Scene, script_title: str) -> Node:
 
 def add(comp) -> None:
     for scene in comp.script.scenes:
-        comp.add(node(comp.name("terminal", scene.index), scene, comp.script.title))
+        comp.add(node(scene, comp.script.title))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from renderer.engine.graph import Node, NodeInput, Part
+from renderer.engine.node import Node, NodeInput, Part
+from renderer.engine.output import StageOutput
 
 VERSION = "1"
 TAIL_S = 0.75  # the last scene outlasts its narration by this much
@@ -41,7 +42,7 @@ class Span:
 
 
 @dataclass(frozen=True)
-class Timeline:
+class Timeline(StageOutput):
     spans: tuple[Span, ...]
     lead: float  # the first scene's narration starts this late: its timestamp, when after 0:00
 
@@ -124,6 +125,6 @@ def add(comp) -> None:
     def fn(inp: NodeInput) -> Timeline:
         return plan(scenes, inp.cfg["format.fps"], inp.deps["last_voice_s"])
 
-    comp.add(Node(name=comp.name("timeline"), stage="timeline", version=VERSION, fn=fn,
+    comp.add(Node(stage="timeline", version=VERSION, fn=fn,
                   reads=("format.fps",), data={"scenes": scenes},
                   deps={"last_voice_s": Part(last, _duration)}))

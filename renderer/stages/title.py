@@ -12,7 +12,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from renderer.engine.graph import Node, NodeInput
+from renderer.engine.node import Node, NodeInput
+from renderer.engine.output import StageOutput
 from renderer.media import ass
 
 VERSION = "1"
@@ -21,7 +22,7 @@ THEME_READS = ("font_family", "font_size", "foreground", "background", "panel_op
 
 
 @dataclass(frozen=True)
-class TitleTrack:
+class TitleTrack(StageOutput):
     """Like a terminal track: an ASS header and events, relative to the scene start."""
 
     header: str
@@ -68,7 +69,7 @@ def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt
     return TitleTrack(head, events)
 
 
-def node(name: str, title: str, subtitle: str, *, with_panel: bool) -> Node:
+def node(title: str, subtitle: str, *, with_panel: bool) -> Node:
     def fn(inp: NodeInput) -> TitleTrack:
         panel = OmegaConf.create(inp.cfg["assembly.panel"]) if with_panel else None
         return build_track(title, subtitle, duration_s=inp.cfg["assembly.title_card_s"],
@@ -77,7 +78,7 @@ def node(name: str, title: str, subtitle: str, *, with_panel: bool) -> Node:
 
     reads = (*(f"theme.{leaf}" for leaf in THEME_READS), "format.width", "format.height", "assembly.title_card_s",
              *(("assembly.panel",) if with_panel else ()))
-    return Node(name=name, stage="title", version=VERSION, reads=reads,
+    return Node(stage="title", scene=0, version=VERSION, reads=reads,
                 data={"title": title, "subtitle": subtitle}, fn=fn,
                 fallback=lambda inp, exc: TitleTrack("", []))  # no card is better than no video
 
@@ -85,4 +86,4 @@ def node(name: str, title: str, subtitle: str, *, with_panel: bool) -> Node:
 def add(comp) -> None:
     """The card belongs to the first scene only: the segments of the others take no title layer."""
     script = comp.script
-    comp.add(node(comp.name("title", 0), script.title, script.subtitle or "", with_panel="terminal" in comp.layers))
+    comp.add(node(script.title, script.subtitle or "", with_panel="terminal" in comp.layers))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from renderer.engine.graph import Node, NodeInput, first_that_works
+from renderer.engine.node import Node, NodeInput, first_that_works
 from renderer.ops import health
 from renderer.script import Scene
 
@@ -19,7 +19,7 @@ def _source_of(provider: Any, prompt: str) -> dict[str, str]:
     return {"source": fingerprint(prompt)} if fingerprint else {}
 
 
-def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
+def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
          backups: list[Any] | None = None, stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
     ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
@@ -34,8 +34,8 @@ def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, tim
                                                                     duration=duration, timeout=timeout))
 
     return Node(
-        name=name,
         stage="visual",
+        scene=scene.index,
         version=f"{VERSION}.{provider.version}",
         reads=("visual", "format.width", "format.height"),
         data={"prompt": prompt, "duration": duration, **_source_of(provider, prompt)},
@@ -49,6 +49,5 @@ def node(name: str, scene: Scene, provider: Any, *, width: int, height: int, tim
 def add(comp) -> None:
     p, fmt = comp.providers, comp.cfg.format
     for scene in comp.script.scenes:
-        comp.add(node(comp.name("visual", scene.index), scene, p.primary["visual"], width=fmt.width,
-                      height=fmt.height, timeout=comp.budget("visual"), backups=p.backups["visual"],
-                      stand_in=p.stand_in["visual"]))
+        comp.add(node(scene, p.primary["visual"], width=fmt.width, height=fmt.height, timeout=comp.budget("visual"),
+                      backups=p.backups["visual"], stand_in=p.stand_in["visual"]))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from renderer.engine.graph import Node, NodeInput, first_that_works
+from renderer.engine.node import Node, NodeInput, first_that_works
 from renderer.ops import health
 from renderer.script import Scene
 
 VERSION = "1"
 
 
-def node(name: str, scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
+def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
          stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
     ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached."""
@@ -24,8 +24,8 @@ def node(name: str, scene: Scene, provider: Any, *, timeout: float, backups: lis
         return lambda inp: health.provider_call(p, lambda: p.synthesize(lines, out(inp), timeout=timeout))
 
     return Node(
-        name=name,
         stage="voice",
+        scene=scene.index,
         version=f"{VERSION}.{provider.version}",
         reads=("voice",),
         data={"lines": lines},
@@ -39,5 +39,5 @@ def node(name: str, scene: Scene, provider: Any, *, timeout: float, backups: lis
 def add(comp) -> None:
     p = comp.providers
     for scene in comp.script.scenes:
-        comp.add(node(comp.name("voice", scene.index), scene, p.primary["voice"], timeout=comp.budget("voice"),
+        comp.add(node(scene, p.primary["voice"], timeout=comp.budget("voice"),
                       backups=p.backups["voice"], stand_in=p.stand_in["voice"]))

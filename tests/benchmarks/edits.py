@@ -66,8 +66,8 @@ def _one(b, total: int, count: int) -> dict:
                                           str(b.dir("edits-floor") / "floor.mp4")])
         if name == "theme":
             stages = {n["stage"] for n in measure.ran(record)}
-            terminals = {n["name"].split("/")[1] for n in measure.ran(record, {"terminal"})}
-            segments = {n["name"].split("/")[1].split(".")[0] for n in measure.ran(record, {"segment"})}
+            terminals = {n["scene"] for n in measure.ran(record, {"terminal"})}
+            segments = {n["scene"] for n in measure.ran(record, {"segment"})}
             found["theme only terminal"] = stages <= TERMINAL_ONLY and segments <= terminals
     return found
 

@@ -1,0 +1,255 @@
+"""One run of a graph, as named steps (the way pydoit's Runner reads):
+
+    GraphRun.run()
+        while nodes are pending or running:
+            select()          the pending nodes that may start now, in graph order; skips those of broken inputs
+            start(node)       key it, hand it its inputs and the pool
+            wait()            the nodes that finished (a cancelled run stops here)
+            record(future)    keep a finished node's output for its dependents, or break the node
+        finish()              the outputs and records, or GraphError
+    execute(node)           in a pool thread: from_cache(), or call() with its retries then fall_back();
+                            store() a clean result
+
+Independent nodes run side by side on a thread pool (they mostly wait on subprocesses), at most
+``slots[node.slot]`` of one slot at a time. Keys are computed as nodes become ready, since a ``Part`` is
+keyed by the value it picks from an output. A fallback's output is not cached, nor is anything keyed by it
+(the key would lie): such nodes are tainted. What the run has to say (log tags, samples, the redaction of
+error texts) goes through the ``GraphObserver`` it is given; whether it was cancelled, through a callable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import errno
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from loguru import logger
+from omegaconf import DictConfig
+
+from renderer.engine import keys
+from renderer.engine.cache import Cache
+from renderer.engine.node import Dep, Node, NodeInput, NodeRecord, Part, SlotExecutor
+from renderer.engine.observer import GraphObserver
+from renderer.engine.output import StageOutput
+
+CANCEL_POLL_S = 0.2  # how often a running graph asks ``cancelled()``
+
+
+class GraphError(RuntimeError):
+    def __init__(self, records: list[NodeRecord]):
+        self.records = records
+        failed = [r for r in records if r.status == "failed"]
+        super().__init__("; ".join(f"{r.name}: {r.error}" for r in failed) or "graph failed")
+
+
+def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any]) -> Any:
+    if isinstance(dep, tuple):
+        return [_resolve(one, outputs) for one in dep]
+    return dep.pick(outputs[dep.node]) if isinstance(dep, Part) else outputs[dep]
+
+
+def _never() -> bool:
+    return False
+
+
+class GraphRun:
+    """See the module's docstring. The main thread selects, starts and records; pool threads execute."""
+
+    def __init__(self, nodes: Mapping[str, Node], cfg: DictConfig, workdir: Path, *, threads: int = 4,
+                 cache: Cache | None = None, slots: Mapping[str, int] | None = None,
+                 executors: Mapping[str, SlotExecutor] | None = None, observer: GraphObserver | None = None,
+                 cancelled: Callable[[], bool] | None = None, on_interrupt: Callable[[], Any] | None = None,
+                 on_abort: Callable[[], Any] | None = None):
+        self.nodes, self.cfg, self.workdir, self.threads, self.cache = nodes, cfg, workdir, threads, cache
+        self.executors = dict(executors or {})
+        self.caps = dict(slots or {}) | {slot: executor.capacity for slot, executor in self.executors.items()}
+        self.observer = observer or GraphObserver()
+        self.cancelled, self.on_interrupt, self.on_abort = cancelled or _never, on_interrupt, on_abort
+        self.records = {name: NodeRecord(name, node.stage, "", scene=node.scene, part=node.part)
+                        for name, node in nodes.items()}
+        self.keys: dict[str, str] = {}
+        self.outputs: dict[str, Any] = {}
+        self.tainted: set[str] = set()  # not cacheable, fell back, or keyed by such a node
+        self.broken: set[str] = set()  # failed or skipped
+        self.pending = dict(nodes)
+        self.running: dict[Future, str] = {}
+        self.busy: Counter[str] = Counter()  # nodes running per slot
+        self.aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
+        self.began = time.perf_counter()
+        # an executor's waits take pool threads of their own, so the other nodes keep all of ``threads``
+        waits = sum(executor.capacity for executor in self.executors.values())
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads) + waits, thread_name_prefix="stage")
+
+    def run(self) -> tuple[dict[str, Any], list[NodeRecord]]:
+        try:
+            while self.pending or self.running:
+                for node in self.select():
+                    self.start(node)
+                if not self.running:
+                    break
+                for future in self.wait():
+                    self.record(future)
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        finally:
+            self.pool.shutdown(wait=True)
+        return self.finish()
+
+    # --- the main thread -----------------------------------------------------------------------------------
+    def select(self) -> Iterator[Node]:
+        """The pending nodes whose inputs are all there and whose slot has room, in graph order; a node with a
+        broken input is skipped (and broken) on the way. Lazy: each is started before the next is judged."""
+        for name, node in list(self.pending.items()):
+            upstream = node.upstream()
+            if any(d in self.broken for d in upstream):
+                self.records[name].status = "skipped"
+                self.broken.add(name)
+                del self.pending[name]
+            elif all(d in self.outputs for d in upstream) and self.busy[node.slot] < self.caps.get(node.slot,
+                                                                                                    self.threads):
+                del self.pending[name]
+                yield node
+
+    def start(self, node: Node) -> None:
+        """Key the node and hand it to the pool (here only, so keys and taint stay consistent); a node that
+        cannot be keyed or given its inputs (e.g. a Part that cannot be picked from its output) fails."""
+        try:
+            key = self.keys[node.name] = self.records[node.name].key = keys.key(node, self.cfg, self.keys,
+                                                                                self.outputs)
+            if not node.cacheable or self.tainted.intersection(node.upstream(by_key=True)):
+                self.tainted.add(node.name)
+            deps = {name: _resolve(dep, self.outputs) for name, dep in node.deps.items()}
+            inp = NodeInput(node.data, keys.select(self.cfg, node.reads), deps, self.workdir, key)
+            cacheable = self.cache is not None and node.name not in self.tainted
+            # the task runs in a copy of this thread's context: the script's correlation ids go with it
+            self.running[self.pool.submit(contextvars.copy_context().run, self.execute, node, inp, cacheable)] \
+                = node.name
+            self.busy[node.slot] += 1
+        except Exception as exc:
+            self.fail(node.name, exc)
+
+    def wait(self) -> set[Future]:
+        """The nodes that finished within CANCEL_POLL_S. A ``cancelled()`` run (from a thread no signal
+        reaches: a Dask task, the threading backend) is interrupted here."""
+        done, _ = wait(self.running, timeout=CANCEL_POLL_S, return_when=FIRST_COMPLETED)
+        if self.cancelled():
+            raise KeyboardInterrupt("cancelled")
+        return done
+
+    def record(self, future: Future) -> None:
+        """A finished node: its output kept for its dependents, or the node broken (and so its dependents)."""
+        name = self.running.pop(future)
+        self.busy[self.nodes[name].slot] -= 1
+        error = future.exception()
+        if error is None:
+            self.outputs[name] = future.result()
+        elif self.records[name].status != "failed":  # broke outside its stage function
+            self.fail(name, error)
+        else:
+            self.broken.add(name)
+
+    def fail(self, name: str, error: BaseException) -> None:
+        record = self.records[name]
+        record.status, record.error = "failed", self.observer.redact(f"{type(error).__name__}: {error}")
+        self.broken.add(name)
+
+    def abort(self, exc: BaseException) -> None:
+        """Interrupted (Ctrl-C, SIGTERM turned into an exception, ``cancelled()``) or broken: nodes not yet
+        started are dropped, none retries or falls back, and ``on_abort`` stops those running (e.g. kills their
+        subprocesses). An interruption calls ``on_interrupt`` first (e.g. so backoffs wake)."""
+        self.aborting.set()
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and self.on_interrupt is not None:
+            self.on_interrupt()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.on_abort is not None:
+            self.on_abort()
+
+    def finish(self) -> tuple[dict[str, Any], list[NodeRecord]]:
+        """The outputs by name and a record per node, in graph order; GraphError if any failed or was skipped."""
+        ordered = [self.records[name] for name in self.nodes]
+        if any(r.status in ("failed", "skipped") for r in ordered):
+            raise GraphError(ordered)
+        return self.outputs, ordered
+
+    # --- a pool thread -------------------------------------------------------------------------------------
+    def execute(self, node: Node, inp: NodeInput, cacheable: bool) -> Any:
+        """A node's work, inside the observer's ``node_running``: its cached output, or its stage function
+        (retried, then fallen back from); a clean result is stored."""
+        record = self.records[node.name]
+        with self.observer.node_running(node, len(self.nodes)):
+            try:
+                started = time.perf_counter()
+                record.started = round(started - self.began, 3)
+                if cacheable and (hit := self.from_cache(node, inp.key)) is not None:
+                    record.status = "cached"
+                    self.note(record, hit)
+                    record.seconds = round(time.perf_counter() - started, 3)
+                    return hit
+                try:
+                    result = self.call(node, inp)
+                    record.status = "ok"
+                except Exception as exc:  # a stage failure is data: recorded, then fallen back from
+                    result = self.fall_back(node, inp, exc)
+                finally:
+                    record.seconds = round(time.perf_counter() - started, 3)
+                self.note(record, result)
+                if cacheable and record.status == "ok":
+                    result = self.store(node, inp.key, result)
+                return result
+            finally:
+                self.observer.node_finished(node, record)
+
+    def from_cache(self, node: Node, key: str) -> Any | None:
+        with self.observer.cache_call("get") as call:
+            hit = self.cache.get(node.stage, key)
+            call["hit"] = hit is not None
+        return hit
+
+    def call(self, node: Node, inp: NodeInput) -> Any:
+        """The stage function, where its slot's executor runs it (or in this thread), tried as its retry says."""
+        executor = self.executors.get(node.slot)
+        call = (lambda: node.fn(inp)) if executor is None else (lambda: executor(node.fn, inp))
+        return call() if node.retry is None else node.retry.run(call, node.name, cancelled=self.aborting.is_set)
+
+    def fall_back(self, node: Node, inp: NodeInput, exc: Exception) -> Any:
+        """The node's fallback for the failure ``exc``, its output tainted; with none, in a run being aborted
+        (it starts nothing new), or when the fallback fails too (the node then fails with both reasons), raises."""
+        record = self.records[node.name]
+        record.status, record.error = "failed", self.observer.redact(f"{type(exc).__name__}: {exc}")
+        if node.fallback is None or self.aborting.is_set():
+            raise exc
+        try:
+            result = node.fallback(inp, exc)
+        except Exception as fallback_exc:
+            record.error += self.observer.redact(f"; fallback: {type(fallback_exc).__name__}: {fallback_exc}")
+            raise
+        record.status = "fallback"
+        self.tainted.add(node.name)
+        return result
+
+    @staticmethod
+    def note(record: NodeRecord, output: Any) -> None:
+        """What the output says of itself: its provider and warnings."""
+        if isinstance(output, StageOutput):
+            record.provider, record.warnings = output.provider, list(output.warnings)
+
+    def store(self, node: Node, key: str, result: Any) -> Any:
+        """Keep a clean result for later runs, pointing at the cached files; a cache that cannot be written
+        costs speed, not the render (the record says so)."""
+        try:
+            with self.observer.cache_call("put"):
+                return self.cache.put(node.stage, key, result)
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            warning = (f"the cache in {self.cache.root} is full ({exc.strerror}): outputs were not cached; prune it "
+                       "(python -m renderer.cache prune --max-size ...) or free space" if full else
+                       f"outputs could not be cached in {self.cache.root}: {exc}")
+            self.records[node.name].warnings.append(warning)
+            logger.warning("{}: {}", node.name, warning)
+            return result
