@@ -425,7 +425,7 @@ def _open_maps(schema: type) -> Any:
     as ``voice.speakers='{Winston: en-gb}'``: in struct mode OmegaConf refuses a key a map does not hold yet."""
     node = OmegaConf.structured(schema)
     for key in node:
-        value = node._get_node(key)
+        value = None if OmegaConf.is_missing(node, key) else node[key]  # a container: the node itself
         if OmegaConf.is_dict(value) and OmegaConf.get_type(value) is dict:  # a map, not a nested dataclass
             OmegaConf.set_struct(value, False)
     return node

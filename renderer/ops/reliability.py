@@ -301,15 +301,16 @@ class SharedBreaker(pybreaker.CircuitBreaker):
     the breaker.
     """
 
-    def __init__(self, *args: Any, trial_timeout_s: float, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, state_storage: BreakerStorage, trial_timeout_s: float, **kwargs: Any):
+        super().__init__(*args, state_storage=state_storage, **kwargs)
+        self.storage = state_storage  # ours to keep: pybreaker's own reference to it is private
         self.trial_timeout_s = trial_timeout_s
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         state = self.state
         if state.name == pybreaker.STATE_CLOSED:
             return state.call(func, *args, **kwargs)
-        storage: BreakerStorage = self._state_storage
+        storage = self.storage
         if not storage.claim_trial(self.reset_timeout, self.trial_timeout_s):
             raise pybreaker.CircuitBreakerError(f"{self.name}: circuit breaker open (while half-open, one trial "
                                                 "call at a time)")
