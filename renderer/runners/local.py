@@ -71,17 +71,17 @@ def stop_workers(roll: Roll, grace: float) -> int:
     gets SIGTERM (``worker._stop_worker``: it interrupts its script and starts no other), this process's threads
     are cancelled (``reliability.cancel``), and this waits up to ``grace`` seconds for the scripts they are
     rendering to end; return how many did not. A worker that takes a script meanwhile is stopped too."""
-    me, deadline, signalled, warned = os.getpid(), time.monotonic() + grace, {os.getpid()}, False
+    deadline, signalled, warned = time.monotonic() + grace, {os.getpid()}, False
     with signals_held():
         while True:
             workers = roll.workers()
+            if os.getpid() in workers:  # this process renders too (a pool of threads)
+                reliability.cancel()
             for pid in workers.keys() - signalled:
                 signalled.add(pid)
                 with suppress(psutil.Error):  # psutil checks it is still the process on the roll
                     workers[pid].send_signal(signal.SIGTERM)
             scripts = roll.scripts(workers)
-            if any(pid == me for pid, _ in scripts):
-                reliability.cancel()
             if not scripts or time.monotonic() >= deadline:
                 break
             if not warned:

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from renderer.engine.node import SlotExecutor
 from renderer.media import ffmpeg
-from renderer.ops import health, logs
+from renderer.ops import health, logs, reliability
 from renderer.ops.files import RunLayout, write_text_atomic
 from renderer.pipeline.render import render_script
 
@@ -149,6 +149,9 @@ class Roll:
 
 
 def render_on_roll(plain_cfg: dict, path: str, slug: str, run_dir: str) -> dict[str, Any]:
-    """``render_in_worker``, with this worker on the run's roll while it renders (a pool's worker)."""
+    """``render_in_worker``, with this worker on the run's roll while it renders (a pool's worker). A pool's
+    thread starts no script once its process was cancelled (a stopping batch), as a stopping process does not."""
     with Roll(Path(run_dir)).rendering(slug):
+        if reliability.cancelled():
+            raise KeyboardInterrupt("cancelled before it began")
         return render_in_worker(plain_cfg, path, slug, run_dir)
