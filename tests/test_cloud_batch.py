@@ -131,6 +131,14 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _command_now(pid: int, last_seen: str) -> str:
+    """What a process is now, if it is still there (it may have exec'd since it was seen), else what it was."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline()) or last_seen
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return last_seen
+
+
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -170,7 +178,8 @@ def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stu
                     children = []
                 for child in children:
                     try:  # processes come and go while we look
-                        seen.setdefault(child.pid, " ".join(child.cmdline()))
+                        seen[child.pid] = " ".join(child.cmdline())  # the latest: a child just forked still
+                        # shows the renderer's own command line until it execs
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
                 time.sleep(0.05)
@@ -206,6 +215,7 @@ def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stu
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert {slug: s["status"] for slug, s in manifest["scripts"].items()} == dict.fromkeys(["s0", "s1", "s2"],
                                                                                            "cancelled")
+    seen = {pid: _command_now(pid, cmd) for pid, cmd in seen.items()}
     workers_and_tools = {pid: cmd for pid, cmd in seen.items() if "loky" in cmd and "resource_tracker" not in cmd
                          or Path(cmd.split(" ")[0]).name in ffmpeg.MEDIA_TOOLS or "setpriv" in cmd}
     assert {pid: cmd for pid, cmd in workers_and_tools.items() if not _gone(pid)} == {}
