@@ -211,8 +211,9 @@ def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[N
         for attempt in fallbacks[:-1]:
             try:
                 return attempt(inp)
-            except Exception as error:
+            except Exception as error:  # each step that failed is noted on the node's error, for its record
                 logger.warning("fallback failed too: {}", error)
+                exc.add_note(f"{getattr(attempt, 'label', 'fallback')} failed too: {type(error).__name__}: {error}")
         return fallbacks[-1](inp)
 
     return fallback
@@ -325,6 +326,7 @@ class Graph:
                     record.error += redact(f"; fallback: {type(fallback_exc).__name__}: {fallback_exc}")
                     raise
                 record.status = "fallback"
+                record.error += "".join(redact(f"; {note}") for note in getattr(exc, "__notes__", ()))
                 tainted.add(node.name)
             finally:
                 record.seconds = round(time.perf_counter() - started, 3)

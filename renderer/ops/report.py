@@ -65,7 +65,7 @@ def _card(slug: str, entry: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "thumbs": thumbs, "providers": record.get("providers") or {}, "fallbacks": entry.get("fallbacks") or [],
             "notes": notes, "waterfall": waterfall(record.get("stages") or []),
             "links": {ext: f"{slug}/{slug}.{ext}" for ext, there in has.items() if there and status != "pending"},
-            "scenes": len(scenes)}
+            "scenes": len(scenes), "credits": record.get("credits") or []}
 
 
 def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:

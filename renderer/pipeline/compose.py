@@ -109,7 +109,8 @@ class Composition:
 
     def budget(self, group: str) -> float:
         """A cloud provider's whole scene (every request, retry and poll); a local tool's single run."""
-        cloud = getattr(self.providers.primary.get(group), "service", None)
+        provider = self.providers.primary.get(group)
+        cloud = getattr(provider, "service", None) or getattr(provider, "services", None)
         return self.cfg.limits.scene_timeout_s if cloud else self.timeout
 
     @cached_property

@@ -27,6 +27,7 @@ from renderer.ops.run_state import shared_state
 from renderer.pipeline import compose
 from renderer.providers import chain
 from renderer.providers.chain import Providers, ProviderUnavailable
+from renderer.providers.stock import credits_text
 from renderer.script import Script, parse_file
 from renderer.stages.mux import Video
 
@@ -127,13 +128,22 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
                             for r in records if r.status == "fallback"]
     for fb in record["fallbacks"]:
         log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
+    record["credits"] = _credits(comp, outputs)
     record["warnings"] += [w for name in comp.graph.nodes for w in getattr(outputs.get(name), "warnings", ())]
     record["warnings"] += list(dict.fromkeys(r.warning for r in records if r.warning))  # e.g. a full cache
     return comp, outputs
 
 
-def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout) -> Video:
-    """The video and its captions, each written atomically into the script's folder."""
+def _credits(comp: compose.Composition, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whose footage each scene shows (stock clips: service, id, creator, page), in scene order."""
+    return [{"scene": n, **credit} for n, clip in enumerate(comp.outputs(outputs, "visual"))
+            for credit in getattr(clip, "credits", ())]
+
+
+def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout,
+             credits: list[dict[str, Any]]) -> Video:
+    """The video, its captions and its credits (when it shows others' footage), each written atomically
+    into the script's folder."""
     script, slug = comp.script, comp.slug
     video: Video = outputs[comp.name("mux")]
     copy_atomic(video.path, layout.output(slug, ".mp4"))  # a copy: the rendered file may live in the cache
@@ -143,6 +153,8 @@ def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayo
                              alignments=[getattr(v, "alignment", None) for v in voices])
     write_text_atomic(layout.output(slug, ".srt"), captions.srt(cue_list))
     write_text_atomic(layout.output(slug, ".vtt"), captions.vtt(cue_list))
+    if credits:
+        write_text_atomic(layout.output(slug, ".credits.txt"), credits_text(credits, script.title))
     return video
 
 
@@ -191,13 +203,14 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         _admit(cfg, layout, record, log)
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
-        video = _publish(comp, outputs, layout)
+        video = _publish(comp, outputs, layout, record["credits"])
         record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout.script_dir(slug), log)
         for warning in record["warnings"]:
             log.warning(warning)
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
                       outputs={ext: str(layout.output(slug, f".{ext}"))
-                               for ext in ("mp4", "srt", "vtt", "json", "log")})
+                               for ext in ("mp4", "srt", "vtt", "json", "log", "credits.txt")
+                               if ext != "credits.txt" or record["credits"]})
         log.info("rendered {} ({:.1f} s of video)", layout.output(slug, ".mp4"), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")

@@ -31,6 +31,8 @@ class VisualClip:
     path: Path
     duration: float
     provider: str
+    # whose footage it shows, for the credits (stock): {service, id, kind, creator, creator_url, page_url}
+    credits: tuple[dict, ...] = field(default=(), compare=False)
 
 
 def words(text: str) -> int:

@@ -2,6 +2,7 @@
 
 voice:  configured provider → piper (offline, neural) → espeak-ng (offline) → silence
 visual: configured provider → procedural (offline) → a plain backdrop
+A provider's config may name the sources tried first when it fails (``then: [library, procedural]``: stock).
 A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script; so does a
 provider whose settings are wrong (``ProviderConfigError``: the fix, not a stand-in).
 A provider that cannot even start (no API key, no espeak-ng) is replaced by its first working stand-in,
@@ -23,6 +24,7 @@ from renderer.ops.logs import redact
 from renderer.ops.reliability import RunState, build_guard
 from renderer.providers.base import ProviderConfigError
 from renderer.providers.espeak import EspeakVoice
+from renderer.providers.library import LibraryVisual
 from renderer.providers.piper import PiperVoice
 from renderer.providers.procedural import Backdrop, ProceduralVisual
 from renderer.providers.silent import SilentVoice
@@ -62,6 +64,8 @@ class Providers:
             guard = getattr(provider, "guard", None)
             if guard is not None:
                 out[provider.service] = {**guard.summary(), "usage": getattr(provider, "stats", {})}
+            for service, one in getattr(provider, "guards", {}).items():  # a provider of several services
+                out[service] = {**one.summary(), "usage": getattr(provider, "stats", {}).get(service, {})}
         return out
 
 
@@ -79,6 +83,27 @@ def _stand_ins(group: str, configured: Any) -> list[Any]:
     return out
 
 
+def _configured_then(group_cfg: Any) -> list[Any]:
+    """The sources a provider's config names to try after it (``then``), built in that order."""
+    out = []
+    for name in group_cfg.get("then", None) or []:
+        if name == "library":
+            if not group_cfg.get("library_dir"):
+                raise ProviderConfigError("visual.then names library: set visual.library_dir=/path/to/your/clips")
+            out.append(LibraryVisual(dir=group_cfg.library_dir))
+        elif name == "procedural":
+            out.append(ProceduralVisual())
+        else:
+            raise ProviderConfigError(f"then: {name!r} is not a source to fall back to: use library or procedural")
+    return out
+
+
+def _after(then: list[Any], offline: list[Any]) -> list[Any]:
+    """``then``, and the offline stand-ins it does not already hold."""
+    kinds = {type(p) for p in then}
+    return then + [p for p in offline if type(p) not in kinds]
+
+
 def _wrong_settings(exc: BaseException | None) -> ProviderConfigError | None:
     """The provider's own complaint about its settings, wherever Hydra's instantiate wrapped it."""
     while exc is not None and not isinstance(exc, ProviderConfigError):
@@ -92,6 +117,10 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
         group_cfg = cfg[group]
         allowed = group_cfg.get("fallback", True)
         try:
+            then = _configured_then(group_cfg) if allowed else []
+        except ProviderConfigError as exc:
+            raise ProviderUnavailable(f"{group}={group_cfg.name}: {exc}") from None
+        try:
             provider = instantiate(group_cfg)
         except Exception as exc:
             if wrong := _wrong_settings(exc):  # not an outage: the fix, not a stand-in
@@ -100,7 +129,7 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
             if not allowed:
                 raise ProviderUnavailable(f"{group} provider {group_cfg.name} cannot start and fallback is off: "
                                           f"{reason}") from exc
-            backups = _stand_ins(group, None)
+            backups = _after(then, _stand_ins(group, None))
             if not backups:
                 raise ProviderUnavailable(f"no {group} provider can start: {reason}") from exc
             provider = backups.pop(0)
@@ -109,12 +138,18 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
             logger.warning("{} provider {} cannot start, using {}: {}", group, group_cfg.name, provider.name, reason)
         else:
             providers.stand_in[group] = False
-            backups = _stand_ins(group, provider) if allowed else []
+            backups = _after(then, _stand_ins(group, provider)) if allowed else []
             service = getattr(provider, "service", None)
             if service:
                 provider.guard = build_guard(service, cfg.breaker, cfg.retry, state_dir=state_dir,
                                              timeout_s=cfg.limits.api_timeout_s,
                                              max_concurrency=cfg.limits.api_concurrency[service])
+            if hasattr(provider, "connect"):  # several services (stock): a guard each, the run's rate budgets
+                provider.connect({s: build_guard(s, cfg.breaker, cfg.retry, state_dir=state_dir,
+                                                 timeout_s=cfg.limits.api_timeout_s,
+                                                 max_concurrency=cfg.limits.api_concurrency[s])
+                                  for s in provider.services}, state=state_dir, cache_dir=cfg.cache.dir)
+                providers.fallbacks += provider.start_fallbacks()
         providers.primary[group] = provider
         providers.backups[group] = backups
     return providers
