@@ -49,6 +49,8 @@ first next new old small large big huge tiny long short high low full begin begi
 showing seen see look looking looks appear appears appearing become becomes itself themselves""".split())
 DESCRIBING = ("ing", "ly", "ed")  # endings of words that describe rather than name
 TITLE_WEIGHT = 0.5  # a title word counts half a Visual word
+STRONG = 0.6  # share of a query's keywords a candidate must show for the next service not to be asked
+ENOUGH = 4  # candidates a scene's searches stop at (fewer keywords are tried until then)
 
 
 class NoStockMatch(RuntimeError):
@@ -66,7 +68,9 @@ class Want:
     written: bool = False  # the query was written by hand (``stock: ...``)
 
     def queries(self) -> list[str]:
-        return [" ".join(self.keywords[:n]) for n in range(len(self.keywords), 0, -1)]
+        """All the keywords, then fewer (the weakest dropped), then each alone, strongest first."""
+        shorter = [" ".join(self.keywords[:n]) for n in range(len(self.keywords), 1, -1)]
+        return list(dict.fromkeys(shorter + list(self.keywords)))
 
 
 def keyword_weight(word: str, position: int, hints: frozenset[str]) -> float:
@@ -91,6 +95,11 @@ def want_of(prompt: str, title: str = "", duration: float = 5.0, max_words: int 
         return Want(tuple(words), frozenset(words), frozenset(), duration, written=True)
     ranked = sorted(words, key=lambda w: -keyword_weight(w, words.index(w), hints))
     return Want(tuple(ranked[:max(1, max_words)]), frozenset(words), hints - frozenset(words), duration)
+
+
+def coverage(candidate: Candidate, want: Want) -> float:
+    """The share of the scene's query keywords a candidate shows."""
+    return len(candidate.words.intersection(want.keywords)) / max(1, len(want.keywords))
 
 
 def rendition_for(candidate: Candidate, width: int, height: int, max_bytes: int) -> Rendition | None:
@@ -229,7 +238,9 @@ class StockVisual:
     def plan(self, scenes: list[dict[str, Any]], *, width: int, height: int, timeout: float = 300.0
              ) -> tuple[dict[str, Any], ...]:
         """One pick per scene (``{prompt, title, duration}`` each), no clip twice; a scene without one gets
-        ``{"error": why}`` (service by service). Searches run side by side, within the services' limits."""
+        ``{"error": why}`` (service by service). Services are asked in order, the next one only for the scenes
+        the ones before had no good match for (fewer than ``STRONG`` of the query's words); searches run side by
+        side, within the services' limits; scenes choose in script order."""
         deadline = time.monotonic() + timeout
         wants = [want_of(s.get("prompt", ""), s.get("title", ""), float(s.get("duration") or 5.0),
                          self.query_words) for s in scenes]
@@ -237,7 +248,11 @@ class StockVisual:
         notes: list[list[str]] = [[] for _ in scenes]
         used: set[tuple[str, str]] = set()
         for kind in KINDS if self.photos else KINDS[:1]:
-            for service, client in self.clients.items():
+            pools: dict[int, list[Candidate]] = {}
+            queries: dict[int, str] = {}
+            services = list(self.clients.items())
+            for n, (service, client) in enumerate(services):
+                last = n == len(services) - 1
                 todo = [i for i, p in enumerate(picks) if p is None and wants[i].keywords]
                 if not todo:
                     break
@@ -245,31 +260,45 @@ class StockVisual:
                 for i, (query, result) in zip(todo, found):
                     if isinstance(result, BaseException):
                         notes[i].append(f"{service} {kind}s: {result}")
-                        continue
-                    chosen = best(result, wants[i], used, width=width, height=height, max_bytes=self.max_bytes)
+                    elif not result:
+                        notes[i].append(f"{service} {kind}s: nothing found for {query!r}")
+                    else:
+                        pools.setdefault(i, []).extend(result)
+                        queries.setdefault(i, query)
+                for i in todo:  # in script order: an earlier scene has the first choice
+                    chosen = best(pools.get(i, []), wants[i], used, width=width, height=height,
+                                  max_bytes=self.max_bytes) if i in pools else None
                     if chosen is None:
-                        notes[i].append(f"{service} {kind}s: nothing fitting for {query!r}")
+                        if i in pools and last:
+                            notes[i].append(f"{kind}s found for {queries[i]!r} do not fit (used, too large, or "
+                                            "about something else)")
                         continue
-                    used.add((chosen[0].service, chosen[0].id))
-                    picks[i] = pick_of(*chosen, query)
+                    if last or coverage(chosen[0], wants[i]) >= STRONG:
+                        used.add((chosen[0].service, chosen[0].id))
+                        picks[i] = pick_of(*chosen, queries[i])
         return tuple(p if p is not None else {"error": "; ".join(notes[i]) or "the Visual line has no words to "
                                               "search for"} for i, p in enumerate(picks))
 
     def _search_all(self, client: StockService, kind: str, wants: list[Want], width: int, height: int,
                     deadline: float) -> list[tuple[str, list[Candidate] | BaseException]]:
+        """Each want's candidates from ``client``: its queries in turn (fewer words, then single keywords) until
+        ``ENOUGH`` candidates are found."""
         def one(want: Want) -> tuple[str, list[Candidate] | BaseException]:
-            query = want.queries()[0]
+            queries, pool, seen = want.queries(), [], set()
             try:
-                for query in want.queries():  # fewer words until something is found
+                for query in queries:
                     self._stop_if_cancelled()
-                    found = client.search(kind, query, width=width, height=height, deadline=deadline)
-                    if found:
-                        return query, found
-                return query, []
+                    for c in client.search(kind, query, width=width, height=height, deadline=deadline):
+                        if c.id not in seen:
+                            seen.add(c.id)
+                            pool.append(c)
+                    if len(pool) >= ENOUGH:
+                        break
+                return queries[0], pool
             except (ServiceError, Cancelled) as exc:
-                return query, exc
+                return queries[0], pool or exc
             except Exception as exc:  # e.g. an open breaker: the next service
-                return query, RuntimeError(f"{type(exc).__name__}: {exc}")
+                return queries[0], pool or RuntimeError(f"{type(exc).__name__}: {exc}")
 
         with ThreadPoolExecutor(max_workers=max(1, min(4, len(wants))), thread_name_prefix="stock") as pool:
             results = list(pool.map(one, wants))
