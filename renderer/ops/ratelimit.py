@@ -142,9 +142,14 @@ class RateBudget:
         the service refused it for its rate (a 429) and rests this long unless ``seen`` gives the reset."""
         with self._state() as data:
             data["in_flight"] = max(0, data["in_flight"] - 1)
+            # an answer older than what is known (it names an earlier reset: an earlier window, or the same one
+            # said a moment before) may only lower the room, never give back a spent window
+            stale = seen is not None and seen.reset_at is not None and data["reset_at"] is not None and (
+                seen.reset_at < data["reset_at"])
             if seen is not None and seen.remaining is not None:
-                data["remaining"] = max(0, seen.remaining - data["in_flight"])
-            if seen is not None and seen.reset_at is not None:
+                room = max(0, seen.remaining - data["in_flight"])
+                data["remaining"] = min(room, data["remaining"]) if stale and data["remaining"] is not None else room
+            if seen is not None and seen.reset_at is not None and not stale:
                 data["reset_at"] = seen.reset_at
             if spent_for_s is not None:
                 data["remaining"] = 0

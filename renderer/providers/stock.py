@@ -37,6 +37,7 @@ from renderer.providers.stock_api import (
     Rendition,
     SearchCache,
     StockService,
+    with_forms,
 )
 
 HAND_WRITTEN = re.compile(r"^\s*stock\s*:\s*(?P<query>.+)$", re.IGNORECASE | re.DOTALL)
@@ -46,10 +47,20 @@ slow fast one two three single lone every another other some all each many few s
 across through against along around behind beside between above below near far back front side inside outside
 over under while where when then after before as once again still just only almost very faint dead empty last
 first next new old small large big huge tiny long short high low full begin begins start starts show shows
+up down out off away into onto upon within without toward
 showing seen see look looking looks appear appears appearing become becomes itself themselves""".split())
 DESCRIBING = ("ing", "ly", "ed")  # endings of words that describe rather than name
+# common verbs and adjectives of Visual lines (after plural folding): they rank candidates but make poor queries
+DOING = frozenset("""fall roll chop raise streak curl erupt reflect pas hum filter flicker glow drift spin crash rise
+sink turn close open move wash cling bleed scroll spike climb seal wait stand sit walk run fly swim float hang
+lean bend break burn rock chase shine fade blink pulse repeat sweep light strung cascade glitter glisten hover hide race
+rush spill pour drip tick beat breathe watch stare face hold carry pull push lift drop throw catch swing shake
+sway roar sing speak talk cry laugh smile frozen broken cracked lit dark bright grey gray black white red blue
+green tall wet dry cold warm hot quiet loud busy calm soft hard thin thick deep shallow wide narrow heavy
+silent lonely distant ancient modern golden pale wooden top bottom""".split())
 TITLE_WEIGHT = 0.5  # a title word counts half a Visual word
-STRONG = 0.6  # share of a query's keywords a candidate must show for the next service not to be asked
+STRONG = 1.0  # share of a query's keywords a candidate must show for the next service not to be asked
+GOOD = 0.6  # ... and the share that ends a scene's searches of one service (with ENOUGH candidates)
 ENOUGH = 4  # candidates a scene's searches stop at (fewer keywords are tried until then)
 
 
@@ -79,7 +90,7 @@ def keyword_weight(word: str, position: int, hints: frozenset[str]) -> float:
     weight = 1.0
     if word in HUES:
         weight = 0.6
-    elif word.endswith(DESCRIBING) and len(word) > 4:
+    elif word in DOING or (word.endswith(DESCRIBING) and len(word) > 4):
         weight = 0.5
     if word in hints:
         weight += 0.5
@@ -87,19 +98,20 @@ def keyword_weight(word: str, position: int, hints: frozenset[str]) -> float:
 
 
 def want_of(prompt: str, title: str = "", duration: float = 5.0, max_words: int = 3) -> Want:
+    """A scene's query and words; its words also in their other forms (``stock_api.with_forms``)."""
     hand = HAND_WRITTEN.match(prompt or "")
     hints = frozenset(w for w in words_in(title or "") if w not in NOT_SUBJECTS)
     text = hand["query"] if hand else prompt or title or ""
     words = [w for w in dict.fromkeys(words_in(text)) if w not in NOT_SUBJECTS and not w.isdigit()]
     if hand:
-        return Want(tuple(words), frozenset(words), frozenset(), duration, written=True)
+        return Want(tuple(words), with_forms(words), frozenset(), duration, written=True)
     ranked = sorted(words, key=lambda w: -keyword_weight(w, words.index(w), hints))
-    return Want(tuple(ranked[:max(1, max_words)]), frozenset(words), hints - frozenset(words), duration)
+    return Want(tuple(ranked[:max(1, max_words)]), with_forms(words), with_forms(hints) - with_forms(words), duration)
 
 
 def coverage(candidate: Candidate, want: Want) -> float:
     """The share of the scene's query keywords a candidate shows."""
-    return len(candidate.words.intersection(want.keywords)) / max(1, len(want.keywords))
+    return sum(1 for k in want.keywords if with_forms([k]) & candidate.words) / max(1, len(want.keywords))
 
 
 def rendition_for(candidate: Candidate, width: int, height: int, max_bytes: int) -> Rendition | None:
@@ -282,7 +294,7 @@ class StockVisual:
     def _search_all(self, client: StockService, kind: str, wants: list[Want], width: int, height: int,
                     deadline: float) -> list[tuple[str, list[Candidate] | BaseException]]:
         """Each want's candidates from ``client``: its queries in turn (fewer words, then single keywords) until
-        ``ENOUGH`` candidates are found."""
+        a good match or ``ENOUGH`` candidates are found."""
         def one(want: Want) -> tuple[str, list[Candidate] | BaseException]:
             queries, pool, seen = want.queries(), [], set()
             try:
@@ -292,7 +304,7 @@ class StockVisual:
                         if c.id not in seen:
                             seen.add(c.id)
                             pool.append(c)
-                    if len(pool) >= ENOUGH:
+                    if len(pool) >= ENOUGH or any(coverage(c, want) >= GOOD for c in pool):
                         break
                 return queries[0], pool
             except (ServiceError, Cancelled) as exc:

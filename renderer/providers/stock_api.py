@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from renderer.ops.ratelimit import RateBudget, RateLimited, Reading, reading
 from renderer.ops.reliability import ServiceError, ServiceGuard
 from renderer.providers.http import Client, Guarded, error_from_response, json_body
-from renderer.providers.prompt import words_of
+from renderer.providers.prompt import words_in
 
 KINDS = ("video", "photo")
 
@@ -60,6 +60,27 @@ class Candidate:
     creator_url: str
     page_url: str
     rank: int  # its place in the service's answer
+
+
+def forms(word: str) -> set[str]:
+    """A word and the stems a tag may use for it: "snowy" -> snow, "chopping" -> chop, "smoking" -> smoke."""
+    out = {word}
+    for ending in ("ing", "ed", "y"):
+        if word.endswith(ending) and len(word) > len(ending) + 2 and not (ending == "y" and word[-2] in "aeiou"):
+            base = word[: -len(ending)]
+            out |= {base, base + "e"}
+            if base[-1] == base[-2]:
+                out.add(base[:-1])
+    return out
+
+
+def with_forms(words: Any) -> frozenset[str]:
+    return frozenset(form for word in words for form in forms(word))
+
+
+def words_of(text: str) -> frozenset[str]:
+    """A candidate's words (as the library reads file names), in every form."""
+    return with_forms(words_in(text))
 
 
 def slug_text(page_url: str) -> str:
