@@ -15,7 +15,13 @@ from renderer.media import ffmpeg
 from renderer.ops.ratelimit import RateBudget, RateLimited, reading
 from renderer.ops.reliability import ServiceError, build_guard
 from renderer.providers.http import MissingAPIKey
-from renderer.providers.stock import NoStockMatch, StockVisual, credits_text, rendition_for, want_of
+from renderer.providers.stock import (
+    NoStockMatch,
+    StockVisual,
+    credits_text,
+    rendition_for,
+    want_of,
+)
 from renderer.providers.stock_api import Candidate, Rendition
 from tests.conftest import mean_rgb
 
