@@ -243,6 +243,17 @@ def test_a_late_answer_from_an_earlier_window_gives_no_room_back(tmp_path):
     assert budget.snapshot()["remaining"] == 0 and budget.snapshot()["reset_at"] == pytest.approx(now + 30)
 
 
+def test_answers_of_one_window_out_of_order_never_raise_the_room(tmp_path):
+    budget = RateBudget("pexels", tmp_path)
+    budget.acquire(max_wait_s=1)
+    budget.release(reading({"X-Ratelimit-Remaining": "9", "X-Ratelimit-Reset": "1900000000"}, reset_is_epoch=True))
+    budget.acquire(max_wait_s=1)
+    budget.acquire(max_wait_s=1)
+    budget.release(reading({"X-Ratelimit-Remaining": "6", "X-Ratelimit-Reset": "1900000000"}, reset_is_epoch=True))
+    budget.release(reading({"X-Ratelimit-Remaining": "7", "X-Ratelimit-Reset": "1900000000"}, reset_is_epoch=True))
+    assert budget.snapshot()["remaining"] == 5  # the later-counted answer came first: 6 less the one in flight
+
+
 # --------------------------------------------------------------------------- keys
 def test_keys_come_from_the_environment_and_a_missing_one_skips_its_service(api, monkeypatch, tmp_path):
     monkeypatch.delenv("PEXELS_API_KEY", raising=False)

@@ -4,7 +4,8 @@ Stock services say how many requests are left (``X-Ratelimit-Remaining``) and wh
 (``X-Ratelimit-Reset``: Pixabay in seconds from now, Pexels as a UNIX time). A ``RateBudget`` holds those
 figures in a small JSON file under the run's state dir (an flock around each change, as the breakers do), so the
 jobs of a batch share one budget: a request starts only while the budget has room; the last figures less the
-requests still in flight (which the service may not have counted yet) are the room. Until a service has
+requests still in flight (which the service may not have counted yet) are the room; answers of one window
+may only lower it, as they may arrive out of order, and only a later window's raises it. Until a service has
 answered once (a new run, or a window that has reset) one request at a time goes out, so the limit is never
 crossed by requests started on a stale guess. A spent budget waits for its reset when that is near enough,
 else the caller is told to go elsewhere (``RateLimited``).
@@ -31,16 +32,23 @@ from renderer.ops.reliability import (
 )
 
 POLL_S = 0.05  # how often a caller waiting for room looks again
+SAME_WINDOW_S = 1.5  # resets this close are one window's (a reset in whole seconds from now drifts by up to 1 s)
 
 
 class RateLimited(ServiceError):
-    """The service's rate limit is spent until later than the caller can wait: ask another service."""
+    """The service's rate limit is spent until later than the caller can wait: ask another service. ``sent``:
+    the service said so (a 429, which its breaker counts); else the budget kept the request from going out."""
 
-    def __init__(self, service: str, message: str):
+    def __init__(self, service: str, message: str, sent: bool = True):
         super().__init__(service, 429, "rate_limited", message, False)
+        self.sent = sent
+
+    @property
+    def request_fault(self) -> bool:  # a request never sent is no failure of the service
+        return not self.sent
 
     def __reduce__(self):
-        return (type(self), (self.service, self.message))
+        return (type(self), (self.service, self.message, self.sent))
 
 
 def _fresh() -> dict[str, Any]:
@@ -130,7 +138,7 @@ class RateBudget:
             if remaining is not None and (reset_in is None or reset_in > max_wait_s - waited or (
                     deadline is not None and time.monotonic() + reset_in > deadline)):
                 when = "no reset time given" if reset_in is None else f"it resets in {reset_in:.0f} s"
-                raise RateLimited(self.service, f"the rate limit is spent ({when})")
+                raise RateLimited(self.service, f"the rate limit is spent ({when})", sent=False)
             if deadline is not None and time.monotonic() > deadline:  # waiting for the first answer
                 raise ServiceError(self.service, None, "deadline", "no room in the rate limit before the deadline",
                                    False)
@@ -142,14 +150,14 @@ class RateBudget:
         the service refused it for its rate (a 429) and rests this long unless ``seen`` gives the reset."""
         with self._state() as data:
             data["in_flight"] = max(0, data["in_flight"] - 1)
-            # an answer older than what is known (it names an earlier reset: an earlier window, or the same one
-            # said a moment before) may only lower the room, never give back a spent window
-            stale = seen is not None and seen.reset_at is not None and data["reset_at"] is not None and (
-                seen.reset_at < data["reset_at"])
+            # answers of one window may arrive out of order, and an old window's after a new one's: only an
+            # answer naming a later reset (a new window) sets the room; any other may only lower it
+            newer = seen is not None and seen.reset_at is not None and (
+                data["reset_at"] is None or seen.reset_at > data["reset_at"] + SAME_WINDOW_S)
             if seen is not None and seen.remaining is not None:
                 room = max(0, seen.remaining - data["in_flight"])
-                data["remaining"] = min(room, data["remaining"]) if stale and data["remaining"] is not None else room
-            if seen is not None and seen.reset_at is not None and not stale:
+                data["remaining"] = room if newer or data["remaining"] is None else min(room, data["remaining"])
+            if newer:
                 data["reset_at"] = seen.reset_at
             if spent_for_s is not None:
                 data["remaining"] = 0
