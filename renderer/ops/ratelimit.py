@@ -2,8 +2,8 @@
 
 Stock services say how many requests are left (``X-Ratelimit-Remaining``) and when the window resets
 (``X-Ratelimit-Reset``: Pixabay in seconds from now, Pexels as a UNIX time). A ``RateBudget`` holds those
-figures in a small JSON file under the run's state dir (an flock around each change, as the breakers do), so the
-jobs of a batch share one budget: a request starts only while the budget has room; the last figures less the
+figures in the run's shared state (``RunState.record``: a JSON file under an flock on the local backends, a
+Variable under a Lock on a Dask cluster, as the breakers are kept), so the jobs of a batch share one budget: a request starts only while the budget has room; the last figures less the
 requests still in flight (which the service may not have counted yet) are the room; answers of one window
 may only lower it, as they may arrive out of order, and only a later window's raises it. Until a service has
 answered once (a new run, or a window that has reset) one request at a time goes out, so the limit is never
@@ -13,9 +13,6 @@ else the caller is told to go elsewhere (``RateLimited``).
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -85,34 +82,20 @@ class RateBudget:
     def __init__(self, service: str, state: RunState | Path | str | None = None):
         self.service = service
         shared = run_state(state)
-        directory = getattr(shared, "dir", None)  # the local backends' state dir; on Dask: this process only
-        self.path = Path(directory) / f"ratelimit-{service}.json" if directory is not None else None
+        self.record = shared.record(f"ratelimit-{service}") if shared is not None else None  # None: this process
         self._memory = _fresh()
         self._lock = threading.Lock()
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
         with self._lock:
-            if self.path is None:
+            if self.record is None:
                 yield self._memory
                 return
-            with open(self.path.with_suffix(".lock"), "a+") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    try:
-                        data = _fresh() | json.loads(self.path.read_text(encoding="utf-8"))
-                    except (OSError, ValueError):
-                        data = _fresh()
-                    before = dict(data)
-                    yield data
-                    if data != before:
-                        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                        tmp.write_text(json.dumps(data), encoding="utf-8")
-                        os.replace(tmp, self.path)
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            with self.record.transaction() as data:
+                for key, value in _fresh().items():
+                    data.setdefault(key, value)
+                yield data
 
     def snapshot(self) -> dict[str, Any]:
         with self._state() as data:
