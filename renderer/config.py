@@ -148,6 +148,31 @@ class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its proced
     fallback: bool = True  # false: a failure stops the script instead of falling back to procedural
 
 
+@dataclass
+class StockVisualConfig:
+    """visual=stock: Pexels and Pixabay stock footage matched to each scene's Visual line (keys from PEXELS_API_KEY
+    and PIXABAY_API_KEY in the environment only)."""
+
+    _target_: str = "renderer.providers.stock.StockVisual"
+    name: str = "stock"
+    services: list[str] = field(default_factory=lambda: ["pexels", "pixabay"])  # asked in this order
+    pexels_url: str = "https://api.pexels.com"
+    pixabay_url: str = "https://pixabay.com"
+    per_page: int = 20  # candidates asked for per search (Pexels allows up to 80, Pixabay 3..200)
+    query_words: int = 3  # keywords of a Visual line in a search; fewer when nothing is found
+    photos: bool = True  # a still (Pexels photos, Pixabay images) with a Ken Burns move where no clip matches
+    max_download_mb: float = 150.0  # a rendition larger than this is not downloaded
+    search_cache_h: float = 24.0  # searches are kept this long in cache.dir (Pixabay requires 24 h)
+    rate_wait_s: float = 20.0  # wait at most this for a spent rate limit to reset, else the next service
+    rate_cooldown_s: float = 60.0  # after a 429 that names no reset time, the service rests this long
+    fit: str = "loop"  # loop | extend (hold the last frame) a clip shorter than its scene
+    zoom: float = 1.15  # a still's Ken Burns zoom, from 1 to this (or back)
+    fps: int = 25  # frame rate of a still's Ken Burns motion
+    then: list[str] = field(default_factory=lambda: ["procedural"])  # sources after stock: library, procedural
+    library_dir: str = ""  # the folder of `library` in `then`
+    fallback: bool = True  # false: a scene no service can fill fails the script
+
+
 # --- look and layout -------------------------------------------------------------------------------------
 def _ansi() -> Any:
     """A colour of the theme's ANSI palette (``PALETTE``)."""
@@ -276,6 +301,8 @@ class ApiConcurrencyConfig:
 
     elevenlabs: int = 4
     runway: int = 4
+    pexels: int = 2
+    pixabay: int = 2
 
 
 @dataclass
@@ -302,6 +329,8 @@ class BreakerServiceConfig:
 class BreakerConfig:
     elevenlabs: BreakerServiceConfig = field(default_factory=BreakerServiceConfig)
     runway: BreakerServiceConfig = field(default_factory=lambda: BreakerServiceConfig(3, 120.0))
+    pexels: BreakerServiceConfig = field(default_factory=lambda: BreakerServiceConfig(3, 60.0))
+    pixabay: BreakerServiceConfig = field(default_factory=lambda: BreakerServiceConfig(3, 60.0))
 
 
 @dataclass
@@ -446,6 +475,7 @@ def register_configs() -> None:
     cs.store(group="visual", name="procedural_schema", node=ProceduralVisualConfig)
     cs.store(group="visual", name="library_schema", node=LibraryVisualConfig)
     cs.store(group="visual", name="runway_schema", node=RunwayVisualConfig)
+    cs.store(group="visual", name="stock_schema", node=StockVisualConfig)
 
 
 register_configs()

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from renderer.devtools.fakes import FakeAPI
+from renderer.devtools.stock_fakes import FakeStock
 from renderer.media import ffmpeg
 from tests.conftest import ROOT, TINY, TWO_SCENES, codecs, ffprobe
 
@@ -225,3 +226,58 @@ def test_interrupting_a_cloud_batch_cancels_every_runway_task(tmp_path, how, stu
     assert {pid: cmd for pid, cmd in seen.items() if not _gone(pid)} == {}
     assert list((run_dir / "tmp").iterdir()) == []
     assert not list(run_dir.rglob("*.part"))
+
+
+# --------------------------------------------------------------------------- stock footage
+PX_KEY, PB_KEY = "px-SECRET-batch-key-4c1d", "pb-SECRET-batch-key-9e7a"
+
+
+def run_stock_batch(stock: FakeStock, inputs: list[str], run_dir: Path, *extra: str):
+    env = {k: v for k, v in os.environ.items() if k not in ("PEXELS_API_KEY", "PIXABAY_API_KEY")}
+    env.update(PEXELS_API_KEY=PX_KEY, PIXABAY_API_KEY=PB_KEY)
+    return subprocess.run([sys.executable, "-m", "renderer", *CLI_TINY, "visual=stock", f"visual.pexels_url={stock.url}",
+                           f"visual.pixabay_url={stock.url}", "voice=silent", "limits.memory_gb=0",
+                           f"cache.dir={run_dir.parent / 'cache'}", "retry.api.wait_s=0.01", "retry.api.max_wait_s=0.2",
+                           "retry.api.jitter_s=0.01", f"batch.inputs=[{','.join(inputs)}]", f"hydra.run.dir={run_dir}",
+                           *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_sample_batch_with_stock_footage_keeps_the_rate_limits_with_three_jobs(tmp_path):
+    """The sample batch (scripts/) with visual=stock against the doubles, three scripts at once, the services'
+    limits small enough to be reached: no request over a limit, every video out, every clip credited."""
+    with FakeStock(pexels_key=PX_KEY, pixabay_key=PB_KEY, limits={"pexels": (15, 3.0), "pixabay": (10, 3.0)}) as stock:
+        result = run_stock_batch(stock, ["scripts/*.txt", "scripts/*.md"], tmp_path / "run", "batch.n_jobs=3",
+                                 "limits.max_jobs=3")
+        stats = stock.stats()
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(f"stock requests {stats['counts']}, over a limit {stats['refused']}, downloads {len(stats['downloads'])}")
+    assert stats["refused"] == {}, stats["refused"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scripts"].values()} == {"ok"}
+    for slug in manifest["scripts"]:
+        record = json.loads((tmp_path / "run" / slug / f"{slug}.json").read_text())
+        stock_scenes = [s for s in record["stages"] if s["stage"] == "visual" and s["provider"].startswith("stock:")]
+        assert stock_scenes and len(record["credits"]) == len(stock_scenes)
+        credits = (tmp_path / "run" / slug / f"{slug}.credits.txt").read_text()
+        assert all(c["page_url"] in credits for c in record["credits"])
+        clips = [(c["service"], c["id"]) for c in record["credits"]]
+        assert len(clips) == len(set(clips))  # no clip twice in a video
+    assert "Footage credits" in (tmp_path / "run" / "report.html").read_text()
+    for key in (PX_KEY, PB_KEY):
+        assert key not in result.stdout + result.stderr
+        assert not [p for p in (tmp_path / "run").rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+        assert not [p for p in (tmp_path / "cache").rglob("*.json") if key in p.read_text()]
+
+
+def test_a_429_storm_degrades_to_the_next_source_without_failing_a_script(tmp_path):
+    with FakeStock(pexels_key=PX_KEY, pixabay_key=PB_KEY, fault_rate=1.0, faults=("429",)) as stock:
+        result = run_stock_batch(stock, [f"{scripts(tmp_path, 3)}/*.txt"], tmp_path / "run", "batch.n_jobs=3")
+        stats = stock.stats()
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert {s["status"] for s in manifest["scripts"].values()} == {"ok"}
+    fallbacks = [f for s in manifest["scripts"].values() for f in s["fallbacks"]]
+    assert len(fallbacks) == 6 and all(f["to"].startswith("procedural") for f in fallbacks)
+    assert all("HTTP 429" in f["reason"] or "circuit breaker open" in f["reason"] for f in fallbacks)
+    # each service saw its storm once or twice, then the run's shared budget let it rest
+    assert sum(stats["injected"].values()) <= 2 * 3 * 2, stats

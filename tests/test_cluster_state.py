@@ -157,6 +157,32 @@ def test_api_slots_hold_for_the_whole_cluster(client, tmp_path):
     assert peak == 2
 
 
+def spend_budget(run_dir: str) -> None:
+    from renderer.ops.ratelimit import RateBudget, reading
+
+    budget = RateBudget("pixabay", ClusterRunState(run_dir))
+    budget.acquire(max_wait_s=1)
+    budget.release(reading({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3600"}, reset_is_epoch=False))
+
+
+def ask_budget(run_dir: str) -> str:
+    from renderer.ops.ratelimit import RateBudget, RateLimited
+
+    try:
+        RateBudget("pixabay", ClusterRunState(run_dir)).acquire(max_wait_s=1)
+    except RateLimited as exc:
+        return exc.message
+    return "room"
+
+
+def test_a_rate_limit_spent_on_one_worker_holds_on_every_worker(client, tmp_path):
+    run = str(tmp_path / "run")
+    first, second = workers(client)
+    client.submit(spend_budget, run, workers=[first], pure=False).result()
+    assert "resets in" in client.submit(ask_budget, run, workers=[second], pure=False).result()
+    assert client.submit(ask_budget, str(tmp_path / "other-run"), workers=[second], pure=False).result() == "room"
+
+
 def test_cloud_keys_reach_workers_by_their_environment_only(cluster, client, tmp_path):
     """A cloud batch on the cluster, the keys only in the workers' environment: the videos use the services,
     and no key is in the scheduler's task names, transition log or logs, the workers' logs, or the run dir."""

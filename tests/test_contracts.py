@@ -1,7 +1,7 @@
 """Contract tests: our clients AND our doubles against wire data recorded from the services' own references.
 
-Every file in tests/contracts/ is one exchange (request + response) as the ElevenLabs or Runway reference shows
-it; its ``source`` says where it was read, when, and which parts are verbatim or filled from the schema. Each
+Every file in tests/contracts/ is one exchange (request + response) as the ElevenLabs, Runway, Pexels or Pixabay
+reference shows it; its ``source`` says where it was read, when, and which parts are verbatim or filled from the schema. Each
 fixture is checked from both sides, so the client and the double cannot drift together:
 
 * client side: the real client (``ElevenLabsVoice.synthesize`` / ``RunwayVisual.render``) talks to a tiny
@@ -35,18 +35,23 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from renderer.config import ElevenLabsVoiceConfig, RunwayVisualConfig
+from renderer.config import ElevenLabsVoiceConfig, RunwayVisualConfig, StockVisualConfig
 from renderer.devtools.fakes import FakeAPI
+from renderer.devtools.stock_fakes import FakeStock
 from renderer.media import ffmpeg
 from renderer.ops.reliability import Cancelled, ServiceError, build_guard
 from renderer.providers.chain import make
 from renderer.providers.elevenlabs import ElevenLabsVoice
 from renderer.providers.runway import RunwayVisual
+from renderer.providers.stock import rendition_for
+from renderer.providers.stock_api import SERVICES
 
 CONTRACTS = Path(__file__).resolve().parent / "contracts"
 FIXTURES = sorted(p.stem for p in CONTRACTS.glob("*.json"))
 EL_KEY = "el-contract-test-key"
 RW_KEY = "rw-contract-test-key"
+STOCK_KEYS = {"pexels": "px-contract-test-key", "pixabay": "pb-contract-test-key"}
+PLACEHOLDER_KEY = re.compile(r"<[^>]*key>")  # "<api key>", "<not a valid key>": the key the client was given
 AUTH_HEADERS = {"xi-api-key", "authorization"}
 NO_RETRY = {"attempts": 1, "wait_s": 0.01, "max_wait_s": 0.1, "exponential": False, "jitter_s": 0}
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -272,6 +277,7 @@ def request_drift(name: str, want: dict[str, Any], got: Recorded | None, *, key:
     if got.path != want["path"]:
         problems.append(f"{where}.path: expected {want['path']}, got {got.path}")
     for param, value in want.get("query", {}).items():
+        value = PLACEHOLDER_KEY.sub(key, value)
         if param not in got.query:
             problems.append(f"{where}.query.{param}: missing (expected {value!r})")
         elif got.query[param] != value:
@@ -285,8 +291,8 @@ def request_drift(name: str, want: dict[str, Any], got: Recorded | None, *, key:
             problems.append(f"{where}.headers.{header}: missing")
         elif header.lower() == "xi-api-key" and sent != key:
             problems.append(f"{where}.headers.{header}: not the key from the environment")
-        elif header.lower() == "authorization" and sent != f"Bearer {key}":
-            problems.append(f"{where}.headers.{header}: not 'Bearer ' + the key from the environment")
+        elif header.lower() == "authorization" and sent != PLACEHOLDER_KEY.sub(key, value):
+            problems.append(f"{where}.headers.{header}: not {value!r} with the key from the environment")
         elif header.lower() == "content-type" and media_type(sent) != media_type(value):
             problems.append(f"{where}.headers.{header}: expected {value}, got {sent}")
         elif header.lower() not in AUTH_HEADERS | {"content-type"} and sent != value:
@@ -596,6 +602,67 @@ def client_runway_error(name, fx, server, media, monkeypatch, tmp_path):
     fail_on(problems)
 
 
+# ============================================================================================ Pexels, Pixabay: client
+def stock_client(name: str, fx: dict[str, Any], url: str, tmp_path: Path):
+    """Our client of the fixture's service, asking for as many results per page as the fixture does."""
+    service = name.split("_")[0]
+    per_page = int(fx["request"]["query"].get("per_page", 20))
+    schema = StockVisualConfig()  # the waits a configured stock provider gives its clients
+    client = SERVICES[service](url, STOCK_KEYS[service], per_page=per_page, rate_wait_s=schema.rate_wait_s,
+                               rate_cooldown_s=schema.rate_cooldown_s)
+    client.guard = build_guard(service, {"fail_max": 100, "reset_timeout_s": 60}, NO_RETRY,
+                               state_dir=tmp_path / "state", timeout_s=10)
+    return service, client
+
+
+def stock_search(client, fx: dict[str, Any]):
+    kind = "video" if "/videos/" in fx["request"]["path"] + "/" else "photo"
+    query = fx["request"]["query"].get("query") or fx["request"]["query"].get("q")
+    return client.search(kind, query, width=1280, height=720, deadline=time.monotonic() + 30)
+
+
+def client_stock_search(name, fx, server, media, monkeypatch, tmp_path):
+    """A search: the request as documented, and the answer read into candidates as the reference means it."""
+    service, client = stock_client(name, fx, server.url, tmp_path)
+    server.reply("GET", fx["request"]["path"], reply_from(fx["response"]))
+    candidates = stock_search(client, fx)
+    problems = request_drift(name, fx["request"], (server.requests or [None])[0], key=STOCK_KEYS[service])
+    where, want = f"{name}.json: client reading of response.json", fx["expect"]
+    if len(candidates) != 1:
+        fail_on(problems + [f"{where}: expected one candidate, got {len(candidates)}"])
+    c = candidates[0]
+    for attr in ("id", "creator", "creator_url", "page_url", "duration"):
+        if getattr(c, attr) != want[attr]:
+            problems.append(f"{where}: {attr} is {getattr(c, attr)!r}, the reference means {want[attr]!r}")
+    if not set(want["words"]) <= c.words:
+        problems.append(f"{where}: the words {sorted(set(want['words']) - c.words)} are lost ({sorted(c.words)})")
+    if [[r.width, r.height] for r in c.renditions] != want["renditions"]:
+        problems.append(f"{where}: renditions {[(r.width, r.height) for r in c.renditions]}, expected "
+                        f"{want['renditions']} (an hls stream has no size and is not a file)")
+    picked = rendition_for(c, 1280, 720, 10**10)
+    if [picked.width, picked.height] != want["picked_for_1280x720"]:
+        problems.append(f"{where}: for a 1280x720 frame {picked.width}x{picked.height} would be downloaded, "
+                        f"expected {want['picked_for_1280x720']}")
+    if client.budget.snapshot()["remaining"] is None and any(h.lower().startswith("x-ratelimit")
+                                                            for h in fx["response"]["headers"]):
+        problems.append(f"{name}.json: client reading of the rate-limit headers: the budget did not learn them")
+    fail_on(problems)
+
+
+def client_stock_error(name, fx, server, media, monkeypatch, tmp_path):
+    service, client = stock_client(name, fx, server.url, tmp_path)
+    server.reply("GET", fx["request"]["path"], reply_from(fx["response"], body=fx["response"].get("text", "").encode()))
+    err = None
+    try:
+        stock_search(client, fx)
+    except ServiceError as exc:
+        err = exc
+    problems = request_drift(name, fx["request"], (server.requests or [None])[0], key=STOCK_KEYS[service])
+    if fx["response"]["status"] == 429 and client.budget.snapshot()["remaining"] != 0:
+        problems.append(f"{name}.json: client reading of the 429: the rate budget is not spent")
+    fail_on(problems + error_drift(name, fx, err))
+
+
 CLIENT_CHECKS = {
     "elevenlabs_tts": client_elevenlabs_tts,
     "elevenlabs_tts_with_timestamps": client_elevenlabs_tts_with_timestamps,
@@ -616,21 +683,37 @@ CLIENT_CHECKS = {
     "runway_error_400": client_runway_error,
     "runway_error_401": client_runway_error,
     "runway_error_429": client_runway_error,
+    "pexels_videos_search": client_stock_search,
+    "pexels_photos_search": client_stock_search,
+    "pexels_error_429": client_stock_error,
+    "pixabay_videos_search": client_stock_search,
+    "pixabay_images_search": client_stock_search,
+    "pixabay_error_429": client_stock_error,
+    "pixabay_error_400_invalid_key": client_stock_error,
 }
 
 
 # ============================================================================================ the doubles
-def send(api: FakeAPI, want: dict[str, Any], *, path: str | None = None) -> requests.Response:
-    """The fixture's request, sent to the double (a valid key unless the fixture's key is marked not valid)."""
+def send(api: FakeAPI | FakeStock, want: dict[str, Any], *, path: str | None = None, key: str | None = None
+         ) -> requests.Response:
+    """The fixture's request, sent to the double (a valid key unless the fixture's key is marked not valid);
+    ``key``: the one its placeholders stand for (in headers and query), for services other than ElevenLabs and
+    Runway."""
+    def keyed(value: str) -> str:
+        return PLACEHOLDER_KEY.sub(lambda m: "not-a-valid-key" if "not a valid" in m.group(0) else key, value)
+
     headers = {}
     for header, value in want.get("headers", {}).items():
-        if header.lower() in AUTH_HEADERS:
-            key = EL_KEY if header.lower() == "xi-api-key" else RW_KEY
-            key = "not-a-valid-key" if "not a valid" in value else key
-            value = key if header.lower() == "xi-api-key" else f"Bearer {key}"
+        if key is not None:
+            value = keyed(value)
+        elif header.lower() in AUTH_HEADERS:
+            known = EL_KEY if header.lower() == "xi-api-key" else RW_KEY
+            known = "not-a-valid-key" if "not a valid" in value else known
+            value = known if header.lower() == "xi-api-key" else f"Bearer {known}"
         headers[header] = value
+    params = {k: keyed(v) if key is not None else v for k, v in (want.get("query") or {}).items()}
     data = json.dumps(want["json"]).encode() if "json" in want else None
-    return requests.request(want["method"], f"{api.url}{path or want['path']}", params=want.get("query") or None,
+    return requests.request(want["method"], f"{api.url}{path or want['path']}", params=params or None,
                             headers=headers, data=data, timeout=60)
 
 
@@ -643,9 +726,17 @@ def response_drift(name: str, want: dict[str, Any], resp: requests.Response) -> 
                         f"({resp.content[:100]!r})")
     for header, value in want.get("headers", {}).items():
         got = resp.headers.get(header)
+        if header.lower().startswith("x-ratelimit"):  # the figures are the double's own: a number must be there
+            if got is None or not got.strip().isdigit():
+                problems.append(f"{where}.headers.{header}: expected a number, got {got!r}")
+            continue
         same = media_type(got) == media_type(value) if header.lower() == "content-type" else got == value
         if not same:
             problems.append(f"{where}.headers.{header}: expected {value!r}, got {got!r}")
+    problems += [f"{where}.headers.{header}: the reference says it is not sent, got {resp.headers[header]!r}"
+                 for header in want.get("absent_headers", []) if header in resp.headers]
+    if "text" in want and want["text"] not in resp.text:
+        problems.append(f"{where}.text: expected it to say {want['text']!r}, got {resp.text[:100]!r}")
     if "json" in want:
         try:
             body = resp.json()
@@ -711,6 +802,29 @@ def double_runway_request(name, fx, tmp_path):
         fail_on(response_drift(name, fx["response"], send(api, fx["request"])))
 
 
+STOCK_CATALOGUE = [  # what the doubles hold for the fixtures' queries ("nature", "yellow flowers")
+    {"service": "pexels", "id": 1448735, "kind": "video", "title": "video of forest", "tags": ["nature", "forest"],
+     "duration": 32, "width": 4096, "height": 2160, "creator": "Ruvim Miksanskiy"},
+    *({"service": "pexels", "id": n, "kind": "photo", "title": "trees during day", "tags": ["nature", "trees"],
+       "duration": 0, "width": 3066, "height": 3968, "creator": "Lukas Rodriguez"} for n in (3573351, 3573352)),
+    {"service": "pixabay", "id": 125, "kind": "video", "title": "flowers", "tags": ["flowers", "yellow", "blossom"],
+     "duration": 12, "width": 1920, "height": 1080, "creator": "Coverr-Free-Footage"},
+    {"service": "pixabay", "id": 195893, "kind": "photo", "title": "flower", "tags": ["blossom", "yellow", "flower"],
+     "duration": 0, "width": 4000, "height": 2250, "creator": "Josch13"},
+]
+
+
+def double_stock(name, fx, tmp_path):
+    service = name.split("_")[0]
+    endpoint = {"/videos/search": "pexels_videos", "/v1/search": "pexels_photos", "/api/videos/": "pixabay_videos",
+                "/api/": "pixabay_images"}[fx["request"]["path"]]
+    with FakeStock(catalogue=STOCK_CATALOGUE, **{f"{s}_key": k for s, k in STOCK_KEYS.items()}) as api:
+        if fx["response"]["status"] == 429:
+            api.script(endpoint, "429")
+        resp = send(api, fx["request"], key=STOCK_KEYS[service])
+        fail_on(response_drift(name, fx["response"], resp))
+
+
 DOUBLE_CHECKS = {
     **{name: double_elevenlabs for name in CLIENT_CHECKS if name.startswith("elevenlabs_")},
     **{f"runway_task_{s}": double_runway_task
@@ -721,6 +835,7 @@ DOUBLE_CHECKS = {
     "runway_error_400": double_runway_request,
     "runway_error_401": double_runway_request,
     "runway_error_429": double_runway_request,
+    **{name: double_stock for name in CLIENT_CHECKS if name.startswith(("pexels_", "pixabay_"))},
 }
 
 

@@ -192,8 +192,9 @@ def test_run_layout_names_every_file_of_a_run(tmp_path: Path):
     assert (layout.health, layout.breakers) == (tmp_path / "tmp" / "health", tmp_path / "tmp" / ".breakers")
     assert layout.outputs("descent") == {ext: tmp_path / "descent" / f"descent.{ext}"
                                          for ext in ("mp4", "srt", "vtt", "json", "log")}
-    assert (layout.video("descent"), layout.record("descent")) == (
-        tmp_path / "descent" / "descent.mp4", tmp_path / "descent" / "descent.json")
+    assert (layout.video("descent"), layout.record("descent"), layout.credits("descent")) == (
+        tmp_path / "descent" / "descent.mp4", tmp_path / "descent" / "descent.json",
+        tmp_path / "descent" / "descent.credits.txt")
     assert layout.thumbnail("descent", 0) == tmp_path / "descent" / "thumbs" / "scene-01.jpg"
 
 

@@ -17,6 +17,8 @@ scripted per endpoint (``script("tts", "429", "ok")``, consumed in order):
     python -m renderer.fakes --port 8765 [--latency 1.0 | --latency tts=1] [--task-seconds 3]
                              [--fault-rate 0.3] [--faults 500,429,hang] [--script tts=429,ok] [--seed 7]
 In tests: ``with FakeAPI(elevenlabs_key=..., runway_key=...) as api: ... api.url ... api.count("tts")``.
+The same command serves the Pexels and Pixabay doubles (renderer/devtools/stock_fakes.py) on ``--stock-port``
+(default: the next port), over ``--catalogue FILE``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from renderer.devtools.stock_fakes import FakeStock
 from renderer.media import ffmpeg
 from renderer.ops.exits import Exit
 
@@ -501,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429/503")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="how long a 'hang' fault stalls")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--stock-port", type=int, default=None, help="the Pexels + Pixabay doubles (default: port+1)")
+    parser.add_argument("--catalogue", default=None, help="the stock doubles' clips (a JSON list; see stock_fakes.py)")
+    parser.add_argument("--stock-429-rate", type=float, default=0.0, help="share of stock searches answered 429")
     args = parser.parse_args(argv)
     api = FakeAPI(port=args.port, latency=_latency(args.latency), task_seconds=args.task_seconds,
                   fault_rate=args.fault_rate, faults=[f for f in args.faults.split(",") if f],
@@ -510,10 +516,15 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.script:
         endpoint, _, faults = item.partition("=")
         api.script(endpoint, *faults.split(","))
+    stock = FakeStock(port=args.port + 1 if args.stock_port is None else args.stock_port, catalogue=args.catalogue,
+                      pexels_key=os.environ.get("PEXELS_API_KEY") or None, fault_rate=args.stock_429_rate,
+                      pixabay_key=os.environ.get("PIXABAY_API_KEY") or None, seed=args.seed)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(Exit.OK))
-    with api:
+    with api, stock:
         print(f"fake ElevenLabs + Runway APIs on {api.url} (Ctrl-C to stop); "
               f"use voice.base_url={api.url} visual.base_url={api.url}", flush=True)
+        print(f"fake Pexels + Pixabay APIs on {stock.url}; use visual=stock visual.pexels_url={stock.url} "
+              f"visual.pixabay_url={stock.url}", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -12,9 +12,10 @@ from loguru import logger
 T = TypeVar("T")
 
 
-def node_name(stage: str, scene: int | None = None, part: int | None = None) -> str:
+def node_name(stage: str, scene: int | None = None, part: int | str | None = None) -> str:
     """A node's name, made from its identity here only: ``mux``, ``voice/3`` (scene 3), ``segment/3.1``
-    (part 1 of scene 3). Names are what nodes find each other by; nothing reads them back."""
+    (part 1 of scene 3), ``visual.plan`` (the plan part of the visual stage, for no one scene). Names are what
+    nodes find each other by; nothing reads them back."""
     name = stage if scene is None else f"{stage}/{scene}"
     return name if part is None else f"{name}.{part}"
 
@@ -86,7 +87,9 @@ class Node:
     unkeyed: tuple[str, ...] = ()  # read settings that cannot change the output (e.g. "visual.poll_interval_s")
     slot: str = ""  # nodes of one slot share the run's cap for it (e.g. "encode": the CPU-bound encodes)
     scene: int | None = None  # the scene it is for, when its stage has a node per scene
-    part: int | None = None  # which part of that scene, when the stage splits a scene (segment chunks)
+    # which part of that scene, when the stage splits a scene (segment chunks: 0, 1, ...), or a named part of a
+    # stage for the whole script (the visual stage's "plan")
+    part: int | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.deps, Mapping):
@@ -125,7 +128,7 @@ class NodeRecord:
     # the output's own warnings, then any about keeping it (e.g. the cache could not: the output is fine)
     warnings: list[str] = field(default_factory=list)
     scene: int | None = None
-    part: int | None = None
+    part: int | str | None = None
 
 
 class SlotExecutor(Protocol):
@@ -146,8 +149,9 @@ def first_that_works(fallbacks: list[Callable[[NodeInput], Any]]) -> Callable[[N
         for attempt in fallbacks[:-1]:
             try:
                 return attempt(inp)
-            except Exception as error:
+            except Exception as error:  # each step that failed is noted on the node's error, for its record
                 logger.warning("fallback failed too: {}", error)
+                exc.add_note(f"{getattr(attempt, 'label', 'fallback')} failed too: {type(error).__name__}: {error}")
         return fallbacks[-1](inp)
 
     return fallback

@@ -230,6 +230,7 @@ class GraphRun:
             record.error += self.observer.redact(f"; fallback: {type(fallback_exc).__name__}: {fallback_exc}")
             raise
         record.status = "fallback"
+        record.error += "".join(self.observer.redact(f"; {note}") for note in getattr(exc, "__notes__", ()))
         self.tainted.add(node.name)
         return result
 

@@ -15,7 +15,13 @@ from typing import Any, Iterator
 import pybreaker
 
 from renderer.ops import reliability
-from renderer.ops.reliability import BreakerStorage, Cancelled, RunState, _fresh_state
+from renderer.ops.reliability import (
+    BreakerStorage,
+    Cancelled,
+    RunState,
+    SharedRecord,
+    _fresh_state,
+)
 
 SLOT_POLL_S = 0.5  # a caller waiting for an API slot looks at cancel() this often
 
@@ -66,6 +72,29 @@ class ClusterBreakerStorage(BreakerStorage):
 
 
 
+class ClusterRecord(SharedRecord):
+    """A run's shared dict (a rate budget) in a Variable, changed under a Lock, for every worker of the cluster."""
+
+    def __init__(self, name: str):
+        from distributed import Lock, Variable
+
+        self._var = Variable(name, client=_client())
+        self._lock = Lock(f"{name}-lock")
+        self._local = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        with self._local, self._lock:
+            try:
+                data = dict(self._var.get(timeout=0))
+            except TimeoutError:  # never set: empty
+                data = {}
+            before = dict(data)
+            yield data
+            if data != before:
+                self._var.set(data)
+
+
 class ClusterSemaphore:
     """``limit`` API slots for the whole run, over every worker of the cluster; ``cancel()`` ends a wait."""
 
@@ -101,6 +130,9 @@ class ClusterRunState(RunState):
 
     def semaphore(self, service: str, limit: int) -> ClusterSemaphore:
         return ClusterSemaphore(f"{self.prefix}-slots-{service}-{limit}", limit)
+
+    def record(self, name: str) -> ClusterRecord:
+        return ClusterRecord(f"{self.prefix}-{name}")
 
     def breaker_snapshot(self, service: str) -> dict[str, Any] | None:
         """For the batch's monitor, which reads through the runner's client."""

@@ -112,7 +112,7 @@ class RunLayout:
 
     ``<run>/manifest.json``, ``metrics.json``, ``report.html``, ``renderer.log`` and ``renderer.jsonl``;
     Hydra's ``.hydra/`` (the config the run started with); per script ``<run>/<slug>/<slug>.mp4`` (``.srt``,
-    ``.vtt``, ``.json`` its record, ``.log``) and ``thumbs/``; work files under ``<run>/tmp/`` (gone when the
+    ``.vtt``, ``.json`` its record, ``.log``; ``.credits.txt`` when it shows others' footage) and ``thumbs/``; work files under ``<run>/tmp/`` (gone when the
     run ends): one dir per script and process, the health samples, the circuit breakers."""
 
     OUTPUTS = (".mp4", ".srt", ".vtt", ".json", ".log")  # a script's published files, by suffix
@@ -172,7 +172,7 @@ class RunLayout:
         return self.run_dir / slug
 
     def output(self, slug: str, suffix: str) -> Path:
-        """``<run>/<slug>/<slug><suffix>``: one of ``OUTPUTS``."""
+        """``<run>/<slug>/<slug><suffix>``: one of ``OUTPUTS`` (or the credits)."""
         return self.script_dir(slug) / f"{slug}{suffix}"
 
     def outputs(self, slug: str) -> dict[str, Path]:
@@ -181,6 +181,11 @@ class RunLayout:
 
     def video(self, slug: str) -> Path:
         return self.output(slug, ".mp4")
+
+    def credits(self, slug: str) -> Path:
+        """Whose footage the video shows (stock clips), ready for its description: ``<slug>.credits.txt``, written
+        only for a video that has any (so not one of ``OUTPUTS``)."""
+        return self.output(slug, ".credits.txt")
 
     def record(self, slug: str) -> Path:
         """The script's record (``<slug>.json``): status, stages, services, issues."""

@@ -456,6 +456,45 @@ class RunState:
         """The breaker's state as stored, read without its lock, for a monitor (None: not used in this run)."""
         return None
 
+    def record(self, name: str) -> SharedRecord:
+        """A small dict every worker of the run changes in transactions (a service's rate budget)."""
+        raise NotImplementedError
+
+
+class SharedRecord:
+    """A dict of plain data shared by a run's workers: ``with record.transaction() as data:`` reads it and,
+    when the block changed it, stores it, all under the record's lock."""
+
+    def transaction(self) -> AbstractContextManager[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class FileRecord(SharedRecord):
+    """The dict in a JSON file, changed under an flock and replaced atomically (one machine's processes)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        with open(self.path.with_suffix(".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = {}
+                data = data if isinstance(data, dict) else {}
+                before = dict(data)
+                yield data
+                if data != before:
+                    tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                    tmp.write_text(json.dumps(data), encoding="utf-8")
+                    os.replace(tmp, self.path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
 
 class FileRunState(RunState):
     """Breakers in JSON files under an flock, API slots as flocked slot files: one machine's processes."""
@@ -477,6 +516,9 @@ class FileRunState(RunState):
 
     def _breaker_file(self, service: str) -> Path:
         return self.dir / f"breaker-{service}.json"
+
+    def record(self, name: str) -> FileRecord:
+        return FileRecord(self.dir / f"{name}.json")
 
 
 def run_state(state: RunState | Path | str | None) -> RunState | None:

@@ -70,7 +70,7 @@ def _card(slug: str, entry: dict[str, Any], layout: RunLayout) -> dict[str, Any]
             "thumbs": thumbs, "providers": record.get("providers") or {}, "fallbacks": entry.get("fallbacks") or [],
             "notes": notes, "waterfall": waterfall(record.get("stages") or []),
             "links": {ext: _link(layout, path) for ext, path in outputs.items() if status != "pending"},
-            "scenes": len(scenes)}
+            "scenes": len(scenes), "credits": record.get("credits") or []}
 
 
 def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:

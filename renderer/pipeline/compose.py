@@ -92,7 +92,7 @@ class Composition:
     def scenes(self) -> range:
         return range(len(self.script.scenes))
 
-    def name(self, stage: str, scene: int | None = None, part: int | None = None) -> str:
+    def name(self, stage: str, scene: int | None = None, part: int | str | None = None) -> str:
         """The node of ``stage`` (for ``scene``, when it has one per scene; ``part`` of it, when several)."""
         return node_name(stage, scene, part)
 
@@ -109,7 +109,8 @@ class Composition:
 
     def budget(self, group: str) -> float:
         """A cloud provider's whole scene (every request, retry and poll); a local tool's single run."""
-        cloud = getattr(self.providers.primary.get(group), "service", None)
+        provider = self.providers.primary.get(group)
+        cloud = getattr(provider, "service", None) or getattr(provider, "services", None)
         return self.cfg.limits.scene_timeout_s if cloud else self.timeout
 
     @cached_property

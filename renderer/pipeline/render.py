@@ -29,6 +29,7 @@ from renderer.pipeline import compose
 from renderer.pipeline.observer import ScriptObserver
 from renderer.providers import chain
 from renderer.providers.chain import Providers, ProviderUnavailable
+from renderer.providers.stock import credits_text
 from renderer.script import Options, Script, parse_file
 from renderer.stages.mux import Video
 from renderer.stages.thumbnails import Thumbnails
@@ -139,13 +140,22 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
                             for r in records if r.status == "fallback"]
     for fb in record["fallbacks"]:
         log.warning("fallback {} -> {}: {}", fb["node"], fb["to"], fb["reason"])
+    record["credits"] = _credits(comp, outputs)
     # the outputs' own, and what the run said of keeping them (a full cache: the same for every node, once)
     record["warnings"] += list(dict.fromkeys(w for r in records for w in r.warnings))
     return comp, outputs
 
 
-def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout) -> Video:
-    """The video and its captions, each written atomically into the script's folder."""
+def _credits(comp: compose.Composition, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whose footage each scene shows (stock clips: service, id, creator, page), in scene order."""
+    return [{"scene": n, **credit} for n, clip in enumerate(comp.outputs(outputs, "visual"))
+            for credit in getattr(clip, "credits", ())]
+
+
+def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout,
+             credits: list[dict[str, Any]]) -> Video:
+    """The video, its captions and its credits (when it shows others' footage), each written atomically
+    into the script's folder."""
     script, slug = comp.script, comp.slug
     video: Video = outputs[comp.name("mux")]
     copy_atomic(video.path, layout.video(slug))  # a copy: the rendered file may live in the cache
@@ -156,6 +166,8 @@ def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayo
     files = layout.outputs(slug)
     write_text_atomic(files["srt"], captions.srt(cue_list))
     write_text_atomic(files["vtt"], captions.vtt(cue_list))
+    if credits:
+        write_text_atomic(layout.credits(slug), credits_text(credits, script.title))
     return video
 
 
@@ -210,12 +222,13 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         _admit(cfg, layout, record, log)
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
-        video = _publish(comp, outputs, layout)
+        video = _publish(comp, outputs, layout, record["credits"])
         record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout, slug, log)
         for warning in record["warnings"]:
             log.warning(warning)
+        published = layout.outputs(slug) | ({"credits.txt": layout.credits(slug)} if record["credits"] else {})
         record.update(status="ok", duration=video.duration, timeline=video.timeline,
-                      outputs={ext: str(path) for ext, path in layout.outputs(slug).items()})
+                      outputs={ext: str(path) for ext, path in published.items()})
         log.info("rendered {} ({:.1f} s of video)", layout.video(slug), video.duration)
     except KeyboardInterrupt:
         record.update(status="cancelled", error="cancelled (interrupted)")

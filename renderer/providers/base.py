@@ -36,6 +36,8 @@ class AudioClip(StageOutput):
 class VisualClip(StageOutput):
     path: Path
     duration: float
+    # whose footage it shows, for the credits (stock): {service, id, kind, creator, creator_url, page_url}
+    credits: tuple[dict, ...] = field(default=(), compare=False)
 
 
 def words(text: str) -> int:

@@ -2,6 +2,7 @@
 
 voice:  configured provider → piper (offline, neural) → espeak-ng (offline) → silence
 visual: configured provider → procedural (offline) → a plain backdrop
+A provider's config may name the sources tried first when it fails (``then: [library, procedural]``: stock).
 A provider whose config says ``fallback: false`` has no stand-ins: its failure fails the script; so does a
 provider whose settings are wrong (``ProviderConfigError``: the fix, not a stand-in).
 A provider that cannot even start (no API key, no espeak-ng) is replaced by its first working stand-in,
@@ -12,11 +13,12 @@ Every provider is built from its schema (renderer/config.py), the one place its 
 one from the composed group config, a stand-in (``OFFLINE``) from its own schema with the configured provider's
 settings of the same names, so the user's config holds for it too: ``visual=runway visual.sources='[life]'``
 falls back to procedural clips drawn from ``life`` (runway carries the procedural stand-in's ``scale``, ``fps``
-and ``sources``; the library's ``fps`` is its stand-in's too). Not shared: ``name``, ``_target_`` and
-``speakers``, whose values are each provider's own voice names (ElevenLabs voice ids, piper models, espeak-ng
-voices), so voice stand-ins speak with their schema's voices. A stand-in of the configured provider's own kind
-(the bundled piper voice when the configured piper model cannot load) takes none of its settings: those are what
-failed.
+and ``sources``; the library's and stock's ``fps`` is its stand-in's too). The sources a provider's ``then``
+names (``THEN``) are built the same way (stock's ``fit``, ``zoom`` and ``fps`` hold for its library), the
+library's folder from the provider's ``library_dir``. Not shared: ``name``, ``_target_`` and ``speakers``, whose
+values are each provider's own voice names (ElevenLabs voice ids, piper models, espeak-ng voices), so voice
+stand-ins speak with their schema's voices. A stand-in of the configured provider's own kind (the bundled piper
+voice when the configured piper model cannot load) takes none of its settings: those are what failed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from renderer.config import (
     BackdropVisualConfig,
     EspeakVoiceConfig,
+    LibraryVisualConfig,
     PiperVoiceConfig,
     ProceduralVisualConfig,
     SilentVoiceConfig,
@@ -46,6 +49,9 @@ OFFLINE: dict[str, list[type]] = {
     "voice": [PiperVoiceConfig, EspeakVoiceConfig, SilentVoiceConfig],
     "visual": [ProceduralVisualConfig, BackdropVisualConfig],
 }
+# the sources a provider's ``then`` may name, by schema; each is built as a stand-in is (``library`` from the
+# provider's ``library_dir``)
+THEN: dict[str, type] = {"library": LibraryVisualConfig, "procedural": ProceduralVisualConfig}
 OWN = ("_target_", "name", "speakers")  # settings a stand-in never takes from the configured provider
 
 
@@ -78,6 +84,8 @@ class Providers:
             guard = getattr(provider, "guard", None)
             if guard is not None:
                 out[provider.service] = {**guard.summary(), "usage": getattr(provider, "stats", {})}
+            for service, one in getattr(provider, "guards", {}).items():  # a provider of several services
+                out[service] = {**one.summary(), "usage": getattr(provider, "stats", {}).get(service, {})}
         return out
 
 
@@ -99,16 +107,39 @@ def stand_in_settings(schema: type, configured: DictConfig) -> dict[str, Any]:
     return {f.name: configured[f.name] for f in fields(schema) if f.name in configured and f.name not in OWN}
 
 
+def _configured_then(configured: DictConfig) -> list[tuple[type, dict[str, Any]]]:
+    """The sources the ``configured`` provider names to try after it (``then``), in that order: each one's schema
+    and the settings it takes besides the shared ones (the library's folder)."""
+    out = []
+    for name in configured.get("then", None) or []:
+        if name not in THEN:
+            raise ProviderConfigError(f"then: {name!r} is not a source to fall back to: use "
+                                      f"{' or '.join(THEN)}")
+        extra = {}
+        if name == "library":
+            if not configured.get("library_dir"):
+                raise ProviderConfigError("visual.then names library: set visual.library_dir=/path/to/your/clips")
+            extra["dir"] = configured.library_dir
+        out.append((THEN[name], extra))
+    return out
+
+
 def _stand_ins(group: str, configured: DictConfig, *, started: bool) -> list[Any]:
-    """Offline stand-ins for the ``configured`` provider; once it has ``started``, none of its kind again."""
+    """The ``configured`` provider's own fallback sources (``then``), then the offline stand-ins they do not
+    already hold; once it has ``started``, none of its kind again."""
+    try:
+        then = _configured_then(configured)
+    except ProviderConfigError as exc:  # the fix, not a stand-in
+        raise ProviderUnavailable(f"{group}={configured.name}: {exc}") from None
     chain = OFFLINE[group]
     kinds = [schema._target_ for schema in chain]
     if started and configured.get("_target_") in kinds:
         chain = chain[kinds.index(configured._target_) + 1:]
+    chosen = {schema._target_ for schema, _ in then}
     out = []
-    for schema in chain:
+    for schema, extra in then + [(schema, {}) for schema in chain if schema._target_ not in chosen]:
         try:
-            out.append(make(schema, **stand_in_settings(schema, configured)))
+            out.append(make(schema, **{**stand_in_settings(schema, configured), **extra}))
         except Exception as exc:
             if wrong := _wrong_settings(exc):  # the user's settings it was given: the fix, not the next stand-in
                 raise ProviderUnavailable(f"{group}={configured.name}: {wrong}") from None
@@ -152,6 +183,12 @@ def build(cfg: DictConfig, *, groups: list[str], state_dir: RunState | Path) -> 
                 provider.guard = build_guard(service, cfg.breaker, cfg.retry, state_dir=state_dir,
                                              timeout_s=cfg.limits.api_timeout_s,
                                              max_concurrency=cfg.limits.api_concurrency[service])
+            if hasattr(provider, "connect"):  # several services (stock): a guard each, the run's rate budgets
+                provider.connect({s: build_guard(s, cfg.breaker, cfg.retry, state_dir=state_dir,
+                                                 timeout_s=cfg.limits.api_timeout_s,
+                                                 max_concurrency=cfg.limits.api_concurrency[s])
+                                  for s in provider.services}, state=state_dir, cache_dir=cfg.cache.dir)
+                providers.fallbacks += provider.start_fallbacks()
         providers.primary[group] = provider
         providers.backups[group] = backups
     return providers

@@ -165,22 +165,30 @@ class Client:
             with self._lock:
                 self.latencies_s.append(round(time.monotonic() - started, 4))
 
-    def request(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> requests.Response:
-        """``method`` ``base_url + path`` with the auth headers; an error status raises ServiceError."""
+    def request(self, method: str, path: str, *, timeout: float, check: bool = True, **kwargs: Any
+                ) -> requests.Response:
+        """``method`` ``base_url + path`` with the auth headers; an error status raises ServiceError (``check``:
+        else the caller reads it, e.g. for the rate-limit headers of a 429)."""
         resp = self._send(method, f"{self.base_url}{path}", auth=True, timeout=timeout, allow_redirects=False,
                           **kwargs)
-        if resp.status_code >= 400:
+        if check and resp.status_code >= 400:
             raise error_from_response(self.service, resp)
         return resp
 
-    def download(self, url: str, dest: Path, *, timeout: float, cancelled: Callable[[], bool] | None = None) -> int:
+    def download(self, url: str, dest: Path, *, timeout: float, cancelled: Callable[[], bool] | None = None,
+                 max_bytes: int | None = None) -> int:
         """GET ``url`` into ``dest`` without the auth headers (output URLs are pre-signed); return its size.
-        ``cancelled()`` turning true stops it between chunks (``Cancelled``)."""
+        ``cancelled()`` turning true stops it between chunks (``Cancelled``); a file larger than ``max_bytes``
+        (announced or as it arrives) is refused (``too_large``, not retried)."""
         resp = self._send("GET", url, auth=False, timeout=timeout, stream=True)
         with resp:
             if resp.status_code >= 400:
                 raise error_from_response(self.service, resp)
             expected = int(resp.headers.get("Content-Length") or 0)
+            too_large = ServiceError(self.service, None, "too_large", f"the file is larger than "
+                                     f"{(max_bytes or 0) / 1e6:.0f} MB", False)
+            if max_bytes is not None and expected > max_bytes:
+                raise too_large
             size = 0
             stop_at = time.monotonic() + timeout  # the request timeout is per read: bound the whole download
             try:
@@ -190,6 +198,8 @@ class Client:
                             raise Cancelled(f"{self.service}: download cancelled")
                         fh.write(chunk)
                         size += len(chunk)
+                        if max_bytes is not None and size > max_bytes:
+                            raise too_large
                         if time.monotonic() > stop_at:
                             raise requests.Timeout()
             except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError):

@@ -16,19 +16,15 @@ matches fails over to the procedural source, with the reason recorded.
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import yaml
 
-from renderer.media import ffmpeg
 from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
-from renderer.providers.fit import FITS, fit_clip
-from renderer.providers.procedural import seed_of
-from renderer.providers.prompt import words_of
+from renderer.providers.fit import FITS, fit_clip, ken_burns
+from renderer.providers.prompt import match, rarity, words_of
 
 VIDEO = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 STILL = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -117,18 +113,14 @@ class LibraryVisual:
 
     @cached_property
     def _idf(self) -> dict[str, float]:
-        counts: dict[str, int] = {}
-        for item in self.items:
-            for word in item.words:
-                counts[word] = counts.get(word, 0) + 1
-        return {word: math.log(1 + len(self.items) / n) for word, n in counts.items()}
+        return rarity(item.words for item in self.items)
 
     def pick(self, prompt: str) -> Item | None:
         """The best-matching file for a Visual line, or None when no file shares a word with it."""
         wanted = words_of(prompt)
         best, best_score = None, 0.0
         for item in self.items:
-            score = sum(self._idf[w] for w in wanted & item.words)
+            score = match(wanted, item.words, self._idf)
             if score > best_score + 1e-9:
                 best, best_score = item, score
         return best
@@ -146,27 +138,8 @@ class LibraryVisual:
             raise NoMatch(f"nothing in {self.folder} matches {prompt!r}: name a file after words of the Visual "
                           f"line, or tag one in a {SIDECAR}")
         if item.still:
-            self._ken_burns(item.path, out, prompt, width, height, duration, timeout)
+            ken_burns(item.path, out, prompt, width=width, height=height, duration=duration, zoom=self.zoom,
+                      fps=self.fps, timeout=timeout)
         else:
             fit_clip(item.path, out, duration, fit=self.fit, timeout=timeout, size=(width, height))
         return VisualClip(out, duration, provider=f"{self.name}:{item.relative}")
-
-    def _ken_burns(self, src: Path, out: Path, prompt: str, width: int, height: int, duration: float,
-                   timeout: float) -> None:
-        """A slow zoom (in or out) with a drift across the still, both seeded by the scene."""
-        rng = random.Random(seed_of("ken-burns", prompt))
-        frames = max(1, round(duration * self.fps))
-        progress = f"(on/{max(1, frames - 1)})"
-        zoom_in = rng.random() < 0.5
-        z = f"1+{self.zoom - 1:.4f}*{progress}" if zoom_in else f"{self.zoom:.4f}-{self.zoom - 1:.4f}*{progress}"
-        sx, sy = rng.choice((0.0, 1.0)), rng.uniform(0.3, 0.7)  # drift from one side to the other
-        ex = 1.0 - sx
-        x = f"(iw-iw/zoom)*({sx:.3f}+({ex - sx:.3f})*{progress})"
-        y = f"(ih-ih/zoom)*{sy:.3f}"
-        # zoompan steps in whole pixels: working at twice the size keeps the motion smooth
-        w2, h2 = width * 2, height * 2
-        vf = (f"scale={w2}:{h2}:force_original_aspect_ratio=increase,crop={w2}:{h2},"
-              f"zoompan=z='{z}':x='{x}':y='{y}':d={frames}:s={width}x{height}:fps={self.fps},setsar=1")
-        ffmpeg.run(["-i", str(src), "-vf", vf, "-frames:v", str(frames), "-an", "-c:v", "libx264", "-preset",
-                    "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4",
-                    str(out)], timeout=timeout)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 STOPWORDS = frozenset("""a an and as at by for from in into of on onto or over the their this that to under up
 with without its it is are be slowly very""".split())
@@ -40,6 +42,23 @@ def words_in(text: str) -> list[str]:
 
 def words_of(text: str) -> frozenset[str]:
     return frozenset(words_in(text))
+
+
+def rarity(word_sets: Iterable[frozenset[str]]) -> dict[str, float]:
+    """How much each word of a collection (a library, a page of search results) tells its items apart: the
+    fewer items hold it, the more it counts (inverse document frequency)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for words in word_sets:
+        total += 1
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return {word: math.log(1 + total / n) for word, n in counts.items()}
+
+
+def match(wanted: frozenset[str], words: frozenset[str], idf: dict[str, float]) -> float:
+    """How well an item's ``words`` answer the ``wanted`` ones: the rarity of every word they share."""
+    return sum(idf.get(w, 0.0) for w in wanted & words)
 
 
 @dataclass(frozen=True)
