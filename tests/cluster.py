@@ -15,7 +15,7 @@ import psutil
 
 from tests.conftest import ROOT
 
-SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY")
+SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 
 
 def _dask(*args: str) -> list[str]:

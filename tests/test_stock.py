@@ -270,6 +270,12 @@ def test_keys_come_from_the_environment_and_a_missing_one_skips_its_service(api,
                                          "reason": visual.skipped[0][1]}]
 
 
+def test_the_stock_keys_are_redacted_from_errors(keys):
+    """Pixabay's key travels in the query string, so a failed request's URL may hold it."""
+    err = ServiceError("pixabay", 500, "x", f"GET /api/?key={PIXABAY_KEY} failed; {PEXELS_KEY}", True)
+    assert PIXABAY_KEY not in str(err) and PEXELS_KEY not in str(err)
+
+
 def test_credits_read_like_a_video_description():
     text = credits_text([{"scene": 0, "service": "pexels", "kind": "video", "creator": "Kelly",
                           "page_url": "https://www.pexels.com/video/harbour-1/"},

@@ -21,7 +21,7 @@ from loguru import logger
 
 from renderer.ops.files import RunLayout
 
-SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY")
+SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 HUMAN_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {extra[node]: <12} | "
                 "{message}")
 LIBRARY_LEVEL = logging.INFO  # stdlib records at or above this reach the sinks (urllib3's DEBUG chatter does not)
