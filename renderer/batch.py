@@ -15,6 +15,7 @@ from typing import Any
 
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from renderer import runners
 from renderer.config import RendererConfig
@@ -130,7 +131,12 @@ def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConf
         raise ResumeError(f"resume={layout.run_dir}: not a run directory (no {layout.manifest.name} or "
                           f"{saved_cfg.relative_to(layout.run_dir)}); pass the folder of the run to continue, "
                           "e.g. resume=outputs/2026-11-24/10-31-07")
-    cfg = OmegaConf.merge(OmegaConf.structured(RendererConfig), OmegaConf.load(saved_cfg))
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RendererConfig), OmegaConf.load(saved_cfg))
+    except (ConfigKeyError, ValidationError) as exc:  # written by a renderer whose settings were not these
+        raise ResumeError(f"resume={layout.run_dir}: its config ({saved_cfg}) does not fit this version of the "
+                          f"renderer ({getattr(exc, 'full_key', '') or exc}: {type(exc).__name__}); start a new run "
+                          "of the same scripts instead (the cache keeps what is done)") from None
     _resume_overrides(overrides, current, cfg)
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     if manifest.get("cache_dir"):

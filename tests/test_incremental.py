@@ -238,6 +238,18 @@ def test_resume_of_something_else_fails_clearly(tmp_path):
     assert "not a run directory" in result.stderr
 
 
+def test_resume_of_a_run_whose_config_this_version_cannot_read_fails_clearly(tmp_path):
+    run_dir = tmp_path / "old"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("script:\n  max_narration_chars: 5000\n")  # a setting since gone
+    (run_dir / "manifest.json").write_text('{"scripts": {}}')
+    result = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}"], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 2, result.stderr
+    assert "does not fit this version of the renderer (script.max_narration_chars" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_resume_refuses_overrides_that_would_change_the_videos(batch_inputs, tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     first = subprocess.run(_batch(batch_inputs, run_dir, cache, "assembly=audio_only"), cwd=ROOT,
