@@ -27,23 +27,21 @@ import argparse
 import base64
 import json
 import os
-import random
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
 import wave
-from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from renderer.devtools.double import LocalDouble, send
 from renderer.devtools.stock_fakes import FakeStock
 from renderer.media import ffmpeg
 from renderer.ops.exits import Exit
@@ -78,35 +76,10 @@ class Task:
     cancelled: bool = False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class FakeAPI(LocalDouble):
+    """The ElevenLabs and Runway doubles on one server; start/stop it, or use it as a context manager."""
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up (its timeout) is expected here; anything else is printed."""
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "renderer-fakes/1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks read stats instead
-        pass
-
-    def do_GET(self) -> None:
-        self.server.api.handle(self, "GET")  # type: ignore[attr-defined]
-
-    def do_POST(self) -> None:
-        self.server.api.handle(self, "POST")  # type: ignore[attr-defined]
-
-    def do_DELETE(self) -> None:
-        self.server.api.handle(self, "DELETE")  # type: ignore[attr-defined]
-
-
-class FakeAPI:
-    """Both doubles on one ThreadingHTTPServer; start/stop it, or use it as a context manager."""
+    endpoints = ENDPOINTS
 
     def __init__(self, *, port: int = 0, elevenlabs_key: str | None = None, runway_key: str | None = None,
                  latency: float | dict[str, float] = 0.0, task_seconds: float = 1.0, fault_rate: float = 0.0,
@@ -115,68 +88,19 @@ class FakeAPI:
         unknown = set(faults) - set(ALL_FAULTS)
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}: choose from {ALL_FAULTS}")
-        self.port = port
+        super().__init__(port=port, fault_rate=fault_rate, faults=faults, seed=seed)
         self.keys = {"elevenlabs": elevenlabs_key, "runway": runway_key}  # None: any non-empty key passes
         self.latency = dict(latency) if isinstance(latency, dict) else {"*": float(latency)}
         self.task_seconds = task_seconds
-        self.fault_rate = fault_rate
-        self.faults = tuple(faults)
         self.retry_after_s = retry_after_s
         self.hang_s = hang_s
         self.max_chars = max_chars
         self.video_width = video_width
-        self.counts: Counter[str] = Counter()
         self.received: list[dict[str, Any]] = []  # JSON bodies of tts/create requests, for assertions
         self.tasks: dict[str, Task] = {}
         self.deleted: list[str] = []
-        self._scripts: dict[str, deque[str]] = {}
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._render_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._dir: Path | None = None
-
-    # --- life cycle ------------------------------------------------------------------------------------
-    def start(self) -> FakeAPI:
-        self._dir = Path(tempfile.mkdtemp(prefix="renderer-fakes-"))
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
-        self._server.api = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers that hang or add latency
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> FakeAPI:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # --- test controls ---------------------------------------------------------------------------------
-    def script(self, endpoint: str, *faults: str) -> None:
-        """Answer the next requests to ``endpoint`` with these faults, in order ("ok" = a normal answer)."""
-        if endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {endpoint!r}: one of {ENDPOINTS}")
-        with self._lock:
-            self._scripts.setdefault(endpoint, deque()).extend(faults)
-
     def count(self, endpoint: str) -> int:
         with self._lock:
             return self.counts[endpoint]
@@ -232,16 +156,8 @@ class FakeAPI:
         expected = self.keys[service]
         return bool(given) and (expected is None or given == expected)
 
-    def _next_fault(self, endpoint: str) -> str | None:
-        with self._lock:
-            queue = self._scripts.get(endpoint)
-            if queue:
-                fault = queue.popleft()
-                return None if fault == "ok" else fault
-            kinds = sorted(set(self.faults) & FAULTS_BY_ENDPOINT[endpoint])
-            if kinds and self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-                return self._rng.choice(kinds)
-        return None
+    def fault_kinds(self, endpoint: str) -> list[str]:
+        return sorted(set(self.faults) & FAULTS_BY_ENDPOINT[endpoint])
 
     def _send_fault(self, req: BaseHTTPRequestHandler, service: str, fault: str) -> None:
         retry_after = {"Retry-After": f"{self.retry_after_s:g}"}
@@ -287,18 +203,18 @@ class FakeAPI:
         audio, seconds = self._speech(text, codec, int(rate), rest)
         if fault == "malformed":
             if timestamps:
-                return _send_raw(req, 200, b'{"audio_base64": "AAA', "application/json")
-            return _send_raw(req, 200, b"\x01\x02\x03", "application/octet-stream")
+                return send(req, 200, b'{"audio_base64": "AAA', "application/json")
+            return send(req, 200, b"\x01\x02\x03", "application/octet-stream")
         if not timestamps:
             kind = "audio/mpeg" if codec == "mp3" else "application/octet-stream"
-            return _send_raw(req, 200, audio, kind, truncate=fault == "truncated")
+            return send(req, 200, audio, kind, truncate=fault == "truncated")
         step = seconds / max(1, len(text))
         alignment = {"characters": list(text),
                      "character_start_times_seconds": [round(i * step, 4) for i in range(len(text))],
                      "character_end_times_seconds": [round((i + 1) * step, 4) for i in range(len(text))]}
         payload = {"audio_base64": base64.b64encode(audio).decode(), "alignment": alignment,
                    "normalized_alignment": alignment}
-        _send_raw(req, 200, json.dumps(payload).encode(), "application/json", truncate=fault == "truncated")
+        send(req, 200, json.dumps(payload).encode(), "application/json", truncate=fault == "truncated")
 
     def _tts_timestamps(self, req, voice_id, body, query, fault) -> None:  # type: ignore[no-untyped-def]
         self._tts(req, voice_id, body, query, fault, timestamps=True)
@@ -331,7 +247,7 @@ class FakeAPI:
     def _create(self, req: BaseHTTPRequestHandler, endpoint: str, body: bytes, query: dict[str, str],
                 fault: str | None) -> None:
         if fault == "malformed":
-            return _send_raw(req, 200, b'{"id": ', "application/json")
+            return send(req, 200, b'{"id": ', "application/json")
         try:
             data = json.loads(body or b"null")
         except ValueError:
@@ -351,7 +267,7 @@ class FakeAPI:
     def _task(self, req: BaseHTTPRequestHandler, task_id: str, body: bytes, query: dict[str, str],
               fault: str | None) -> None:
         if fault == "malformed":
-            return _send_raw(req, 200, b'{"status": "RUNN', "application/json")
+            return send(req, 200, b'{"status": "RUNN', "application/json")
         task = self.tasks.get(task_id)
         if task is None:
             return _send_json(req, 404, {"error": "Task not found"})
@@ -384,14 +300,14 @@ class FakeAPI:
         with self._lock:
             task.cancelled = True
             self.deleted.append(task_id)
-        _send_raw(req, 204, b"", "application/json")
+        send(req, 204, b"", "application/json")
 
     def _download(self, req: BaseHTTPRequestHandler, task_id: str, body: bytes, query: dict[str, str],
                   fault: str | None) -> None:
         task = self.tasks.get(task_id)
         if task is None or self._status(task)[0] != "SUCCEEDED":
-            return _send_raw(req, 404, b"Not Found", "text/plain")
-        _send_raw(req, 200, self._video(task).read_bytes(), "video/mp4", truncate=fault == "truncated")
+            return send(req, 404, b"Not Found", "text/plain")
+        send(req, 200, self._video(task).read_bytes(), "video/mp4", truncate=fault == "truncated")
 
     def _video(self, task: Task) -> Path:
         """The task's clip: a test pattern at the task's ratio (small) and duration; one render per shape."""
@@ -464,21 +380,7 @@ def _send_error(req: BaseHTTPRequestHandler, service: str, status: int, code: st
 
 
 def _send_json(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-    _send_raw(req, status, json.dumps(body).encode(), "application/json", headers=headers)
-
-
-def _send_raw(req: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str, *,
-              headers: dict[str, str] | None = None, truncate: bool = False) -> None:
-    """Send a response; ``truncate`` announces the whole length but sends half, then drops the connection."""
-    req.send_response(status)
-    req.send_header("Content-Type", content_type)
-    req.send_header("Content-Length", str(len(data)))
-    for name, value in (headers or {}).items():
-        req.send_header(name, value)
-    req.end_headers()
-    req.wfile.write(data[: len(data) // 2] if truncate else data)
-    req.wfile.flush()
-    req.close_connection = True
+    send(req, status, json.dumps(body).encode(), "application/json", headers=headers)
 
 
 # --- command line ------------------------------------------------------------------------------------------

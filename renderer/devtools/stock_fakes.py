@@ -24,19 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import re
-import shutil
-import sys
-import tempfile
-import threading
 import time
-from collections import Counter, deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from renderer.devtools.double import LocalDouble, send
 from renderer.media import ffmpeg
 
 CATALOGUE = Path(__file__).with_name("stock_catalogue.json")
@@ -80,96 +76,31 @@ def ladder(width: int, height: int) -> list[tuple[int, int]]:
     return sizes or [(width, height)]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "renderer-stock-fakes/1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.api.handle(self)  # type: ignore[attr-defined]
-
-
-class FakeStock:
+class FakeStock(LocalDouble):
     """Both stock doubles on one server; start/stop it, or use it as a context manager."""
+
+    name = "fake-stock"
+    endpoints = ENDPOINTS
 
     def __init__(self, *, port: int = 0, pexels_key: str | None = None, pixabay_key: str | None = None,
                  catalogue: Path | str | list[dict[str, Any]] | None = None,
                  limits: dict[str, tuple[int, float]] | None = None, fault_rate: float = 0.0,
                  faults: tuple[str, ...] = ("429",), latency: float = 0.0, hang_s: float = 30.0,
                  slow_s: float = 3.0, clip_seconds: float = 2.0, seed: int | None = None):
-        self.port = port
+        super().__init__(port=port, fault_rate=fault_rate, faults=faults, seed=seed)
         self.keys = {"pexels": pexels_key, "pixabay": pixabay_key}  # None: any non-empty key passes
         items = catalogue if isinstance(catalogue, list) else json.loads(
             Path(catalogue or CATALOGUE).read_text(encoding="utf-8"))
         self.items = [dict(item) for item in items]
         self.limits = {"pexels": (200, 3600.0), "pixabay": (100, 60.0), **(limits or {})}
-        self.fault_rate, self.faults = fault_rate, tuple(faults)
         self.latency, self.hang_s, self.slow_s, self.clip_seconds = latency, hang_s, slow_s, clip_seconds
-        self.counts: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()  # requests over the limit: a client that keeps it has none
         self.injected: Counter[str] = Counter()
         self.downloads: list[tuple[str, str, str]] = []
         self.queries: list[tuple[str, dict[str, str]]] = []
         self.windows: dict[str, list[float]] = {s: [0.0, 0.0] for s in self.limits}  # [started, requests]
-        self._scripts: dict[str, deque[str]] = {}
-        self._rng = random.Random(seed)
-        self._lock = threading.Lock()
-        self._render_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._dir: Path | None = None
-
-    # --- life cycle ------------------------------------------------------------------------------------
-    def start(self) -> FakeStock:
-        self._dir = Path(tempfile.mkdtemp(prefix="renderer-stock-fakes-"))
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
-        self._server.api = self  # type: ignore[attr-defined]
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-stock", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> FakeStock:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # --- test controls ---------------------------------------------------------------------------------
-    def script(self, endpoint: str, *faults: str) -> None:
-        """Answer the next requests to ``endpoint`` with these faults, in order ("ok" = a normal answer)."""
-        if endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {endpoint!r}: one of {ENDPOINTS}")
-        with self._lock:
-            self._scripts.setdefault(endpoint, deque()).extend(faults)
-
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"counts": dict(self.counts), "refused": dict(self.refused), "injected": dict(self.injected),
@@ -179,17 +110,17 @@ class FakeStock:
         return next(i for i in self.items if i["service"] == service and str(i["id"]) == str(item_id))
 
     # --- dispatch --------------------------------------------------------------------------------------
-    def handle(self, req: BaseHTTPRequestHandler) -> None:
+    def handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(req.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if parts.path == "/_stats":
-            return _send(req, 200, json.dumps(self.stats()).encode(), "application/json")
+            return send(req, 200, json.dumps(self.stats()).encode(), "application/json")
         endpoint = {"/videos/search": "pexels_videos", "/v1/search": "pexels_photos", "/api/videos/": "pixabay_videos",
                     "/api/": "pixabay_images"}.get(parts.path)
         if endpoint is None and parts.path.startswith("/files/"):
             endpoint = "file"
         if endpoint is None:
-            return _send(req, 404, b"Not Found", "text/plain")
+            return send(req, 404, b"Not Found", "text/plain")
         with self._lock:
             self.counts[endpoint] += 1
         if self.latency:
@@ -200,16 +131,6 @@ class FakeStock:
             self._search(req, endpoint, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def _next_fault(self, endpoint: str) -> str | None:
-        with self._lock:
-            queue = self._scripts.get(endpoint)
-            if queue:
-                fault = queue.popleft()
-                return None if fault == "ok" else fault
-            if self.faults and self.fault_rate > 0 and self._rng.random() < self.fault_rate:
-                return self._rng.choice(self.faults)
-        return None
 
     def _window(self, service: str) -> tuple[bool, dict[str, str]]:
         """Count a request against the service's limit: (allowed, the rate-limit headers of its answer)."""
@@ -237,11 +158,11 @@ class FakeStock:
         if service == "pexels":
             given, expected = req.headers.get("Authorization", ""), self.keys["pexels"]
             if not given or (expected is not None and given != expected):
-                return _send(req, 401, json.dumps({"error": "Unauthorized"}).encode(), "application/json")
+                return send(req, 401, json.dumps({"error": "Unauthorized"}).encode(), "application/json")
         else:
             given, expected = query.get("key", ""), self.keys["pixabay"]
             if not given or (expected is not None and given != expected):
-                return _send(req, 400, b"[ERROR 400] Invalid or missing API key ([key]).", "text/plain")
+                return send(req, 400, b"[ERROR 400] Invalid or missing API key ([key]).", "text/plain")
         fault = self._next_fault(endpoint)
         if fault == "hang":
             self._stopping.wait(self.hang_s)
@@ -249,23 +170,23 @@ class FakeStock:
         if fault in ("500", "503"):
             with self._lock:
                 self.injected[endpoint] += 1
-            return _send(req, int(fault), b"Server error (injected)", "text/plain")
+            return send(req, int(fault), b"Server error (injected)", "text/plain")
         allowed, headers = self._window(service)
         if fault == "429" or not allowed:
             if fault == "429":
                 with self._lock:
                     self.injected[endpoint] += 1
             if service == "pexels":  # no rate headers on anything but a 2xx answer
-                return _send(req, 429, b"Too Many Requests", "text/plain")
+                return send(req, 429, b"Too Many Requests", "text/plain")
             if fault == "429":
                 headers = {**headers, "X-RateLimit-Remaining": "0"}
-            return _send(req, 429, b"API rate limit exceeded", "text/plain", headers)
+            return send(req, 429, b"API rate limit exceeded", "text/plain", headers)
         with self._lock:
             self.queries.append((endpoint, {k: v for k, v in query.items() if k != "key"}))
         if fault == "malformed":
-            return _send(req, 200, b'{"videos": [', "application/json", headers if service == "pexels" else headers)
+            return send(req, 200, b'{"videos": [', "application/json", headers if service == "pexels" else headers)
         body = getattr(self, f"_{endpoint}")(query)
-        _send(req, 200, json.dumps(body).encode(), "application/json", headers)
+        send(req, 200, json.dumps(body).encode(), "application/json", headers)
 
     def _found(self, service: str, kind: str, words: set[str], *, every: bool) -> list[dict[str, Any]]:
         scored = []
@@ -401,26 +322,26 @@ class FakeStock:
     def _file(self, req: BaseHTTPRequestHandler, path: str) -> None:
         parts = [p for p in path.split("/") if p]
         if len(parts) != 4:
-            return _send(req, 404, b"Not Found", "text/plain")
+            return send(req, 404, b"Not Found", "text/plain")
         _, service, item_id, filename = parts
         name, _, ext = filename.rpartition(".")
         try:
             item = self.item(service, item_id)
         except StopIteration:
-            return _send(req, 404, b"Not Found", "text/plain")
+            return send(req, 404, b"Not Found", "text/plain")
         size = self._size(item, name)
         if size is None or ext not in ("mp4", "jpg"):
-            return _send(req, 404, b"Not Found", "text/plain")
+            return send(req, 404, b"Not Found", "text/plain")
         fault = self._next_fault("file")
         with self._lock:
             self.downloads.append((service, str(item_id), name))
         data = self._render(service, item, name, size, ext).read_bytes()
         if fault == "500":
-            return _send(req, 500, b"Server error (injected)", "text/plain")
+            return send(req, 500, b"Server error (injected)", "text/plain")
         content = "video/mp4" if ext == "mp4" else "image/jpeg"
         if fault == "slow":  # the body trickles in over slow_s
-            return _send(req, 200, data, content, chunks=10, pause=self.slow_s / 10, stop=self._stopping)
-        _send(req, 200, data, content, truncate=fault == "truncated")
+            return send(req, 200, data, content, chunks=10, pause=self.slow_s / 10, stop=self._stopping)
+        send(req, 200, data, content, truncate=fault == "truncated")
 
     def _size(self, item: dict[str, Any], name: str) -> tuple[int, int] | None:
         w, h = int(item["width"]), int(item["height"])
@@ -461,25 +382,3 @@ class FakeStock:
         return path
 
 
-def _send(req: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str,
-          headers: dict[str, str] | None = None, *, truncate: bool = False, chunks: int = 1, pause: float = 0.0,
-          stop: threading.Event | None = None) -> None:
-    """An answer; ``truncate`` announces the whole length, sends half and hangs up; ``chunks`` with ``pause``
-    between them makes a slow body."""
-    req.send_response(status)
-    req.send_header("Content-Type", content_type)
-    req.send_header("Content-Length", str(len(data)))
-    for name, value in (headers or {}).items():
-        req.send_header(name, value)
-    req.end_headers()
-    if truncate:
-        req.wfile.write(data[: len(data) // 2])
-    else:
-        step = max(1, math.ceil(len(data) / max(1, chunks)))
-        for start in range(0, len(data), step):
-            req.wfile.write(data[start:start + step])
-            req.wfile.flush()
-            if pause and stop is not None and stop.wait(pause):
-                break
-    req.wfile.flush()
-    req.close_connection = True
