@@ -30,12 +30,18 @@ TIMING = ("seconds", "started", "finished", "run_dir", "storage")  # storage: fr
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def two_workers(tmp_path_factory):
     """Two workers with the cloud keys in their own environment (the renderer that submits has none)."""
     with Cluster(tmp_path_factory.mktemp("cluster"), workers=2,
                  env={"ELEVENLABS_API_KEY": EL_KEY, "RUNWAY_API_KEY": RW_KEY}) as running:
         yield running
-        running.wait_for_workers(2)  # a test that killed one leaves the cluster whole for the next
+
+
+@pytest.fixture
+def cluster(two_workers):
+    """The module's cluster, whole again: a test that killed a worker leaves it restarting (its nanny)."""
+    two_workers.wait_for_workers(2)
+    return two_workers
 
 
 @pytest.fixture(scope="module")
