@@ -16,9 +16,7 @@ from loguru import logger
 from omegaconf import DictConfig
 
 from renderer.cli import sweep  # registers the launchers' schemas
-from renderer.config import (
-    CONF_MODULE,  # importing it registers the structured config schema
-)
+from renderer.config import CONF_MODULE  # importing the schema registers it with Hydra
 from renderer.ops.exits import Exit
 
 

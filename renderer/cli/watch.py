@@ -35,9 +35,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from renderer import batch
-from renderer.config import (
-    CONF_MODULE,  # importing it registers the structured config schema
-)
+from renderer.config import CONF_MODULE  # importing the schema registers it with Hydra
 from renderer.engine.cache import Cache
 from renderer.media import ffmpeg
 from renderer.ops import logs
