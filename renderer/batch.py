@@ -21,10 +21,9 @@ from renderer import runners
 from renderer.config import RendererConfig
 from renderer.engine.cache import Cache
 from renderer.media import ffmpeg
-from renderer.ops import admission, progress, reliability, report
+from renderer.ops import admission, progress, reliability, report, run_lock
 from renderer.ops.exits import Exit
 from renderer.ops.files import (
-    PART_GLOB,
     RunLayout,
     expand_inputs,
     storage,
@@ -63,12 +62,16 @@ class BatchResult:
 
 def clean_leftovers(layout: RunLayout) -> None:
     """Whatever happened: no stray processes, no work files, no half-written outputs (killed workers
-    cannot clean up after themselves)."""
+    cannot clean up after themselves). Called by the run dir's owner (renderer/ops/run_lock.py) only, and it
+    removes only what the renderer names: a folder the run was pointed at keeps the user's own files."""
     if layout.tmp.exists():
         ffmpeg.kill_strays(layout.tmp)
-        for entry in layout.tmp.iterdir():
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-    for part in layout.run_dir.rglob(PART_GLOB):
+        for entry in layout.work_entries():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    for part in layout.part_files():
         part.unlink(missing_ok=True)
 
 
@@ -157,7 +160,19 @@ def _now() -> str:
 
 
 def run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> BatchResult:
-    """Render the batch into ``run_dir``; ``overrides``: the command line's, checked when resuming."""
+    """Render the batch into ``run_dir``, owning it meanwhile (a dir another run holds: ``CannotStart`` naming
+    it); ``overrides``: the command line's, checked when resuming."""
+    try:
+        run_lock.acquire(run_dir, "resume" if cfg.resume else "batch")
+    except run_lock.RunDirInUse as exc:
+        raise CannotStart(str(exc)) from None
+    try:
+        return _run_batch(cfg, run_dir, overrides)
+    finally:
+        run_lock.release(run_dir)
+
+
+def _run_batch(cfg: DictConfig, run_dir: Path, overrides: list[str] | None) -> BatchResult:
     layout = RunLayout(run_dir)
     reliability.reset_cancel()  # a batch after an interrupted one (in one process) starts afresh
     if cfg.resume:

@@ -15,7 +15,9 @@ how long the refresh took and what was redone::
 
 A save that breaks the script prints its errors (``file:line: message — hint``) on stderr and keeps the last
 good video; watching goes on. Ctrl-C or SIGTERM stops running ffmpeg processes and exits with 130.
-Exit code 2: a bad override or no usable ffmpeg.
+Exit code 2: a bad override, no usable ffmpeg, or ``--out`` in use by another watcher or batch (the message
+names it: pid, host, start time). The watcher owns its ``--out`` dir while it runs and removes only what the
+renderer names there.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from renderer import batch
 from renderer.config import CONF_MODULE  # importing the schema registers it with Hydra
 from renderer.engine.cache import Cache
 from renderer.media import ffmpeg
-from renderer.ops import logs
+from renderer.ops import logs, run_lock
 from renderer.ops.exits import Exit
 from renderer.ops.files import RunLayout, slugify
 from renderer.pipeline.render import render_script
@@ -222,6 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg.cache.enabled:
         say("warning: cache.enabled=false: every save re-renders everything", err=True)
     out = args.out.absolute()
+    try:
+        run_lock.acquire(out, "watch")  # held until this process ends
+    except run_lock.RunDirInUse as exc:
+        say(f"error: {exc}", err=True)
+        return Exit.CANNOT_START
+    try:
+        return _watch(args, script, cfg, out, started)
+    finally:
+        run_lock.release(out)
+
+
+def _watch(args: argparse.Namespace, script: Path, cfg: DictConfig, out: Path, started: float) -> int:
     logs.setup(out, console=False)
     batch.interrupt_on_sigterm()
     watcher = Watcher(script, cfg, out)

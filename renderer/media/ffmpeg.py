@@ -145,15 +145,29 @@ def kill_all(grace: float = 1.0) -> int:
     return len(procs)
 
 
+def _orphaned(proc: psutil.Process) -> bool:
+    """Whether ``proc``'s parent is gone: adopted by init (ppid 1), or its parent is dead or younger than it
+    (the parent's pid given to a later process)."""
+    ppid = proc.ppid()
+    if ppid <= 1:
+        return True
+    try:
+        return psutil.Process(ppid).create_time() > proc.create_time()
+    except psutil.NoSuchProcess:
+        return True
+
+
 def kill_strays(folder: Path) -> int:
-    """Stop processes of ours that work in ``folder`` but whose parent is gone (a worker killed with
-    SIGKILL cannot stop its children); return how many there were."""
-    marker = str(folder)
+    """Stop processes of ours that work in ``folder`` (an argument names a path below it) and whose parent is
+    gone (a worker killed with SIGKILL cannot stop its children); return how many there were. A tool whose
+    parent lives is that parent's to stop: another run's, or a worker still winding down."""
+    marker = str(folder).rstrip(os.sep) + os.sep
     strays = []
     for proc in psutil.process_iter(["name", "cmdline", "uids"]):
         try:
             ours = proc.info["uids"] is not None and proc.info["uids"].real == os.getuid()
-            if ours and proc.info["name"] in MEDIA_TOOLS and any(marker in a for a in proc.info["cmdline"] or []):
+            if (ours and proc.info["name"] in MEDIA_TOOLS and any(marker in a for a in proc.info["cmdline"] or [])
+                    and _orphaned(proc)):
                 strays.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

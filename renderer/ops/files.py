@@ -56,12 +56,13 @@ def expand_inputs(patterns: list[str]) -> tuple[list[Path], list[str]]:
     return files, unmatched
 
 
-PART_GLOB = ".*.part"  # what an atomic write leaves behind when its process is killed mid-write
+# what an atomic write leaves behind when its process is killed mid-write: ".<name>.<mkstemp's 8 characters>.part"
+PART_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part")
 
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target`` (``PART_GLOB``); on success fsync it and rename it into place, else
+    """Yield a temp path beside ``target`` (``PART_NAME``); on success fsync it and rename it into place, else
     delete it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -155,6 +156,11 @@ class RunLayout:
         return self.hydra / "overrides.yaml"
 
     @property
+    def lock(self) -> Path:
+        """Held by whoever owns the run while it runs; says who that is (renderer/ops/run_lock.py)."""
+        return self.run_dir / ".renderer.lock"
+
+    @property
     def tmp(self) -> Path:
         return self.run_dir / "tmp"
 
@@ -167,6 +173,31 @@ class RunLayout:
     def breakers(self) -> Path:
         """The run's circuit breakers and API slots, shared by its workers (renderer/ops/run_state.py)."""
         return self.tmp / ".breakers"
+
+    @property
+    def workers(self) -> Path:
+        """Who renders the run's scripts (renderer/runners/worker.py: ``Roll``)."""
+        return self.tmp / "workers"
+
+    # the names the renderer gives what it puts in tmp/: the folders above, and work dirs <slug>.<pid>
+    _WORK_ENTRY = re.compile(r"health|\.breakers|workers|[a-z0-9]+(?:-[a-z0-9]+)*\.[0-9]+")
+
+    def work_entries(self) -> list[Path]:
+        """What the renderer put in ``tmp/``, by name: a folder the run was pointed at may hold the user's own
+        ``tmp/``, and nothing else in it is the renderer's to remove."""
+        try:
+            return sorted(p for p in self.tmp.iterdir() if self._WORK_ENTRY.fullmatch(p.name))
+        except OSError:
+            return []
+
+    def part_files(self) -> list[Path]:
+        """Half-written outputs (``atomic_path``'s temp names) a killed process left in the run dir, by name: only
+        the renderer's own (``.<name>.<8 random characters>.part``), symlinks not followed."""
+        found = []
+        for folder, dirs, files in os.walk(self.run_dir):
+            dirs[:] = [d for d in dirs if d != ".hydra"]
+            found += [Path(folder, f) for f in files if PART_NAME.fullmatch(f)]
+        return sorted(found)
 
     def script_dir(self, slug: str) -> Path:
         return self.run_dir / slug

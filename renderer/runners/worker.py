@@ -106,7 +106,7 @@ class Roll:
     cannot write here is only killed by its pool, as without the roll."""
 
     def __init__(self, run_dir: Path):
-        self.dir = RunLayout(run_dir).tmp / "workers"
+        self.dir = RunLayout(run_dir).workers
 
     @contextmanager
     def rendering(self, slug: str) -> Iterator[None]:
