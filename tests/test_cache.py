@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from renderer.cli.cache import parse_size
-from renderer.engine.cache import Cache
+from renderer.engine.cache import STAGING, STALE_STAGING_S, Cache, staging_name
 from renderer.engine.output import StageOutput
 from renderer.providers.base import AudioClip
 from renderer.stages.terminal import TerminalTrack
@@ -144,10 +146,91 @@ def test_staging_of_dead_processes_is_cleaned(tmp_path):
     cache = Cache(tmp_path / "cache")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    (cache.root / "tmp" / f"{dead}-abc").mkdir(parents=True)
-    (cache.root / "tmp" / f"{os.getpid()}-def").mkdir()
+    here = socket.gethostname()
+    token = "0123456789abcdef" * 2
+    (cache.root / "tmp" / f"renderer-{here}-{dead}-{token}").mkdir(parents=True)
+    (cache.root / "tmp" / f"renderer-{here}-{os.getpid()}-{token}").mkdir()
     cache.clean_staging()
-    assert sorted(p.name for p in (cache.root / "tmp").iterdir()) == [f"{os.getpid()}-def"]
+    assert sorted(p.name for p in (cache.root / "tmp").iterdir()) == [f"renderer-{here}-{os.getpid()}-{token}"]
+
+
+def test_staging_of_other_hosts_and_of_others_is_left_alone(tmp_path):
+    """A shared cache (a Dask cluster's): another host's pids mean nothing here, so its half-built entries go
+    only once they are a day old; whatever is not named like the cache's own staging is never touched."""
+    cache = Cache(tmp_path / "cache")
+    staging = cache.root / "tmp"
+    token = "0123456789abcdef" * 2
+    young = staging / f"renderer-render-node-7.cluster-1-{token}"  # pid 1: alive here, meaningless there
+    old = staging / f"renderer-other.host-999999-{token}"
+    theirs = [staging / "1-abc", staging / "notes", staging / "999999-def"]  # a user's tmp/ (cache.dir=~)
+    for path in [young, old, *theirs]:
+        path.mkdir(parents=True)
+        (path / "file").write_text("x")
+    for path in [old, *theirs]:
+        os.utime(path, (time.time() - 2 * STALE_STAGING_S,) * 2)
+    (staging / "their-file.txt").write_text("x")
+    with cache.in_use():  # what every batch does on start
+        pass
+    assert sorted(p.name for p in staging.iterdir()) == sorted([young.name, "their-file.txt",
+                                                                *(p.name for p in theirs)])
+    assert all((p / "file").exists() for p in [young, *theirs])
+
+
+def test_a_write_stages_under_a_name_of_its_own(tmp_path):
+    name = staging_name()
+    match = STAGING.fullmatch(name)
+    assert match and match["host"] == socket.gethostname() and match["pid"] == str(os.getpid())
+    assert staging_name() != name
+
+
+def _unprivileged(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a Python that file permissions bind (as root: without its capabilities)."""
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    return subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    for folder, dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.chown(name, uid, uid)
+
+
+GET = """
+from renderer.engine.cache import STAGING, STALE_STAGING_S, Cache, staging_name
+cache = Cache({root!r})
+with cache.in_use():
+    hit = cache.get("voice", {key!r})
+print("hit" if hit is not None and hit.path.read_bytes() == b"RIFF-not-really-audio" else "miss")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes another user's cache with chown")
+def test_a_cache_this_user_cannot_write_still_serves_its_hits(tmp_path):
+    """Another user's (or a read-only) cache: no traceback at the start, every hit a hit; only the caching of
+    new outputs is lost."""
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    with cache.in_use():  # the lock file exists, and is theirs
+        pass
+    _chown_tree(cache.root, 65534)
+    done = _unprivileged(GET.format(root=str(cache.root), key=KEY))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "hit", done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_read_error_is_a_miss_that_keeps_the_entry(tmp_path):
+    """An entry this process cannot read (a permission here; EMFILE, EIO elsewhere) may be healthy for every
+    other reader of a shared cache: it is not deleted. Only a verified mismatch is."""
+    cache = Cache(tmp_path / "cache")
+    stored = cache.put("voice", KEY, clip(tmp_path))
+    stored.path.chmod(0)
+    done = _unprivileged(GET.format(root=str(cache.root), key=KEY))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "miss"
+    assert "cannot be read" in done.stderr
+    stored.path.chmod(0o644)
+    assert cache.get("voice", KEY).path.read_bytes() == b"RIFF-not-really-audio"
 
 
 def test_cli_stats_and_prune(tmp_path):

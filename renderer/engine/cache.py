@@ -1,10 +1,12 @@
 """Content-addressed cache of stage outputs, shared by all runs (``outputs/.cache`` by default).
 
 An entry is a directory ``<root>/<stage>/<key[:2]>/<key>/`` holding the stage's files and ``entry.json``
-(the output object, pickled, plus each file's size and sha256). Entries are built in ``<root>/tmp/`` and
-renamed into place, so a reader never sees half an entry; a damaged entry (missing file, wrong size or hash,
-unreadable record) is a miss and is replaced. Runs hold a shared lock on the cache; ``prune`` takes it
-exclusively, so it never removes what a running batch may read.
+(the output object, pickled, plus each file's size and sha256). Entries are built in ``<root>/tmp/`` (in a
+folder named after the host and process: ``renderer-<host>-<pid>-<random>``) and renamed into place, so a
+reader never sees half an entry; a damaged entry (missing file, wrong size or hash, unreadable record) is a
+miss and is replaced, while an entry this process merely cannot read is a miss left in place. Runs hold a
+shared lock on the cache; ``prune`` takes it exclusively, so it never removes what a running batch may read.
+Many hosts may share one cache (a Dask cluster's): none removes another's half-built entries while it writes.
 
     python -m renderer.cache stats [--dir outputs/.cache]
     python -m renderer.cache prune --max-size 5G [--dir outputs/.cache]
@@ -18,7 +20,9 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
+import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import psutil
+from loguru import logger
 
 from renderer.engine.output import files_in, relocated
 from renderer.ops.files import fsync_dir
@@ -33,6 +38,33 @@ from renderer.ops.files import fsync_dir
 ENTRY_FILE = "entry.json"
 LOCK_FILE = ".lock"
 CHUNK = 1 << 20
+
+
+STALE_STAGING_S = 86400.0  # a half-built entry of another host is removed once untouched this long
+# half-built entries: renderer-<host>-<pid>-<random>; the host and pid say whose, the random part makes it unique
+STAGING = re.compile(r"renderer-(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{32}")
+
+_warned: set[str] = set()
+
+
+class DamagedEntry(ValueError):
+    """An entry whose data is wrong (not one that could not be read)."""
+
+
+def warn_once(root: Path, message: str) -> None:
+    """A cache problem that repeats on every lookup is said once per process and cache."""
+    if str(root) not in _warned:
+        _warned.add(str(root))
+        logger.warning("{}", message)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
+
+
+def staging_name() -> str:
+    """A new staging folder's name: recognisably the cache's own, and whose (host, pid)."""
+    return f"renderer-{_host()}-{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def _sha256(path: Path) -> str:
@@ -56,26 +88,58 @@ class Cache:
 
     # --- reading ---------------------------------------------------------------------------------------
     def get(self, stage: str, key: str) -> Any | None:
-        """The cached output for ``key``, or None (a damaged entry is removed and counts as a miss)."""
+        """The cached output for ``key``, or None. An entry verified damaged (a file missing or not matching its
+        size and hash, a record that does not parse) is removed; one this process cannot read (permissions, too
+        many open files, an I/O error) is left alone for the readers that can: both are misses."""
         entry = self.entry_dir(stage, key)
-        record_path = entry / ENTRY_FILE
-        if not record_path.exists():
+        try:
+            found = self._read(entry)
+        except DamagedEntry as exc:
+            logger.warning("cache: {} (removed; the stage runs again)", exc)
+            shutil.rmtree(entry, ignore_errors=True)
+            found = None
+        except OSError as exc:
+            warn_once(self.root, f"cache entries in {self.root} cannot be read ({exc}): rendering them instead")
+            found = None
+        if found is None:
             self.misses += 1
+            return None
+        value, names = found
+        try:
+            os.utime(entry / ENTRY_FILE)  # least-recently-used bookkeeping for prune
+        except OSError:  # a cache this user may read but not write: a hit all the same
+            pass
+        self.hits += 1
+        return relocated(value, {Path(name): entry / name for name in names})
+
+    @staticmethod
+    def _read(entry: Path) -> tuple[Any, list[str]] | None:
+        """(output, file names) of a complete entry, None if there is none; ``DamagedEntry`` when its data is
+        wrong, OSError when it cannot be read."""
+        try:
+            text = (entry / ENTRY_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
         try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-            for name, meta in record["files"].items():
-                path = entry / name
-                if path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
-                    raise ValueError(f"{path} does not match its checksum")
+            record = json.loads(text)
+            files = {str(name): (int(meta["size"]), str(meta["sha256"])) for name, meta in record["files"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
+            raise DamagedEntry(f"{entry / ENTRY_FILE} is not a cache record ({type(exc).__name__})") from None
+        for name, (size, sha256) in files.items():
+            path = entry / name
+            try:
+                actual = path.stat().st_size
+            except FileNotFoundError:
+                raise DamagedEntry(f"{path} is missing") from None
+            if actual != size or _sha256(path) != sha256:
+                raise DamagedEntry(f"{path} does not match its size and checksum")
+        try:
             value = pickle.loads(base64.b64decode(record["output"]))
-        except Exception:
-            shutil.rmtree(entry, ignore_errors=True)
-            self.misses += 1
-            return None
-        os.utime(record_path)  # least-recently-used bookkeeping for prune
-        self.hits += 1
-        return relocated(value, {Path(name): entry / name for name in record["files"]})
+        except Exception as exc:
+            if isinstance(exc, OSError):
+                raise
+            raise DamagedEntry(f"{entry / ENTRY_FILE}: its output cannot be read ({type(exc).__name__})") from None
+        return value, list(files)
 
     # --- writing ---------------------------------------------------------------------------------------
     def put(self, stage: str, key: str, value: Any) -> Any:
@@ -85,7 +149,7 @@ class Cache:
         If the entry cannot be written (disk full, quota, read-only), the files are moved back where they
         were and the OSError is raised: the caller still holds a usable output, only uncached."""
         final = self.entry_dir(stage, key)
-        staging = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex}"
+        staging = self.root / "tmp" / staging_name()
         moved: list[tuple[Path, Path]] = []  # (where it was, where it is now)
         try:
             staging.mkdir(parents=True)
@@ -121,24 +185,49 @@ class Cache:
     # --- management ------------------------------------------------------------------------------------
     @contextmanager
     def in_use(self) -> Iterator[None]:
-        """Held by every run: prune waits for (or refuses while) any run holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.clean_staging()
-        with open(self.root / LOCK_FILE, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_SH)
+        """Held by every run: prune waits for (or refuses while) any run holds it. A cache this process cannot
+        write or lock (read-only, another user's) costs the caching only: a warning, and the run goes on."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.clean_staging()
+            fh = self._open_lock()
+        except OSError as exc:
+            warn_once(self.root, f"the cache in {self.root} cannot be used ({exc}): rendering without it where "
+                                 "it cannot be read or written")
+            yield
+            return
+        with fh:
             try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fh, fcntl.LOCK_SH)
+            except OSError as exc:  # a file system without locks: prune cannot see this run
+                warn_once(self.root, f"the cache in {self.root} cannot be locked ({exc}): a prune meanwhile may "
+                                     "remove entries this run reads")
+            yield
+
+    def _open_lock(self):
+        try:
+            return open(self.root / LOCK_FILE, "a")
+        except PermissionError:  # another user's lock file: a shared lock needs only reading
+            return open(self.root / LOCK_FILE)
 
     def clean_staging(self) -> None:
-        """Remove half-built entries of processes that are gone (a killed worker leaves them)."""
+        """Remove half-built entries whose writer is gone: those of this host whose process is dead, and those
+        of any host untouched for ``STALE_STAGING_S`` (a shared cache: other hosts' pids mean nothing here).
+        Nothing not named like the cache's own staging (``staging_name``) is touched."""
         staging = self.root / "tmp"
         if not staging.exists():
             return
+        here, now = _host(), time.time()
         for entry in staging.iterdir():
-            pid = entry.name.split("-", 1)[0]
-            if not pid.isdigit() or not psutil.pid_exists(int(pid)):
+            match = STAGING.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                age = now - entry.lstat().st_mtime
+            except OSError:
+                continue
+            dead_here = match["host"] == here and not psutil.pid_exists(int(match["pid"]))
+            if dead_here or age > STALE_STAGING_S:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def entries(self) -> list[tuple[Path, int, float]]:
