@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.cli.clean import ago, main, parse_duration
+from renderer.cli.clean import DEFAULT_GRACE, InUse, ago, find_runs, main, parse_duration, plan, remove_run
 from renderer.ops.files import human
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def age_tree(path: Path, seconds_ago: float) -> None:
 
 
 def make_run(outputs: Path, rel: str, *, age: float, finished: float | None | str = "age", size: int = 1000,
-             manifest: bool = True, hydra: bool = True, **extra) -> Path:
+             manifest: bool = True, hydra: bool | str = True, **extra) -> Path:
     """A run dir like the renderer's, every file ``age`` seconds old; ``finished``: seconds ago, None for a
     run that has not finished, "age" for the same as its files."""
     run = outputs / rel
@@ -42,6 +42,8 @@ def make_run(outputs: Path, rel: str, *, age: float, finished: float | None | st
     if hydra:
         (run / ".hydra").mkdir()
         (run / ".hydra" / "config.yaml").write_text("batch:\n  n_jobs: 1\n")
+        job = hydra if isinstance(hydra, str) else "renderer"  # hydra="train": another Hydra app's run
+        (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  job:\n    name: {job}\n")
     (run / "renderer.log").write_text("started\n")
     (run / "clip").mkdir()
     (run / "clip" / "clip.mp4").write_bytes(b"\0" * size)
@@ -158,6 +160,51 @@ def test_a_run_a_process_has_open_stays_however_quiet(outputs, capsys):
     assert not quiet.exists()
 
 
+def _lock_holder(run: Path) -> subprocess.Popen:
+    """A renderer process owning ``run`` (as a batch, a resume or a watcher does) until killed."""
+    code = ("import sys, time; from pathlib import Path; from renderer.ops import run_lock; "
+            "run_lock.acquire(Path(sys.argv[1]), 'batch'); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_whose_lock_is_held_stays_and_the_holder_is_named(outputs, capsys):
+    """A run on another host of a shared disk: no process here, nothing written for hours; its lock says."""
+    quiet = make_run(outputs, "2026-11-29/10-00-00", age=DAY, finished=None)
+    holder = _lock_holder(quiet)
+    try:
+        age_tree(quiet, DAY)
+        assert clean(outputs, "--older-than", "1h") == 0
+        assert quiet.exists()
+        assert f"kept {quiet}: in use: held by batch (pid {holder.pid} on " in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert clean(outputs, "--older-than", "1h") == 0
+    assert not quiet.exists()
+
+
+def test_a_run_taken_after_the_plan_is_kept_at_its_removal(outputs):
+    """The plan is made first, the removals follow (they may take long): each one checks again."""
+    run = make_run(outputs, "2026-11-01/10-00-00", age=10 * DAY)
+    (decided,) = plan(find_runs(outputs), time.time(), 7 * DAY, 0, DEFAULT_GRACE)
+    assert decided.decision == "remove"
+    holder = _lock_holder(run)  # a resume= starts now
+    try:
+        age_tree(run, 10 * DAY)
+        with pytest.raises(InUse, match=f"pid {holder.pid}"):
+            remove_run(run)
+        assert (run / "clip" / "clip.mp4").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    (run / "renderer.log").write_text("resumed\n")  # a run written to within --grace: kept too
+    with pytest.raises(InUse, match="may be running"):
+        remove_run(run)
+    assert run.exists()
+
+
 def test_a_run_holding_a_stage_cache_stays(outputs, capsys):
     run = outputs / "2026-11-01/10-00-00"
     holder = make_run(outputs, "2026-11-01/10-00-00", age=20 * DAY, cache_dir=str(run / "cache"))
@@ -206,6 +253,9 @@ def test_cache_watch_and_other_folders_are_never_touched(outputs, tmp_path):
     elsewhere = make_run(tmp_path, "elsewhere/10-00-00", age=30 * DAY)
     (outputs / "2026-11-01" / "linked").symlink_to(elsewhere, target_is_directory=True)
     top_run = make_run(outputs, "10-00-00", age=30 * DAY)  # a run directly in outputs/ (hydra.run.dir=...)
+    # another Hydra app's runs share outputs/: a .hydra/ folder alone is not a renderer run
+    training = make_run(outputs, "2026-11-01/09-00-00", age=30 * DAY, manifest=False, hydra="train")
+    (training / "model.ckpt").write_bytes(b"weights")
     age_tree(outputs, 30 * DAY)
     before = sorted(str(p) for p in outputs.rglob("*"))
 

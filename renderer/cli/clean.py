@@ -3,10 +3,11 @@
     python -m renderer.clean --older-than 7d [--outputs outputs] [--dry-run] [--keep N] [--grace 10m]
 
 What counts as a run: a directory at a Hydra run position, ``<outputs>/<date>/<time>/`` or
-``<outputs>/multirun/<date>/<time>/<job>/``, holding a ``.hydra/`` folder or a renderer ``manifest.json`` (a JSON
-object with ``started`` and ``scripts``). Nothing else is ever removed: not other folders or files at those
-positions, not ``<outputs>/.cache`` (the stage cache: ``python -m renderer.cache prune``), not
-``<outputs>/watch``, nor anything hidden, nor symlinks. The only extras that go are the folders a removal
+``<outputs>/multirun/<date>/<time>/<job>/``, that the renderer made: it holds a renderer ``manifest.json`` (a
+JSON object with ``started`` and ``scripts``), the renderer's run lock (``.renderer.lock``) or a
+``.hydra/hydra.yaml`` whose job is ``renderer`` (other Hydra apps share ``outputs/``: their runs are not ours).
+Nothing else is ever removed: not other folders or files at those positions, not ``<outputs>/.cache`` (the
+stage cache: ``python -m renderer.cache prune``), not ``<outputs>/watch``, nor anything hidden, nor symlinks. The only extras that go are the folders a removal
 leaves empty (a date folder; a multirun sweep folder left holding only Hydra's ``multirun.yaml``).
 
 A run's age is its manifest's ``finished`` time or, when it has none (unfinished, interrupted, no manifest),
@@ -28,7 +29,10 @@ run on another host writing to a shared disk is protected by the mtime rule only
 with the reason on stderr when their age alone would have removed them, and do not count toward ``--keep``.
 A run that holds a stage cache named in any manifest's ``cache_dir`` is kept too.
 
-Removal survives a crash midway: the run is renamed to a hidden ``.<name>.deleting`` sibling (one atomic
+Right before each removal the run is checked again: clean takes the run's lock (a run that started
+meanwhile keeps it: the run is kept) and looks at its newest mtime again, then renames it while holding the
+lock, so a batch or ``resume=`` can never start in a run being removed. Removal survives a crash midway: the
+run is renamed to a hidden ``.<name>.deleting`` sibling (one atomic
 rename, so a run is either whole or marked for deletion), then deleted; every clean first finishes the
 leftovers of one that was interrupted.
 
@@ -52,7 +56,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from omegaconf import OmegaConf
 
+from renderer.ops import run_lock
 from renderer.ops.exits import Exit
 from renderer.ops.files import RunLayout, TreeStats, fsync_dir, human, tree_stats
 
@@ -61,6 +67,7 @@ RESERVED = {MULTIRUN, "watch"}  # top-level folders that are not date folders (h
 SWEEP_FILE = "multirun.yaml"  # Hydra's record of a sweep, beside its job dirs
 LEFTOVER = re.compile(r"\..+\.deleting")
 DEFAULT_GRACE = 600.0
+JOB_NAME = "renderer"  # hydra.job.name of the renderer's runs (conf/config.yaml)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -165,11 +172,24 @@ class Run:
         return f"{what}, last written {ago(now - self.when)} ago"
 
 
+def _hydra_job_name(path: Path) -> str | None:
+    """The job name in a run's ``.hydra/hydra.yaml`` (``renderer`` for ours), None when unreadable."""
+    try:
+        return str(OmegaConf.select(OmegaConf.load(RunLayout(path).hydra / "hydra.yaml"), "hydra.job.name"))
+    except Exception:  # missing, not YAML, not a mapping: not a Hydra record we can read
+        return None
+
+
+def is_renderer_run(path: Path, manifest: dict[str, Any] | None) -> bool:
+    return (_is_renderer_manifest(manifest) or RunLayout(path).lock.is_file()
+            or _hydra_job_name(path) == JOB_NAME)
+
+
 def inspect_run(path: Path) -> Run | None:
-    """The run at ``path``, or None when it is not one."""
+    """The run at ``path``, or None when it is not a renderer run."""
     manifest = _read_manifest(path)
     renderer_manifest = _is_renderer_manifest(manifest)
-    if not renderer_manifest and not RunLayout(path).hydra.is_dir():
+    if not is_renderer_run(path, manifest):
         return None
     if renderer_manifest:
         finished = _timestamp(manifest.get("finished"))
@@ -241,12 +261,19 @@ def _holds_cache(run: Run, cache_dirs: set[str]) -> str:
     return ""
 
 
+def _written_lately(newest: float | None, now: float, grace: float) -> str:
+    if newest is None or newest < now - grace:
+        return ""
+    when = f"{ago(now - newest)} ago" if newest <= now else "in the future"
+    return f"may be running: written to {when} (within --grace {ago(grace)})"
+
+
 def mark_in_use(runs: list[Run], now: float, grace: float) -> None:
     for run in runs:
-        newest = run.tree.newest_mtime
-        if newest is not None and newest >= now - grace:
-            when = f"{ago(now - newest)} ago" if newest <= now else "in the future"
-            run.busy = f"may be running: written to {when} (within --grace {ago(grace)})"
+        if holder := run_lock.in_use(run.path):
+            run.busy = f"in use: held by {holder}"
+        else:
+            run.busy = _written_lately(run.tree.newest_mtime, now, grace)
     for path, why in _processes_using([r for r in runs if not r.busy]).items():
         next(r for r in runs if r.path == path).busy = f"in use: {why}"
 
@@ -284,12 +311,23 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def remove_run(path: Path) -> None:
-    """Rename to ``.<name>.deleting`` (atomic: the run is whole or marked), then delete it."""
+class InUse(RuntimeError):
+    """The run turned out to be in use right before its removal."""
+
+
+def remove_run(path: Path, grace: float = DEFAULT_GRACE) -> None:
+    """Check once more that nobody uses it (``InUse`` if somebody does), then, holding its lock so no run can
+    start in it, rename it to ``.<name>.deleting`` (atomic: the run is whole or marked); then delete it."""
     doomed = path.with_name(f".{path.name}.deleting")
     if doomed.exists():
         _rmtree(doomed)
-    os.rename(path, doomed)
+    if busy := _written_lately(tree_stats(path).newest_mtime, time.time(), grace):
+        raise InUse(busy)
+    try:
+        with run_lock.hold(path, "clean", patience=0, create=False):
+            os.rename(path, doomed)
+    except run_lock.RunDirInUse as exc:
+        raise InUse(f"in use: {exc}") from None
     fsync_dir(path.parent)  # the mark is on disk before any of the contents goes
     _rmtree(doomed)
 
@@ -358,8 +396,12 @@ def clean(outputs: Path, older_than: float, *, keep: int = 0, dry_run: bool = Fa
             outcome.removed.append((run.path, size))
             continue
         try:
-            remove_run(run.path)
+            remove_run(run.path, grace)
         except FileNotFoundError:  # another clean got there first
+            continue
+        except InUse as exc:  # started (or resumed) since the plan was made
+            outcome.kept += 1
+            _say(f"kept {run.path}: {exc}", err=True)
             continue
         except OSError as exc:
             _say(f"error: could not remove {run.path}: {exc} (a later clean finishes it)", err=True)

@@ -68,8 +68,9 @@ def _try_lock(fh: IO[str], patience: float) -> bool:
             time.sleep(_POLL_S)
 
 
-def acquire(run_dir: Path, what: str, *, patience: float = PATIENCE_S) -> None:
-    """Own ``run_dir`` (made if missing) until ``release``; raise ``RunDirInUse`` naming the holder."""
+def acquire(run_dir: Path, what: str, *, patience: float = PATIENCE_S, create: bool = True) -> None:
+    """Own ``run_dir`` (made if missing, unless not ``create``: FileNotFoundError) until ``release``; raise
+    ``RunDirInUse`` naming the holder."""
     key = _key(run_dir)
     with _guard:
         if key in _held:
@@ -77,7 +78,8 @@ def acquire(run_dir: Path, what: str, *, patience: float = PATIENCE_S) -> None:
             _held[key] = (fh, count + 1)
             return
         lock_path = RunLayout(run_dir).lock
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(lock_path, "a+", encoding="utf-8")  # "a+": the holder's note stays readable until we own it
         try:
             if not _try_lock(fh, patience):
@@ -109,8 +111,8 @@ def release(run_dir: Path) -> None:
 
 
 @contextmanager
-def hold(run_dir: Path, what: str, *, patience: float = PATIENCE_S) -> Iterator[None]:
-    acquire(run_dir, what, patience=patience)
+def hold(run_dir: Path, what: str, *, patience: float = PATIENCE_S, create: bool = True) -> Iterator[None]:
+    acquire(run_dir, what, patience=patience, create=create)
     try:
         yield
     finally:
