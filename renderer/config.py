@@ -398,6 +398,9 @@ class MonitorConfig:
 
     port: int = 0  # serve /health/* (JSON) and /metrics (Prometheus) on this port while a batch runs (0: off)
     host: str = "127.0.0.1"  # the address to bind; 0.0.0.0 exposes the endpoints to the network
+    # names a request's Host may give besides localhost, this machine's hostname and the bound address (an IP
+    # address always works): e.g. [renderer.internal] behind a DNS name; any other name is refused with 421
+    allowed_hosts: list[str] = field(default_factory=list)
     interval_s: float = 5.0  # how often metrics.json is rewritten during a run
     max_memory_percent: float = 95.0  # /health/system answers 503 above this much memory in use
     min_free_disk_gb: float = 1.0  # ... or below this much free on the disk of the run or cache dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from renderer.devtools.fakes import FakeAPI
+from renderer.ops.endpoints import Endpoints
 from renderer.ops.files import RunLayout
 from renderer.ops.monitor import Monitor
 from tests.conftest import ROOT, THREE_SCENES, TINY, compose_cfg
@@ -155,3 +157,45 @@ def test_system_answers_503_when_the_disk_is_past_its_limit(tmp_path: Path):
     finally:
         monitor.close()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "unhealthy"
+
+
+# --------------------------------------------------------------------------- the server guards itself
+
+SNAP = {"run": "r", "status": "ok", "problems": []}
+
+
+def _ask(port: int, host: str | None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/health", headers={} if host is None else {"Host": host})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_foreign_host_is_refused_and_this_machine_s_names_are_not():
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends Host: evil.example."""
+    server = Endpoints(lambda: SNAP, "127.0.0.1", 0, allowed_hosts=["renderer.internal"])
+    port = server.httpd.server_address[1]
+    try:
+        assert _ask(port, f"evil.example:{port}") == 421
+        assert _ask(port, "localhost.evil.example") == 421
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", socket.gethostname(),
+                     f"RENDERER.internal:{port}", f"10.1.2.3:{port}"):
+            assert _ask(port, host) == 200, host
+    finally:
+        server.close()
+
+
+def test_an_idle_connection_is_dropped_and_does_not_hold_the_server():
+    server = Endpoints(lambda: SNAP, "127.0.0.1", 0, timeout_s=0.5)
+    port = server.httpd.server_address[1]
+    try:
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with idle:
+            assert _ask(port, None) == 200  # others are served meanwhile
+            started = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server, not by our 5 s timeout
+            assert time.monotonic() - started < 3
+    finally:
+        server.close()

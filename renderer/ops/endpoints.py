@@ -4,12 +4,20 @@ A stdlib ``ThreadingHTTPServer`` in a daemon thread of the parent serves the hea
 (renderer/ops/health.py); ``/metrics`` is rendered by prometheus_client from the same snapshot, so both views
 always agree. ``/health/system`` answers 503 while a circuit breaker is open or memory or disk is past its
 limit (``monitor.max_memory_percent``, ``monitor.min_free_disk_gb``), for an orchestrator's probe.
+
+The server runs inside the batch's parent, so it guards itself: a connection that sends nothing for
+``IDLE_TIMEOUT_S`` is closed (idle clients never pin its threads), and a request whose ``Host`` is a name not
+on the allow-list (localhost, the machine's hostname, the bound address, ``monitor.allowed_hosts``) is refused
+with 421, so a web page cannot read the endpoints through DNS rebinding. A bare IP address is always allowed:
+rebinding needs a name.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
@@ -119,13 +127,52 @@ def prometheus_text(snap: dict[str, Any]) -> bytes:
     return generate_latest(registry)
 
 
+IDLE_TIMEOUT_S = 10.0  # a connection silent this long (before or between requests) is closed
+LOCAL_NAMES = ("localhost", "localhost.localdomain")
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port or brackets, lowercase: '[::1]:9464' -> '::1'."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def allowed_names(bound: str, extra: list[str] | tuple[str, ...] = ()) -> set[str]:
+    """The host names a request may name: this machine's, the bound address's, and ``extra``."""
+    names = {*LOCAL_NAMES, bound, socket.gethostname(), socket.getfqdn(), *extra}
+    return {n.strip().lower().rstrip(".") for n in names if n and n.strip()}
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = IDLE_TIMEOUT_S  # applied to the connection's socket: an idle client is dropped, its thread freed
 
     def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: not worth a log line
         pass
 
+    def host_allowed(self) -> bool:
+        header = self.headers.get("Host")
+        if header is None:  # HTTP/1.0 probes; a browser always sends one
+            return True
+        name = host_name(header).rstrip(".")
+        return _is_ip(name) or name in self.server.allowed
+
     def do_GET(self) -> None:
+        if not self.host_allowed():
+            body = json.dumps({"error": f"Host {self.headers.get('Host')!r} is not this server's; add it to "
+                                        "monitor.allowed_hosts to reach the endpoints by that name"}).encode()
+            self.close_connection = True
+            return self._send(421, body, "application/json")
         path = self.path.split("?", 1)[0].rstrip("/") or "/health"
         try:
             snap = self.server.snapshot()
@@ -152,17 +199,21 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], snapshot: Callable[[], dict[str, Any]]):
+    def __init__(self, address: tuple[str, int], snapshot: Callable[[], dict[str, Any]], allowed: set[str],
+                 timeout_s: float):
         self.snapshot = snapshot
-        super().__init__(address, _Handler)
+        self.allowed = allowed
+        handler = type("Handler", (_Handler,), {"timeout": timeout_s})
+        super().__init__(address, handler)
 
 
 class Endpoints:
     """The server, bound at once (a port in use raises ``MonitorError`` with the fix), serving in a thread."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]], host: str, port: int):
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], host: str, port: int, *,
+                 allowed_hosts: list[str] | tuple[str, ...] = (), timeout_s: float = IDLE_TIMEOUT_S):
         try:
-            self.httpd = _Server((host, port), snapshot)
+            self.httpd = _Server((host, port), snapshot, allowed_names(host, allowed_hosts), timeout_s)
         except OSError as exc:
             taken = exc.errno == errno.EADDRINUSE
             raise MonitorError(
@@ -182,5 +233,5 @@ class Endpoints:
         self.thread.join(timeout=5)
 
 
-def serve(monitor: Any, host: str, port: int) -> Endpoints:
-    return Endpoints(monitor.snapshot, host, port)
+def serve(monitor: Any, host: str, port: int, allowed_hosts: list[str] | tuple[str, ...] = ()) -> Endpoints:
+    return Endpoints(monitor.snapshot, host, port, allowed_hosts=allowed_hosts)

@@ -214,7 +214,8 @@ class Monitor:
         psutil.cpu_percent(interval=None)  # the first reading starts the measurement
         self.server = None
         if self.settings.port:
-            self.server = endpoints.serve(self, self.settings.host, self.settings.port)
+            self.server = endpoints.serve(self, self.settings.host, self.settings.port,
+                                          list(self.settings.allowed_hosts))
             logger.info("health endpoints on {}: /health/services /health/system /health/metrics "
                         "/health/stats /metrics", self.server.url)
         self._thread = threading.Thread(target=self._loop, name="health-monitor", daemon=True)
