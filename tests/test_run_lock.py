@@ -95,7 +95,6 @@ def test_a_second_watcher_on_the_same_out_exits_2(held):
 def test_runs_started_in_the_same_timestamp_get_a_dir_each(tmp_path):
     """The default dir is named after the second the run started: a second run in that second gets a suffix
     (here the timestamp is the year, so the runs need not race)."""
-    (tmp_path / "in.txt").write_text("", encoding="utf-8")
     for _ in range(2):
         done = run_cli(*TINY, "batch.inputs=[nothing.txt]", "hydra.run.dir=out/${now:%Y}", cwd=tmp_path, timeout=60)
         assert done.returncode == 2
@@ -103,6 +102,18 @@ def test_runs_started_in_the_same_timestamp_get_a_dir_each(tmp_path):
     year = runs[0]
     assert runs == [year, f"{year}-2"]
     assert all((tmp_path / "out" / name / "manifest.json").exists() for name in runs)
+
+
+def test_sweeps_started_in_the_same_timestamp_get_a_dir_each(tmp_path):
+    """A sweep's jobs compose their config afresh: they land in the sweep's own dir, where its summary looks."""
+    for _ in range(2):
+        done = run_cli("-m", "theme=dark,matrix", *TINY, "batch.inputs=[nothing.txt]", "hydra.sweep.dir=out/${now:%Y}",
+                       cwd=tmp_path, timeout=120)
+        assert done.returncode == 2
+        assert done.stderr.count("FAILED  theme=") == 2, done.stderr
+    year = min(p.name for p in (tmp_path / "out").iterdir())
+    for sweep in (year, f"{year}-2"):
+        assert sorted(p.name for p in (tmp_path / "out" / sweep).iterdir()) == ["0", "1", "multirun.yaml"]
 
 
 def test_fresh_dir_never_gives_one_dir_twice(tmp_path):

@@ -1,6 +1,6 @@
 """``python -m renderer``'s run dir, claimed before Hydra writes anything into it (a Hydra callback, listed in
 conf/config.yaml): a timestamped dir (the default ``outputs/<date>/<time>``) that is taken already gets a
-suffix (``10-31-07-2``), so two batches started in the same second never share one; a dir named outright
+suffix (``10-31-07-2``), so two batches (or sweeps) started in the same second never share one; a dir named outright
 (``hydra.run.dir=``, ``resume=``) is locked (renderer/ops/run_lock.py) and one in use stops the command with
 exit code 2, naming its holder. The lock is held until the process ends; the batch holds it too
 (``run_batch``), for callers that start it without this command."""
@@ -39,17 +39,33 @@ def _claim(config: DictConfig, key: str, what: str) -> None:
     node = config.hydra[key]
     raw = str(OmegaConf.to_container(node, resolve=False)["dir"])
     path = Path(node.dir)
-    if TIMESTAMPED in raw and not config.get("resume"):
+    fresh = TIMESTAMPED in raw and not config.get("resume")
+    if fresh:
         path = fresh_dir(path)
         with read_write(node), open_dict(node):
             node.dir = str(path)
-    if key == "sweep":
-        return  # each job locks its own dir in run_batch
+    if key == "sweep":  # each job composes its config again from the overrides, and locks its dir in run_batch
+        if fresh:
+            _pin_override(config, f"hydra.sweep.dir={_quoted(str(path))}")
+        return
     try:
         run_lock.acquire(path, what)
     except run_lock.RunDirInUse as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(Exit.CANNOT_START)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as one quoted string of Hydra's override grammar (no interpolation in it)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _pin_override(config: DictConfig, override: str) -> None:
+    """Put ``override`` among the run's Hydra overrides, replacing one of the same key."""
+    key = override.split("=", 1)[0]
+    overrides = config.hydra.overrides
+    with read_write(overrides), open_dict(overrides):
+        overrides.hydra = [o for o in overrides.hydra if o.split("=", 1)[0] != key] + [override]
 
 
 class ClaimRunDir(Callback):
