@@ -1,7 +1,7 @@
 """``python -m renderer``: compose the config, render the batch.
 
 Exit codes: 0 all rendered, 1 some failed (or the cluster went away: resume= finishes), 2 nothing to render, no
-usable ffmpeg or no reachable cluster, 130 interrupted.
+usable ffmpeg, no reachable cluster or a run dir in use (renderer/cli/run_dir.py), 130 interrupted.
 """
 
 from __future__ import annotations
