@@ -86,6 +86,17 @@ def test_every_clip_is_credited_and_nothing_is_fetched_twice(api, keys, tmp_path
     assert again["credits"] == record["credits"]
 
 
+def test_shots_of_a_scene_show_different_clips_each_credited(api, keys, tmp_path):
+    record = render(tmp_path, cfg_for(api, tmp_path, "visual.shot_s=1"))
+    assert record["status"] == "ok", record["error"]
+    providers = {s["name"]: s["provider"] for s in record["stages"] if s["stage"] == "visual"}
+    assert {providers["visual/0.0"], providers["visual/0.1"]} == {"stock:pexels:1001", "stock:pixabay:5002"}
+    assert providers["visual/1.0"] == providers["visual/1.1"] == "stock:pexels:1031"  # the one harbour clip, going on
+    assert [(c["scene"], c["id"]) for c in record["credits"]] == [(0, "1001"), (0, "5002"), (1, "1031")]
+    credits = (tmp_path / "run" / "stock" / "stock.credits.txt").read_text()
+    assert credits.count("Scene 1: Video by") == 2 and credits.count("Scene 2: Video by") == 1
+
+
 def test_a_scene_no_service_fills_goes_down_the_configured_chain_each_step_recorded(api, keys, tmp_path):
     make_clip(tmp_path / "footage" / "waves.mp4", "blue")
     record = render(tmp_path, cfg_for(api, tmp_path, "visual.then=[library,procedural]",

@@ -96,6 +96,17 @@ class Composition:
         """The node of ``stage`` (for ``scene``, when it has one per scene; ``part`` of it, when several)."""
         return node_name(stage, scene, part)
 
+    def pictures(self, scene: int) -> tuple[str, ...]:
+        """The nodes of the picture stage that scene ``scene`` shows: one, or one per shot (none: no stage)."""
+        if self.picture in PICTURES_WITHOUT_STAGE:
+            return ()
+        if self.name(self.picture, scene) in self.graph.nodes:
+            return (self.name(self.picture, scene),)
+        shots = []
+        while self.name(self.picture, scene, len(shots)) in self.graph.nodes:
+            shots.append(self.name(self.picture, scene, len(shots)))
+        return tuple(shots)
+
     def nodes_of(self, stage: str) -> tuple[str, ...]:
         """Every node of ``stage``, in the order they were added (scene by scene)."""
         return tuple(name for name, node in self.graph.nodes.items() if node.stage == stage)
