@@ -241,6 +241,8 @@ class AssemblyConfig:
     transition_s: float = 0.0  # fade through black at scene cuts (timeline length unchanged)
     title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
     title_card_s: float = 3.5  # how long the title card shows (fading in and out)
+    credits_card: bool = False  # whose footage the video shows (stock), over the end of its last scene
+    credits_card_s: float = 4.0  # how long the credits card shows
     grade: str = ""  # extra ffmpeg video filter applied to the visual (e.g. eq/vignette), from trusted config
 
 

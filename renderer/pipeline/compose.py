@@ -33,12 +33,17 @@ class CompositionError(ValueError):
     """The strategy in config names something that is not a stage."""
 
 
+AFTER_TIMELINE = ("credits",)  # layers that read the timeline (the credits card: the last scene's length)
+
+
 def layer_names(cfg: DictConfig) -> list[str]:
     """The layers burnt in over the picture, bottom first: the strategy's, then the title card when
-    ``assembly.title_card`` is on and the captions when ``captions.burn`` is (on top, readable over the card);
-    a picture of ``none`` has nothing to burn them into."""
+    ``assembly.title_card`` is on and the captions when ``captions.burn`` is (on top, readable over the card),
+    then the credits card when ``assembly.credits_card`` is (the ending, over everything); a picture of
+    ``none`` has nothing to burn them into."""
     layers = list(cfg.assembly.layers)
-    for name, wanted in (("title", cfg.assembly.title_card), ("captions", cfg.captions.burn)):
+    for name, wanted in (("title", cfg.assembly.title_card), ("captions", cfg.captions.burn),
+                         ("credits", cfg.assembly.credits_card)):
         if wanted and cfg.assembly.picture != "none" and name not in layers:
             layers.append(name)
     return layers
@@ -50,7 +55,9 @@ def stage_names(cfg: DictConfig) -> list[str]:
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
     if picture == "none":
         return [*dict.fromkeys(sources), "timeline", "soundtrack", "mux"]
-    return [*dict.fromkeys(sources), "timeline", "segment", "soundtrack", "mux", "thumbnails"]
+    early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
+    late = [name for name in layers if name in AFTER_TIMELINE]
+    return [*early, "timeline", *late, "segment", "soundtrack", "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:
