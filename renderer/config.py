@@ -96,6 +96,7 @@ class LibraryVisualConfig:
     fit: str = "loop"  # loop | extend (hold the last frame) a clip shorter than its scene
     zoom: float = 1.15  # a still's Ken Burns zoom, from 1 to this (or back)
     fps: int = 25  # frame rate of a still's Ken Burns motion
+    shot_s: float = 0.0  # > 0: a long scene is cut into shots of about this long, each its own file (0: one)
     fallback: bool = True  # false: a scene nothing matches fails the script instead of going procedural
 
 
@@ -143,6 +144,7 @@ class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its proced
     cinematic: bool = False  # or RUNWAY_CINEMATIC_MODE=true
     cinematic_style: str = "cinematic, anamorphic lens, shallow depth of field, film grain, dramatic lighting"
     fit: str = "loop"  # loop | extend (hold the last frame) to fill the scene
+    shot_s: float = 0.0  # > 0: a long scene is cut into shots of about this long, one task each (0: one clip, looped)
     poll_interval_s: float = 5.0
     poll_jitter_s: float = 1.0
     fallback: bool = True  # false: a failure stops the script instead of falling back to procedural
@@ -168,6 +170,7 @@ class StockVisualConfig:
     fit: str = "loop"  # loop | extend (hold the last frame) a clip shorter than its scene
     zoom: float = 1.15  # a still's Ken Burns zoom, from 1 to this (or back)
     fps: int = 25  # frame rate of a still's Ken Burns motion
+    shot_s: float = 6.0  # a long scene is cut into shots of about this long, each its own clip (0: one shot)
     then: list[str] = field(default_factory=lambda: ["procedural"])  # sources after stock: library, procedural
     library_dir: str = ""  # the folder of `library` in `then`
     fallback: bool = True  # false: a scene no service can fill fails the script
@@ -238,6 +241,8 @@ class AssemblyConfig:
     transition_s: float = 0.0  # fade through black at scene cuts (timeline length unchanged)
     title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
     title_card_s: float = 3.5  # how long the title card shows (fading in and out)
+    credits_card: bool = False  # whose footage the video shows (stock), over the end of its last scene
+    credits_card_s: float = 4.0  # how long the credits card shows
     grade: str = ""  # extra ffmpeg video filter applied to the visual (e.g. eq/vignette), from trusted config
 
 

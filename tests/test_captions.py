@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from renderer.media.captions import MAX_CUE_CHARS, Cue, cues, srt, vtt
+from renderer.media.captions import MAX_CUE_CHARS, Cue, cues, sentence_pauses, srt, vtt
 
 LONG = ("The first red flag was a loop that nobody could explain, a pattern repeating in the logs every night "
         "at three minutes past two, always in the same subsystem, always with the same checksum, and always "
@@ -176,3 +176,31 @@ def test_timing_that_does_not_spell_the_narration_is_ignored():
     spans = [{"start": 0.0, "duration": 4.0}]
     wrong = _alignment("Something else entirely.", 0.0, 0.1)
     assert cues([["Hello there."]], spans, [2.0], alignments=[wrong]) == cues([["Hello there."]], spans, [2.0])
+
+
+# --------------------------------------------------------------------------- pauses between sentences (shot cuts)
+def _spoken(text: str, per_char: float = 0.1, gap_after: dict[int, float] | None = None) -> dict:
+    starts, ends, t = [], [], 0.0
+    for n, ch in enumerate(text):
+        starts.append(round(t, 3))
+        t += per_char
+        ends.append(round(t, 3))
+        t += (gap_after or {}).get(n, 0.0)
+    return {"characters": list(text), "character_start_times_seconds": starts, "character_end_times_seconds": ends}
+
+
+def test_the_voice_pauses_midway_between_its_sentences():
+    text = "Fog rolls in. Boats rest! Quiet"
+    timing = _spoken(text, gap_after={12: 0.4})  # a breath after "in."
+    assert sentence_pauses(timing) == (1.55, 2.95)  # "in." ends at 1.3, "Boats" starts at 1.8; "rest!" 2.9, 3.0
+    assert sentence_pauses(_spoken("v1.2 is out")) == ()  # a full stop inside a word ends no sentence
+    assert sentence_pauses(None) == ()
+
+
+def test_a_scene_s_pauses_are_on_its_clock():
+    from renderer.providers.base import AudioClip
+    from renderer.stages.segment import _pauses
+
+    clip = AudioClip(None, 3.0, alignment=_spoken("One. Two.", gap_after={3: 0.2}))
+    assert _pauses(0.0)(clip) == (0.55,) and _pauses(2.0)(clip) == (2.55,)  # the first scene's narration starts late
+    assert _pauses(0.0)(AudioClip(None, 3.0)) == ()  # a voice without timing: even cuts

@@ -177,3 +177,35 @@ def test_a_moved_library_keeps_its_keys(media: Path, tmp_path: Path):
     before = key(media)
     moved = media.rename(tmp_path / "moved")  # rename keeps sizes and modification times
     assert key(moved) == before
+
+
+SHOTS = """SCRIPT: LIB_0002 — SHOTS
+[0:00 – Sea]
+Visual: Water.
+Narration: “One.”
+
+[0:03 – Forest]
+Visual: A forest path.
+Narration: “Two.”
+END LIB_0002
+"""
+
+
+def test_a_long_scene_is_cut_into_shots_of_different_files_and_an_edit_fetches_only_its_scene(media: Path,
+                                                                                               tmp_path: Path):
+    script = tmp_path / "shots.txt"
+    script.write_text(SHOTS, encoding="utf-8")
+    cfg = compose_cfg(*[o for o in TINY if not o.startswith("cache.")], f"cache.dir={tmp_path / 'cache'}",
+                      "visual=library", f"visual.dir={media}", "visual.shot_s=1", "assembly=visual_only")
+    record = render_script(script, "shots", cfg, RunLayout(tmp_path / "run"))
+    assert record["status"] == "ok", record["error"]
+    providers = {s["name"]: s["provider"] for s in record["stages"] if s["stage"] == "visual"}
+    water = [providers[f"visual/0.{k}"] for k in range(3)]  # 3 s in shots of 1 s: the two water files in turn
+    assert water == ["library:black-water.mp4", "library:water-bright.mp4", "library:black-water.mp4"]
+    video = tmp_path / "run" / "shots" / "shots.mp4"
+    assert [near(mean_rgb(video, t), c) for t, c in ((0.5, "blue"), (1.5, "white"), (2.5, "blue"))] == [True] * 3
+
+    script.write_text(SHOTS.replace("A forest path.", "A forest path in the nature reserve."), encoding="utf-8")
+    again = render_script(script, "shots", cfg, RunLayout(tmp_path / "run2"))
+    ran = {s["name"] for s in again["stages"] if s["stage"] == "visual" and s["status"] != "cached"}
+    assert ran == {name for name in providers if name.startswith("visual/1")}  # the edited scene's shots only

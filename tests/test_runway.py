@@ -139,6 +139,17 @@ def test_prompt_is_cut_at_a_word_under_the_limit(visual: RunwayVisual, monkeypat
     assert cinematic.version != visual.version  # the environment changes the output: the cache key knows
 
 
+def test_each_shot_of_a_scene_asks_with_a_seed_of_its_own_as_the_api_documents_it(visual: RunwayVisual):
+    from tests.test_contracts import load, schema_drift
+
+    bodies = [visual.request_body("Neon city.", duration=5, shot=k, **SIZE)[1] for k in range(3)]
+    assert "seed" not in bodies[0]  # a scene in one shot asks as it always has
+    assert len({b["seed"] for b in bodies[1:]}) == 2
+    assert bodies[1] == visual.request_body("Neon city.", duration=5, shot=1, **SIZE)[1]  # the same shot: the same ask
+    schema = load("runway_text_to_video")["request"]["json_schema"]
+    assert [schema_drift(schema, body, "body") for body in bodies] == [[], [], []]
+
+
 def test_ratio_follows_the_format():
     ratios = ["1280:720", "720:1280", "960:960", "1584:672"]
     assert nearest_ratio(1920, 1080, ratios) == "1280:720"

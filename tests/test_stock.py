@@ -54,8 +54,13 @@ def stock(api: FakeStock, tmp_path: Path, *, retry: dict | None = None, timeout_
     return visual
 
 
-def scene(prompt: str, title: str = "", duration: float = 4.0) -> dict:
-    return {"prompt": prompt, "title": title, "duration": duration}
+def scene(prompt: str, title: str = "", duration: float = 4.0, shots: int = 1) -> dict:
+    return {"prompt": prompt, "title": title, "duration": duration, "shots": shots}
+
+
+def first_shots(picks: tuple) -> list[dict]:
+    """Each scene's pick for its first shot (a plan gives one per shot)."""
+    return [shots[0] for shots in picks]
 
 
 # --------------------------------------------------------------------------- the query of a Visual line
@@ -91,9 +96,9 @@ def test_the_rendition_nearest_above_the_frame_is_picked_never_4k_for_720p():
 # --------------------------------------------------------------------------- planning against the doubles
 def test_each_scene_gets_a_relevant_clip_and_none_twice(api, keys, tmp_path):
     visual = stock(api, tmp_path)
-    picks = visual.plan([scene("Rows of servers blinking in a data center."),
+    picks = first_shots(visual.plan([scene("Rows of servers blinking in a data center."),
                          scene("A server room, racks of blinking lights."),
-                         scene("stock: harbour fog")], **FRAME)
+                                     scene("stock: harbour fog")], **FRAME))
     assert [p.get("error") for p in picks] == [None, None, None]
     assert len({(p["service"], p["id"]) for p in picks}) == 3  # the second server scene gets the other clip
     assert all("server" in p["text"] for p in picks[:2]) and "harbour" in picks[2]["text"]
@@ -102,17 +107,31 @@ def test_each_scene_gets_a_relevant_clip_and_none_twice(api, keys, tmp_path):
     assert all(p["creator"] and p["page_url"].startswith("https://") for p in picks)
 
 
+def test_a_scene_in_shots_gets_a_clip_per_shot_none_twice_in_the_video(api, keys, tmp_path):
+    picks = stock(api, tmp_path).plan([scene("Rows of servers blinking in a data center.", shots=2),
+                                       scene("A server room, racks of blinking lights.", shots=1),
+                                       scene("stock: harbour fog", shots=3)], **FRAME)
+    assert [len(p) for p in picks] == [2, 1, 3]
+    assert all("error" not in p for shots in picks for p in shots)
+    servers = [(p["service"], p["id"]) for shots in picks[:2] for p in shots]
+    assert len(set(servers)) == 2 and all("server" in p["text"] for shots in picks[:2] for p in shots)
+    assert picks[0][1]["id"] == picks[0][0]["id"] and picks[0][1]["start"] > 0  # one clip left: it goes on
+    harbour = picks[2]  # the catalogue's one harbour clip, shown on from where it was, never an unrelated one
+    assert {p["id"] for p in harbour} == {harbour[0]["id"]} and "harbour" in harbour[0]["text"]
+    assert len({p.get("start", 0) for p in harbour}) == 3
+
+
 def test_the_next_service_is_asked_only_for_what_the_first_could_not_match(api, keys, tmp_path):
     visual = stock(api, tmp_path)
-    picks = visual.plan([scene("Harbour with boats in the fog."), scene("A sonar radar screen with a pulse.")],
-                        **FRAME)
+    picks = first_shots(visual.plan([scene("Harbour with boats in the fog."), scene("A sonar radar screen with a pulse.")],
+                                     **FRAME))
     assert (picks[0]["service"], picks[1]["service"]) == ("pexels", "pixabay")
     assert api.stats()["counts"].get("pixabay_videos", 0) <= 3  # the harbour scene was never asked of Pixabay
 
 
 def test_a_still_with_a_ken_burns_move_fills_in_where_no_clip_matches(api, keys, tmp_path):
     visual = stock(api, tmp_path)
-    pick = visual.plan([scene("Crew silhouettes frozen in a doorway.")], **FRAME)[0]
+    pick = visual.plan([scene("Crew silhouettes frozen in a doorway.")], **FRAME)[0][0]
     assert pick["kind"] == "photo" and "silhouette" in pick["text"]
     clip = visual.render("Crew silhouettes frozen in a doorway.", tmp_path / "v.mp4", width=192, height=108,
                          duration=2.0, pick=pick)
@@ -124,7 +143,7 @@ def test_a_still_with_a_ken_burns_move_fills_in_where_no_clip_matches(api, keys,
 
 def test_no_match_anywhere_says_why_service_by_service(api, keys, tmp_path):
     visual = stock(api, tmp_path)
-    pick = visual.plan([scene("Quantum zebra origami.")], **FRAME)[0]
+    pick = visual.plan([scene("Quantum zebra origami.")], **FRAME)[0][0]
     assert "pexels videos" in pick["error"] and "pixabay photos" in pick["error"]
     with pytest.raises(NoStockMatch):
         visual.render("Quantum zebra origami.", tmp_path / "v.mp4", width=192, height=108, duration=2)
@@ -170,7 +189,7 @@ def test_searches_are_cached_as_json_without_the_key(api, keys, tmp_path):
     scenes = [scene("Rows of servers blinking in a data center."), scene("stock: harbour fog")]
     stock(api, tmp_path).plan(scenes, **FRAME)
     asked = sum(api.stats()["counts"].values())
-    again = stock(api, tmp_path).plan(scenes, **FRAME)  # a new run, the same cache dir
+    again = first_shots(stock(api, tmp_path).plan(scenes, **FRAME))  # a new run, the same cache dir
     assert sum(api.stats()["counts"].values()) == asked and all("error" not in p for p in again)
     files = list((tmp_path / "cache" / "stock-search").rglob("*.json"))
     assert files and all(json.loads(f.read_text())["body"] for f in files)
@@ -187,7 +206,8 @@ def test_a_429_storm_on_one_service_moves_its_scenes_to_the_next(api, keys, tmp_
     api.script("pixabay_videos", *["ok"] * 50)  # Pexels storms, Pixabay answers
     visual = stock(api, tmp_path, rate_wait_s=0.5, rate_cooldown_s=60)
     started = time.monotonic()
-    picks = visual.plan([scene("Rows of servers in a data center."), scene("A sonar radar screen pulse.")], **FRAME)
+    picks = first_shots(visual.plan([scene("Rows of servers in a data center."), scene("A sonar radar screen pulse.")],
+                                    **FRAME))
     assert [p["service"] for p in picks] == ["pixabay", "pixabay"]
     assert api.stats()["injected"]["pexels_videos"] == 1  # one 429, then the budget says: rest, ask the next
     assert time.monotonic() - started < 5
@@ -219,7 +239,7 @@ def _plan_in_a_process(url: str, tmp: str, n: int) -> list:
     visual.connect({"pixabay": guard}, state=tmp_path / "state", cache_dir=tmp_path / f"cache{n}")
     lines = ["radio telescope dish at night", "glitch text on a cracked screen", "underwater station lights",
              "red emergency light corridor", "helmet lamp in a cave", "3d terrain map glacier"]
-    return [p.get("error") for p in visual.plan([scene(line) for line in lines], **FRAME, timeout=60)]
+    return [p.get("error") for p in first_shots(visual.plan([scene(line) for line in lines], **FRAME, timeout=60))]
 
 
 def test_the_budget_waits_for_a_near_reset_and_refuses_a_far_one(tmp_path):
@@ -309,7 +329,7 @@ def test_ten_visual_lines_get_ten_relevant_distinct_clips_from_a_held_out_catalo
     catalogue = json.loads(HELDOUT.read_text())
     topics = {(i["service"], str(i["id"])): i["topic"] for i in catalogue}
     with FakeStock(pexels_key=PEXELS_KEY, pixabay_key=PIXABAY_KEY, catalogue=catalogue) as api:
-        picks = stock(api, tmp_path).plan([scene(v, t, 6.0) for v, t, _ in HELDOUT_SCRIPT], **FRAME)
+        picks = first_shots(stock(api, tmp_path).plan([scene(v, t, 6.0) for v, t, _ in HELDOUT_SCRIPT], **FRAME))
     chosen = [(p.get("service"), p.get("id")) for p in picks]
     relevant = [topics.get(c) == want for c, (_, _, want) in zip(chosen, HELDOUT_SCRIPT)]
     precision = sum(relevant) / len(relevant)

@@ -14,7 +14,7 @@ from renderer.devtools.stock_fakes import FakeStock
 from renderer.ops import report
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, mean_rgb
 from tests.test_library import make_clip
 
 PEXELS_KEY, PIXABAY_KEY = "px-SECRET-pipeline-key", "pb-SECRET-pipeline-key"
@@ -84,6 +84,40 @@ def test_every_clip_is_credited_and_nothing_is_fetched_twice(api, keys, tmp_path
     assert statuses["visual/0"] == statuses["visual/1"] == "cached" and statuses["visual.plan"] == "ok"
     assert len(api.stats()["downloads"]) == fetched and sum(api.stats()["counts"].values()) == asked
     assert again["credits"] == record["credits"]
+
+
+def test_shots_of_a_scene_show_different_clips_each_credited(api, keys, tmp_path):
+    record = render(tmp_path, cfg_for(api, tmp_path, "visual.shot_s=1"))
+    assert record["status"] == "ok", record["error"]
+    providers = {s["name"]: s["provider"] for s in record["stages"] if s["stage"] == "visual"}
+    assert {providers["visual/0.0"], providers["visual/0.1"]} == {"stock:pexels:1001", "stock:pixabay:5002"}
+    assert providers["visual/1.0"] == providers["visual/1.1"] == "stock:pexels:1031"  # the one harbour clip, going on
+    assert [(c["scene"], c["id"]) for c in record["credits"]] == [(0, "1001"), (0, "5002"), (1, "1031")]
+    credits = (tmp_path / "run" / "stock" / "stock.credits.txt").read_text()
+    assert credits.count("Scene 1: Video by") == 2 and credits.count("Scene 2: Video by") == 1
+
+
+def test_the_credits_card_closes_the_video_with_whose_footage_it_shows(api, keys, tmp_path):
+    from renderer.stages.credits import build_track, lines_of
+
+    record = render(tmp_path, cfg_for(api, tmp_path, "assembly.credits_card=true", "assembly.credits_card_s=1",
+                                      "format.width=384", "format.height=216"))
+    assert record["status"] == "ok", record["error"]
+    assert {s["name"]: s["status"] for s in record["stages"]}["credits/2"] == "ok"
+    plain = render(tmp_path, cfg_for(api, tmp_path, "format.width=384", "format.height=216"), run="plain")
+    with_card, without = tmp_path / "run" / "stock" / "stock.mp4", tmp_path / "plain" / "stock" / "stock.mp4"
+    end = record["duration"] - 0.2
+    assert mean_rgb(with_card, 0.5) == mean_rgb(without, 0.5)  # the first scenes are untouched
+    assert sum(abs(a - b) for a, b in zip(mean_rgb(with_card, end), mean_rgb(without, end))) > 30
+    assert lines_of(record["credits"]) == [f"{c['creator']} on Pexels" for c in record["credits"]]
+
+    theme, fmt = compose_cfg().theme, compose_cfg().format  # a long list: what fits, then how many more
+    many = [{"service": "pixabay", "creator": f"Creator {n}"} for n in range(60)]
+    track = build_track(many, scene_s=10.0, card_s=4.0, theme=theme, fmt=fmt)
+    texts = [e.text.replace("\xa0", " ") for e in track.events]
+    assert texts[-1].endswith(" more") and len(texts) < 40 and "Creator 0 on Pixabay" in texts[2]
+    assert {(e.start, e.end) for e in track.events} == {(600, 1000)}  # the last 4 s of the scene
+    assert build_track([], scene_s=10.0, card_s=4.0, theme=theme, fmt=fmt).events == []
 
 
 def test_a_scene_no_service_fills_goes_down_the_configured_chain_each_step_recorded(api, keys, tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from renderer.stages.timeline import TAIL_S, Span, Timeline, plan
+from renderer.stages.timeline import TAIL_S, Span, Timeline, plan, shot_bounds, shot_count
 
 
 def scenes_at(*starts: float, last: float = 4.0) -> list[tuple[float, float]]:
@@ -127,3 +127,25 @@ def test_plan_is_pure_data():
     a = plan(scenes_at(0.0, 1.3, 2.71), 24, last_voice_s=3.2)
     b = plan(scenes_at(0.0, 1.3, 2.71), 24, last_voice_s=3.2)
     assert a == b and hash(a) == hash(b)  # frozen dataclasses: a Part value the graph can key by
+
+
+# --------------------------------------------------------------------------- shots within a scene
+def test_a_scene_is_cut_into_shots_of_about_shot_s():
+    assert [shot_count(d, 5.0) for d in (2.0, 7.4, 7.5, 45.0)] == [1, 1, 2, 9]
+    assert shot_count(45.0, 0) == 1
+
+
+def test_cuts_are_even_without_pauses_and_move_to_a_near_one():
+    assert shot_bounds(100, 10, 4) == (0, 25, 50, 75, 100)
+    assert shot_bounds(100, 10, 4, (2.2, 5.6, 9.0)) == (0, 22, 56, 75, 100)  # 9.0 is too far from 7.5
+    assert shot_bounds(100, 10, 2, (0.4, 9.8)) == (0, 50, 100)  # pauses near the ends leave shots whole
+    assert shot_bounds(3, 10, 5) == (0, 1, 2, 3)  # never more shots than frames
+
+
+@pytest.mark.parametrize("frames,count", [(7, 3), (250, 9), (1000, 7), (61, 60)])
+def test_shots_always_cover_the_scene_in_order(frames, count):
+    pauses = tuple(t / 10 for t in range(0, frames, 3))
+    for given in ((), pauses):
+        bounds = shot_bounds(frames, 10, count, given)
+        assert bounds[0] == 0 and bounds[-1] == frames and len(bounds) == min(count, frames) + 1
+        assert all(a < b for a, b in zip(bounds, bounds[1:]))

@@ -108,3 +108,22 @@ def _vtt_text(text: str) -> str:
 
 def vtt(items: list[Cue]) -> str:
     return _subtitles(items, _vtt_text).to_string("vtt", keep_ssa_tags=True)
+
+
+SENTENCE_ENDS = ".!?…"
+
+
+def sentence_pauses(alignment: dict | None) -> tuple[float, ...]:
+    """Where the voice pauses between two sentences (seconds into its clip, midway through the pause), from its
+    per-character timing; none without one."""
+    if not alignment:
+        return ()
+    marks = list(zip(alignment["characters"], alignment["character_start_times_seconds"],
+                     alignment["character_end_times_seconds"]))
+    out = []
+    for n, (ch, _, end) in enumerate(marks[:-1]):
+        if ch in SENTENCE_ENDS and marks[n + 1][0].isspace():
+            following = next((t0 for c, t0, _ in marks[n + 1:] if not c.isspace()), None)
+            if following is not None:
+                out.append(round((end + max(end, following)) / 2, 3))
+    return tuple(out)

@@ -33,12 +33,17 @@ class CompositionError(ValueError):
     """The strategy in config names something that is not a stage."""
 
 
+AFTER_TIMELINE = ("credits",)  # layers that read the timeline (the credits card: the last scene's length)
+
+
 def layer_names(cfg: DictConfig) -> list[str]:
     """The layers burnt in over the picture, bottom first: the strategy's, then the title card when
-    ``assembly.title_card`` is on and the captions when ``captions.burn`` is (on top, readable over the card);
-    a picture of ``none`` has nothing to burn them into."""
+    ``assembly.title_card`` is on and the captions when ``captions.burn`` is (on top, readable over the card),
+    then the credits card when ``assembly.credits_card`` is (the ending, over everything); a picture of
+    ``none`` has nothing to burn them into."""
     layers = list(cfg.assembly.layers)
-    for name, wanted in (("title", cfg.assembly.title_card), ("captions", cfg.captions.burn)):
+    for name, wanted in (("title", cfg.assembly.title_card), ("captions", cfg.captions.burn),
+                         ("credits", cfg.assembly.credits_card)):
         if wanted and cfg.assembly.picture != "none" and name not in layers:
             layers.append(name)
     return layers
@@ -50,7 +55,9 @@ def stage_names(cfg: DictConfig) -> list[str]:
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
     if picture == "none":
         return [*dict.fromkeys(sources), "timeline", "soundtrack", "mux"]
-    return [*dict.fromkeys(sources), "timeline", "segment", "soundtrack", "mux", "thumbnails"]
+    early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
+    late = [name for name in layers if name in AFTER_TIMELINE]
+    return [*early, "timeline", *late, "segment", "soundtrack", "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:
@@ -95,6 +102,17 @@ class Composition:
     def name(self, stage: str, scene: int | None = None, part: int | str | None = None) -> str:
         """The node of ``stage`` (for ``scene``, when it has one per scene; ``part`` of it, when several)."""
         return node_name(stage, scene, part)
+
+    def pictures(self, scene: int) -> tuple[str, ...]:
+        """The nodes of the picture stage that scene ``scene`` shows: one, or one per shot (none: no stage)."""
+        if self.picture in PICTURES_WITHOUT_STAGE:
+            return ()
+        if self.name(self.picture, scene) in self.graph.nodes:
+            return (self.name(self.picture, scene),)
+        shots = []
+        while self.name(self.picture, scene, len(shots)) in self.graph.nodes:
+            shots.append(self.name(self.picture, scene, len(shots)))
+        return tuple(shots)
 
     def nodes_of(self, stage: str) -> tuple[str, ...]:
         """Every node of ``stage``, in the order they were added (scene by scene)."""

@@ -147,9 +147,11 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
 
 
 def _credits(comp: compose.Composition, outputs: dict[str, Any]) -> list[dict[str, Any]]:
-    """Whose footage each scene shows (stock clips: service, id, creator, page), in scene order."""
-    return [{"scene": n, **credit} for n, clip in enumerate(comp.outputs(outputs, "visual"))
-            for credit in getattr(clip, "credits", ())]
+    """Whose footage each scene shows (stock clips: service, id, creator, page), in scene and shot order, each
+    clip once per scene."""
+    credits = ({"scene": n, **credit} for n in comp.scenes for shot in comp.pictures(n)
+               for credit in getattr(outputs.get(shot), "credits", ()))
+    return list({(c["scene"], c.get("service"), c.get("id")): c for c in credits}.values())
 
 
 def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout,

@@ -12,20 +12,21 @@ FITS = ("loop", "extend")
 
 
 def fit_clip(src: Path, out: Path, duration: float, *, fit: str, timeout: float,
-             size: tuple[int, int] | None = None) -> None:
-    """``src`` looped (``fit=loop``) or held on its last frame (``extend``) to ``duration`` seconds, as an
-    h264 mp4 at ``out``; ``size`` (w, h): scaled to cover it and cropped, so a 4K source costs no more
-    downstream than the format needs."""
+             size: tuple[int, int] | None = None, start: float = 0.0) -> None:
+    """``src`` from ``start`` seconds in, looped (``fit=loop``) or held on its last frame (``extend``) to
+    ``duration`` seconds, as an h264 mp4 at ``out``; ``size`` (w, h): scaled to cover it and cropped, so a 4K
+    source costs no more downstream than the format needs."""
     if fit not in FITS:
         raise ValueError(f"fit={fit!r}: use loop or extend")
     filters = []
     if size:
         w, h = size
         filters.append(f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1")
+    seek = ["-ss", f"{start:.3f}"] if start > 0 else []
     if fit == "loop":
-        args = ["-stream_loop", "-1", "-i", str(src)]
+        args = ["-stream_loop", "-1", *seek, "-i", str(src)]
     else:
-        args = ["-i", str(src)]
+        args = [*seek, "-i", str(src)]
         filters.append(f"tpad=stop_mode=clone:stop_duration={duration:.3f}")
     ffmpeg.run([*args, *(["-vf", ",".join(filters)] if filters else []), "-t", f"{duration:.3f}", "-an",
                 "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",

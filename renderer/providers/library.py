@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from renderer.media import ffmpeg
 from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
 from renderer.providers.fit import FITS, fit_clip, ken_burns
 from renderer.providers.prompt import match, rarity, words_of
@@ -92,9 +93,10 @@ class LibraryVisual:
     LibraryVisualConfig (renderer/config.py), where its settings' defaults live."""
 
     version = "1"
-    UNKEYED = ("dir",)  # the picked file's fingerprint keys a scene: a moved library renders nothing again
+    # the picked file's fingerprint keys a scene (a moved library renders nothing again); a shot's is its own
+    UNKEYED = ("dir", "shot_s")
 
-    def __init__(self, *, name: str, dir: str, fit: str, zoom: float, fps: int, fallback: bool):
+    def __init__(self, *, name: str, dir: str, fit: str, zoom: float, fps: int, shot_s: float, fallback: bool):
         if not dir:
             raise LibraryError("visual=library needs visual.dir=/path/to/your/clips")
         if fit not in FITS:
@@ -104,6 +106,7 @@ class LibraryVisual:
         self.fit = fit
         self.zoom = float(zoom)
         self.fps = int(fps)
+        self.shot_s = float(shot_s)
         self.fallback = fallback
         self.items  # noqa: B018  (a bad folder is a clear error now, not at the first scene)
 
@@ -115,31 +118,39 @@ class LibraryVisual:
     def _idf(self) -> dict[str, float]:
         return rarity(item.words for item in self.items)
 
-    def pick(self, prompt: str) -> Item | None:
-        """The best-matching file for a Visual line, or None when no file shares a word with it."""
+    def ranked(self, prompt: str) -> list[Item]:
+        """The files that share a word with a Visual line, best match first (ties in name order)."""
         wanted = words_of(prompt)
-        best, best_score = None, 0.0
-        for item in self.items:
-            score = match(wanted, item.words, self._idf)
-            if score > best_score + 1e-9:
-                best, best_score = item, score
-        return best
+        scored = [(match(wanted, item.words, self._idf), n, item) for n, item in enumerate(self.items)]
+        return [item for score, _, item in sorted(scored, key=lambda s: (-round(s[0], 9), s[1])) if score > 1e-9]
 
-    def fingerprint(self, prompt: str) -> str:
-        """What a scene with this Visual line would be made of: part of its cache key, so a new, renamed or
-        edited file in the library renders the scenes it changes again, and no others."""
-        item = self.pick(prompt)
+    def pick(self, prompt: str, shot: int = 0) -> Item | None:
+        """The file for a Visual line's ``shot`` (its best match; a later shot the next best, in turn), or None
+        when no file shares a word with it."""
+        ranked = self.ranked(prompt)
+        return ranked[shot % len(ranked)] if ranked else None
+
+    def fingerprint(self, prompt: str, shot: int = 0) -> str:
+        """What a scene (or shot) with this Visual line would be made of: part of its cache key, so a new,
+        renamed or edited file in the library renders the scenes it changes again, and no others."""
+        item = self.pick(prompt, shot)
         return item.fingerprint if item else ""
 
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
-        item = self.pick(prompt)
-        if item is None:
+               timeout: float = LOCAL_TIMEOUT_S, shot: int = 0) -> VisualClip:
+        """The scene's (or its ``shot``'s) file, fitted to ``duration``. With fewer matching files than shots
+        they show in turn: a clip shown again goes on from where it was, a still moves another way."""
+        ranked = self.ranked(prompt)
+        if not ranked:
             raise NoMatch(f"nothing in {self.folder} matches {prompt!r}: name a file after words of the Visual "
                           f"line, or tag one in a {SIDECAR}")
+        item, again = ranked[shot % len(ranked)], shot // len(ranked)
         if item.still:
-            ken_burns(item.path, out, prompt, width=width, height=height, duration=duration, zoom=self.zoom,
-                      fps=self.fps, timeout=timeout)
+            ken_burns(item.path, out, f"{prompt}#{again}" if again else prompt, width=width, height=height,
+                      duration=duration, zoom=self.zoom, fps=self.fps, timeout=timeout)
         else:
-            fit_clip(item.path, out, duration, fit=self.fit, timeout=timeout, size=(width, height))
+            start = 0.0
+            if again:  # where its last showing stopped
+                start = again * duration % max(0.1, ffmpeg.probe(item.path, timeout=timeout).duration or 0.1)
+            fit_clip(item.path, out, duration, fit=self.fit, timeout=timeout, size=(width, height), start=start)
         return VisualClip(out, duration, provider=f"{self.name}:{item.relative}")

@@ -19,6 +19,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import quote
@@ -82,12 +83,12 @@ class RunwayVisual(Guarded):
     and ``sources`` are its procedural stand-in's (renderer/providers/chain.py), not Runway's."""
 
     # how we wait and recover, and what the stand-in draws: not what Runway makes
-    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback", "scale", "fps", "sources")
+    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback", "scale", "fps", "sources", "shot_s")
     service = "runway"
 
     def __init__(self, *, name: str, base_url: str, api_version: str, model: str, image_model: str, ratio: str,
                  ratios: Sequence[str], min_duration_s: int, max_duration_s: int, prompt_limit: int, cinematic: bool,
-                 cinematic_style: str, fit: str, poll_interval_s: float, poll_jitter_s: float, fallback: bool,
+                 cinematic_style: str, fit: str, shot_s: float, poll_interval_s: float, poll_jitter_s: float, fallback: bool,
                  scale: float, fps: int, sources: Sequence[str]):
         del scale, fps, sources  # the procedural stand-in's, built from the same config (chain.py)
         if fit not in FITS:
@@ -105,6 +106,7 @@ class RunwayVisual(Guarded):
         self.cinematic = bool(cinematic) or env_flag("RUNWAY_CINEMATIC_MODE")
         self.cinematic_style = cinematic_style
         self.fit = fit
+        self.shot_s = float(shot_s)
         self.poll_interval_s = float(poll_interval_s)
         self.poll_jitter_s = float(poll_jitter_s)
         self.fallback = fallback
@@ -125,13 +127,14 @@ class RunwayVisual(Guarded):
 
     # --- public ----------------------------------------------------------------------------------------
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = SCENE_TIMEOUT_S, image_url: str | None = None) -> VisualClip:
-        """A clip of ``duration`` seconds for ``prompt`` (from ``image_url`` when given), at ``out`` (mp4)."""
+               timeout: float = SCENE_TIMEOUT_S, image_url: str | None = None, shot: int = 0) -> VisualClip:
+        """A clip of ``duration`` seconds for ``prompt`` (from ``image_url`` when given), at ``out`` (mp4); a
+        scene's later ``shot`` asks with a seed of its own, so each of its shots is a different clip."""
         deadline = time.monotonic() + timeout
         if image_url is None:
             prompt, image_url = split_image(prompt)
         endpoint, body = self.request_body(prompt, width=width, height=height, duration=duration,
-                                           image_url=image_url)
+                                           image_url=image_url, shot=shot)
         guard = self.active_guard()
         url = guard.call(lambda: self._run_task(endpoint, body, deadline), operation=endpoint, deadline=deadline)
         raw = out.with_name(f"{out.stem}.runway.mp4")
@@ -145,8 +148,8 @@ class RunwayVisual(Guarded):
         return VisualClip(out, duration, provider=self.name)
 
     def request_body(self, prompt: str, *, width: int, height: int, duration: float,
-                     image_url: str | None = None) -> tuple[str, dict[str, Any]]:
-        """The endpoint and JSON body of the generation request."""
+                     image_url: str | None = None, shot: int = 0) -> tuple[str, dict[str, Any]]:
+        """The endpoint and JSON body of the generation request (a later shot's with its own seed)."""
         style = self.cinematic_style if self.cinematic else ""
         room = self.prompt_limit - (len(style) + 2 if style else 0)
         text = ", ".join(part for part in (truncate_at_word(prompt, room), style) if part)
@@ -154,6 +157,8 @@ class RunwayVisual(Guarded):
         ratios = self.ratios if image_url else self._text_to_video_ratios()
         ratio = nearest_ratio(width, height, ratios) if self.ratio == "auto" else self.ratio
         body: dict[str, Any] = {"model": self.model, "promptText": text, "ratio": ratio, "duration": seconds}
+        if shot:
+            body["seed"] = zlib.crc32(f"{prompt}\0{shot}".encode())  # 0 .. 2**32 - 1, as the API takes it
         if image_url:
             if not text:
                 del body["promptText"]  # optional with an image

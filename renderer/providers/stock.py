@@ -166,6 +166,20 @@ def pick_of(c: Candidate, rendition: Rendition, query: str) -> dict[str, Any]:
             "query": query, "creator": c.creator, "creator_url": c.creator_url, "page_url": c.page_url}
 
 
+def _shots(picks: list[dict[str, Any]], count: int, shot_s: float) -> tuple[dict[str, Any], ...]:
+    """A scene's ``count`` shots from its ``picks``, in turn when there are fewer: a clip shown again goes on
+    from where it was (``start``, seconds into it), a still shown again moves another way (``move``)."""
+    out = []
+    for k in range(count):
+        pick, again = picks[k % len(picks)], k // len(picks)
+        if again and pick["kind"] == "photo":
+            pick = {**pick, "move": again}
+        elif again:
+            pick = {**pick, "start": round(again * shot_s % max(0.1, float(pick.get("duration") or 0.1)), 2)}
+        out.append(pick)
+    return tuple(out)
+
+
 def credit_of(pick: dict[str, Any]) -> dict[str, str]:
     return {key: str(pick.get(key, "")) for key in ("service", "id", "kind", "creator", "creator_url", "page_url")}
 
@@ -178,12 +192,12 @@ class StockVisual:
     # a scene's pick (service, id, rendition) is part of its key: the settings that only steer the choice
     # do not need to be, nor those about waiting and recovering
     UNKEYED = ("services", "pexels_url", "pixabay_url", "per_page", "query_words", "photos", "max_download_mb",
-               "search_cache_h", "rate_wait_s", "rate_cooldown_s", "then", "library_dir", "fallback")
+               "search_cache_h", "rate_wait_s", "rate_cooldown_s", "shot_s", "then", "library_dir", "fallback")
 
     def __init__(self, *, name: str, services: Sequence[str], pexels_url: str, pixabay_url: str, per_page: int,
                  query_words: int, photos: bool, max_download_mb: float, search_cache_h: float, rate_wait_s: float,
-                 rate_cooldown_s: float, fit: str, zoom: float, fps: int, then: Sequence[str], library_dir: str,
-                 fallback: bool):
+                 rate_cooldown_s: float, fit: str, zoom: float, fps: int, shot_s: float, then: Sequence[str],
+                 library_dir: str, fallback: bool):
         services = list(services)
         unknown = [s for s in services if s not in SERVICES]
         if unknown or not services:
@@ -195,6 +209,7 @@ class StockVisual:
         self.photos = bool(photos)
         self.max_bytes = int(max_download_mb * 1e6)
         self.fit, self.zoom, self.fps = fit, float(zoom), int(fps)
+        self.shot_s = float(shot_s)
         self.then = list(then)
         self.library_dir = library_dir
         self.fallback = fallback
@@ -249,24 +264,27 @@ class StockVisual:
 
     # --- planning a script ----------------------------------------------------------------------------------
     def plan(self, scenes: list[dict[str, Any]], *, width: int, height: int, timeout: float = SCENE_TIMEOUT_S
-             ) -> tuple[dict[str, Any], ...]:
-        """One pick per scene (``{prompt, title, duration}`` each), no clip twice; a scene without one gets
-        ``{"error": why}`` (service by service). Services are asked in order, the next one only for the scenes
-        the ones before had no good match for (fewer than ``STRONG`` of the query's words); searches run side by
-        side, within the services' limits; scenes choose in script order."""
+             ) -> tuple[tuple[dict[str, Any], ...], ...]:
+        """Per scene (``{prompt, title, duration, shots}`` each; one shot unless said) a pick per shot, no clip
+        twice in the video; a scene without any gets ``{"error": why}`` (service by service) for each shot, and
+        one with fewer fitting clips than shots shows them in turn. Services are asked in order, the next one
+        only for the scenes the ones before could not fill with good matches (at least ``STRONG`` of the
+        query's words); searches run side by side, within the services' limits; scenes choose in script order."""
         deadline = time.monotonic() + timeout
         wants = [want_of(s.get("prompt", ""), s.get("title", ""), float(s.get("duration") or 5.0),
                          self.query_words) for s in scenes]
-        picks: list[dict[str, Any] | None] = [None] * len(scenes)
+        shots = [max(1, int(s.get("shots", 1))) for s in scenes]
+        picks: list[list[dict[str, Any]]] = [[] for _ in scenes]
         notes: list[list[str]] = [[] for _ in scenes]
         used: set[tuple[str, str]] = set()
+        firsts: dict[int, float] = {}  # per scene: the share of its keywords its first clip shows
         for kind in KINDS if self.photos else KINDS[:1]:
             pools: dict[int, list[Candidate]] = {}
             queries: dict[int, str] = {}
             services = list(self.clients.items())
             for n, (service, client) in enumerate(services):
                 last = n == len(services) - 1
-                todo = [i for i, p in enumerate(picks) if p is None and wants[i].keywords]
+                todo = [i for i, p in enumerate(picks) if len(p) < shots[i] and wants[i].keywords]
                 if not todo:
                     break
                 found = self._search_all(client, kind, [wants[i] for i in todo], width, height, deadline)
@@ -278,19 +296,23 @@ class StockVisual:
                     else:
                         pools.setdefault(i, []).extend(result)
                         queries.setdefault(i, query)
-                for i in todo:  # in script order: an earlier scene has the first choice
-                    chosen = best(pools.get(i, []), wants[i], used, width=width, height=height,
-                                  max_bytes=self.max_bytes) if i in pools else None
-                    if chosen is None:
-                        if i in pools and last:
-                            notes[i].append(f"{kind}s found for {queries[i]!r} do not fit (used, too large, or "
-                                            "about something else)")
-                        continue
-                    if last or coverage(chosen[0], wants[i]) >= STRONG:
-                        used.add((chosen[0].service, chosen[0].id))
-                        picks[i] = pick_of(*chosen, queries[i])
-        return tuple(p if p is not None else {"error": "; ".join(notes[i]) or "the Visual line has no words to "
-                                              "search for"} for i, p in enumerate(picks))
+                for shot in range(max(shots[i] for i in todo)):  # every scene's first shot before any second
+                    for i in todo:  # in script order: an earlier scene has the first choice
+                        if len(picks[i]) != shot or shot >= shots[i] or i not in pools:
+                            continue
+                        chosen = best(pools[i], wants[i], used, width=width, height=height, max_bytes=self.max_bytes)
+                        shows = coverage(chosen[0], wants[i]) if chosen else 0.0
+                        if chosen and (last or shows >= STRONG) and shows >= firsts.get(i, 0.0):
+                            used.add((chosen[0].service, chosen[0].id))
+                            picks[i].append(pick_of(*chosen, queries[i]))
+                            firsts.setdefault(i, shows)  # a later shot shows no fewer of the keywords
+                for i in todo:
+                    if not picks[i] and i in pools and last:
+                        notes[i].append(f"{kind}s found for {queries[i]!r} do not fit (used, too large, or "
+                                        "about something else)")
+        return tuple(_shots(p, count, wants[i].duration) if p else
+                     ({"error": "; ".join(notes[i]) or "the Visual line has no words to search for"},) * count
+                     for i, (p, count) in enumerate(zip(picks, shots)))
 
     def _search_all(self, client: StockService, kind: str, wants: list[Want], width: int, height: int,
                     deadline: float) -> list[tuple[str, list[Candidate] | BaseException]]:
@@ -331,7 +353,7 @@ class StockVisual:
         started = time.monotonic()
         if pick is None:
             pick = self.plan([{"prompt": prompt, "title": title, "duration": duration}], width=width, height=height,
-                             timeout=timeout)[0]
+                             timeout=timeout)[0][0]
         if "error" in pick:
             raise NoStockMatch(pick["error"])
         deadline = started + timeout
@@ -347,11 +369,13 @@ class StockVisual:
             self._stop_if_cancelled()
             left = max(10.0, deadline - time.monotonic())
             if still:
-                ken_burns(raw, out, prompt, width=width, height=height, duration=duration, zoom=self.zoom,
+                move = f"{prompt}#{pick['move']}" if pick.get("move") else prompt
+                ken_burns(raw, out, move, width=width, height=height, duration=duration, zoom=self.zoom,
                           fps=self.fps, timeout=left)
             else:
                 _check_video(client.service, raw)
-                fit_clip(raw, out, duration, fit=self.fit, timeout=left, size=(width, height))
+                fit_clip(raw, out, duration, fit=self.fit, timeout=left, size=(width, height),
+                         start=float(pick.get("start", 0.0)))
         finally:
             raw.unlink(missing_ok=True)
         return VisualClip(out, duration, provider=f"{self.name}:{pick['service']}:{pick['id']}",

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from renderer.config import PICTURES_WITHOUT_STAGE
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
 from renderer.media import ass, ffmpeg
+from renderer.media.captions import sentence_pauses
 from renderer.media.encoding import failure_reason, video_args, write_card
 from renderer.ops.reliability import RetryPolicy
-from renderer.stages.timeline import Chunk, split
+from renderer.stages.timeline import Chunk, shot_bounds, split
 
 VERSION = "1"
 
@@ -36,18 +36,31 @@ def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
     return (layer.header, layer.events) if getattr(layer, "events", None) else None
 
 
-def _picture_chain(cfg: dict[str, Any], picture: Any, chunk: Chunk) -> tuple[list[str], str]:
-    """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0)."""
+def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bounds: tuple[int, ...] = ()
+                   ) -> tuple[list[str], str]:
+    """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0): its one clip,
+    or its shots one after another (shot ``k`` from frame ``bounds[k]`` to ``bounds[k + 1]``), of which only
+    those the chunk shows are read."""
     w, h, fps = cfg["format.width"], cfg["format.height"], cfg["format.fps"]
-    if picture is None:
+    if not pictures:
         return [], f"color=c=0x{cfg['theme.background'].lstrip('#')}:s={w}x{h}:r={fps},setsar=1"
-    chain = (f"[0:v]scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},"
-             f"setsar=1,fps={fps}")
-    if chunk.offset:  # frame-exact: the same frames a render of the whole scene would show here
-        chain += f",trim=start_frame={chunk.offset},setpts=PTS-STARTPTS"
+    fit = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},setsar=1,fps={fps}"
+    if len(pictures) == 1:
+        chain, skip = f"[0:v]{fit}", chunk.offset
+        inputs = ["-stream_loop", "-1", "-i", str(pictures[0].path)]
+    else:
+        shown = [k for k in range(len(pictures))
+                 if bounds[k] < chunk.offset + chunk.frames and bounds[k + 1] > chunk.offset]
+        inputs = [arg for k in shown for arg in ("-stream_loop", "-1", "-i", str(pictures[k].path))]
+        chain = "".join(f"[{n}:v]{fit},trim=end_frame={bounds[k + 1] - bounds[k]},setpts=PTS-STARTPTS[shot{n}];"
+                        for n, k in enumerate(shown))
+        chain += "".join(f"[shot{n}]" for n in range(len(shown))) + f"concat=n={len(shown)}:v=1:a=0"
+        skip = chunk.offset - bounds[shown[0]]
+    if skip:  # frame-exact: the same frames a render of the whole scene would show here
+        chain += f",trim=start_frame={skip},setpts=PTS-STARTPTS"
     if cfg.get("assembly.grade"):
         chain += f",{cfg['assembly.grade']}"
-    return ["-stream_loop", "-1", "-i", str(picture.path)], chain
+    return inputs, chain
 
 
 def _fades(transition_s: float, chunk: Chunk) -> str:
@@ -91,9 +104,18 @@ def _stem(inp: NodeInput, scene: int, part: int) -> str:
     return f"segment-{scene}.{part}-{inp.key[:12]}"
 
 
+def _pictures(inp: NodeInput, chunk: Chunk) -> tuple[list[Any], tuple[int, ...]]:
+    """The scene's picture: its one clip, or its shots and the frames they start at (cut between sentences)."""
+    if "shots" not in inp.deps:
+        return [inp.deps["picture"]] if "picture" in inp.deps else [], ()
+    shots = inp.deps["shots"]
+    return shots, shot_bounds(chunk.scene_frames, chunk.fps, len(shots), inp.deps["pauses"])
+
+
 def render(inp: NodeInput, *, scene: int, part: int, threads: int, timeout: float) -> Segment:
     chunk: Chunk = inp.deps["chunk"]
-    inputs, chain = _picture_chain(inp.cfg, inp.deps.get("picture"), chunk)
+    pictures, bounds = _pictures(inp, chunk)
+    inputs, chain = _picture_chain(inp.cfg, pictures, chunk, bounds)
     stem = _stem(inp, scene, part)
     for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
         ass_file = ass.write(inp.workdir / f"{stem}-{n}.ass", header, _layer_events(events, chunk))
@@ -124,6 +146,11 @@ def _chunk(scene: int, count: int, part: int):
     return lambda timeline: split(timeline.spans[scene], count)[part]
 
 
+def _pauses(lead: float):
+    """Where the scene's narration pauses between sentences, in seconds into the scene (it starts ``lead`` in)."""
+    return lambda voice: tuple(round(lead + t, 3) for t in sentence_pauses(getattr(voice, "alignment", None)))
+
+
 def add(comp) -> None:
     """A node per chunk of every scene (``segment/3.0`` ...): long scenes spread over the cores, and the
     chunks of a scene are counted from its scripted length, so the graph is known before anything runs."""
@@ -136,8 +163,12 @@ def add(comp) -> None:
             deps: dict[str, Any] = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k)),
                                     "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers
                                                     if comp.name(layer, i) in comp.graph.nodes)}  # some: scene 0 only
-            if picture not in PICTURES_WITHOUT_STAGE:
-                deps["picture"] = comp.name(picture, i)
+            shots = comp.pictures(i)
+            if len(shots) > 1:  # the cuts between shots fall where the narration pauses
+                deps["shots"] = shots
+                deps["pauses"] = Part(comp.name("voice", i), _pauses(comp.script.scenes[i].start if i == 0 else 0.0))
+            elif shots:
+                deps["picture"] = shots[0]
             comp.add(Node(
                 stage="segment", scene=i, part=k, version=VERSION, reads=tuple(reads), deps=deps,
                 fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),

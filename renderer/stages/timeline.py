@@ -128,3 +128,31 @@ def add(comp) -> None:
     comp.add(Node(stage="timeline", version=VERSION, fn=fn,
                   reads=("format.fps",), data={"scenes": scenes},
                   deps={"last_voice_s": Part(last, _duration)}))
+
+
+# --- shots: a long scene cut into several pictures --------------------------------------------------------
+MIN_SHOT = 0.5  # of the even length: no shot shorter, so a cut moved to a sentence end keeps shots apart
+SNAP = 0.35  # of the even length: how far a cut may move to fall between two sentences
+
+
+def shot_count(duration: float, shot_s: float) -> int:
+    """Shots a scene of ``duration`` (as scripted) is cut into: about ``shot_s`` each (0: one)."""
+    return max(1, math.floor(duration / shot_s + 0.5)) if shot_s > 0 else 1
+
+
+def shot_bounds(frames: int, fps: int, count: int, pauses: tuple[float, ...] = ()) -> tuple[int, ...]:
+    """Where the shots of a scene of ``frames`` start, and its end: ``count`` near-equal shots, each cut moved
+    to the nearest pause between two sentences of the narration (``pauses``, seconds into the scene) when one is
+    near, so a picture changes where the voice takes a breath."""
+    count = max(1, min(count, frames))
+    even = frames / count
+    least = max(1, math.floor(even * MIN_SHOT))
+    candidates = sorted({round(p * fps) for p in pauses})
+    bounds = [0]
+    for k in range(1, count):
+        low, high = bounds[-1] + least, frames - (count - k) * least
+        ideal = min(max(round(k * even), low), high)
+        near = [c for c in candidates if low <= c <= high and abs(c - ideal) <= even * SNAP]
+        bounds.append(min(near, key=lambda c: (abs(c - ideal), c)) if near else ideal)
+    bounds.append(frames)
+    return tuple(bounds)

@@ -1,4 +1,10 @@
-"""Visual stage: one clip per scene; when the provider fails, its stand-ins are tried in turn.
+"""Visual stage: one clip per scene, or per shot; when the provider fails, its stand-ins are tried in turn.
+
+A provider with ``shot_s`` (stock, library, Runway) cuts a long scene into shots of about that long, each its
+own node (``visual/3.1``: shot 1 of scene 3) and cache entry, showing a different clip; the shots' count comes
+from the scene's scripted length, so the graph is known before anything runs (where the cuts fall is the
+segment's business: between two sentences of the narration). Each shot's clip lasts a little longer than an
+even share of the scene, so a cut moved to a pause still finds picture.
 
 A provider that picks for the whole script at once (stock footage: no clip twice in a video) gets a ``plan``
 node first; each scene's node then reads its own pick from it (a ``Part``: the pick is part of the scene's key,
@@ -16,15 +22,16 @@ from renderer.engine.node import Node, NodeInput, Part, first_that_works
 from renderer.engine.output import StageOutput
 from renderer.ops import health
 from renderer.script import Scene
+from renderer.stages.timeline import SNAP, shot_count
 
 VERSION = "1"
 
 
-def _source_of(provider: Any, prompt: str) -> dict[str, str]:
+def _source_of(provider: Any, prompt: str, **shot: int) -> dict[str, str]:
     """What a provider that picks from files would use for this prompt (the library's chosen file), so the
     key changes when that file does."""
     fingerprint = getattr(provider, "fingerprint", None)
-    return {"source": fingerprint(prompt)} if fingerprint else {}
+    return {"source": fingerprint(prompt, **shot)} if fingerprint else {}
 
 
 PLAN = "plan"  # the part of the visual stage that picks for the whole script: its node is ``visual.plan``
@@ -32,29 +39,45 @@ PLAN = "plan"  # the part of the visual stage that picks for the whole script: i
 
 @dataclass(frozen=True)
 class Plan(StageOutput):
-    """Every scene's pick, in scene order (plain data: what to fetch and whom to credit, or ``{"error": why}``)."""
+    """Every scene's picks, in scene order, one per shot (plain data: what to fetch and whom to credit, or
+    ``{"error": why}``)."""
 
-    picks: tuple[dict[str, Any], ...]
+    picks: tuple[tuple[dict[str, Any], ...], ...]
 
 
-def _pick(index: int) -> Callable[[Plan], dict[str, Any]]:
-    return lambda plan: plan.picks[index]
+def _pick(index: int, shot: int) -> Callable[[Plan], dict[str, Any]]:
+    return lambda plan: plan.picks[index][shot]
+
+
+def shots_of(scene: Scene, provider: Any) -> int:
+    """How many shots the scene is cut into by ``provider`` (one unless it has ``shot_s``)."""
+    return shot_count(scene.duration, getattr(provider, "shot_s", 0.0))
+
+
+def shot_duration(scene: Scene, shots: int) -> float:
+    """How long each shot's clip lasts: the scene, or an even share of it and the room a cut may move by."""
+    return scene.duration if shots == 1 else round(scene.duration / shots * (1 + 2 * SNAP), 2)
 
 
 def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float,
-         backups: list[Any] | None = None, stand_in: bool = False, plan: str | None = None) -> Node:
+         backups: list[Any] | None = None, stand_in: bool = False, plan: str | None = None,
+         shot: int = 0, shots: int = 1) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
     ``stand_in``: ``provider`` replaces the configured one, so the config-derived key must not be cached.
-    ``plan``: the node whose output holds this scene's pick (``provider.render(..., pick=...)``)."""
+    ``plan``: the node whose output holds this scene's pick (``provider.render(..., pick=...)``).
+    ``shot`` of ``shots``: the node is one shot of the scene (the provider is told which; its stand-ins are not)."""
     prompt = scene.visual or scene.title
-    duration = scene.duration
+    duration = shot_duration(scene, shots)
+    part = shot if shots > 1 else None
+    which = {"shot": shot} if part is not None else {}
 
     def out(inp: NodeInput) -> Path:
-        return inp.workdir / f"visual-{scene.index:03d}-{inp.key[:12]}.mp4"
+        stem = f"{scene.index:03d}" if part is None else f"{scene.index:03d}.{part}"
+        return inp.workdir / f"visual-{stem}-{inp.key[:12]}.mp4"
 
-    def render_with(p: Any, picked: bool = False) -> Any:
+    def render_with(p: Any, primary: bool = False) -> Any:
         def render(inp: NodeInput) -> Any:
-            extra = {"pick": inp.deps["pick"]} if picked else {}
+            extra = {"pick": inp.deps["pick"]} if primary and plan else dict(which) if primary else {}
             return health.provider_call(p, lambda: p.render(prompt, out(inp), width=width, height=height,
                                                             duration=duration, timeout=timeout, **extra))
         render.label = getattr(p, "name", type(p).__name__)  # type: ignore[attr-defined]
@@ -63,11 +86,12 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
     return Node(
         stage="visual",
         scene=scene.index,
+        part=part,
         version=f"{VERSION}.{provider.version}",
         reads=("visual", "format.width", "format.height"),
-        data={"prompt": prompt, "duration": duration, **_source_of(provider, prompt)},
-        deps={"pick": Part(plan, _pick(scene.index))} if plan else {},
-        fn=render_with(provider, picked=plan is not None),
+        data={"prompt": prompt, "duration": duration, **which, **_source_of(provider, prompt, **which)},
+        deps={"pick": Part(plan, _pick(scene.index, shot))} if plan else {},
+        fn=render_with(provider, primary=True),
         fallback=first_that_works([render_with(b) for b in backups or []]),
         cacheable=not stand_in,
         unkeyed=tuple(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
@@ -75,8 +99,9 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
 
 
 def plan_node(scenes: list[Scene], provider: Any, *, width: int, height: int, timeout: float) -> Node:
-    """Every scene's pick at once (``provider.plan``): never cached, its searches are (by the provider)."""
-    data = [{"prompt": s.visual or s.title, "title": s.title, "duration": s.duration} for s in scenes]
+    """Every scene's picks at once (``provider.plan``): never cached, its searches are (by the provider)."""
+    data = [{"prompt": s.visual or s.title, "title": s.title, "duration": shot_duration(s, shots_of(s, provider)),
+             "shots": shots_of(s, provider)} for s in scenes]
 
     def plan(inp: NodeInput) -> Plan:
         picks = health.provider_call(provider, lambda: provider.plan(data, width=width, height=height,
@@ -96,5 +121,8 @@ def add(comp) -> None:
         plan = comp.add(plan_node(comp.script.scenes, primary, width=fmt.width, height=fmt.height,
                                   timeout=comp.budget("visual"))).name
     for scene in comp.script.scenes:
-        comp.add(node(scene, primary, width=fmt.width, height=fmt.height, timeout=comp.budget("visual"),
-                      backups=p.backups["visual"], stand_in=p.stand_in["visual"], plan=plan))
+        shots = shots_of(scene, primary)
+        for shot in range(shots):
+            comp.add(node(scene, primary, width=fmt.width, height=fmt.height, timeout=comp.budget("visual"),
+                          backups=p.backups["visual"], stand_in=p.stand_in["visual"], plan=plan, shot=shot,
+                          shots=shots))
