@@ -80,9 +80,10 @@ def decode_errors(path: Path) -> str:
 
 def colours(path: Path) -> list[tuple[int, int, int]]:
     """Each frame's colour in the middle of the picture."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vf", f"crop=8:8:{W // 2}:{H // 2},"
-                          "scale=1:1:flags=area", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                          "-"], capture_output=True, check=True).stdout
+    middle = f"crop=8:8:{W // 2}:{H // 2},scale=1:1:flags=area"
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vf", middle, "-fps_mode",
+                          "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True,
+                         check=True).stdout
     return [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
 
 

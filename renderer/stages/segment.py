@@ -6,8 +6,9 @@ format and graded, the scene's layers (the terminal, ...) are burnt in by libass
 frames and no audio. With transitions, the frames each cut's window takes (renderer/stages/transition.py)
 are left to it: a scene's segments hold its body, the rest. ``scene_run`` draws a run of a scene's frames
 for both. A scene longer than ``encode.chunk_s`` is encoded in chunks of its frames, each a segment of its
-own (so one long scene, or a single edited one, still fills the cores). Each segment is its own cache entry, keyed by its picture, by what its layers show and by
-its own frames of the timeline alone, so an edit re-encodes only the scenes it touches.
+own (so one long scene, or a single edited one, still fills the cores). Each segment is its own cache
+entry, keyed by its picture, by what its layers show and by its own frames of the timeline alone, so an edit
+re-encodes only the scenes it touches.
 """
 
 from __future__ import annotations
