@@ -140,7 +140,7 @@ def test_an_unknown_transition_is_a_clear_config_error(tmp_path, clips):
     assert record["status"] == "failed"
     assert "assembly.transition='sparkle'" in record["error"]
     assert "crossfade, fade," in record["error"] and "dissolve" in record["error"]  # the valid choices
-    assert not any(s["status"] == "ok" for s in record.get("stages", []))  # stopped before anything rendered
+    assert record["stages"] == [] and not (tmp_path / "run" / "colours" / "colours.mp4").exists()  # nothing ran
 
 
 def test_a_failed_transition_is_a_hard_cut_or_else_a_card(tmp_path):
