@@ -238,7 +238,12 @@ class AssemblyConfig:
     picture: str = MISSING  # visual (the scene's clip) | background (the theme's colour) | none (sound only)
     layers: list[str] = field(default_factory=list)  # stages drawn over the picture, bottom first: [terminal]
     panel: PanelConfig = field(default_factory=PanelConfig)
-    transition_s: float = 0.0  # fade through black at scene cuts (timeline length unchanged)
+    # at each cut, this long, centred on it (timeline and length unchanged): 0 = hard cuts; > 0 also fades the
+    # video in from black and out to it
+    transition_s: float = 0.0
+    # ffmpeg xfade's transition at the cuts: fadeblack (through black), crossfade (= fade), dissolve, wipeleft,
+    # slideleft, circleopen, ... (renderer/stages/transition.py lists them)
+    transition: str = "fadeblack"
     title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
     title_card_s: float = 3.5  # how long the title card shows (fading in and out)
     credits_card: bool = False  # whose footage the video shows (stock), over the end of its last scene

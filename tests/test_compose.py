@@ -141,3 +141,20 @@ def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
     assert comp.graph.nodes["mux"].deps["segments"] == comp.nodes_of("segment")
     whole = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=0")
     assert whole.chunks == [1, 1, 1]
+
+
+def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_between_them(tmp_path):
+    comp = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2", "assembly.transition_s=0.5")
+    assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:5], "transition", *STAGES["overlay"][5:]]
+    assert comp.nodes_of("transition") == ("transition/0", "transition/1")  # the cut after scene 1, after scene 2
+    cut = comp.graph.nodes["transition/1"]
+    assert cut.slot == "encode" and cut.fallback is not None and "assembly.transition" in cut.reads
+    assert isinstance(cut.deps["window"], Part) and cut.deps["window"].node == "timeline"
+    assert cut.upstream(by_key=True) == ["visual/1", "visual/2"]  # its two scenes' pictures, nothing else
+    assert [p.node for p in (*cut.deps["layers"], *cut.deps["next_layers"])] == ["terminal/1", "terminal/2"]
+    assert comp.graph.nodes["mux"].deps["segments"] == (
+        "segment/0.0", "segment/0.1", "transition/0", "segment/1.0", "segment/1.1", "transition/1", "segment/2.0",
+        "segment/2.1")
+    assert "assembly.transition" not in comp.graph.nodes["segment/1.0"].reads  # the name is the cuts' alone
+    hard = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2")
+    assert hard.nodes_of("transition") == () and hard.graph.nodes["segment/1.0"].data is None

@@ -99,6 +99,21 @@ def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):
     assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2", "thumbnails"]
 
 
+def test_with_transitions_an_edit_of_one_scene_reencodes_that_scene_and_its_cuts_only(script, tmp_path):
+    cache = tmp_path / "cache"
+    on = ("assembly.transition=dissolve", "assembly.transition_s=0.4")
+    cold = render(script, tmp_path / "a", cache, *on)
+    assert {n for n in statuses(cold) if n.startswith("transition/")} == {"transition/0", "transition/1"}
+    script.write_text(THREE_SCENES.replace("A blue sea.", "A blue lake."), encoding="utf-8")  # the middle scene
+    assert rerun(render(script, tmp_path / "b", cache, *on)) == [
+        "mux", "segment/1.0", "thumbnails", "transition/0", "transition/1", "visual/1"]
+    script.write_text(THREE_SCENES.replace("A blue sea.", "A blue lake.").replace("$ uptime", "$ uptime --pretty"),
+                      encoding="utf-8")  # the last scene's on-screen text: its one cut
+    assert rerun(render(script, tmp_path / "c", cache, *on)) == [
+        "mux", "segment/2.0", "terminal/2", "thumbnails", "transition/1"]
+    assert rerun(render(script, tmp_path / "d", cache, *on)) == []
+
+
 def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):
     def segments(cache: Path) -> dict[str, str]:
         return {entry.parent.name: sha(entry) for entry in cache.glob("segment/*/*/*.mp4")}

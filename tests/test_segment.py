@@ -33,13 +33,13 @@ def render(tmp: Path, *overrides: str, cache: Path | None = None) -> tuple[dict,
     return record, cache
 
 
-def segment_files(record: dict, cache: Path) -> list[Path]:
-    """Each scene's segment file in the cache, in scene order."""
-    keys = {s["name"]: s["key"] for s in record["stages"] if s["stage"] == "segment"}
+def segment_files(record: dict, cache: Path, stage: str = "segment") -> list[Path]:
+    """Each scene's segment file in the cache (``stage="transition"``: each cut's), in scene order."""
+    keys = {s["name"]: s["key"] for s in record["stages"] if s["stage"] == stage}
     files = []
     for i in range(len(keys)):
-        key = keys[f"segment/{i}.0"]
-        (entry,) = (cache / "segment" / key[:2] / key).glob("*.mp4")
+        key = keys[f"segment/{i}.0" if stage == "segment" else f"{stage}/{i}"]
+        (entry,) = (cache / stage / key[:2] / key).glob("*.mp4")
         files.append(entry)
     return files
 
@@ -74,10 +74,11 @@ def span_frames(record: dict) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def faded(tmp_path_factory) -> tuple[dict, list[Path]]:
-    """The overlay strategy with 0.3 s fades at the cuts."""
+def faded(tmp_path_factory) -> tuple[dict, list[Path], list[Path]]:
+    """The overlay strategy with 0.3 s transitions (fades through black) at the cuts: the scenes' segments, the
+    cuts'."""
     record, cache = render(tmp_path_factory.mktemp("faded"), "assembly=overlay", "assembly.transition_s=0.3")
-    return record, segment_files(record, cache)
+    return record, segment_files(record, cache), segment_files(record, cache, "transition")
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +110,23 @@ def check_segment(path: Path, frames: int) -> None:
 
 
 def test_each_segment_is_the_scene_exactly(faded, backgrounds):
-    for record, files in (faded, *backgrounds.values()):
+    for record, files in backgrounds.values():
         assert len(files) == 3
         assert span_frames(record) == [30, 40, 40]
         for path, frames in zip(files, span_frames(record)):
             check_segment(path, frames)
+    # with 3-frame transitions: 1 frame before each cut and 2 after go to its window, the rest is the scenes'
+    record, files, cuts = faded
+    assert span_frames(record) == [30, 40, 40]
+    for path, frames in zip(files + cuts, [29, 37, 38, 3, 3]):
+        check_segment(path, frames)
 
 
 def test_segments_of_one_video_share_their_stream_parameters(faded):
     """What the concat demuxer needs to join them by stream copy: one codec setup (the same SPS/PPS: the
-    joined file keeps the first segment's), one timebase."""
-    record, files = faded
+    joined file keeps the first segment's), one timebase; the transitions' too."""
+    record, files, cuts = faded
+    files = files + cuts
     keys = ("codec_name", "profile", "level", "pix_fmt", "width", "height", "time_base", "r_frame_rate",
             "color_range", "sample_aspect_ratio", "has_b_frames", "extradata_hash")
     streams = [probe(p, "-show_streams", "-show_data_hash", "MD5")["streams"][0] for p in files]
@@ -128,18 +135,20 @@ def test_segments_of_one_video_share_their_stream_parameters(faded):
     assert all(s == setups[0] for s in setups), setups
 
 
-def test_fades_go_through_black_at_the_cuts(faded):
-    record, files = faded
+def test_with_transitions_the_video_fades_in_and_out_at_its_ends_and_the_cuts_go_through_black(faded):
+    record, files, cuts = faded
     fade = round(0.3 * FPS)
-    for i, path in enumerate(files):
-        frames = [luma(f) for f in decode(path, "gray")]
+    scenes = [[luma(f) for f in decode(path, "gray")] for path in files]
+    for i, frames in enumerate(scenes):
         middle = frames[len(frames) // 2]
         assert middle > 15, (i, middle)  # the procedural picture, in full (a blue sea is dark)
-        # fading in: darker frame by frame until the fade is over
-        assert frames[:fade + 1] == sorted(frames[:fade + 1]), (i, frames[:fade + 1])
-        assert frames[-1] < middle / 2, (i, frames[-1], middle)  # fading out towards the next cut
-        assert frames[0] < 1.0, (i, frames[0])  # black, the terminal too: the whole frame fades
-        assert frames[-1] < middle / 2, (i, frames[-1], middle)
+        assert (frames[0] < 1.0) == (i == 0), (i, frames[0])  # black, the terminal too: the whole frame fades
+        assert (frames[-1] < middle / 2) == (i == 2), (i, frames[-1], middle)
+    # fading in: brighter frame by frame until the fade is over
+    assert scenes[0][:fade + 1] == sorted(scenes[0][:fade + 1]), scenes[0][:fade + 1]
+    for c, path in enumerate(cuts):  # xfade's fadeblack: darker than either scene at the cut
+        frames = [luma(f) for f in decode(path, "gray")]
+        assert min(frames) < min(scenes[c][-1], scenes[c + 1][0]) / 2, (c, frames)
 
 
 def test_without_a_transition_the_first_frame_is_the_picture(backgrounds):
@@ -163,7 +172,7 @@ def test_ui_only_segments_are_drawn_on_the_theme_background(backgrounds, theme, 
 
 def test_a_scene_with_a_terminal_shows_it_over_its_picture(faded):
     """The same picture with and without the terminal layer differs in the panel's area only."""
-    record, files = faded
+    record, files, _ = faded
     panel = (0.05, 0.45, 0.6, 0.48)  # conf/assembly/overlay.yaml
     x0, y0 = round(W * panel[0]), round(H * panel[1])
     x1, y1 = x0 + round(W * panel[2]), y0 + round(H * panel[3])

@@ -6,7 +6,19 @@ import math
 
 import pytest
 
-from renderer.stages.timeline import TAIL_S, Span, Timeline, plan, shot_bounds, shot_count
+from renderer.stages.timeline import (
+    TAIL_S,
+    Chunk,
+    Span,
+    Timeline,
+    body,
+    body_chunks,
+    cut_window,
+    plan,
+    shot_bounds,
+    shot_count,
+    split,
+)
 
 
 def scenes_at(*starts: float, last: float = 4.0) -> list[tuple[float, float]]:
@@ -149,3 +161,67 @@ def test_shots_always_cover_the_scene_in_order(frames, count):
         bounds = shot_bounds(frames, 10, count, given)
         assert bounds[0] == 0 and bounds[-1] == frames and len(bounds) == min(count, frames) + 1
         assert all(a < b for a, b in zip(bounds, bounds[1:]))
+
+
+# --- transitions: each cut's window and each scene's body -----------------------------------------------------
+def tiles(timeline: Timeline, transition: int) -> list[tuple[int, int]]:
+    """Every scene's body and every cut's window as (first frame, frames) on the video's timeline, in order."""
+    out = []
+    for i, span in enumerate(timeline.spans):
+        first, end = body(timeline, i, transition)
+        out.append((span.first_frame + first, end - first))
+        if i + 1 < len(timeline.spans):
+            window = cut_window(timeline, i, transition)
+            out.append((timeline.spans[i + 1].first_frame - window.before, window.frames))
+    return out
+
+
+def test_a_cut_s_window_is_centred_on_it_the_odd_frame_after():
+    timeline = plan(scenes_at(0.0, 2.0, 4.0), 25)
+    window = cut_window(timeline, 0, 13)
+    assert (window.before, window.after, window.frames) == (6, 7, 13)
+    assert window.duration == pytest.approx(13 / 25)
+    # the scene before the cut runs on through the window; the next one starts with it
+    assert window.outgoing == Chunk(50 - 6, 13, 50, 25)
+    assert window.incoming == Chunk(0, 7, 50, 25)
+    assert body(timeline, 0, 13) == (0, 44)  # the first scene has no cut before it
+    assert body(timeline, 1, 13) == (7, 44)
+    assert body(timeline, 2, 13) == (7, 100)  # nor the last one after it: 4 s of its own
+
+
+@pytest.mark.parametrize("fps, transition", [(25, 12), (24, 13), (30, 45), (10, 3), (25, 0), (25, 1)])
+def test_bodies_and_windows_tile_the_timeline_exactly(fps, transition):
+    """Every frame of the video is in exactly one body or window: the total and every scene start are as
+    without transitions, and every scene keeps a frame of its own, however long the transition."""
+    timeline = plan(scenes_at(0.0, 0.04, 0.12, 1.0, 3.3, last=0.5), fps)
+    out = tiles(timeline, transition)
+    assert out[0][0] == 0
+    for (start, frames), (after, _) in zip(out, out[1:]):
+        assert start + frames == after
+    assert sum(frames for _, frames in out) == round(timeline.duration * fps)
+    assert all(body(timeline, i, transition)[1] > body(timeline, i, transition)[0] for i in range(len(timeline.spans)))
+    if transition == 0:
+        assert all(cut_window(timeline, c, 0).frames == 0 for c in range(len(timeline.spans) - 1))
+
+
+def test_short_scenes_cap_the_window_each_side_by_its_own_scene():
+    timeline = plan(scenes_at(0.0, 0.08, 0.12, last=2.0), 25)  # 2, 1 and 50 frames
+    assert [s.frames for s in timeline.spans] == [2, 1, 50]
+    assert (cut_window(timeline, 0, 20).before, cut_window(timeline, 0, 20).after) == (0, 0)
+    assert (cut_window(timeline, 1, 20).before, cut_window(timeline, 1, 20).after) == (0, 10)
+    assert body(timeline, 1, 20) == (0, 1)
+    # a side depends on its own scene only: a longer neighbour leaves it as it was
+    longer = plan(scenes_at(0.0, 1.0, 1.04, last=2.0), 25)
+    assert cut_window(longer, 1, 20).after == cut_window(timeline, 1, 20).after
+
+
+def test_a_scene_s_body_is_split_on_its_own_clock_and_without_transitions_as_before():
+    timeline = plan(scenes_at(0.0, 3.0, 7.0), 10)
+    for i, span in enumerate(timeline.spans):
+        assert body_chunks(timeline, i, 0, 3) == split(span, 3)
+    chunks = body_chunks(timeline, 1, 6, 3)  # scene 1: 40 frames, 3 taken by each cut
+    assert [c.offset for c in chunks] == [3, 14, 26] and sum(c.frames for c in chunks) == 34
+    assert all(c.scene_frames == 40 for c in chunks)
+    # a body with fewer frames than the chunks counted for it: empty chunks at its end, left out
+    short = plan(scenes_at(0.0, 0.4, last=0.4), 10)  # 4 frames each
+    assert [(c.offset, c.frames) for c in body_chunks(short, 0, 6, 4)] == [(0, 1), (1, 1), (2, 1), (3, 0)]

@@ -6,7 +6,7 @@ in on top of it (``assembly.layers``, bottom first). Every name there is a stage
 ``renderer/stages/`` with an ``add(composition)`` function, so a new layer (burned-in captions, say) is one
 module plus one line of config. The fixed part of the graph around them:
 
-    voice, picture, layers (per scene) -> timeline -> segment (per scene) -> soundtrack -> mux
+    voice, picture, layers (per scene) -> timeline -> segment (per scene), transition (per cut) -> soundtrack -> mux
 
 Stages find each other's nodes through ``Composition.name`` alone.
 """
@@ -57,7 +57,8 @@ def stage_names(cfg: DictConfig) -> list[str]:
         return [*dict.fromkeys(sources), "timeline", "soundtrack", "mux"]
     early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
     late = [name for name in layers if name in AFTER_TIMELINE]
-    return [*early, "timeline", *late, "segment", "soundtrack", "mux", "thumbnails"]
+    cuts = ["transition"] if cfg.assembly.transition_s > 0 else []
+    return [*early, "timeline", *late, "segment", *cuts, "soundtrack", "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:
@@ -131,6 +132,12 @@ class Composition:
         cloud = getattr(provider, "service", None) or getattr(provider, "services", None)
         return self.cfg.limits.scene_timeout_s if cloud else self.timeout
 
+    @property
+    def transitions(self) -> bool:
+        """Whether the cuts between scenes have transitions (``assembly.transition_s``): a segment of their own
+        each, and the video fades in and out at its ends."""
+        return self.cfg.assembly.transition_s > 0 and self.picture != "none"
+
     @cached_property
     def chunks(self) -> list[int]:
         """How many chunks each scene's video is encoded in: counted from its scripted length."""
@@ -147,7 +154,8 @@ class Composition:
     @property
     def encode_slots(self) -> int:
         """Encodes of this script at once: its share of the cores, never more than it has encodes."""
-        encodes = sum(self.chunks) if self.picture != "none" else 1
+        cuts = len(self.chunks) - 1 if self.transitions else 0
+        encodes = sum(self.chunks) + cuts if self.picture != "none" else 1
         return max(1, min(self.cfg.limits.stage_threads, self.core_share, encodes))
 
     @property

@@ -1,5 +1,7 @@
 """Mux stage: the segments joined by stream copy (ffmpeg's concat demuxer) with the soundtrack.
 
+The segments are the scenes' and, with transitions, the cuts' windows between them, in timeline order.
+
 Nothing is decoded or encoded here, so it takes a fraction of a second however long the video is; the
 output gets ``+faststart`` (the index first, for browsers and phones). Without a picture (audio_only) the
 soundtrack alone is muxed. If the mux fails for good, a placeholder video of the script's length says what
@@ -34,6 +36,8 @@ def _concat_list(segments: list[Any], fps: int) -> str:
     """The concat demuxer's script: each file with its exact duration, so no rounding adds up."""
     lines = ["ffconcat version 1.0"]
     for segment in segments:
+        if not segment.frames:  # a transition window or a body chunk left with no frames
+            continue
         quoted = str(segment.path).replace("'", "'\\''")
         lines += [f"file '{quoted}'", f"duration {segment.frames / fps:.6f}"]
     return "\n".join(lines) + "\n"
@@ -75,12 +79,19 @@ def placeholder(inp: NodeInput, exc: Exception, *, slug: str, timeout: float) ->
                  warnings=(f"assembly failed ({reason}); the video is a placeholder that says so",))
 
 
+def in_timeline_order(comp) -> tuple[str, ...]:
+    """Every scene's segments, each cut's transition (if any) after the scene it leaves."""
+    nodes = comp.graph.nodes
+    names = comp.nodes_of("segment") + comp.nodes_of("transition")
+    return tuple(sorted(names, key=lambda name: (nodes[name].scene, nodes[name].stage == "transition")))
+
+
 def add(comp) -> None:
     timeout, slug = comp.timeout, comp.slug
     deps: dict[str, Any] = {"soundtrack": comp.name("soundtrack"), "timeline": Part(comp.name("timeline"))}
     reads: tuple[str, ...] = ()
     if comp.picture != "none":
-        deps["segments"] = comp.nodes_of("segment")
+        deps["segments"] = in_timeline_order(comp)
         reads = ("format.width", "format.height", "format.fps")  # the concat's clock, the placeholder's frame
     comp.add(Node(
         stage="mux", version=VERSION, reads=reads, deps=deps,

@@ -1,11 +1,14 @@
 """Segment stage: one scene's video, encoded on its own with the final settings.
 
 The scene's picture (its visual clip looped or cut to fit, or the theme's background) is fitted to the
-format and graded, the scene's layers (the terminal, ...) are burnt in by libass, and the frame fades at
-the cuts; the file holds exactly the scene's frames and no audio. A scene longer than ``encode.chunk_s`` is
-encoded in chunks of its frames, each a segment of its own (so one long scene, or a single edited one, still
-fills the cores). Each segment is its own cache entry, keyed by its picture, by what its layers show and by
-its own frames of the timeline alone, so an edit re-encodes only the scenes it touches.
+format and graded, the scene's layers (the terminal, ...) are burnt in by libass, and with
+``assembly.transition_s`` the video fades in from black and out to it; the file holds exactly the scene's
+frames and no audio. With transitions, the frames each cut's window takes (renderer/stages/transition.py)
+are left to it: a scene's segments hold its body, the rest. ``scene_run`` draws a run of a scene's frames
+for both. A scene longer than ``encode.chunk_s`` is encoded in chunks of its frames, each a segment of its
+own (so one long scene, or a single edited one, still fills the cores). Each segment is its own cache
+entry, keyed by its picture, by what its layers show and by its own frames of the timeline alone, so an edit
+re-encodes only the scenes it touches.
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ from renderer.media import ass, ffmpeg
 from renderer.media.captions import sentence_pauses
 from renderer.media.encoding import failure_reason, video_args, write_card
 from renderer.ops.reliability import RetryPolicy
-from renderer.stages.timeline import Chunk, shot_bounds, split
+from renderer.stages.timeline import Chunk, body_chunks, shot_bounds, transition_frames
 
 VERSION = "1"
 
 
 @dataclass(frozen=True)
 class Segment(StageOutput):
-    path: Path
+    path: Path | None  # None: no frames (a body or a transition window left with none); the mux skips it
     frames: int
 
 
@@ -36,24 +39,28 @@ def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
     return (layer.header, layer.events) if getattr(layer, "events", None) else None
 
 
-def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bounds: tuple[int, ...] = ()
-                   ) -> tuple[list[str], str]:
-    """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0): its one clip,
-    or its shots one after another (shot ``k`` from frame ``bounds[k]`` to ``bounds[k + 1]``), of which only
-    those the chunk shows are read."""
+def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bounds: tuple[int, ...] = (),
+                   first_input: int = 0) -> tuple[list[str], str]:
+    """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0) for as long as
+    it is read: its one clip, or its shots one after another (shot ``k`` from frame ``bounds[k]`` to
+    ``bounds[k + 1]``), of which only those the chunk shows are read; a clip loops, and the last shot goes on,
+    past the scene's end. The ffmpeg inputs it reads, numbered from ``first_input`` in the run, and the filter
+    chain (without an output label)."""
     w, h, fps = cfg["format.width"], cfg["format.height"], cfg["format.fps"]
     if not pictures:
         return [], f"color=c=0x{cfg['theme.background'].lstrip('#')}:s={w}x{h}:r={fps},setsar=1"
     fit = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},setsar=1,fps={fps}"
     if len(pictures) == 1:
-        chain, skip = f"[0:v]{fit}", chunk.offset
+        chain, skip = f"[{first_input}:v]{fit}", chunk.offset
         inputs = ["-stream_loop", "-1", "-i", str(pictures[0].path)]
     else:
+        last = len(pictures) - 1
         shown = [k for k in range(len(pictures))
-                 if bounds[k] < chunk.offset + chunk.frames and bounds[k + 1] > chunk.offset]
+                 if bounds[k] < chunk.offset + chunk.frames and (bounds[k + 1] > chunk.offset or k == last)]
         inputs = [arg for k in shown for arg in ("-stream_loop", "-1", "-i", str(pictures[k].path))]
-        chain = "".join(f"[{n}:v]{fit},trim=end_frame={bounds[k + 1] - bounds[k]},setpts=PTS-STARTPTS[shot{n}];"
-                        for n, k in enumerate(shown))
+        chain = "".join(f"[{first_input + n}:v]{fit}"
+                        + (f",trim=end_frame={bounds[k + 1] - bounds[k]}" if k < last else "")
+                        + f",setpts=PTS-STARTPTS[shot{n}];" for n, k in enumerate(shown))
         chain += "".join(f"[shot{n}]" for n in range(len(shown))) + f"concat=n={len(shown)}:v=1:a=0"
         skip = chunk.offset - bounds[shown[0]]
     if skip:  # frame-exact: the same frames a render of the whole scene would show here
@@ -63,17 +70,17 @@ def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bound
     return inputs, chain
 
 
-def _fades(transition_s: float, chunk: Chunk) -> str:
-    """Fades through black at the scene's cuts, those that reach into the chunk, timed on the scene's clock
-    (the chunk's frames are stamped with their time in the scene while fading), so they run on across
-    chunk boundaries."""
+def _fades(transition_s: float, chunk: Chunk, *, opens: bool, closes: bool) -> str:
+    """Fades through black where the scene opens the video (``opens``) and where it closes it (``closes``),
+    those that reach into the chunk, timed on the scene's clock (the chunk's frames are stamped with their
+    time in the scene while fading), so they run on across chunk boundaries."""
     fade = min(transition_s, chunk.scene_duration / 2)
     if fade <= 0:
         return ""
     out = ""
-    if chunk.start < fade:
+    if opens and chunk.start < fade:
         out += f",fade=t=in:st=0:d={fade:.3f}"
-    if chunk.start + chunk.duration > chunk.scene_duration - fade:
+    if closes and chunk.start + chunk.duration > chunk.scene_duration - fade:
         out += f",fade=t=out:st={chunk.scene_duration - fade:.6f}:d={fade:.3f}"
     if out and chunk.offset:
         out = f",setpts=PTS+{chunk.offset}/(FRAME_RATE*TB){out},setpts=PTS-STARTPTS"
@@ -89,14 +96,39 @@ def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[ass.Event]:
     return [e for e in moved if e and e.end > 0]
 
 
-def _encode(inp: NodeInput, inputs: list[str], chain: str, chunk: Chunk, out: Path, threads: int,
-            timeout: float) -> None:
+def scene_run(cfg: dict[str, Any], scene: dict[str, Any], run: Chunk, stem: Path, *,
+              first_input: int = 0, opens: bool = False, closes: bool = False) -> tuple[list[str], str]:
+    """``run`` of a scene's frames as the video shows them (before any transition at its cuts), from what
+    ``scene_inputs`` gave it (``scene``): its picture, its layers burnt in (written to ``stem``-N.ass), faded
+    where the scene opens or closes the video. The ffmpeg inputs it reads (numbered from ``first_input``) and
+    its filter chain, without an output label."""
+    pictures, bounds = _pictures(scene, run)
+    inputs, chain = _picture_chain(cfg, pictures, run, bounds, first_input)
+    for n, (header, events) in enumerate(layer for layer in scene["layers"] if layer):
+        ass_file = ass.write(stem.with_name(f"{stem.name}-{n}.ass"), header, _layer_events(events, run))
+        chain += f",ass=filename={ass_file.name}"
+    # the whole frame fades, layers and all
+    return inputs, chain + _fades(cfg["assembly.transition_s"], run, opens=opens, closes=closes)
+
+
+def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path, *, threads: int,
+           timeout: float) -> Path:
+    """``frames`` of the filter graph ``chain`` encoded with the settings every segment shares, into ``out``."""
     script = out.with_suffix(".filter")
     script.write_text(chain + ",format=yuv420p[v]\n", encoding="utf-8")
     ffmpeg.run(["-threads", str(threads), *inputs, "-filter_complex_threads", str(threads),
-                "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(chunk.frames),
+                "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(frames),
                 *video_args(inp.cfg, threads), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
-               duration=chunk.duration)
+               duration=frames / inp.cfg["format.fps"])
+    return out
+
+
+def card(inp: NodeInput, frames: int, stem: str, title: str, reason: str, *, threads: int, timeout: float) -> Path:
+    """``frames`` of a black card saying ``title`` and ``reason``, encoded like every segment (``stem``.mp4)."""
+    w, h, fps = inp.cfg["format.width"], inp.cfg["format.height"], inp.cfg["format.fps"]
+    text = write_card(inp.workdir / f"{stem}-card.ass", w, h, frames / fps, title, reason)
+    return encode(inp, [], f"color=c=black:s={w}x{h}:r={fps},setsar=1,ass=filename={text.name}", frames,
+                  inp.workdir / f"{stem}.mp4", threads=threads, timeout=timeout)
 
 
 def _stem(inp: NodeInput, scene: int, part: int) -> str:
@@ -104,25 +136,23 @@ def _stem(inp: NodeInput, scene: int, part: int) -> str:
     return f"segment-{scene}.{part}-{inp.key[:12]}"
 
 
-def _pictures(inp: NodeInput, chunk: Chunk) -> tuple[list[Any], tuple[int, ...]]:
+def _pictures(scene: dict[str, Any], run: Chunk) -> tuple[list[Any], tuple[int, ...]]:
     """The scene's picture: its one clip, or its shots and the frames they start at (cut between sentences)."""
-    if "shots" not in inp.deps:
-        return [inp.deps["picture"]] if "picture" in inp.deps else [], ()
-    shots = inp.deps["shots"]
-    return shots, shot_bounds(chunk.scene_frames, chunk.fps, len(shots), inp.deps["pauses"])
+    if "shots" not in scene:
+        return [scene["picture"]] if "picture" in scene else [], ()
+    shots = scene["shots"]
+    return shots, shot_bounds(run.scene_frames, run.fps, len(shots), scene["pauses"])
 
 
 def render(inp: NodeInput, *, scene: int, part: int, threads: int, timeout: float) -> Segment:
     chunk: Chunk = inp.deps["chunk"]
-    pictures, bounds = _pictures(inp, chunk)
-    inputs, chain = _picture_chain(inp.cfg, pictures, chunk, bounds)
+    if not chunk.frames:  # a body shorter than its count of chunks: this one shows nothing
+        return Segment(None, 0, provider="none")
     stem = _stem(inp, scene, part)
-    for n, (header, events) in enumerate(layer for layer in inp.deps["layers"] if layer):
-        ass_file = ass.write(inp.workdir / f"{stem}-{n}.ass", header, _layer_events(events, chunk))
-        chain += f",ass=filename={ass_file.name}"
-    chain += _fades(inp.cfg["assembly.transition_s"], chunk)  # the whole frame fades, layers and all
-    out = inp.workdir / f"{stem}.mp4"
-    _encode(inp, inputs, chain, chunk, out, threads, timeout)
+    ends = inp.data or {}  # with transitions: whether the scene opens or closes the video (it fades there)
+    inputs, chain = scene_run(inp.cfg, inp.deps, chunk, inp.workdir / stem, opens=ends.get("opens", False),
+                              closes=ends.get("closes", False))
+    out = encode(inp, inputs, chain, chunk.frames, inp.workdir / f"{stem}.mp4", threads=threads, timeout=timeout)
     return Segment(out, chunk.frames, provider="ffmpeg")
 
 
@@ -130,20 +160,37 @@ def placeholder(inp: NodeInput, exc: Exception, *, scene: int, part: int, thread
                 ) -> Segment:
     """When a scene cannot be rendered, the video still comes out: the scene's frames say what failed."""
     chunk: Chunk = inp.deps["chunk"]
-    w, h, fps = inp.cfg["format.width"], inp.cfg["format.height"], inp.cfg["format.fps"]
     reason = failure_reason(exc)
-    stem = _stem(inp, scene, part)
-    card = write_card(inp.workdir / f"{stem}-card.ass", w, h, chunk.duration, f"scene {scene + 1}: rendering failed",
-                      reason)
-    out = inp.workdir / f"{stem}-placeholder.mp4"
-    _encode(inp, [], f"color=c=black:s={w}x{h}:r={fps},setsar=1,ass=filename={card.name}", chunk, out, threads,
-            timeout)
+    out = card(inp, chunk.frames, f"{_stem(inp, scene, part)}-placeholder", f"scene {scene + 1}: rendering failed",
+               reason, threads=threads, timeout=timeout)
     return Segment(out, chunk.frames, provider="placeholder",
                    warnings=(f"scene {scene + 1} failed to render ({reason}); it is a placeholder that says so",))
 
 
-def _chunk(scene: int, count: int, part: int):
-    return lambda timeline: split(timeline.spans[scene], count)[part]
+def scene_inputs(comp, scene: int) -> dict[str, Any]:
+    """What a run of ``scene``'s frames is drawn from: what its layers show (``layers``) and its picture's node
+    (``picture``; none for the theme's background, drawn here), or its shots' (``shots``) and where its
+    narration pauses (``pauses``: the cuts between shots fall there)."""
+    deps: dict[str, Any] = {"layers": tuple(Part(comp.name(layer, scene), shown) for layer in comp.layers
+                                            if comp.name(layer, scene) in comp.graph.nodes)}  # some: scene 0 only
+    shots = comp.pictures(scene)
+    if len(shots) > 1:
+        lead = comp.script.scenes[scene].start if scene == 0 else 0.0
+        deps.update(shots=shots, pauses=Part(comp.name("voice", scene), _pauses(lead)))
+    elif shots:
+        deps["picture"] = shots[0]
+    return deps
+
+
+def scene_reads(comp) -> list[str]:
+    """The settings a run of a scene's frames is drawn and encoded with."""
+    reads = ["format.width", "format.height", "format.fps", "encode.preset", "encode.crf", "assembly.transition_s"]
+    reads.append("theme.background" if comp.picture == "background" else "assembly.grade")
+    return reads
+
+
+def _chunk(scene: int, count: int, part: int, transition: int):
+    return lambda timeline: body_chunks(timeline, scene, transition, count)[part]
 
 
 def _pauses(lead: float):
@@ -153,25 +200,20 @@ def _pauses(lead: float):
 
 def add(comp) -> None:
     """A node per chunk of every scene (``segment/3.0`` ...): long scenes spread over the cores, and the
-    chunks of a scene are counted from its scripted length, so the graph is known before anything runs."""
-    picture, timeout, threads = comp.picture, comp.timeout, comp.encode_threads
-    reads = ["format.width", "format.height", "format.fps", "encode.preset", "encode.crf", "assembly.transition_s"]
-    reads.append("theme.background" if picture == "background" else "assembly.grade")
+    chunks of a scene are counted from its scripted length, so the graph is known before anything runs. With
+    transitions, the chunks share the scene's body (its frames less its cuts' windows), and the first and the
+    last scene fade in from black and out to it."""
+    timeout, threads = comp.timeout, comp.encode_threads
+    transition = transition_frames(comp.cfg.assembly.transition_s, comp.cfg.format.fps)
     retry = RetryPolicy.from_cfg(comp.cfg.retry.assembly)
+    last = len(comp.chunks) - 1
     for i, count in enumerate(comp.chunks):
+        ends = {"opens": i == 0, "closes": i == last} if comp.transitions else None
         for k in range(count):
-            deps: dict[str, Any] = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k)),
-                                    "layers": tuple(Part(comp.name(layer, i), shown) for layer in comp.layers
-                                                    if comp.name(layer, i) in comp.graph.nodes)}  # some: scene 0 only
-            shots = comp.pictures(i)
-            if len(shots) > 1:  # the cuts between shots fall where the narration pauses
-                deps["shots"] = shots
-                deps["pauses"] = Part(comp.name("voice", i), _pauses(comp.script.scenes[i].start if i == 0 else 0.0))
-            elif shots:
-                deps["picture"] = shots[0]
+            deps = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k, transition)), **scene_inputs(comp, i)}
             comp.add(Node(
-                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(reads), deps=deps,
-                fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),
+                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(scene_reads(comp)), data=ends,
+                deps=deps, fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),
                 fallback=lambda inp, exc, i=i, k=k: placeholder(inp, exc, scene=i, part=k, threads=threads,
                                                                 timeout=timeout),
                 retry=retry, slot="encode"))

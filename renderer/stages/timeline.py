@@ -5,7 +5,8 @@ frame of its timestamp however long the script is; the video opens on the first 
 timestamp is later than 0:00 (its narration then starts that late). Only the last scene's length depends on
 rendering: it lasts at least as long as its narration, plus a short tail. So the one timeline node reads
 only the last voice's duration (a ``Part``), and every segment only its own span: a narration edit that
-leaves the length alone re-encodes nothing.
+leaves the length alone re-encodes nothing. With transitions, each cut's window is centred on it and takes
+its frames from the two scenes (``cut_window``); a scene's own segments show the rest (``body``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Timeline(StageOutput):
 
 @dataclass(frozen=True)
 class Chunk:
-    """A run of a scene's frames encoded on its own: ``offset`` frames into the scene, ``frames`` long."""
+    """A run of a scene's frames encoded on its own: ``offset`` frames into the scene, ``frames`` long (the
+    outgoing scene's run in a transition goes on past the scene's end)."""
 
     offset: int
     frames: int
@@ -81,21 +83,96 @@ def chunk_count(frames: int, fps: int, chunk_s: float) -> int:
     return max(1, min(frames, math.ceil(frames / (chunk_s * fps) - 1e-9))) if chunk_s > 0 else 1
 
 
-def split(span: Span, count: int) -> tuple[Chunk, ...]:
-    """``span`` in ``count`` near-equal chunks (fewer only when it has fewer frames). Boundaries fall on
-    frames that start on a whole centisecond where there is room, so a layer's events (timed in
-    centiseconds) shift onto a chunk exactly."""
-    count = min(count, span.frames)
+def split(span: Span, count: int, first: int = 0, end: int | None = None) -> tuple[Chunk, ...]:
+    """``span``'s frames ``first`` to ``end`` (default: all of them) in ``count`` near-equal chunks (fewer only
+    when there are fewer frames). Boundaries fall on frames that start on a whole centisecond where there is
+    room, so a layer's events (timed in centiseconds) shift onto a chunk exactly."""
+    end = span.frames if end is None else end
+    count = min(count, end - first)
     quantum = span.fps // math.gcd(span.fps, 100)
-    bounds = [0]
+    bounds = [first]
     for k in range(1, count):
-        exact = k * span.frames / count
+        exact = first + k * (end - first) / count
         at = round(exact / quantum) * quantum
-        if not bounds[-1] < at < span.frames - (count - k - 1):
+        if not bounds[-1] < at < end - (count - k - 1):
             at = max(bounds[-1] + 1, round(exact))
         bounds.append(at)
-    bounds.append(span.frames)
+    bounds.append(end)
     return tuple(Chunk(a, b - a, span.frames, span.fps) for a, b in zip(bounds, bounds[1:]))
+
+
+# --------------------------------------------------------------------------- transitions at the cuts
+
+
+def transition_frames(transition_s: float, fps: int) -> int:
+    """Frames each cut's transition lasts (0: hard cuts)."""
+    return max(0, round(transition_s * fps))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A cut's transition: the last ``before`` frames of the scene that ends there (of ``frames``) blended
+    with the first ``after`` frames of the next (of ``next_frames``). It is centred on the cut and takes its
+    frames from the two scenes, so the timeline is the same with transitions as without."""
+
+    before: int
+    after: int
+    frames_before: int  # the outgoing scene's frames
+    frames_after: int  # the incoming scene's
+    fps: int
+
+    @property
+    def frames(self) -> int:
+        return self.before + self.after
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+    @property
+    def outgoing(self) -> Chunk:
+        """The frames of the scene before the cut the window shows: from ``before`` before its end, for the
+        whole window (its picture and layers go on past its end)."""
+        return Chunk(self.frames_before - self.before, self.frames, self.frames_before, self.fps)
+
+    @property
+    def incoming(self) -> Chunk:
+        """The frames of the scene after the cut the window shows: its first ``after`` (at least its first,
+        which is held for the ``before`` frames until the cut)."""
+        return Chunk(0, max(1, self.after), self.frames_after, self.fps)
+
+
+def _taken(frames: int, wanted: int) -> int:
+    """Frames a cut may take from a scene of ``frames``: what it wants, as long as the scene keeps at least
+    one frame of its own between its two cuts. Each side depends on its own scene alone."""
+    return max(0, min(wanted, (frames - 1) // 2))
+
+
+def cut_window(timeline: Timeline, cut: int, frames: int) -> Window:
+    """The window of a transition of ``frames`` at ``cut``, the cut between scenes ``cut`` and ``cut + 1``:
+    half before the cut, half after (the odd frame after), each half capped by its scene."""
+    out, into = timeline.spans[cut], timeline.spans[cut + 1]
+    half = frames // 2
+    return Window(_taken(out.frames, half), _taken(into.frames, frames - half), out.frames, into.frames, out.fps)
+
+
+def body(timeline: Timeline, scene: int, transition: int) -> tuple[int, int]:
+    """The scene's own frames, ``(first, end)`` on its clock: all of them less those its cuts' transitions
+    (of ``transition`` frames) take. Never empty; it depends on the scene's own span alone."""
+    frames = timeline.spans[scene].frames
+    first = _taken(frames, transition - transition // 2) if scene > 0 else 0
+    end = frames - (_taken(frames, transition // 2) if scene + 1 < len(timeline.spans) else 0)
+    return first, end
+
+
+def body_chunks(timeline: Timeline, scene: int, transition: int, count: int) -> tuple[Chunk, ...]:
+    """The scene's body in ``count`` chunks, offsets on the scene's clock; a body of fewer frames than
+    ``count`` gets empty chunks at its end (to be skipped), so a scene always has its ``count`` nodes. Without
+    transitions, the scene's ``split``."""
+    span = timeline.spans[scene]
+    first, end = body(timeline, scene, transition)
+    chunks = split(span, count, first, end)
+    return chunks + (Chunk(end, 0, span.frames, span.fps),) * (count - len(chunks))
 
 
 def plan(scenes: list[tuple[float, float]], fps: int, last_voice_s: float = 0.0) -> Timeline:
