@@ -170,3 +170,28 @@ def count_frames(path: Path) -> int:
                           "stream=nb_read_frames", "-of", "csv=p=0", str(path)], capture_output=True, text=True,
                          check=True).stdout
     return int(out.strip())
+
+
+SHOTS = """SCRIPT: TEST_0004 — SHOTS
+[0:00 – Both]
+Visual: red and blue
+Narration: “One.”
+
+[0:02 – Blue]
+Visual: blue
+Narration: “Two.”
+END TEST_0004
+"""
+
+
+def test_a_scene_in_shots_crossfades_into_the_next_with_the_frames_of_hard_cuts(tmp_path, clips):
+    (tmp_path / "hard").mkdir(), (tmp_path / "faded").mkdir()
+    hard, hard_video = render(tmp_path / "hard", clips, "visual.shot_s=1", text=SHOTS)
+    faded, faded_video = render(tmp_path / "faded", clips, "visual.shot_s=1", "assembly.transition=crossfade",
+                                "assembly.transition_s=0.4", text=SHOTS)
+    assert hard["status"] == faded["status"] == "ok", (hard["error"], faded["error"])
+    assert {s["name"] for s in faded["stages"] if s["stage"] == "visual"} >= {"visual/0.0", "visual/0.1"}
+    assert frames_and_duration(faded_video) == frames_and_duration(hard_video)
+    assert decode_errors(faded_video) == ""
+    shots = colours(hard_video)[:50]  # scene 0: its two shots, a file each (the narration gives no pauses: even)
+    assert {max(range(3), key=lambda c: rgb[c]) for rgb in (shots[10], shots[40])} == {0, 2}  # red, then blue
