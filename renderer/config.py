@@ -71,7 +71,9 @@ class ProceduralSettings:
 
     scale: float = 0.25  # render at this fraction of the output size; assembly scales up
     fps: int = 12
-    sources: list[str] = field(default_factory=lambda: ["gradients", "plasma", "life", "mandelbrot"])
+    # what scenes are drawn as: field, bokeh, stars, rain (calm, in the theme's colours; the Visual line's words
+    # pick stars or rain, else field or bokeh), or ffmpeg's busier gradients, plasma, life, mandelbrot
+    sources: list[str] = field(default_factory=lambda: ["field", "bokeh", "stars", "rain"])
 
 
 @dataclass

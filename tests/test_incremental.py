@@ -58,13 +58,18 @@ def rerun(record: dict) -> list[str]:
     return sorted(name for name, status in statuses(record).items() if status != "cached")
 
 
-def test_theme_change_reencodes_only_the_scenes_showing_a_terminal(script, tmp_path):
+def test_theme_change_redraws_terminals_and_backgrounds_and_speaks_nothing_again(script, tmp_path):
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     changed = render(script, tmp_path / "b", cache, "theme=matrix")
+    # the procedural backgrounds are drawn in the theme's colours: every scene is re-encoded, no voice re-run
+    assert rerun(changed) == ["mux", "segment/0.0", "segment/1.0", "segment/2.0", "terminal/0", "terminal/1",
+                              "terminal/2", "thumbnails", "visual/0", "visual/1", "visual/2"]
+    footage = ["visual.sources=[gradients]"]  # pictures that ignore the theme (the matrix terminals are cached now)
+    render(script, tmp_path / "c", cache, *footage)
     # scene 2 ("Two") shows no terminal: its events are the same (none) in every theme
-    assert rerun(changed) == ["mux", "segment/0.0", "segment/2.0", "terminal/0", "terminal/1", "terminal/2",
-                              "thumbnails"]
+    assert rerun(render(script, tmp_path / "d", cache, *footage, "theme=matrix")) == [
+        "mux", "segment/0.0", "segment/2.0", "thumbnails"]
 
 
 def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, tmp_path):

@@ -21,9 +21,8 @@ from renderer.media import ffmpeg
 from renderer.providers.base import ProviderConfigError
 from renderer.providers.chain import make
 from renderer.providers.espeak import SPEAKER_GAP_S, EspeakError
-from renderer.providers.procedural import seed_of
+from renderer.providers.procedural import LAVFI, SOURCES, seed_of
 
-SOURCES = ["gradients", "plasma", "life", "mandelbrot"]
 HANG_GUARD_S = 60
 
 
@@ -151,7 +150,7 @@ def test_procedural_same_prompt_same_clip_different_prompt_different_clip(tmp_pa
 def test_procedural_choice_is_seeded_by_the_prompt(tmp_path: Path):
     assert seed_of("the descent") == seed_of("the descent") != seed_of("the ascent")
     prompts = [f"scene {i}" for i in range(6)]
-    visual = make(ProceduralVisualConfig, scale=0.25, fps=4, sources=SOURCES)
+    visual = make(ProceduralVisualConfig, scale=0.25, fps=4, sources=list(LAVFI))
     kinds = [visual.render(p, tmp_path / f"{i}.mp4", width=64, height=64, duration=0.25).provider
              for i, p in enumerate(prompts)]
     again = [visual.render(p, tmp_path / f"r{i}.mp4", width=64, height=64, duration=0.25).provider

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import psutil
 
@@ -180,15 +180,38 @@ def kill_strays(folder: Path) -> int:
     return len(strays)
 
 
+def _feeder(proc: subprocess.Popen, feed: Iterable[bytes], failed: list[BaseException]) -> threading.Thread:
+    """A thread writing ``feed`` to the tool's stdin, then closing it; what the feed raises stops the tool."""
+    def write() -> None:
+        sink = proc.stdin.buffer  # type: ignore[union-attr]
+        try:
+            for chunk in feed:
+                sink.write(chunk)
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the tool stopped reading: its exit status says why
+        except BaseException as exc:  # noqa: BLE001  (re-raised by the caller)
+            failed.append(exc)
+            _kill_group(proc)
+        finally:
+            try:
+                sink.close()
+            except OSError:
+                pass
+
+    return threading.Thread(target=write, daemon=True, name="tool-stdin")
+
+
 def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None = None,
-             on_progress: Callable[[dict[str, str]], None] | None = None) -> str:
+             on_progress: Callable[[dict[str, str]], None] | None = None, feed: Iterable[bytes] | None = None) -> str:
     """Run ``cmd`` in its own process group; return stdout (or, with ``on_progress``, stream stdout's
-    ``key=value`` lines to it, one dict per block). Raise FFmpegError on failure, timeout or interruption."""
+    ``key=value`` lines to it, one dict per block); ``feed``: chunks written to its stdin (e.g. raw frames).
+    Raise FFmpegError on failure, timeout or interruption."""
     limit = timeout or DEFAULT_TIMEOUT_S
     launch = [SETPRIV, "--pdeathsig", "KILL", "--", *cmd] if SETPRIV else cmd
     try:
-        proc = subprocess.Popen(launch, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, text=True, errors="replace")
+        proc = subprocess.Popen(launch, cwd=cwd, stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True,
+                                errors="replace")
     except OSError as exc:
         raise FFmpegError(f"could not start {Path(cmd[0]).name}: {exc}", cmd) from exc
     _register(proc)
@@ -202,8 +225,12 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=lambda: tail.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
     watchdog = threading.Timer(limit, on_timeout)
+    feed_failed: list[BaseException] = []
+    writer = _feeder(proc, feed, feed_failed) if feed is not None else None
     reader.start()
     watchdog.start()
+    if writer is not None:
+        writer.start()
     try:
         if on_progress is None:
             out = proc.stdout.read()  # type: ignore[union-attr]
@@ -217,12 +244,16 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
                     block = {}
         proc.wait()
         reader.join(timeout=5)
+        if writer is not None:
+            writer.join(timeout=5)
     except BaseException:
         _kill_group(proc)
         raise
     finally:
         watchdog.cancel()
         _unregister(proc)
+    if feed_failed:
+        raise feed_failed[0]
     name = Path(cmd[0]).name
     failed = timed_out.is_set() or proc.returncode != 0
     health.record(name, time.perf_counter() - started, not failed, kind="tool",
@@ -239,12 +270,13 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
 
 def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = None, tool: str = "ffmpeg",
         duration: float | None = None, on_progress: Callable[[float], None] | None = None,
-        raw: bool = False) -> str:
+        raw: bool = False, feed: Iterable[bytes] | None = None) -> str:
     """Run ffmpeg (or ffprobe) with ``args``; return stdout.
 
     With ``on_progress`` and the ``duration`` the output will have, ffmpeg reports its position and the
     callback receives the fraction done (0..1) about twice a second, and 1.0 at the end. With a ``duration``
     alone, the fraction goes to the health monitor's live view of the current node (``health.progress``).
+    ``feed``: what ffmpeg reads from ``-i pipe:0`` (raw frames drawn in Python).
     """
     if duration and on_progress is None and tool == "ffmpeg" and not raw:
         on_progress = health.progress
@@ -255,7 +287,7 @@ def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = Non
             cmd += ["-nostats", "-progress", "pipe:1"]
     cmd += args
     if on_progress is None or tool != "ffmpeg" or raw:
-        return run_tool(cmd, timeout=timeout, cwd=cwd)
+        return run_tool(cmd, timeout=timeout, cwd=cwd, feed=feed)
 
     def report(block: dict[str, str]) -> None:
         if block.get("progress") == "end":
@@ -265,7 +297,7 @@ def run(args: list[str], *, timeout: float | None = None, cwd: Path | None = Non
         if micros.isdigit() and duration:
             on_progress(max(0.0, min(1.0, int(micros) / 1e6 / duration)))
 
-    return run_tool(cmd, timeout=timeout, cwd=cwd, on_progress=report)
+    return run_tool(cmd, timeout=timeout, cwd=cwd, on_progress=report, feed=feed)
 
 
 # --- probing ---------------------------------------------------------------------------------------------

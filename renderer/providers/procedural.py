@@ -1,9 +1,13 @@
-"""Offline scene visuals from ffmpeg's lavfi sources: varied per scene, seeded by it, cheap to render.
+"""Offline scene visuals, seeded by the scene, cheap to render: calm generated backgrounds in the theme's
+colours (renderer/media/art.py: ``field``, ``bokeh``, ``stars``, ``rain``) or ffmpeg's lavfi sources
+(``gradients``, ``plasma``, ``life``, ``mandelbrot``: busier, kept for those who ask for them).
 
 The Visual line steers them (renderer/providers/prompt.py): its first colour word ("green phosphor", "amber
-pulse", "black water") sets the hue of the palette, dark or bright words its brightness, fast or slow words the
-motion; a prompt that names none gets a seeded random palette. Clips are rendered small (``scale`` of the
-output size, low fps); assembly scales them to the format.
+pulse", "black water") turns the lights toward that hue, dark or bright words their brightness, fast or slow
+words the motion, and words of a kind's scenery pick it ("night sky" stars, "data stream" rain, "city lights"
+bokeh; otherwise a seeded choice of the calm ``field`` and ``bokeh``). The art is drawn in the theme's colours
+(``palette``, passed by the visual stage), so one video's scenes belong together. Clips are rendered small
+(``scale`` of the output size, low fps); assembly scales them to the format.
 """
 
 from __future__ import annotations
@@ -14,11 +18,32 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from renderer.media import ffmpeg
+from renderer.media import art, ffmpeg
 from renderer.providers.base import LOCAL_TIMEOUT_S, ProviderConfigError, VisualClip
-from renderer.providers.prompt import Mood, mood_of
+from renderer.providers.prompt import Mood, mood_of, words_of
 
-SOURCES = ("gradients", "life", "mandelbrot", "plasma")  # the lavfi sources it can draw (_source)
+LAVFI = ("gradients", "life", "mandelbrot", "plasma")  # ffmpeg's sources it can draw (_source)
+SOURCES = (*art.KINDS, *LAVFI)
+CALM = ("field", "bokeh")  # what a scene whose words call for no scenery gets
+SCENERY = {  # words that call for a kind
+    "stars": frozenset("star night space sky cosmos cosmic galaxy orbit planet satellite void universe astronaut "
+                       "telescope constellation moon".split()),
+    "rain": frozenset("data code rain matrix digital stream binary terminal server network signal packet "
+                      "download upload cyber hacker".split()),
+    "bokeh": frozenset("light city lamp glow neon bokeh candle festival street traffic window lantern "
+                       "reflection".split()),
+}
+NO_THEME = ["#0d1117", "#58a6ff", "#bc8cff", "#39c5cf", "#3fb950"]  # base, lights, accent: without a theme
+
+
+def kind_for(prompt: str, sources: list[str], rng: random.Random) -> str:
+    """The kind a scene is drawn as: one its words call for, else a seeded calm one (else any of ``sources``)."""
+    words = words_of(prompt)
+    called = [kind for kind, scenery in SCENERY.items() if kind in sources and words & scenery]
+    if called:
+        return max(called, key=lambda kind: len(words & SCENERY[kind]))
+    pool = [kind for kind in sources if kind in CALM] or [kind for kind in sources if kind not in SCENERY] or sources
+    return pool[rng.randrange(len(pool))]
 
 
 def seed_of(*parts: str) -> int:
@@ -79,7 +104,7 @@ class ProceduralVisual:
     """Built from ProceduralVisualConfig (renderer/config.py), where its settings' defaults live; as a stand-in,
     with the configured visual's settings of the same names (renderer/providers/chain.py)."""
 
-    version = "2"  # 2: steered by the prompt's colour and mood words
+    version = "3"  # 3: calm art in the theme's colours
 
     def __init__(self, *, name: str, scale: float, fps: int, sources: Sequence[str]):
         self.name = name
@@ -90,17 +115,33 @@ class ProceduralVisual:
         if unknown or not self.sources:
             raise ProviderConfigError(f"visual.sources={self.sources}: name one or more of {', '.join(SOURCES)}")
 
+    @property
+    def THEMED(self) -> bool:  # noqa: N802  (read as a provider's flag, like UNKEYED)
+        """Whether it draws in the theme's colours (the art does; the lavfi sources do not): the visual stage then
+        passes them (``palette``) and keys the scene by them."""
+        return any(kind in art.KINDS for kind in self.sources)
+
     def render(self, prompt: str, out: Path, *, width: int, height: int, duration: float,
-               timeout: float = LOCAL_TIMEOUT_S) -> VisualClip:
-        """A clip of ``duration`` seconds for a scene described by ``prompt`` (the prompt seeds and steers it)."""
+               timeout: float = LOCAL_TIMEOUT_S, palette: Sequence[str] = ()) -> VisualClip:
+        """A clip of ``duration`` seconds for a scene described by ``prompt`` (the prompt seeds and steers it),
+        in ``palette`` (the theme's background, lights and accent colours)."""
         rng = random.Random(seed_of(prompt))
-        kind = self.sources[rng.randrange(len(self.sources))]
+        mood = mood_of(prompt)
+        kind = kind_for(prompt, self.sources, rng)
         w = max(16, int(width * self.scale) // 2 * 2)
         h = max(16, int(height * self.scale) // 2 * 2)
-        graph = _source(kind, w, h, self.fps, duration, rng, mood_of(prompt))
-        ffmpeg.run(["-f", "lavfi", "-i", graph, "-t", f"{duration:.3f}", "-an", "-c:v", "libx264",
-                    "-preset", "ultrafast", "-crf", "20", "-pix_fmt", "yuv420p", "-f", "mp4", str(out)],
-                   timeout=timeout, duration=duration)
+        encode = ["-t", f"{duration:.3f}", "-an", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "20",
+                  "-pix_fmt", "yuv420p", "-f", "mp4", str(out)]
+        if kind in art.KINDS:
+            colours = list(palette) or NO_THEME
+            drawn = art.palette_of(colours[0], colours[1:-1] or colours[1:], colours[-1], hue=mood.hue,
+                                   value=mood.value)
+            frames = art.frames(kind, w, h, self.fps, duration, drawn, seed=rng.randrange(2**32), speed=mood.speed)
+            ffmpeg.run(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(self.fps), "-i", "pipe:0",
+                        *encode], timeout=timeout, duration=duration, feed=frames)
+        else:
+            ffmpeg.run(["-f", "lavfi", "-i", _source(kind, w, h, self.fps, duration, rng, mood), *encode],
+                       timeout=timeout, duration=duration)
         return VisualClip(out, duration, provider=f"{self.name}:{kind}")
 
 

@@ -34,6 +34,8 @@ def _source_of(provider: Any, prompt: str, **shot: int) -> dict[str, str]:
     return {"source": fingerprint(prompt, **shot)} if fingerprint else {}
 
 
+# the theme's colours a provider that draws in them (``THEMED``: procedural) is given: base, lights, accent
+THEME_COLOURS = ("theme.background", "theme.blue", "theme.purple", "theme.cyan", "theme.prompt")
 PLAN = "plan"  # the part of the visual stage that picks for the whole script: its node is ``visual.plan``
 
 
@@ -78,6 +80,8 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
     def render_with(p: Any, primary: bool = False) -> Any:
         def render(inp: NodeInput) -> Any:
             extra = {"pick": inp.deps["pick"]} if primary and plan else dict(which) if primary else {}
+            if getattr(p, "THEMED", False):
+                extra["palette"] = [inp.cfg[path] for path in THEME_COLOURS]
             return health.provider_call(p, lambda: p.render(prompt, out(inp), width=width, height=height,
                                                             duration=duration, timeout=timeout, **extra))
         render.label = getattr(p, "name", type(p).__name__)  # type: ignore[attr-defined]
@@ -88,13 +92,14 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
         scene=scene.index,
         part=part,
         version=f"{VERSION}.{provider.version}",
-        reads=("visual", "format.width", "format.height"),
+        reads=("visual", "format.width", "format.height", *THEME_COLOURS),
         data={"prompt": prompt, "duration": duration, **which, **_source_of(provider, prompt, **which)},
         deps={"pick": Part(plan, _pick(scene.index, shot))} if plan else {},
         fn=render_with(provider, primary=True),
         fallback=first_that_works([render_with(b) for b in backups or []]),
         cacheable=not stand_in,
-        unkeyed=tuple(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
+        unkeyed=(*(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
+                 *(() if getattr(provider, "THEMED", False) else THEME_COLOURS)),  # a stand-in's are never cached
     )
 
 
