@@ -357,6 +357,13 @@ class ScriptConfig:
     format: str = "auto"  # auto (detected from the content) | log | markdown
     words_per_minute: float = 150.0  # for timing estimates when a script gives none, and the too-long check
     min_last_scene_s: float = 4.0  # shortest estimated scene: the last LOG scene, untimed Markdown scenes
+    # the work one script may ask for: past a limit the script stops with an error naming it (each 0 = no limit).
+    # Overnight productions (an hour or two of 100-odd scenes, a few hundred KB) pass with room to spare.
+    max_size_mb: float = 4.0  # the script file; a larger one is not read
+    max_line_chars: int = 20000  # one line (a long paragraph is a few thousand)
+    max_scenes: int = 500
+    max_scene_s: float = 1800.0  # one scene: 30 minutes
+    max_duration_s: float = 14400.0  # the whole script: 4 hours
 
 
 @dataclass

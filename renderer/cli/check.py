@@ -16,9 +16,19 @@ from renderer.ops.exits import Exit
 from renderer.script import FORMATS, Options, Script, clip, format_time, parse_file
 
 
+LIMITS = {  # the script.* limits, each with an option of its own
+    "max_size_mb": "largest script file, MB",
+    "max_line_chars": "longest line, characters",
+    "max_scenes": "most scenes in a script",
+    "max_scene_s": "longest scene, seconds",
+    "max_duration_s": "longest script, seconds",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments().parse_args(argv)
-    options = Options.of(args.format, args.wpm, args.min_scene_s, args.char_limit)
+    options = Options.of(args.format, args.wpm, args.min_scene_s, args.char_limit,
+                         **{name: getattr(args, name) for name in LIMITS})
     scripts = [parse_file(path, options=options) for path in args.files]
     if args.json:
         print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))
@@ -45,6 +55,10 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--char-limit", "--max-chars", type=int, default=limit, metavar="N",
                         help=f"narration characters per voice request, voice.char_limit; 0 = no limit (default: "
                              f"{limit}, ElevenLabs')")
+    for name, what in LIMITS.items():
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=_not_negative, default=default, metavar="N",
+                            help=f"{what}, script.{name}; 0 = no limit (default: {default:g})")
     return parser
 
 
