@@ -160,6 +160,16 @@ def test_work_past_the_limits_is_an_error_with_the_setting_to_raise(tmp_path):
     assert raised.returncode == 0, raised.stdout
 
 
+def test_titles_cannot_drive_the_terminal(tmp_path):
+    """A title with an OSC 52 clipboard write and a clear-screen is printed without them."""
+    path = tmp_path / "evil.txt"
+    path.write_text("SCRIPT: LOG_1 — Evil\x1b]52;c;ZWNobyBvd25lZA==\x07\x1b[2J Title\n"
+                    "[0:00 – Scene\x1b[2J One]\n[0:05 – Two]\nhi\n", encoding="utf-8")
+    result = check(str(path))
+    assert "LOG_1 — Evil Title" in result.stdout and "Scene One" in result.stdout  # the empty_scene warning too
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+
+
 def test_missing_file_is_an_error_not_a_crash(tmp_path):
     result = check(str(tmp_path / "nope.txt"))
     assert result.returncode == 1 and "unreadable_file" in result.stdout and "Traceback" not in result.stderr

@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
 from renderer.ops.exits import Exit
+from renderer.ops.terminal_text import for_terminal
 from renderer.script import FORMATS, Options, Script, clip, format_time, parse_file
 
 
@@ -31,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                          **{name: getattr(args, name) for name in LIMITS})
     scripts = [parse_file(path, options=options) for path in args.files]
     if args.json:
-        print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))
+        print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))  # escapes \u001b
     else:
-        print("\n\n".join(report(script) for script in scripts))
+        print(for_terminal("\n\n".join(report(script) for script in scripts)))  # titles are the scripts' own
         print(f"\n{totals(scripts)}")
     return Exit.FAILED if any(script.errors for script in scripts) else Exit.OK
 

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from renderer.config import PALETTE, ThemeConfig, packaged_config_dir, user_config_dir
 from renderer.ops.exits import Exit
 from renderer.ops.files import slugify, write_text_atomic
+from renderer.ops.terminal_text import for_terminal
 
 REQUIRED = ("background", "foreground") + PALETTE
 ALIASES = {  # our field -> the names it goes by in published theme files, first match wins
@@ -230,11 +231,11 @@ def _list(args: argparse.Namespace) -> None:
     if args.file:
         for i, theme in enumerate(load_themes(Path(args.file))):
             bg = theme.get("background", "?")
-            print(f"{theme_label(theme, i):<32} {theme_slug(theme_label(theme, i)):<28} background {bg}")
+            print(for_terminal(f"{theme_label(theme, i):<32} {theme_slug(theme_label(theme, i)):<28} background {bg}"))
         return
     for theme in installed([Path(args.dir)] if args.dir else None):
-        print(f"{Path(theme['file']).stem:<18} background {theme.get('background')}  "
-              f"foreground {theme.get('foreground')}  prompt {theme.get('prompt')}")
+        print(for_terminal(f"{Path(theme['file']).stem:<18} background {theme.get('background')}  "
+                           f"foreground {theme.get('foreground')}  prompt {theme.get('prompt')}"))
 
 
 def _import(args: argparse.Namespace) -> None:

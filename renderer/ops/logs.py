@@ -1,4 +1,5 @@
-"""Logging: loguru sinks in the run dir (human + JSON lines), secrets redacted before anything is written.
+"""Logging: loguru sinks in the run dir (human + JSON lines), secrets redacted and terminal escape sequences removed
+before anything is written.
 
 Every record carries correlation ids in ``extra``: ``run`` (the run dir, e.g. ``2026-11-24/10-31-07``), and
 inside ``correlate(...)`` whatever it names (``script``, ``scene``, ``node``, ``stage``, ``provider``). They
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 from loguru import logger
 
 from renderer.ops.files import RunLayout
+from renderer.ops.terminal_text import for_terminal
 
 SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 HUMAN_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {extra[node]: <12} | "
@@ -71,11 +73,13 @@ def _script_format(record: dict) -> str:
 
 
 def _patch(record: dict) -> None:
-    record["message"] = redact(record["message"])
+    """Every record, for every sink: secrets redacted, escape sequences gone (the console, and ``cat renderer.log``,
+    show titles and messages quoting input files)."""
+    record["message"] = for_terminal(redact(record["message"]))
     extra = record["extra"]
     for key, value in list(extra.items()):
         if isinstance(value, str):
-            extra[key] = redact(value)
+            extra[key] = for_terminal(redact(value))
     extra.setdefault("run", _run_id)
     extra.setdefault("script", "-")
     extra.setdefault("node", "-")
