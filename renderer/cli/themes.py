@@ -25,6 +25,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from renderer.config import PALETTE, ThemeConfig, packaged_config_dir, user_config_dir
@@ -180,13 +181,21 @@ def to_yaml(theme: dict[str, Any], display_name: str, source: str) -> str:
              "font_size": "pixels at 720p output height (scaled for other heights)",
              "padding": "pixels at 720p", "window_chrome": "draw a title bar with three dots",
              "panel_opacity": "0..1 opacity of the terminal background over the visual"}
-    lines = [f"# conf/theme/{theme['name']}.yaml — {display_name}, imported from {source}",
+    lines = [f"# conf/theme/{theme['name']}.yaml — {_one_line(display_name)}, imported from {_one_line(source)}",
              "# by `python -m renderer.themes import`. ANSI colour names follow the VHS / charmbracelet theme JSON."]
     for key, value in theme.items():
-        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value).lower()
-        line = f"{key}: {text}"
-        lines.append(f"{line:<25}# {notes[key]}" if key in notes else line)
+        line = yaml.safe_dump({key: value}, allow_unicode=True, width=float("inf")).rstrip("\n")
+        if "\n" in line:  # a value YAML can only write on several lines: emitted whole, no comment after it
+            lines.append(line)
+        else:
+            lines.append(f"{line:<25}# {notes[key]}" if key in notes else line)
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    """Text from the theme file for a comment: no line break of any kind (YAML's include U+0085 and U+2028), so
+    it cannot end the comment and start a config line."""
+    return " ".join(for_terminal(text).split())
 
 
 def theme_dirs() -> list[Path]:
