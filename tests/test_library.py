@@ -14,7 +14,7 @@ from renderer.media import ffmpeg
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
 from renderer.providers.chain import make
-from renderer.providers.library import LibraryError, LibraryVisual
+from renderer.providers.library import LibraryError, LibraryVisual, index
 from renderer.providers.prompt import words_of
 from renderer.stages import visual as visual_stage
 from tests.conftest import TINY, compose_cfg, mean_rgb, parsed
@@ -105,6 +105,18 @@ def test_a_wrong_folder_is_a_clear_error(tmp_path: Path, folder: str, message: s
     (tmp_path / "empty").mkdir()
     with pytest.raises(LibraryError, match=message):
         library(tmp_path / folder)
+
+
+def test_a_sidecar_with_aliases_is_refused_not_expanded(tmp_path: Path):
+    """A "billion laughs" clips.yaml (about 300 bytes, a billion strings if expanded) is refused at once."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "sea.png").write_bytes(b"")
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    laughs += [f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    (tmp_path / "m" / "clips.yaml").write_text("\n".join(laughs) + "\n", encoding="utf-8")
+    with pytest.raises(LibraryError, match=r"m/clips.yaml: cannot be read as YAML .*an alias \(\*a\) at line 2: "
+                                           r"aliases are not allowed"):
+        index(tmp_path / "m")
 
 
 def test_a_broken_sidecar_names_itself(tmp_path: Path):
