@@ -95,6 +95,18 @@ def test_a_still_gets_a_slow_ken_burns_move(tmp_path: Path):
     assert first != last  # the frame moved over the picture
 
 
+def test_a_still_named_like_an_image_sequence_is_that_one_file(tmp_path: Path):
+    """``x%03d.png`` is the blue still, not the sequence x001.png (red) beside it."""
+    root = tmp_path / "stills"
+    root.mkdir()
+    for name, colour in (("x%03d.png", "blue"), ("x001.png", "red")):  # -update 1: the name as written
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={colour}:s=320x180",
+                        "-frames:v", "1", "-update", "1", str(root / name)], check=True)
+    (root / "clips.yaml").write_text("'x%03d.png': [ocean]\n", encoding="utf-8")
+    clip = library(root).render("ocean", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
+    assert clip.provider == "library:x%03d.png" and near(mean_rgb(clip.path), "blue")
+
+
 def test_a_still_in_its_own_colour(media: Path, tmp_path: Path):
     clip = library(media).render("boats", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
     assert near(mean_rgb(clip.path), "red")
