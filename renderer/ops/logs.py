@@ -11,7 +11,6 @@ urllib3, requests, distributed) goes through loguru with the same ids.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,9 +20,9 @@ from typing import Any, Iterator
 from loguru import logger
 
 from renderer.ops.files import RunLayout
+from renderer.ops.secrets import secret_values
 from renderer.ops.terminal_text import for_terminal
 
-SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 HUMAN_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {extra[node]: <12} | "
                 "{message}")
 LIBRARY_LEVEL = logging.INFO  # stdlib records at or above this reach the sinks (urllib3's DEBUG chatter does not)
@@ -34,10 +33,10 @@ _ids: ContextVar[dict[str, str]] = ContextVar("renderer_log_ids", default={})
 
 
 def redact(text: str) -> str:
-    """Replace the value of every secret in the environment with ***."""
-    for name in SECRET_ENV_VARS:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
+    """Replace every API key in the environment with ***: the key as it is sent (``secrets.env_key``), which is
+    also the core of the raw value, so neither form is left."""
+    for value in secret_values():
+        if len(value) >= 4:
             text = text.replace(value, "***")
     return text
 
