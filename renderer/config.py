@@ -101,6 +101,13 @@ class LibraryVisualConfig:
 
 # --- cloud providers (keys come from the environment only, never from config) ----------------------------
 @dataclass
+class DownloadSettings:
+    """What a visual provider that downloads its footage may fetch (stock, runway)."""
+
+    max_download_mb: float = 150.0  # a file larger than this (announced or as it arrives) is not downloaded
+
+
+@dataclass
 class ElevenLabsVoiceSettings:
     stability: float = 0.5
     similarity_boost: float = 0.75
@@ -127,7 +134,7 @@ class ElevenLabsVoiceConfig:
 
 
 @dataclass
-class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its procedural stand-in's
+class RunwayVisualConfig(ProceduralSettings, DownloadSettings):  # scale, fps, sources: its stand-in's
     _target_: str = "renderer.providers.runway.RunwayVisual"
     name: str = "runway"
     base_url: str = "https://api.dev.runwayml.com"
@@ -149,7 +156,7 @@ class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its proced
 
 
 @dataclass
-class StockVisualConfig:
+class StockVisualConfig(DownloadSettings):
     """visual=stock: Pexels and Pixabay stock footage matched to each scene's Visual line (keys from PEXELS_API_KEY
     and PIXABAY_API_KEY in the environment only)."""
 
@@ -161,7 +168,6 @@ class StockVisualConfig:
     per_page: int = 20  # candidates asked for per search (Pexels allows up to 80, Pixabay 3..200)
     query_words: int = 3  # keywords of a Visual line in a search; fewer when nothing is found
     photos: bool = True  # a still (Pexels photos, Pixabay images) with a Ken Burns move where no clip matches
-    max_download_mb: float = 150.0  # a rendition larger than this is not downloaded
     search_cache_h: float = 24.0  # searches are kept this long in cache.dir (Pixabay requires 24 h)
     rate_wait_s: float = 20.0  # wait at most this for a spent rate limit to reset, else the next service
     rate_cooldown_s: float = 60.0  # after a 429 that names no reset time, the service rests this long

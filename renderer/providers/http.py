@@ -187,7 +187,7 @@ class Client:
                 raise error_from_response(self.service, resp)
             expected = int(resp.headers.get("Content-Length") or 0)
             too_large = ServiceError(self.service, None, "too_large", f"the file is larger than "
-                                     f"{(max_bytes or 0) / 1e6:.0f} MB", False)
+                                     f"{(max_bytes or 0) / 1e6:g} MB (visual.max_download_mb)", False)
             if max_bytes is not None and expected > max_bytes:
                 raise too_large
             size = 0
