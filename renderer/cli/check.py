@@ -2,7 +2,8 @@
 
 Prints each script's parsed structure (title, scenes with start, length and title, narration and on-screen
 line counts) and every issue with its file:line, message and hint; ``--json`` prints one JSON document
-instead. Exit code 1 when any file has an error (warnings alone give 0), 2 on a usage error.
+instead. Exit code 1 when any file has an error (warnings alone give 0), 2 on a usage error. The script limits
+(``script.max_*``) have an option each, ``--max-scenes`` …; text output has no terminal escape sequences.
 """
 
 from __future__ import annotations
