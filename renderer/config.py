@@ -104,6 +104,13 @@ class LibraryVisualConfig:
 
 # --- cloud providers (keys come from the environment only, never from config) ----------------------------
 @dataclass
+class DownloadSettings:
+    """What a visual provider that downloads its footage may fetch (stock, runway)."""
+
+    max_download_mb: float = 150.0  # a file larger than this (announced or as it arrives) is not downloaded
+
+
+@dataclass
 class ElevenLabsVoiceSettings:
     stability: float = 0.5
     similarity_boost: float = 0.75
@@ -130,7 +137,7 @@ class ElevenLabsVoiceConfig:
 
 
 @dataclass
-class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its procedural stand-in's
+class RunwayVisualConfig(ProceduralSettings, DownloadSettings):  # scale, fps, sources: its stand-in's
     _target_: str = "renderer.providers.runway.RunwayVisual"
     name: str = "runway"
     base_url: str = "https://api.dev.runwayml.com"
@@ -153,7 +160,7 @@ class RunwayVisualConfig(ProceduralSettings):  # scale, fps, sources: its proced
 
 
 @dataclass
-class StockVisualConfig:
+class StockVisualConfig(DownloadSettings):
     """visual=stock: Pexels and Pixabay stock footage matched to each scene's Visual line (keys from PEXELS_API_KEY
     and PIXABAY_API_KEY in the environment only)."""
 
@@ -165,7 +172,6 @@ class StockVisualConfig:
     per_page: int = 20  # candidates asked for per search (Pexels allows up to 80, Pixabay 3..200)
     query_words: int = 3  # keywords of a Visual line in a search; fewer when nothing is found
     photos: bool = True  # a still (Pexels photos, Pixabay images) with a Ken Burns move where no clip matches
-    max_download_mb: float = 150.0  # a rendition larger than this is not downloaded
     search_cache_h: float = 24.0  # searches are kept this long in cache.dir (Pixabay requires 24 h)
     rate_wait_s: float = 20.0  # wait at most this for a spent rate limit to reset, else the next service
     rate_cooldown_s: float = 60.0  # after a 429 that names no reset time, the service rests this long
@@ -369,6 +375,13 @@ class ScriptConfig:
     format: str = "auto"  # auto (detected from the content) | log | markdown
     words_per_minute: float = 150.0  # for timing estimates when a script gives none, and the too-long check
     min_last_scene_s: float = 4.0  # shortest estimated scene: the last LOG scene, untimed Markdown scenes
+    # the work one script may ask for: past a limit the script stops with an error naming it (each 0 = no limit).
+    # Overnight productions (an hour or two of 100-odd scenes, a few hundred KB) pass with room to spare.
+    max_size_mb: float = 4.0  # the script file; a larger one is not read
+    max_line_chars: int = 20000  # one line (a long paragraph is a few thousand)
+    max_scenes: int = 500
+    max_scene_s: float = 1800.0  # one scene: 30 minutes
+    max_duration_s: float = 14400.0  # the whole script: 4 hours
 
 
 @dataclass

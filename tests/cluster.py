@@ -13,9 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from renderer.ops.secrets import SECRET_ENV_VARS
 from tests.conftest import ROOT
-
-SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 
 
 def _dask(*args: str) -> list[str]:

@@ -137,6 +137,39 @@ def test_the_request_limit_is_the_voice_schema_s(tmp_path):
     assert "narration_over_limit" not in check("--char-limit", "0", str(path)).stdout
 
 
+def test_work_past_the_limits_is_an_error_with_the_setting_to_raise(tmp_path):
+    """A 10-hour scene, 600 one-word scenes, a 200,000-space line: errors naming file, line and the fix, at once."""
+    from renderer.config import ScriptConfig
+
+    long_scene = tmp_path / "long.txt"
+    long_scene.write_text("[0:00 – A]\nhi\n[10:00:00 – B]\nho\n", encoding="utf-8")
+    many = tmp_path / "many.txt"
+    many.write_text("".join(f"[{i}:00 – S{i}]\nword\n" for i in range(ScriptConfig().max_scenes + 100)))
+    wide = tmp_path / "wide.txt"
+    wide.write_text("[0:00 – A]\nhi\n" + " " * 200_000 + "x\n", encoding="utf-8")
+    result = check(str(long_scene), str(many), str(wide))
+    assert result.returncode == 1, result.stdout
+    for where, code, setting in ((f"{long_scene}:1", "scene_too_long", "script.max_scene_s=… (python -m "
+                                  "renderer.check --max-scene-s …)"),
+                                 (f"{many}:{2 * ScriptConfig().max_scenes + 1}", "too_many_scenes", "--max-scenes"),
+                                 (f"{wide}:3", "line_too_long", "script.max_line_chars=")):
+        assert where in result.stdout and code in result.stdout and setting in result.stdout
+    raised = check("--max-scene-s", "0", "--max-duration-s", "0", "--max-scenes", "1000", "--max-line-chars", "0",
+                   str(long_scene),
+                   str(many), str(wide))
+    assert raised.returncode == 0, raised.stdout
+
+
+def test_titles_cannot_drive_the_terminal(tmp_path):
+    """A title with an OSC 52 clipboard write and a clear-screen is printed without them."""
+    path = tmp_path / "evil.txt"
+    path.write_text("SCRIPT: LOG_1 — Evil\x1b]52;c;ZWNobyBvd25lZA==\x07\x1b[2J Title\n"
+                    "[0:00 – Scene\x1b[2J One]\n[0:05 – Two]\nhi\n", encoding="utf-8")
+    result = check(str(path))
+    assert "LOG_1 — Evil Title" in result.stdout and "Scene One" in result.stdout  # the empty_scene warning too
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+
+
 def test_missing_file_is_an_error_not_a_crash(tmp_path):
     result = check(str(tmp_path / "nope.txt"))
     assert result.returncode == 1 and "unreadable_file" in result.stdout and "Traceback" not in result.stderr

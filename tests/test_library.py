@@ -14,7 +14,7 @@ from renderer.media import ffmpeg
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
 from renderer.providers.chain import make
-from renderer.providers.library import LibraryError, LibraryVisual
+from renderer.providers.library import LibraryError, LibraryVisual, index
 from renderer.providers.prompt import words_of
 from renderer.stages import visual as visual_stage
 from tests.conftest import TINY, compose_cfg, mean_rgb, parsed
@@ -95,6 +95,18 @@ def test_a_still_gets_a_slow_ken_burns_move(tmp_path: Path):
     assert first != last  # the frame moved over the picture
 
 
+def test_a_still_named_like_an_image_sequence_is_that_one_file(tmp_path: Path):
+    """``x%03d.png`` is the blue still, not the sequence x001.png (red) beside it."""
+    root = tmp_path / "stills"
+    root.mkdir()
+    for name, colour in (("x%03d.png", "blue"), ("x001.png", "red")):  # -update 1: the name as written
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={colour}:s=320x180",
+                        "-frames:v", "1", "-update", "1", str(root / name)], check=True)
+    (root / "clips.yaml").write_text("'x%03d.png': [ocean]\n", encoding="utf-8")
+    clip = library(root).render("ocean", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
+    assert clip.provider == "library:x%03d.png" and near(mean_rgb(clip.path), "blue")
+
+
 def test_a_still_in_its_own_colour(media: Path, tmp_path: Path):
     clip = library(media).render("boats", tmp_path / "v.mp4", width=192, height=108, duration=1.0)
     assert near(mean_rgb(clip.path), "red")
@@ -105,6 +117,18 @@ def test_a_wrong_folder_is_a_clear_error(tmp_path: Path, folder: str, message: s
     (tmp_path / "empty").mkdir()
     with pytest.raises(LibraryError, match=message):
         library(tmp_path / folder)
+
+
+def test_a_sidecar_with_aliases_is_refused_not_expanded(tmp_path: Path):
+    """A "billion laughs" clips.yaml (about 300 bytes, a billion strings if expanded) is refused at once."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "sea.png").write_bytes(b"")
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    laughs += [f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    (tmp_path / "m" / "clips.yaml").write_text("\n".join(laughs) + "\n", encoding="utf-8")
+    with pytest.raises(LibraryError, match=r"m/clips.yaml: cannot be read as YAML .*an alias \(\*a\) at line 2: "
+                                           r"aliases are not allowed"):
+        index(tmp_path / "m")
 
 
 def test_a_broken_sidecar_names_itself(tmp_path: Path):

@@ -61,6 +61,52 @@ def test_worker_records_carry_their_ids(tmp_path: Path):
     assert KEY not in text
 
 
+def test_input_text_reaches_no_sink_with_its_escape_sequences(tmp_path: Path, capfd):
+    """A title quoted in a log message or bound as an id: the console and renderer.log get it without its OSC 52
+    clipboard write and clear-screen (loguru's own level colours stay)."""
+    title = "Evil\x1b]52;c;ZWNobyBvd25lZA==\x07\x1b[2J Title"
+    run = tmp_path / "day" / "run"
+    try:
+        logs.setup(run, console=True)
+        with logs.correlate(script=title):
+            logger.warning("parsing {}", title)
+        logger.complete()
+        shown = {"console": capfd.readouterr().err, "renderer.log": (run / "renderer.log").read_text()}
+        for sink, text in shown.items():
+            assert "parsing Evil Title" in text, sink
+            assert "\x1b]" not in text and "\x07" not in text and "\x1b[2J" not in text, sink
+        assert "| Evil Title" in shown["renderer.log"]  # the script id column
+    finally:
+        logs._configured_for = None
+        logger.remove()
+        logging.basicConfig(force=True)
+
+
+def test_a_key_with_a_trailing_cr_is_sent_stripped_and_logged_in_neither_form(tmp_path: Path, monkeypatch):
+    """One reading of the key (renderer.ops.secrets) for the client and the redaction: "key\\r" in the
+    environment is sent as "key", and neither "key" nor "key\\r" reaches a log."""
+    from renderer.config import RunwayVisualConfig
+    from renderer.providers.http import Client, api_key
+
+    key = "rw-SECRET-cr-key-0042"
+    monkeypatch.setenv("RUNWAY_API_KEY", key + "\r")
+    with FakeAPI(runway_key=key) as api:
+        client = Client("runway", api.url, {"Authorization": f"Bearer {api_key('RUNWAY_API_KEY', 'Runway')}",
+                                            "X-Runway-Version": RunwayVisualConfig().api_version})
+        assert client.request("GET", "/v1/tasks/none", timeout=10, check=False).status_code == 404  # not 401
+    run = tmp_path / "day" / "run"
+    try:
+        logs.setup(run, console=False)
+        logger.info("sent {}, set {!r}, raw {}", key, key + "\r", key + "\r")
+        logger.complete()
+        text = (run / "renderer.log").read_text() + (run / "renderer.jsonl").read_text()
+        assert "sent ***, set '***\\r', raw ***" in text and key not in text
+    finally:
+        logs._configured_for = None
+        logger.remove()
+        logging.basicConfig(force=True)
+
+
 def test_stdlib_logging_goes_through_loguru_with_the_ids(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("RUNWAY_API_KEY", "rw-SECRET-stdlib-0042")
     own = logging.getLogger("distributed.worker")  # a library that brings its own handler

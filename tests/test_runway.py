@@ -279,6 +279,19 @@ def test_wrong_key_is_not_retried_and_never_shown(api: FakeAPI, monkeypatch, tmp
         assert wrong not in text
 
 
+def test_an_output_over_max_download_mb_is_refused_not_retried(api: FakeAPI, monkeypatch, tmp_path: Path):
+    """visual.max_download_mb (stock's setting, one default in the schema) bounds Runway's download too: the
+    double's clip is more than a kilobyte."""
+    monkeypatch.setenv("RUNWAY_API_KEY", KEY)
+    visual = make(RunwayVisualConfig, base_url=api.url, poll_interval_s=0.05, max_download_mb=0.001)
+    visual.guard = build_guard("runway", None, FAST_RETRY)
+    with pytest.raises(ServiceError) as err:
+        visual.render("Rain.", tmp_path / "v.mp4", duration=2, **SIZE)
+    assert err.value.code == "too_large" and not err.value.retryable and api.count("download") == 1
+    assert "larger than 0.001 MB (visual.max_download_mb)" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
 # --------------------------------------------------------------------------- its stand-in
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import subprocess
+import sys
 from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from renderer.script import (
     format_time,
     parse_file,
     parse_log,
+    parse_markdown,
     parse_text,
     read_text,
     split_text,
@@ -101,7 +105,7 @@ def test_scene_header_forms(header, title, subtitle):
 
 
 def test_hours_minutes_seconds_and_long_minutes():
-    s = parse("[0:59 – A]\nhi\n[1:02:03 – B]\nhi\n[75:00 – C]\nhi\n")
+    s = parse("[0:59 – A]\nhi\n[1:02:03 – B]\nhi\n[75:00 – C]\nhi\n", max_scene_s=0)  # an hour-long scene
     assert [sc.start for sc in s.scenes] == [59.0, 3723.0, 4500.0]
     assert [sc.index for sc in s.scenes] == [0, 1, 2]
     assert s.issues == []
@@ -393,6 +397,107 @@ def test_unreadable_file_is_an_issue_not_an_exception(tmp_path):
         assert s.errors[0].message.startswith(f"{path}: ")
 
 
+def test_a_fifo_is_refused_not_read(tmp_path):
+    """Reading a FIFO would block until something writes to it."""
+    fifo = tmp_path / "script.txt"
+    os.mkfifo(fifo)
+    s = parse_file(fifo, options=OPTIONS)
+    assert [(i.code, i.message) for i in s.errors] == [
+        ("unreadable_file", f"{fifo}: cannot read the script: it is not a regular file")]
+
+
+# --------------------------------------------------------------------------- hostile input: linear, bounded
+
+_PARSE_PATHOLOGICAL = """
+import sys, time
+from renderer.script import Options, parse_text
+
+RUNS = (" ", "\\t", "#", ":", "[", "*", "A ", "1:")
+CONTEXTS = ("{}", "A{}x", "**{}", "*x{}", "[0:00 – {}", "## {}", "**A{}**: hi", "Narration ({}:")
+SHAPES = ("SCRIPT: X\\n[0:00 – A]\\n{}\\n", "SCRIPT: X\\n{}\\n[0:00 – A]\\nhi\\n",
+          "# T\\n## S\\n{}\\n", "# T\\n{}\\n## S\\nhi\\n")
+n = int(sys.argv[1])
+texts = [shape.format(context.format(run * (n // len(run)))) for run in RUNS for context in CONTEXTS
+         for shape in SHAPES]
+options = Options("auto", 150.0, 4.0, 0, 0, 0, 0, 0, 0)  # no limits: the parsers themselves are measured
+start = time.perf_counter()
+for text in texts:
+    parse_text(text, options=options)
+print(time.perf_counter() - start)
+"""
+
+
+def _seconds_to_parse_lines_of(n: int) -> float:
+    """Time to parse every pathological line ``n`` characters long, in a child process with a deadline (a
+    quadratic regex takes minutes at these lengths, and a regex cannot be interrupted in-process)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _PARSE_PATHOLOGICAL, str(n)], capture_output=True, text=True,
+                              timeout=60, check=True, cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"parsing lines of {n:,} characters took over a minute: a regex backtracks")
+    return float(done.stdout)
+
+
+def test_parsing_is_linear_in_the_length_of_a_line():
+    """Lines made of long runs of spaces, tabs, '#', ':', '[', '*' … in every kind of line of both formats (a
+    scene's body, the subtitle, headers, headings, speakers, labels): ten times the characters take about ten
+    times as long, never a hundred (one line of 4,000 spaces once took a second, 200,000 tens of minutes)."""
+    small = _seconds_to_parse_lines_of(20_000)
+    large = _seconds_to_parse_lines_of(200_000)
+    assert large < 20 * small, f"20,000 characters: {small:.3f} s; 200,000: {large:.3f} s"
+
+
+def limited(**limits) -> Options:
+    """OPTIONS with no limits but ``limits``."""
+    return replace(OPTIONS, **{"max_size_mb": 0, "max_line_chars": 0, "max_scenes": 0, "max_scene_s": 0,
+                               "max_duration_s": 0, **limits})
+
+
+def test_the_default_limits_pass_a_long_production():
+    """Two hours in 120 scenes of a minute each, 100 words of narration a scene: far from every limit."""
+    scenes = "".join(f"[{i // 60}:{i % 60:02d}:00 – Scene {i}]\nVisual: a hall.\nNarration:\n{'word ' * 100}\n\n"
+                     for i in range(120))
+    s = parse(f"SCRIPT: X\n{scenes}")
+    assert len(s.scenes) == 120 and s.errors == []
+
+
+def test_a_scene_or_script_over_its_length_limit_is_an_error():
+    s = parse_log("[0:00 – A]\nhi\n[10:00:00 – B]\nho\n", "t.txt", options=limited(max_scene_s=1800))
+    assert codes(s) == [("scene_too_long", 1)]
+    assert s.errors[0].message == "t.txt:1: scene 1 “A” lasts 10:00:00, over the limit of 30:00 (script.max_scene_s=1800)"
+    assert "script.max_scene_s=" in s.errors[0].hint
+    s = parse_log("[0:00 – A]\nhi\n[999:00:00 – B]\nho\n", "t.txt", options=limited(max_duration_s=14400))
+    assert codes(s) == [("script_too_long", 3)] and "script.max_duration_s=" in s.errors[0].hint
+    s = parse_markdown("# T\n## A [0:00]\nhi\n## B [5:00:00]\nho\n", "t.md", options=limited(max_scene_s=60))
+    assert codes(s) == [("scene_too_long", 2)]
+
+
+def test_too_many_scenes_is_one_error_at_the_first_scene_past_the_limit():
+    text = "".join(f"[{i}:00 – S{i}]\nword\n" for i in range(1100))
+    s = parse_log(text, "t.txt", options=limited(max_scenes=500))
+    assert codes(s) == [("too_many_scenes", 1001)]
+    assert "1,100 scenes, over the limit of 500 (script.max_scenes)" in s.errors[0].message
+    assert "script.max_scenes=" in s.errors[0].hint
+    assert parse_log(text, "t.txt", options=limited(max_scenes=1100)).errors == []
+
+
+def test_a_line_over_the_limit_is_an_error_and_not_read():
+    s = parse_log("[0:00 – A]\nhi\n" + " " * 200_000 + "x\nho\n", "t.txt", options=limited(max_line_chars=20_000))
+    assert codes(s) == [("line_too_long", 3)] and [n.text for n in s.scenes[0].narration] == ["hi", "ho"]
+    assert "200,001 characters, over the limit of 20,000 (script.max_line_chars)" in s.errors[0].message
+
+
+def test_a_script_over_the_size_limit_is_not_read(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("[0:00 – A]\n" + "word " * 300_000)  # 1.5 MB
+    s = parse_file(path, options=limited(max_size_mb=1))
+    assert s.scenes == [] and codes(s) == [("script_too_large", None)]
+    assert s.errors[0].message == f"{path}: the script is over the limit of 1 MB (script.max_size_mb); it is not read"
+    assert "script.max_size_mb=" in s.errors[0].hint
+    assert codes(parse_text(path.read_text(), "big.txt", options=limited(max_size_mb=1))) == [("script_too_large", None)]
+    assert parse_file(path, options=limited(max_size_mb=2)).errors == []
+
+
 def test_sample_scripts_parse_without_issues():
     paths = sorted(SCRIPTS_DIR.glob("*.txt")) + sorted(SCRIPTS_DIR.glob("*.md"))
     if not paths:
@@ -588,6 +693,8 @@ def test_provider_limit_default_and_off_switch():
     *(("words_per_minute", bad) for bad in (0, -5, float("nan"), float("inf"), None, "fast")),
     *(("min_last_scene_s", bad) for bad in (float("nan"), None, "long")),
     *(("char_limit", bad) for bad in (float("inf"), None, "many")),
+    *((limit, bad) for limit in ("max_size_mb", "max_line_chars", "max_scenes", "max_scene_s", "max_duration_s")
+      for bad in (-1, float("nan"), None, "lots")),
 ])
 def test_unusable_options_are_refused_naming_the_setting(setting, bad):
     """No default to fall back on here: those live in the config schema, where the fix is."""
@@ -596,8 +703,10 @@ def test_unusable_options_are_refused_naming_the_setting(setting, bad):
 
 
 def test_options_of():
-    assert Options.of("log", "120", "2.5", "300.0") == Options("log", 120.0, 2.5, 300)
-    assert Options.of("auto", 150, 4, -1).char_limit == 0  # no limit
+    limits = dict(max_size_mb="4", max_line_chars="2e4", max_scenes=500.0, max_scene_s="1800", max_duration_s=0)
+    assert Options.of("log", "120", "2.5", "300.0", **limits) == Options("log", 120.0, 2.5, 4.0, 20000, 500, 1800.0,
+                                                                         0.0, 300)
+    assert Options.of("auto", 150, 4, -1, **limits).char_limit == 0  # no limit
 
 
 def test_options_are_the_script_config_and_the_voice_limit_with_no_defaults_of_their_own():

@@ -3,6 +3,7 @@ ffmpeg, real voices, measured with ffmpeg's EBU R128 meter and band-passed level
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -135,7 +136,9 @@ def test_a_folder_of_music_gives_each_script_its_own_pick_always_the_same(tmp_pa
 def test_bad_music_stops_the_script_before_anything_renders(tmp_path, two_scenes):
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.mp3").write_bytes(b"ID3 this is not audio at all")
+    os.mkfifo(tmp_path / "fifo.mp3")  # nothing ever writes to it: reading it would block
     for setting, needle in [(tmp_path / "nope.mp3", "nope.mp3 does not exist"),
+                            (tmp_path / "fifo.mp3", "fifo.mp3 is not a regular file"),
                             (tmp_path / "broken.mp3", "cannot read"),
                             (tmp_path / "empty", "holds no audio files")]:
         cfg = compose_cfg(*TINY, "assembly=audio_only", f"audio.music={setting}")

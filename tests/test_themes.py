@@ -123,6 +123,20 @@ def test_imported_yaml_reads_like_the_shipped_ones(tmp_path):
         OmegaConf.load(CONF / "theme" / "dark.yaml").keys())
 
 
+def test_a_hostile_name_adds_no_config_line(tmp_path):
+    """The theme's name goes into the file's comment and (slugged) its name: a newline, a YAML line break
+    (U+0085, U+2028) or ``: `` in it cannot start a config line of its own."""
+    hostile = "Evil\nbackground: '#ff0000'\u2028font_size: 99\x85padding: 1\rx: y"
+    src = write_json(tmp_path / "themes.json", [vhs_theme(hostile)])
+    target = import_theme(src, out_dir=tmp_path)
+    loaded = OmegaConf.to_container(OmegaConf.load(target))
+    assert list(loaded) == list(OmegaConf.load(CONF / "theme" / "dark.yaml").keys())  # no key added
+    assert isinstance(loaded["name"], str) and "\n" not in loaded["name"]
+    assert (loaded["background"], loaded["font_size"], loaded["padding"]) == ("#1e1e1e", 22, 20)
+    first = target.read_text(encoding="utf-8").split("\n")[0]
+    assert first.startswith("# conf/theme/") and "— Evil background: '#ff0000' font_size: 99padding: 1x: y," in first
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -172,6 +172,14 @@ def test_renders_on_start_and_on_every_save_and_stops_on_sigterm(watched, tmp_pa
     assert not any("Traceback" in line for line in watch.drain_err()), watch.err_seen
 
 
+def test_what_it_prints_of_a_script_cannot_drive_the_terminal(capsys):
+    from renderer.cli import watch
+
+    watch.report_notes({"issues": [{"severity": "warning",
+                                    "message": "s.txt:2: scene 1 “Evil\x1b]52;c;eA==\x07\x1b[2J” is empty"}]})
+    assert capsys.readouterr().err == "warning: s.txt:2: scene 1 “Evil” is empty\n"
+
+
 def test_a_bad_override_exits_2_with_hydras_message(tmp_path):
     script = tmp_path / "tiny.txt"
     script.write_text(THREE_SCENES, encoding="utf-8")

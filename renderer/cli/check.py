@@ -2,7 +2,8 @@
 
 Prints each script's parsed structure (title, scenes with start, length and title, narration and on-screen
 line counts) and every issue with its file:line, message and hint; ``--json`` prints one JSON document
-instead. Exit code 1 when any file has an error (warnings alone give 0), 2 on a usage error.
+instead. Exit code 1 when any file has an error (warnings alone give 0), 2 on a usage error. The script limits
+(``script.max_*``) have an option each, ``--max-scenes`` …; text output has no terminal escape sequences.
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ from dataclasses import asdict
 
 from renderer.config import ElevenLabsVoiceConfig, ScriptConfig
 from renderer.ops.exits import Exit
+from renderer.ops.terminal_text import for_terminal
 from renderer.script import FORMATS, Options, Script, clip, format_time, parse_file
+
+
+LIMITS = {  # the script.* limits, each with an option of its own
+    "max_size_mb": "largest script file, MB",
+    "max_line_chars": "longest line, characters",
+    "max_scenes": "most scenes in a script",
+    "max_scene_s": "longest scene, seconds",
+    "max_duration_s": "longest script, seconds",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments().parse_args(argv)
-    options = Options.of(args.format, args.wpm, args.min_scene_s, args.char_limit)
+    options = Options.of(args.format, args.wpm, args.min_scene_s, args.char_limit,
+                         **{name: getattr(args, name) for name in LIMITS})
     scripts = [parse_file(path, options=options) for path in args.files]
     if args.json:
-        print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))
+        print(json.dumps([summary(script) for script in scripts], ensure_ascii=False, indent=2))  # escapes \u001b
     else:
-        print("\n\n".join(report(script) for script in scripts))
+        print(for_terminal("\n\n".join(report(script) for script in scripts)))  # titles are the scripts' own
         print(f"\n{totals(scripts)}")
     return Exit.FAILED if any(script.errors for script in scripts) else Exit.OK
 
@@ -45,6 +57,10 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--char-limit", "--max-chars", type=int, default=limit, metavar="N",
                         help=f"narration characters per voice request, voice.char_limit; 0 = no limit (default: "
                              f"{limit}, ElevenLabs')")
+    for name, what in LIMITS.items():
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=_not_negative, default=default, metavar="N",
+                            help=f"{what}, script.{name}; 0 = no limit (default: {default:g})")
     return parser
 
 

@@ -25,11 +25,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
 from renderer.config import PALETTE, ThemeConfig, packaged_config_dir, user_config_dir
 from renderer.ops.exits import Exit
 from renderer.ops.files import slugify, write_text_atomic
+from renderer.ops.terminal_text import for_terminal
 
 REQUIRED = ("background", "foreground") + PALETTE
 ALIASES = {  # our field -> the names it goes by in published theme files, first match wins
@@ -179,13 +181,21 @@ def to_yaml(theme: dict[str, Any], display_name: str, source: str) -> str:
              "font_size": "pixels at 720p output height (scaled for other heights)",
              "padding": "pixels at 720p", "window_chrome": "draw a title bar with three dots",
              "panel_opacity": "0..1 opacity of the terminal background over the visual"}
-    lines = [f"# conf/theme/{theme['name']}.yaml — {display_name}, imported from {source}",
+    lines = [f"# conf/theme/{theme['name']}.yaml — {_one_line(display_name)}, imported from {_one_line(source)}",
              "# by `python -m renderer.themes import`. ANSI colour names follow the VHS / charmbracelet theme JSON."]
     for key, value in theme.items():
-        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value).lower()
-        line = f"{key}: {text}"
-        lines.append(f"{line:<25}# {notes[key]}" if key in notes else line)
+        line = yaml.safe_dump({key: value}, allow_unicode=True, width=float("inf")).rstrip("\n")
+        if "\n" in line:  # a value YAML can only write on several lines: emitted whole, no comment after it
+            lines.append(line)
+        else:
+            lines.append(f"{line:<25}# {notes[key]}" if key in notes else line)
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    """Text from the theme file for a comment: no line break of any kind (YAML's include U+0085 and U+2028), so
+    it cannot end the comment and start a config line."""
+    return " ".join(for_terminal(text).split())
 
 
 def theme_dirs() -> list[Path]:
@@ -230,11 +240,11 @@ def _list(args: argparse.Namespace) -> None:
     if args.file:
         for i, theme in enumerate(load_themes(Path(args.file))):
             bg = theme.get("background", "?")
-            print(f"{theme_label(theme, i):<32} {theme_slug(theme_label(theme, i)):<28} background {bg}")
+            print(for_terminal(f"{theme_label(theme, i):<32} {theme_slug(theme_label(theme, i)):<28} background {bg}"))
         return
     for theme in installed([Path(args.dir)] if args.dir else None):
-        print(f"{Path(theme['file']).stem:<18} background {theme.get('background')}  "
-              f"foreground {theme.get('foreground')}  prompt {theme.get('prompt')}")
+        print(for_terminal(f"{Path(theme['file']).stem:<18} background {theme.get('background')}  "
+                           f"foreground {theme.get('foreground')}  prompt {theme.get('prompt')}"))
 
 
 def _import(args: argparse.Namespace) -> None:

@@ -43,6 +43,7 @@ from renderer.media import ffmpeg
 from renderer.ops import logs, run_lock
 from renderer.ops.exits import Exit
 from renderer.ops.files import RunLayout, slugify
+from renderer.ops.terminal_text import for_terminal
 from renderer.pipeline.render import render_script
 from renderer.script import format_time
 
@@ -100,7 +101,8 @@ def first_line(text: str, limit: int = 200) -> str:
 
 
 def say(text: str, *, err: bool = False) -> None:
-    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    """One line for the user; what it quotes of the script (titles, messages) cannot drive the terminal."""
+    print(for_terminal(text), file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def report_notes(record: dict[str, Any]) -> None:

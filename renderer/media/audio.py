@@ -76,6 +76,9 @@ def pick_music(setting: str, seed: str, *, timeout: float = 30.0) -> Music | Non
         path = files[int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(files)]
     elif not path.exists():
         raise MusicError(f"audio.music: {path} does not exist: give a music file or folder, or audio.music='' for none")
+    elif not path.is_file():  # a FIFO or device would block the read (a folder's pick skips them already)
+        raise MusicError(f"audio.music: {path} is not a regular file (a FIFO, device or socket): give a music "
+                         "file or folder, or audio.music='' for none")
     return _playable(path, timeout)
 
 

@@ -341,6 +341,16 @@ def _rate(text: str) -> float:
         return 0.0
 
 
+def image_input(path: Path | str) -> list[str]:
+    """ffmpeg's input arguments for one image file, read as that one file whatever its name. ffmpeg's image2
+    demuxer reads a name with a ``%d`` pattern (``x%03d.jpg``) as a numbered sequence (x001.jpg, x002.jpg …),
+    so for such a name pattern matching is turned off; any other name is left to ffmpeg's content probe (which
+    turns no pattern on, and opens a PNG named .jpg)."""
+    if "%" in str(path):
+        return ["-f", "image2", "-pattern_type", "none", "-i", str(path)]
+    return ["-i", str(path)]
+
+
 def probe(path: Path | str, *, timeout: float = 60.0) -> MediaInfo:
     """Duration, container and streams of a media file."""
     out = run(["-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],

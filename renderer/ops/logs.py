@@ -1,4 +1,5 @@
-"""Logging: loguru sinks in the run dir (human + JSON lines), secrets redacted before anything is written.
+"""Logging: loguru sinks in the run dir (human + JSON lines), secrets redacted and terminal escape sequences removed
+before anything is written.
 
 Every record carries correlation ids in ``extra``: ``run`` (the run dir, e.g. ``2026-11-24/10-31-07``), and
 inside ``correlate(...)`` whatever it names (``script``, ``scene``, ``node``, ``stage``, ``provider``). They
@@ -10,7 +11,6 @@ urllib3, requests, distributed) goes through loguru with the same ids.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,8 +20,9 @@ from typing import Any, Iterator
 from loguru import logger
 
 from renderer.ops.files import RunLayout
+from renderer.ops.secrets import secret_values
+from renderer.ops.terminal_text import for_terminal
 
-SECRET_ENV_VARS = ("ELEVENLABS_API_KEY", "RUNWAY_API_KEY", "PEXELS_API_KEY", "PIXABAY_API_KEY")
 HUMAN_FORMAT = ("{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[script]: <14} | {extra[node]: <12} | "
                 "{message}")
 LIBRARY_LEVEL = logging.INFO  # stdlib records at or above this reach the sinks (urllib3's DEBUG chatter does not)
@@ -32,10 +33,10 @@ _ids: ContextVar[dict[str, str]] = ContextVar("renderer_log_ids", default={})
 
 
 def redact(text: str) -> str:
-    """Replace the value of every secret in the environment with ***."""
-    for name in SECRET_ENV_VARS:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
+    """Replace every API key in the environment with ***: the key as it is sent (``secrets.env_key``), which is
+    also the core of the raw value, so neither form is left."""
+    for value in secret_values():
+        if len(value) >= 4:
             text = text.replace(value, "***")
     return text
 
@@ -71,11 +72,13 @@ def _script_format(record: dict) -> str:
 
 
 def _patch(record: dict) -> None:
-    record["message"] = redact(record["message"])
+    """Every record, for every sink: secrets redacted, escape sequences gone (the console, and ``cat renderer.log``,
+    show titles and messages quoting input files)."""
+    record["message"] = for_terminal(redact(record["message"]))
     extra = record["extra"]
     for key, value in list(extra.items()):
         if isinstance(value, str):
-            extra[key] = redact(value)
+            extra[key] = for_terminal(redact(value))
     extra.setdefault("run", _run_id)
     extra.setdefault("script", "-")
     extra.setdefault("node", "-")

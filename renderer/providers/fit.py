@@ -50,6 +50,6 @@ def ken_burns(src: Path, out: Path, seed: str, *, width: int, height: int, durat
     w2, h2 = width * 2, height * 2
     vf = (f"scale={w2}:{h2}:force_original_aspect_ratio=increase,crop={w2}:{h2},"
           f"zoompan=z='{z}':x='{x}':y='{y}':d={frames}:s={width}x{height}:fps={fps},setsar=1")
-    ffmpeg.run(["-i", str(src), "-vf", vf, "-frames:v", str(frames), "-an", "-c:v", "libx264", "-preset",
+    ffmpeg.run([*ffmpeg.image_input(src), "-vf", vf, "-frames:v", str(frames), "-an", "-c:v", "libx264", "-preset",
                 "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4",
                 str(out)], timeout=timeout)

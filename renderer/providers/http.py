@@ -9,7 +9,6 @@ formatted into a message, a log line or a repr.
 from __future__ import annotations
 
 import email.utils
-import os
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from renderer.ops.reliability import (
     build_guard,
     retryable_status,
 )
+from renderer.ops.secrets import env_key
 
 DOWNLOAD_CHUNK = 1 << 16
 
@@ -36,7 +36,8 @@ class MissingAPIKey(RuntimeError):
 
 
 def api_key(env_var: str, label: str) -> str:
-    key = os.environ.get(env_var, "").strip()
+    """The key a client sends (read by ``secrets.env_key``, as the log redaction reads it)."""
+    key = env_key(env_var)
     if not key:
         raise MissingAPIKey(f"{label} needs an API key: set {env_var} in the environment "
                             "(keys are read from the environment only, never from config files)")
@@ -186,7 +187,7 @@ class Client:
                 raise error_from_response(self.service, resp)
             expected = int(resp.headers.get("Content-Length") or 0)
             too_large = ServiceError(self.service, None, "too_large", f"the file is larger than "
-                                     f"{(max_bytes or 0) / 1e6:.0f} MB", False)
+                                     f"{(max_bytes or 0) / 1e6:g} MB (visual.max_download_mb)", False)
             if max_bytes is not None and expected > max_bytes:
                 raise too_large
             size = 0

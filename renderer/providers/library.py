@@ -49,10 +49,21 @@ class Item:
     fingerprint: str  # what the file is, for cache keys: its path, size and modification time
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` would let a few hundred bytes expand to gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"an alias (*{self.peek_event().anchor}) at line "
+                                              f"{mark.line + 1}: aliases are not allowed, write the tags out", mark)
+        return super().compose_node(parent, index)
+
+
 def _tags(sidecar: Path) -> dict[str, frozenset[str]]:
     """File name -> tag words, from a clips.yaml."""
     try:
-        data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+        data = yaml.load(sidecar.read_text(encoding="utf-8"), Loader=_NoAliasLoader) or {}  # noqa: S506 - safe
     except (OSError, yaml.YAMLError) as exc:
         raise LibraryError(f"{sidecar}: cannot be read as YAML ({exc}); write it as `file-name.mp4: [tag, tag]`")
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import json
 import threading
+import time
 import wave
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +26,10 @@ from renderer.providers.base import LOCAL_TIMEOUT_S, SPEAKER_GAP_S, AudioClip, t
 from renderer.script import sentences
 
 PEAK = 0.9  # each sentence is scaled to this peak (the soundtrack sets the loudness)
+
+
+class PiperTimeout(TimeoutError):
+    """A synthesis that ran past its timeout (checked between piper's sentences: one cannot be interrupted)."""
 
 
 class PiperError(RuntimeError):
@@ -121,22 +126,36 @@ class _Model:
                 raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
         return self._voice
 
-    def speak(self, text: str, cast: Cast) -> np.ndarray:
-        """``text`` as float samples at the model's rate (several of piper's sentences joined)."""
+    def speak(self, text: str, cast: Cast, deadline: float) -> np.ndarray:
+        """``text`` as float samples at the model's rate (several of piper's sentences joined); past ``deadline``
+        (``time.monotonic()``), waiting for the model or between its sentences, ``PiperTimeout``."""
         from piper import SynthesisConfig
 
         # a lower voice is made by speaking faster and then stretching the samples back, so the length holds
         factor = 2.0 ** (cast.pitch_semitones / 12.0)
         syn = SynthesisConfig(speaker_id=cast.speaker_id if self.speakers > 1 else None,
                               length_scale=cast.length_scale * factor)
-        with self._busy:
+        if not self._busy.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise PiperTimeout("piper: the voice model stayed busy past the timeout")
+        try:
             voice = self._loaded()
-            parts = [np.asarray(voice.phoneme_ids_to_audio(voice.phonemes_to_ids(p), syn), dtype=np.float32)
-                     for p in voice.phonemize(text) if p]
+            parts = []
+            for phonemes in voice.phonemize(text):
+                _check(deadline)
+                if phonemes:
+                    ids = voice.phonemes_to_ids(phonemes)
+                    parts.append(np.asarray(voice.phoneme_ids_to_audio(ids, syn), dtype=np.float32))
+        finally:
+            self._busy.release()
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         if factor != 1.0 and audio.size:
             audio = _resample(audio, round(audio.size / factor))
         return audio
+
+
+def _check(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise PiperTimeout("piper: the narration took longer than its timeout (limits.ffmpeg_timeout_s)")
 
 
 _LOCK = threading.Lock()
@@ -214,6 +233,7 @@ class PiperVoice:
                    timeout: float = LOCAL_TIMEOUT_S) -> AudioClip:
         """Speak (text, speaker) lines into ``out`` (16-bit mono WAV at the default model's rate).
         Consecutive lines of one speaker share a take; takes are joined with a short pause."""
+        deadline = time.monotonic() + timeout
         spoken = takes(lines, self.casts, self.default)
         if not spoken:
             return AudioClip(None, 0.0, provider=self.name)
@@ -230,7 +250,7 @@ class PiperVoice:
                     pieces.append(np.zeros(gap, dtype=np.float32))
                     _spread(" ", t, t + gap, self.rate, chars, starts, ends)
                     t += gap
-                audio = loaded.speak(sentence, cast)
+                audio = loaded.speak(sentence, cast, deadline)
                 if loaded.rate != self.rate:
                     audio = _resample(audio, round(audio.size * self.rate / loaded.rate))
                 pieces.append(_peaked(audio))

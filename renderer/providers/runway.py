@@ -83,13 +83,13 @@ class RunwayVisual(Guarded):
     and ``sources`` are its procedural stand-in's (renderer/providers/chain.py), not Runway's."""
 
     # how we wait and recover, and what the stand-in draws: not what Runway makes
-    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback", "scale", "fps", "sources", "shot_s")
+    UNKEYED = ("poll_interval_s", "poll_jitter_s", "fallback", "scale", "fps", "sources", "shot_s", "max_download_mb")
     service = "runway"
 
     def __init__(self, *, name: str, base_url: str, api_version: str, model: str, image_model: str, ratio: str,
                  ratios: Sequence[str], min_duration_s: int, max_duration_s: int, prompt_limit: int, cinematic: bool,
-                 cinematic_style: str, fit: str, shot_s: float, poll_interval_s: float, poll_jitter_s: float, fallback: bool,
-                 scale: float, fps: int, sources: Sequence[str]):
+                 cinematic_style: str, fit: str, shot_s: float, poll_interval_s: float, poll_jitter_s: float,
+                 fallback: bool, max_download_mb: float, scale: float, fps: int, sources: Sequence[str]):
         del scale, fps, sources  # the procedural stand-in's, built from the same config (chain.py)
         if fit not in FITS:
             raise ValueError(f"unknown runway fit {fit!r}: use loop (repeat the clip) or extend (hold its last frame)")
@@ -110,6 +110,7 @@ class RunwayVisual(Guarded):
         self.poll_interval_s = float(poll_interval_s)
         self.poll_jitter_s = float(poll_jitter_s)
         self.fallback = fallback
+        self.max_bytes = int(max_download_mb * 1e6)
         # the environment can switch the style on: the version (part of the cache key) says so
         self.version = "2-cinematic" if self.cinematic else "2"  # 2: text_to_video ratios as documented
         headers = {"Authorization": f"Bearer {api_key('RUNWAY_API_KEY', 'Runway')}", "X-Runway-Version": api_version}
@@ -292,7 +293,8 @@ class RunwayVisual(Guarded):
             pass
 
     def _download(self, url: str, dest: Path, deadline: float) -> None:
-        self.client.download(url, dest, timeout=self._timeout(deadline), cancelled=self._cancelled.is_set)
+        self.client.download(url, dest, timeout=self._timeout(deadline), cancelled=self._cancelled.is_set,
+                             max_bytes=self.max_bytes)
         try:
             info = ffmpeg.probe(dest, timeout=30)
         except ffmpeg.FFmpegError:

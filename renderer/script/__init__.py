@@ -17,6 +17,7 @@ from renderer.script.model import (
     Script,
     clip,
     estimated_duration,
+    format_time,
     sentences,
     speaking_seconds,
     split_text,
@@ -31,7 +32,6 @@ from renderer.script.parse import (
     parse_text,
     read_text,
 )
-from renderer.script.parsers.common import format_time
 
 __all__ = [
     "ERROR", "FORMATS", "HINTS", "WARNING", "Issue", "NarrationLine", "OnScreenLine", "Options", "Scene", "Script",

@@ -108,10 +108,17 @@ class Options:
     format: str  # auto (detected from the content) | log | markdown
     words_per_minute: float  # speaking rate for duration estimates and the too-long check
     min_last_scene_s: float  # shortest scene whose length is estimated (last LOG scene, untimed Markdown)
+    # the work one script may ask for (each 0 = no limit); over one is an error naming the setting to raise
+    max_size_mb: float  # the file, in MB (10**6 bytes): a larger one is not parsed
+    max_line_chars: int  # one line
+    max_scenes: int
+    max_scene_s: float  # one scene's length
+    max_duration_s: float  # the whole script's
     char_limit: int  # narration characters one voice request takes; 0 = no limit
 
     @classmethod
-    def of(cls, format: str, words_per_minute, min_last_scene_s, char_limit) -> Options:  # noqa: A002
+    def of(cls, format: str, words_per_minute, min_last_scene_s, char_limit, *,  # noqa: A002
+           max_size_mb, max_line_chars, max_scenes, max_scene_s, max_duration_s) -> Options:
         """Options from config values (numbers written as text too; a negative ``char_limit`` is no limit). A value
         no script can be timed with (None, NaN, a rate that is not positive, text) is a ValueError naming it."""
         if not (_finite(words_per_minute) and float(words_per_minute) > 0):
@@ -120,7 +127,14 @@ class Options:
             raise ValueError(f"script.min_last_scene_s={min_last_scene_s!r}: give a number of seconds")
         if not _finite(char_limit):
             raise ValueError(f"voice.char_limit={char_limit!r}: give a number of characters, or 0 for no limit")
-        return cls(str(format), float(words_per_minute), float(min_last_scene_s), max(0, int(float(char_limit))))
+        limits = {"max_size_mb": max_size_mb, "max_line_chars": max_line_chars, "max_scenes": max_scenes,
+                  "max_scene_s": max_scene_s, "max_duration_s": max_duration_s}
+        for name, value in limits.items():
+            if not (_finite(value) and float(value) >= 0):
+                raise ValueError(f"script.{name}={value!r}: give a number, or 0 for no limit")
+        return cls(str(format), float(words_per_minute), float(min_last_scene_s), float(max_size_mb),
+                   int(float(max_line_chars)), int(float(max_scenes)), float(max_scene_s), float(max_duration_s),
+                   max(0, int(float(char_limit))))
 
 
 # --------------------------------------------------------------------------- issues
@@ -148,6 +162,26 @@ HINTS = {
     ),
     "narration_over_limit": (
         "Nothing to fix: the voice provider sends it in parts. To choose where it breaks, split the scene."
+    ),
+    "script_too_large": (
+        "Split the script into several files, or raise the limit: script.max_size_mb=… "
+        "(python -m renderer.check --max-size-mb …)."
+    ),
+    "line_too_long": (
+        "Break the line into shorter ones (one sentence or paragraph a line), or raise the limit: "
+        "script.max_line_chars=… (python -m renderer.check --max-line-chars …)."
+    ),
+    "too_many_scenes": (
+        "Split the script into several scripts, or raise the limit: script.max_scenes=… "
+        "(python -m renderer.check --max-scenes …)."
+    ),
+    "scene_too_long": (
+        "Check the timestamps (10:00:00 is ten hours; 10:00 is ten minutes), split the scene, or raise the limit: "
+        "script.max_scene_s=… (python -m renderer.check --max-scene-s …)."
+    ),
+    "script_too_long": (
+        "Check the last timestamps, split the script into parts, or raise the limit: script.max_duration_s=… "
+        "(python -m renderer.check --max-duration-s …)."
     ),
     "unknown_format": "Use script.format=auto, log or markdown (or --format on the command line).",
     "unreadable_file": "Check that the path exists, is a file and is readable.",
@@ -179,9 +213,37 @@ def estimated_duration(text: str, options: Options) -> float:
 
 def validate(script: Script, options: Options) -> None:
     """Add the format-independent issues to ``script`` and sort all issues by line."""
-    for scene in script.scenes:
+    script.issues.extend(_limit_issues(script, options))
+    for scene in script.scenes[: options.max_scenes or None]:  # past the limit: one error, not one per scene
         script.issues.extend(_scene_issues(script.path, scene, options))
     script.issues.sort(key=lambda issue: issue.line or 0)
+
+
+def _limit_issues(script: Script, options: Options) -> list[Issue]:
+    """The errors of a script that asks for more work than ``options`` allow: scenes, a scene's and its length."""
+    issues, path, scenes = [], script.path, script.scenes
+    if options.max_scenes and len(scenes) > options.max_scenes:
+        what = (f"the script has {len(scenes):,} scenes, over the limit of {options.max_scenes:,} "
+                f"(script.max_scenes); scene {options.max_scenes + 1} starts here")
+        issues.append(new_issue(path, "too_many_scenes", ERROR, scenes[options.max_scenes].line, what))
+    long_scenes = [s for s in scenes if options.max_scene_s and s.duration > options.max_scene_s]
+    for scene in long_scenes[:3]:  # a few are enough to show what is wrong
+        what = (f"scene {scene.index + 1} “{clip(scene.title)}” lasts {format_time(scene.duration)}, over the "
+                f"limit of {format_time(options.max_scene_s)} (script.max_scene_s={options.max_scene_s:g})")
+        issues.append(new_issue(path, "scene_too_long", ERROR, scene.line, what))
+    if options.max_duration_s and script.duration > options.max_duration_s:
+        what = (f"the script lasts {format_time(script.duration)}, over the limit of "
+                f"{format_time(options.max_duration_s)} (script.max_duration_s={options.max_duration_s:g})")
+        issues.append(new_issue(path, "script_too_long", ERROR, scenes[-1].line, what))
+    return issues
+
+
+def format_time(seconds: float) -> str:
+    """65 → '1:05', 3723 → '1:02:03' (whole seconds)."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _scene_issues(path: str, scene: Scene, options: Options) -> list[Issue]:

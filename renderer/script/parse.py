@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from dataclasses import replace
 from os import PathLike
 from pathlib import Path
@@ -48,20 +50,27 @@ def _normalise(text: str) -> str:
 
 
 def parse_file(path: str | PathLike, *, options: Options) -> Script:
-    """read_text + parse_text. An unreadable file gives a Script with an error Issue, never an exception."""
+    """read_text + parse_text. An unreadable file gives a Script with an error Issue, never an exception; so do a
+    file that is not a regular file (a FIFO would block the read) and one over ``options.max_size_mb`` (unread)."""
     name = str(path)
     try:
-        text = read_text(path)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return _failed(name, "unreadable_file", "cannot read the script: it is not a regular file")
+        with open(path, "rb") as file:  # at most one byte past the limit is read
+            data = file.read(_max_bytes(options) + 1 if options.max_size_mb else -1)
     except Exception as exc:  # noqa: BLE001 - any failure to read is reported as data
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return _failed(name, "unreadable_file", f"cannot read the script: {reason}")
-    return parse_text(text, name, options=options)
+    return parse_text(data, name, options=options)
 
 
 def parse_text(text: str | bytes, path: str = "<string>", *, options: Options) -> Script:
     """Parse a script in ``options.format`` ("auto": detected from the content); problems are ``Script.issues``."""
     path = str(path)
     try:
+        if options.max_size_mb and _size(text) > _max_bytes(options):
+            return _failed(path, "script_too_large", f"the script is over the limit of {options.max_size_mb:g} MB "
+                           "(script.max_size_mb); it is not read")
         if isinstance(text, (bytes, bytearray)):
             text = _decode(bytes(text))
         text = _normalise(str(text))
@@ -86,6 +95,15 @@ def parse_log(text: str | bytes, path: str = "<string>", *, options: Options) ->
 def parse_markdown(text: str | bytes, path: str = "<string>", *, options: Options) -> Script:
     """Parse a Markdown screenplay (see renderer/script/parsers/markdown.py)."""
     return parse_text(text, path, options=replace(options, format="markdown"))
+
+
+def _max_bytes(options: Options) -> int:
+    return int(options.max_size_mb * 1_000_000)
+
+
+def _size(text: str | bytes) -> int:
+    """Bytes of the script (its UTF-8 length for text)."""
+    return len(text) if isinstance(text, (bytes, bytearray)) else len(str(text).encode("utf-8", "replace"))
 
 
 def _parser(name: str):

@@ -5,11 +5,13 @@ checks and scene timing once every line is read)."""
 from __future__ import annotations
 
 from renderer.script.model import (
+    ERROR,
     HINTS,
     Issue,
     Options,
     Scene,
     Script,
+    clip,
     new_issue,
     title_from_path,
 )
@@ -40,7 +42,12 @@ class ScriptParser:
 
     def parse(self, text: str) -> Script:
         """Normalised (LF-only) text in, a Script out."""
+        limit = self.options.max_line_chars
         for number, raw in enumerate(text.split("\n"), start=1):
+            if limit and len(raw) > limit:
+                self.issue("line_too_long", ERROR, number, f"the line has {len(raw):,} characters, over the limit of "
+                           f"{limit:,} (script.max_line_chars); it is not read: “{clip(raw.strip(), 40)}”")
+                continue
             if self.ends(raw):
                 break
             self.feed(number, raw)

@@ -13,6 +13,7 @@ from renderer.script.model import (
     Scene,
     clip,
     estimated_duration,
+    format_time,
 )
 
 _TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
@@ -21,7 +22,7 @@ _HMMSS_RE = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d(?:\.\d{1,3})?)$", re.A)
 _BRACKET_RE = re.compile(r"^\s*\[(?P<body>[^\]]*)\](?P<after>.*)$")
 # the end of a time range, "[0:00–0:20 …]": a time followed by the end of the bracket or a separator
 _RANGE_END_RE = re.compile(r"^(?P<end>\d{1,4}:\d\d(?::\d\d)?(?:\.\d+)?)\s*(?=$|[–—|-])")
-_SPEAKER_SPLIT_RE = re.compile(r"\s*[–—]\s*|\s+-\s+")
+_SPEAKER_SPLIT_RE = re.compile(r"(?<!\s)\s*[–—]\s*|(?<!\s)\s+-\s+")  # tried from a space run's start only: linear
 _ID_RE = re.compile(r"^(?=.*\d)[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _WHOLE_ID_RE = re.compile(r"^[A-Za-z]+[_-]?\d+[A-Za-z0-9_-]*$")
 PROMPT_RE = re.compile(r"^(?P<prompt>[$>])(?:\s(?P<text>.*))?$", re.S)
@@ -127,14 +128,6 @@ def opening_issues(report, *, has_text: bool, scenes: list[Scene], first_text_li
     else:
         for number, line in preamble:
             report("text_before_first_scene", WARNING, number, f"text before the first scene is ignored: “{clip(line)}”")
-
-
-def format_time(seconds: float) -> str:
-    """65 → '1:05', 3723 → '1:02:03' (whole seconds)."""
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 # --------------------------------------------------------------------------- names and quotes

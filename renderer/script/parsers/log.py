@@ -53,7 +53,11 @@ _NARRATION_RE = re.compile(
 _ONSCREEN_RE = re.compile(r"^\s*on[ -]?screen(?:[ ]+text)?\s*:(?P<inline>.*)$", re.I)
 # "INVITE TEXT:", "Error Log Text:" — capitalised word(s) before TEXT (so prose like "the text:" is not a label)
 _TEXT_LABEL_RE = re.compile(r"^\s*[A-Z][A-Za-z'-]*(?:[ ]+[A-Z][A-Za-z'-]*)?[ ]+(?:TEXT|Text)\s*:(?P<inline>.*)$")
-_UNKNOWN_LABEL_RE = re.compile(r"^\s*(?P<label>[A-Z][A-Za-z ]{0,20}?)\s*(?:\([^)]*\))?\s*:(?P<inline>.*)$")
+# linear: the label ends in a letter and each space run is matched once (two adjacent ``\s*``, or a label that may
+# end in spaces, would try every split of a long run: one line of 4,000 spaces took a second)
+_UNKNOWN_LABEL_RE = re.compile(
+    r"^\s*(?P<label>[A-Z](?:[A-Za-z ]{0,19}?[A-Za-z])?)\s*+(?:\([^)]*\)\s*)?:(?P<inline>.*)$"
+)
 # "**Visual:** …" / "**Narration (W)**: …" — labels pasted from a word processor with bold kept
 _BOLD_LABEL_RE = re.compile(r"^(?:\*\*|__)(?P<label>[^*_:]+?)(?::(?:\*\*|__)|(?:\*\*|__)\s*:)")
 

@@ -54,12 +54,14 @@ _RULE_RE = re.compile(r"^(?:(?:\*\s*){3,}|(?:-\s*){3,}|(?:_\s*){3,})$")
 _ITALIC_RE = re.compile(r"^(?P<mark>[*_])(?![\s*_])(?P<text>.*?\S)(?P=mark)$")
 _SPEAKER_RE = re.compile(r"^\*\*(?P<who>[^*]+?)\*\*\s*(?P<paren>\([^)]*\))?\s*:(?P<inline>.*)$")  # **Anya** (low):
 _SPEAKER_COLON_INSIDE_RE = re.compile(r"^\*\*(?P<who>[^*]+?):\*\*(?P<inline>.*)$")  # **Anya:** text
-_NAME_WITH_PAREN_RE = re.compile(r"^(?P<name>[^()]*?)\s*\((?P<paren>[^)]*)\)$")  # "Anya (low)" inside the bold
+_NAME_WITH_PAREN_RE = re.compile(r"^(?P<name>[^()]*)\((?P<paren>[^)]*)\)$")  # "Anya (low)" inside the bold
+# linear: the token splits at its first colon and neither it nor the rest gives back what it took (possessive),
+# and a bracket holds no "[" (each "[" scans to the next one only)
 _TIME_IN_HEADING_RE = re.compile(
-    r"\[\s*(?P<token>\d[^\]\s–—|-]*:[^\]\s–—|-]*)(?:\s*[–—-]\s*(?P<end>\d{1,4}:\d\d(?::\d\d)?))?[^\]]*\]"
+    r"\[\s*(?P<token>\d[^\[\]\s–—|:-]*+:[^\[\]\s–—|-]*+)(?:\s*[–—-]\s*(?P<end>\d{1,4}:\d\d(?::\d\d)?))?[^\[\]]*+\]"
 )
 _SCENE_PREFIX_RE = re.compile(r"^scene\s+\d+[a-z]?\b\s*[:.–—|-]?\s*", re.I)
-_CLOSING_HASHES_RE = re.compile(r"\s+#+$")
+_CLOSING_HASHES_RE = re.compile(r"(?<!\s)\s+#+$")  # a run is tried from its start only: linear
 
 _HINTS = {
     **HINTS,
@@ -240,7 +242,7 @@ def _speaker(who: str, paren: str | None) -> tuple[str | None, str | None]:
     """'Anya' → ('Anya', None); 'Anya (low)', 'Anya – low', or 'Anya' with paren '(low)' → ('Anya', 'low')."""
     who = who.strip()
     if match := _NAME_WITH_PAREN_RE.match(who):
-        who, paren = match["name"], match["paren"]
+        who, paren = match["name"].rstrip(), match["paren"]
     if paren is not None:
         return who or None, paren.strip("() ") or None
     return split_speaker(who, commas=False)
