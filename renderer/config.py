@@ -252,6 +252,7 @@ class AssemblyConfig:
     # ffmpeg xfade's transition at the cuts: fadeblack (through black), crossfade (= fade), dissolve, wipeleft,
     # slideleft, circleopen, ... (renderer/stages/transition.py lists them)
     transition: str = "fadeblack"
+    shot_transition: str = ""  # between the shots of a scene (visual.shot_s): "" cuts; a name as above blends them
     title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
     title_card_s: float = 3.5  # how long the title card shows (fading in and out)
     credits_card: bool = False  # whose footage the video shows (stock), over the end of its last scene

@@ -22,6 +22,7 @@ from renderer.engine.output import StageOutput
 from renderer.media import ass, ffmpeg
 from renderer.media.captions import sentence_pauses
 from renderer.media.encoding import failure_reason, video_args, write_card
+from renderer.media.xfade import xfade_name
 from renderer.ops.reliability import RetryPolicy
 from renderer.stages.timeline import Chunk, body_chunks, shot_bounds, transition_frames
 
@@ -42,32 +43,56 @@ def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
 def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bounds: tuple[int, ...] = (),
                    first_input: int = 0) -> tuple[list[str], str]:
     """The scene's picture, fitted and graded, from ``chunk``'s first frame on (timestamps from 0) for as long as
-    it is read: its one clip, or its shots one after another (shot ``k`` from frame ``bounds[k]`` to
-    ``bounds[k + 1]``), of which only those the chunk shows are read; a clip loops, and the last shot goes on,
-    past the scene's end. The ffmpeg inputs it reads, numbered from ``first_input`` in the run, and the filter
-    chain (without an output label)."""
+    it is read: its one clip, or its shots one after another (``_shots``); a clip loops, and the last shot goes
+    on, past the scene's end. The ffmpeg inputs it reads, numbered from ``first_input`` in the run, and the
+    filter chain (without an output label)."""
     w, h, fps = cfg["format.width"], cfg["format.height"], cfg["format.fps"]
     if not pictures:
         return [], f"color=c=0x{cfg['theme.background'].lstrip('#')}:s={w}x{h}:r={fps},setsar=1"
     fit = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},setsar=1,fps={fps}"
     if len(pictures) == 1:
-        chain, skip = f"[{first_input}:v]{fit}", chunk.offset
-        inputs = ["-stream_loop", "-1", "-i", str(pictures[0].path)]
+        inputs, chain = ["-stream_loop", "-1", "-i", str(pictures[0].path)], f"[{first_input}:v]{fit}"
+        skip = chunk.offset
     else:
-        last = len(pictures) - 1
-        shown = [k for k in range(len(pictures))
-                 if bounds[k] < chunk.offset + chunk.frames and (bounds[k + 1] > chunk.offset or k == last)]
-        inputs = [arg for k in shown for arg in ("-stream_loop", "-1", "-i", str(pictures[k].path))]
-        chain = "".join(f"[{first_input + n}:v]{fit}"
-                        + (f",trim=end_frame={bounds[k + 1] - bounds[k]}" if k < last else "")
-                        + f",setpts=PTS-STARTPTS[shot{n}];" for n, k in enumerate(shown))
-        chain += "".join(f"[shot{n}]" for n in range(len(shown))) + f"concat=n={len(shown)}:v=1:a=0"
-        skip = chunk.offset - bounds[shown[0]]
+        blend = cfg.get("assembly.shot_transition") or ""
+        frames = transition_frames(cfg["assembly.transition_s"], fps) if blend else 0
+        inputs, chain, skip = _shots(pictures, bounds, chunk, fit, first_input,
+                                     xfade_name(blend, "assembly.shot_transition") if blend else "", frames, fps)
     if skip:  # frame-exact: the same frames a render of the whole scene would show here
         chain += f",trim=start_frame={skip},setpts=PTS-STARTPTS"
     if cfg.get("assembly.grade"):
         chain += f",{cfg['assembly.grade']}"
     return inputs, chain
+
+
+def _shots(pictures: list[Any], bounds: tuple[int, ...], chunk: Chunk, fit: str, first_input: int, blend: str,
+           frames: int, fps: int) -> tuple[list[str], str, int]:
+    """A scene's shots one after another (shot ``k`` from frame ``bounds[k]`` to ``bounds[k + 1]``), cut, or
+    blended by xfade's ``blend`` over the first ``frames`` of each shot after the first; only the shots the chunk
+    shows are read (and the one before, while its blend runs). The inputs, the chain, and the frames to skip to
+    the chunk's first."""
+    last = len(pictures) - 1
+    lengths = [b - a for a, b in zip(bounds, bounds[1:])]
+    frames = max(0, min(frames, *(n - 1 for n in lengths[1:]))) if blend else 0
+    first = max(k for k in range(last + 1) if bounds[k] <= chunk.offset)
+    if frames and first and chunk.offset < bounds[first] + frames:
+        first -= 1  # the chunk starts in a blend: the shot before is half of it
+    shown = [k for k in range(first, last + 1) if bounds[k] < chunk.offset + chunk.frames]
+    inputs = [arg for k in shown for arg in ("-stream_loop", "-1", "-i", str(pictures[k].path))]
+    chain = "".join(f"[{first_input + n}:v]{fit}" + (f",trim=end_frame={lengths[k] + frames}" if k < last else "")
+                    + f",setpts=PTS-STARTPTS[shot{n}];" for n, k in enumerate(shown))
+    if not frames:
+        chain += "".join(f"[shot{n}]" for n in range(len(shown))) + f"concat=n={len(shown)}:v=1:a=0"
+    else:  # each blend starts where its shot does: the shot before runs on under it
+        into, at = "[shot0]", 0
+        for n, k in enumerate(shown[1:], start=1):
+            at += lengths[shown[n - 1]]
+            label = f"[mix{n}];" if n < len(shown) - 1 else ""
+            chain += f"{into}[shot{n}]xfade=transition={blend}:duration={frames / fps:.6f}:offset={at / fps:.6f}{label}"
+            into = f"[mix{n}]"
+        if len(shown) == 1:
+            chain += "[shot0]null"
+    return inputs, chain, chunk.offset - bounds[shown[0]]
 
 
 def _fades(transition_s: float, chunk: Chunk, *, opens: bool, closes: bool) -> str:
@@ -182,10 +207,13 @@ def scene_inputs(comp, scene: int) -> dict[str, Any]:
     return deps
 
 
-def scene_reads(comp) -> list[str]:
-    """The settings a run of a scene's frames is drawn and encoded with."""
+def scene_reads(comp, *scenes: int) -> list[str]:
+    """The settings a run of ``scenes``' frames is drawn and encoded with (the shot transition where one is in
+    shots)."""
     reads = ["format.width", "format.height", "format.fps", "encode.preset", "encode.crf", "assembly.transition_s"]
     reads.append("theme.background" if comp.picture == "background" else "assembly.grade")
+    if any(len(comp.pictures(scene)) > 1 for scene in scenes):
+        reads.append("assembly.shot_transition")
     return reads
 
 
@@ -212,7 +240,7 @@ def add(comp) -> None:
         for k in range(count):
             deps = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k, transition)), **scene_inputs(comp, i)}
             comp.add(Node(
-                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(scene_reads(comp)), data=ends,
+                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(scene_reads(comp, i)), data=ends,
                 deps=deps, fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),
                 fallback=lambda inp, exc, i=i, k=k: placeholder(inp, exc, scene=i, part=k, threads=threads,
                                                                 timeout=timeout),

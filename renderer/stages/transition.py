@@ -16,32 +16,13 @@ from typing import Any
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.media.encoding import failure_reason
+from renderer.media.xfade import xfade_name
 from renderer.ops.reliability import RetryPolicy
 from renderer.stages import segment
 from renderer.stages.segment import Segment
 from renderer.stages.timeline import Window, cut_window, transition_frames
 
 VERSION = "1"
-# xfade's transitions (ffmpeg 5.1; later versions keep these and add more)
-XFADE = ("fade", "wipeleft", "wiperight", "wipeup", "wipedown", "slideleft", "slideright", "slideup", "slidedown",
-         "circlecrop", "rectcrop", "distance", "fadeblack", "fadewhite", "radial", "smoothleft", "smoothright",
-         "smoothup", "smoothdown", "circleopen", "circleclose", "vertopen", "vertclose", "horzopen", "horzclose",
-         "dissolve", "pixelize", "diagtl", "diagtr", "diagbl", "diagbr", "hlslice", "hrslice", "vuslice", "vdslice",
-         "hblur", "fadegrays", "wipetl", "wipetr", "wipebl", "wipebr", "squeezeh", "squeezev", "zoomin",
-         "fadefast", "fadeslow")
-ALIASES = {"crossfade": "fade"}
-
-
-class TransitionError(ValueError):
-    pass
-
-
-def xfade_name(name: str) -> str:
-    """xfade's name for the transition ``assembly.transition`` names; a clear error for any other."""
-    if ALIASES.get(name, name) not in XFADE:
-        raise TransitionError(f"assembly.transition={name!r} is not a transition ffmpeg's xfade knows: use one of "
-                              f"{', '.join((*ALIASES, *XFADE))}")
-    return ALIASES.get(name, name)
 
 
 def _stem(inp: NodeInput, cut: int) -> str:
@@ -109,7 +90,7 @@ def add(comp) -> None:
                                 **segment.scene_inputs(comp, c),
                                 **{f"next_{name}": dep for name, dep in segment.scene_inputs(comp, c + 1).items()}}
         comp.add(Node(
-            stage="transition", scene=c, version=VERSION, reads=(*segment.scene_reads(comp), "assembly.transition"),
+            stage="transition", scene=c, version=VERSION, reads=(*segment.scene_reads(comp, c, c + 1), "assembly.transition"),
             data={"opens": c == 0, "closes": c + 1 == last}, deps=deps,
             fn=lambda inp, c=c: render(inp, cut=c, threads=threads, timeout=timeout),
             fallback=lambda inp, exc, c=c: fallback(inp, exc, cut=c, threads=threads, timeout=timeout),
