@@ -4,7 +4,8 @@ Each clip starts at its scene's start (the first scene's after its lead), and is
 its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``:
 a file, or with ``ambient`` a pad synthesised for the script, written as a WAV and played as a file would be)
 is set ``audio.music_db`` below it, ducked under the voice, and the mix measured and corrected once more
-(renderer/media/audio.py, renderer/media/ambient.py). The whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
+(renderer/media/audio.py, renderer/media/ambient.py). The whole track is encoded to AAC once, so the joins
+between scenes have no priming gaps.
 """
 
 from __future__ import annotations
