@@ -58,6 +58,7 @@ BASS_GAIN = 0.55
 SPARKLE_GAIN = 0.22
 MAX_CROSSFADE_S = 3.0
 MIN_CHORD_S = 1.0  # a chord held shorter than this is no pad
+CHUNK = 1 << 18  # samples worked on at once where the whole pad would need a temporary copy
 FADE_IN_S = 4.0
 FADE_OUT_S = 6.0
 
@@ -254,39 +255,46 @@ def _sines(freqs: np.ndarray, phases: np.ndarray, gains: np.ndarray, start: int,
     return products.reshape(len(gains), blocks * BLOCK)[:, :n]
 
 
+def _lfo(start: int, n: int, rate: int, period_s: float, phase: float, centre: float, depth: float) -> np.ndarray:
+    """A slow sine movement over samples ``start`` .. ``start + n``: ``centre`` ± ``depth``."""
+    t = (start + np.arange(n)) / rate
+    return (centre + depth * np.sin(2 * np.pi * t / period_s + phase)).astype(np.float32)
+
+
 def synthesise(seed: str, duration: float, pad: Pad, *, channels: int = 1, rate: int = SYNTH_RATE) -> np.ndarray:
-    """The pad for ``seed``: ``duration`` seconds at ``rate``, shape (samples, channels), float32, peak ``PEAK``."""
+    """The pad for ``seed``: ``duration`` seconds at ``rate``, shape (samples, channels), float32, peak ``PEAK``.
+    Its memory is the result's and one chord's: an hour of stereo takes about 250 MB."""
     total = max(1, math.ceil(duration * rate))
     stereo = channels > 1
-    out = np.zeros((2 if stereo else 1, total), dtype=np.float32)
+    out = np.zeros((total, 2 if stereo else 1), dtype=np.float32)
     plan = _plan(pad, seed)
     chord_n = max(1, int(round(pad.beat_s * rate))) * pad.beats_per_chord
     fade = min(int(MAX_CROSSFADE_S * rate), int(0.45 * chord_n)) // 2 * 2
     chords = max(1, -(-(total - fade // 2) // chord_n))  # the last change has room for its whole crossfade
-    t = np.arange(total) / rate
-    brightness = (0.55 + 0.45 * np.sin(2 * np.pi * t / (pad.chord_s * 3) + plan.phases[1])).astype(np.float32)
     for i, voicing in enumerate(_voice_led(plan, pad.key, chords)):
         start = max(0, i * chord_n - fade // 2)
         end = min(total, (i + 1) * chord_n + fade // 2)
         freqs, phases, harmonic, gains = _oscillators(voicing, _bass(pad.key, plan.progression[i % len(
             plan.progression)][0]), stereo)
-        bright = brightness[start:end]
+        bright = _lfo(start, end - start, rate, pad.chord_s * 3, plan.phases[1], 0.55, 0.45)  # the "filter" moving
         chord = _sines(freqs[harmonic == 1], phases[harmonic == 1], gains[:, harmonic == 1], start, end - start, rate)
-        for number, weight in ((2, HARMONICS[1] * bright), (3, HARMONICS[2] * bright * bright)):  # the "filter"
+        for number, weight in ((2, HARMONICS[1] * bright), (3, HARMONICS[2] * bright * bright)):
             these = harmonic == number
             chord += _sines(freqs[these], phases[these], gains[:, these], start, end - start, rate) * weight
         if i > 0:  # fades in as the chord before fades out: their gains sum to 1
             chord[:, :fade] *= _ramp(fade)
         if i < chords - 1:
             chord[:, -fade:] *= _ramp(fade)[::-1]
-        out[:, start:end] += chord
+        out[start:end] += chord.T
     _sparkle(out, pad, plan, seed, rate)
-    out *= (1 + 0.12 * np.sin(2 * np.pi * t / (pad.chord_s * 4) + plan.phases[0])).astype(np.float32)  # breathing
+    for start in range(0, total, CHUNK):  # breathing with the chords
+        out[start:start + CHUNK] *= _lfo(start, min(CHUNK, total - start), rate, pad.chord_s * 4, plan.phases[0],
+                                         1.0, 0.12)[:, None]
     _fade(out, rate)
-    peak = float(np.abs(out).max())
+    peak = max(float(out.max()), -float(out.min()))
     if peak > 0:
         out *= PEAK / peak
-    return out.T.copy()
+    return out
 
 
 def _pan(pan: float, stereo: bool) -> tuple[float, ...]:
@@ -298,7 +306,7 @@ def _pan(pan: float, stereo: bool) -> tuple[float, ...]:
 def _sparkle(out: np.ndarray, pad: Pad, plan: _Plan, seed: str, rate: int) -> None:
     """Now and then, on a beat, a soft high note of the chord sounding then, dying away over a few seconds."""
     rng = random.Random(f"sparkle:{seed}")
-    total = out.shape[1]
+    total = len(out)
     length = int(SPARKLE_S * rate)
     envelope = np.exp(-np.arange(length) / (1.1 * rate)).astype(np.float32)
     envelope[:int(0.08 * rate)] *= _ramp(int(0.08 * rate))
@@ -313,29 +321,29 @@ def _sparkle(out: np.ndarray, pad: Pad, plan: _Plan, seed: str, rate: int) -> No
         classes = _pitch_classes(pad.key, root, minor, plan.colour)
         choices = [m for m in range(*SPARKLE_RANGE) if m % 12 in classes]
         midi = choices[int(rng.random() * len(choices))]
-        side = np.array(_pan(rng.random() * 1.2 - 0.6, out.shape[0] > 1))
+        side = np.array(_pan(rng.random() * 1.2 - 0.6, out.shape[1] > 1))
         gains = SPARKLE_GAIN * np.stack([side, 0.2 * side], axis=1)
-        out[:, start:start + n] += _sines(np.array([_freq(midi), 2 * _freq(midi)]),
-                                          np.array([_phase(midi), _phase(midi + 12)]), gains, start, n,
-                                          rate) * envelope[:n]
+        out[start:start + n] += (_sines(np.array([_freq(midi), 2 * _freq(midi)]),
+                                        np.array([_phase(midi), _phase(midi + 12)]), gains, start, n,
+                                        rate) * envelope[:n]).T
 
 
 def _fade(out: np.ndarray, rate: int) -> None:
-    total = out.shape[1]
+    total = len(out)
     fade_in = min(int(FADE_IN_S * rate), total // 4)
     fade_out = min(int(FADE_OUT_S * rate), total // 3)
     if fade_in:
-        out[:, :fade_in] *= _ramp(fade_in)
+        out[:fade_in] *= _ramp(fade_in)[:, None]
     if fade_out:
-        out[:, total - fade_out:] *= _ramp(fade_out)[::-1]
+        out[total - fade_out:] *= _ramp(fade_out)[::-1, None]
 
 
 def write_wav(samples: np.ndarray, rate: int, path: Path) -> Path:
-    """``samples`` (samples, channels; within ±1) as 16-bit PCM WAV."""
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    """``samples`` (samples, channels; within ±1) as 16-bit PCM WAV, a chunk at a time."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(pcm.tobytes())
+        for start in range(0, len(samples), CHUNK):
+            out.writeframes(np.round(np.clip(samples[start:start + CHUNK], -1.0, 1.0) * 32767).astype("<i2").tobytes())
     return path
