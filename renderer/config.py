@@ -279,14 +279,26 @@ class EncodeConfig:
 
 
 @dataclass
+class AmbientConfig:
+    """The pad ``audio.music=ambient`` synthesises, a different one per script (renderer/media/ambient.py)."""
+
+    key: str = "D minor"  # a note A-G, optionally # or b, and major or minor: "F major", "C# minor", "Bb minor"
+    bpm: float = 60.0  # tempo, beats per minute
+    beats_per_chord: int = 8  # the chord changes every this many beats (8 at 60 bpm: every 8 s)
+
+
+@dataclass
 class AudioConfig:
     """The soundtrack: its loudness, and an optional music bed ducked under the narration."""
 
     loudness_lufs: float = -16.0  # integrated loudness (EBU R128) every soundtrack is set to; 0 = as mixed
     true_peak_db: float = -1.5  # ceiling, dBTP
-    music: str = ""  # a music file, or a folder to pick one from per script (seeded by the script); "" = none
+    # a music file, or a folder to pick one from per script (seeded by the script); "ambient": a pad synthesised
+    # per script in audio.ambient's key and tempo (a folder called ambient: ./ambient); "" = none
+    music: str = ""
     music_db: float = -18.0  # the bed's loudness relative to loudness_lufs where nobody speaks
     duck_db: float = 10.0  # how much lower the bed is under speech than in the gaps
+    ambient: AmbientConfig = field(default_factory=AmbientConfig)
 
 
 @dataclass

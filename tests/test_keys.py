@@ -62,7 +62,8 @@ def key_of(node, cfg: DictConfig, graph: Graph, outputs: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("strategy", ["overlay", "ui_only", "visual_only", "audio_only", "overlay captions.burn=true",
-                                      "visual_only captions.burn=true assembly.title_card=true"])
+                                      "visual_only captions.burn=true assembly.title_card=true",
+                                      "audio_only audio.music=ambient"])
 def test_every_declared_leaf_and_only_those_change_a_nodes_key(tmp_path, strategy):
     strategy, *extra = strategy.split()
     cfg = compose_cfg(f"assembly={strategy}", "assembly.transition_s=0.5", "encode.chunk_s=2", *extra)

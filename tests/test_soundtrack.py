@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from renderer.engine.node import NodeInput
-from renderer.media import audio
+from renderer.media import ambient, audio
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
 from renderer.providers.base import AudioClip
@@ -122,6 +122,41 @@ def test_the_bed_level_follows_music_db(tmp_path):
     assert below[-24.0] - below[-12.0] == pytest.approx(12, abs=1.5)
 
 
+def test_the_ambient_pad_ducks_under_the_voice_like_any_bed_and_the_mix_lands_on_target(tmp_path):
+    """audio.music=ambient: the script's pad, synthesised to the timeline, plays where a music file would.
+    A 4 kHz 'voice' (6-8 s) lies above everything the pad plays; the pad is measured under 500 Hz."""
+    voice = tone(tmp_path / "voice.wav", 4000, 2.0)
+    clips = [AudioClip(None, 0.0, provider="silent"), AudioClip(voice, 2.0, provider="tone"),
+             AudioClip(None, 0.0, provider="silent")]
+    timeline = plan([(0, 6), (6, 4), (10, 8)], 25)
+    cfg = {**CFG, "audio.music": "ambient", "audio.ambient": {"key": "F major", "bpm": 30, "beats_per_chord": 8}}
+    track = soundtrack.render(NodeInput({"music": ambient.Bed("tones")}, cfg, {"timeline": timeline, "voices": clips},
+                                        tmp_path, "k" * 64), timeout=60).path
+    pad = decoded(track, ",".join(["lowpass=f=500"] * 3))
+    gap_before, under, gap_after = rms_db(pad, 4.0, 5.5), rms_db(pad, 6.6, 7.8), rms_db(pad, 9.0, 11.0)
+    assert gap_before - under >= 6 and gap_after - under >= 6, (gap_before, under, gap_after)
+    assert abs(gap_before - gap_after) < 2  # back up after the voice
+    assert rms_db(decoded(track, ",".join(["highpass=f=3000"] * 3)), 6.6, 7.8) - under >= 12
+    assert rms_db(pad, 0.0, 0.3) < gap_before - 10 and rms_db(pad, 17.7, 18.0) < gap_before - 10  # faded in, out
+    loudness, peak = r128(track)
+    assert loudness == pytest.approx(-16.0, abs=1.0) and peak <= -1.5
+
+
+def test_a_script_rendered_over_the_ambient_pad_lands_on_the_loudness_target(tmp_path, two_scenes):
+    cfg = compose_cfg(*TINY, "assembly=audio_only", "audio.music=ambient", "encode.audio_channels=2")
+    record = render_script(two_scenes, "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok" and record["fallbacks"] == [], record
+    loudness, peak = r128(tmp_path / "tiny" / "tiny.mp4")
+    assert loudness == pytest.approx(-16.0, abs=1.0) and peak <= -1.5
+
+
+def test_a_pad_in_no_key_stops_the_script_before_anything_renders(tmp_path, two_scenes):
+    cfg = compose_cfg(*TINY, "assembly=audio_only", "audio.music=ambient", "audio.ambient.key='H minor'")
+    record = render_script(two_scenes, "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "failed" and record["stages"] == []
+    assert "audio.ambient.key: 'H minor' is not a key" in record["error"] and "'D minor'" in record["error"]
+
+
 def test_a_folder_of_music_gives_each_script_its_own_pick_always_the_same(tmp_path):
     folder = tmp_path / "music"
     folder.mkdir()
@@ -156,9 +191,9 @@ def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
     music = tone(tmp_path / "bed.wav", 200, 1.0)
     script = parsed()
 
-    def key(*overrides, flip=None):
+    def key(*overrides, flip=None, slug="tiny"):
         cfg = compose_cfg(*TINY, "assembly=audio_only", *overrides)
-        comp = compose.compose(script, "tiny", cfg, providers_for(cfg, RunLayout(tmp_path)))
+        comp = compose.compose(script, slug, cfg, providers_for(cfg, RunLayout(tmp_path)))
         node = comp.graph.nodes["soundtrack"]
         return Graph.key(node, with_leaf_flipped(cfg, flip) if flip else cfg,
                          {n: "0" * 64 for n in comp.graph.nodes}, outputs_for(script))
@@ -169,4 +204,10 @@ def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
     assert key(f"audio.music={music}", flip="audio.music_db") != with_music
     tone(music, 200, 2.0)  # the same name, other content
     assert key(f"audio.music={music}") != with_music
+
+    pad = key("audio.music=ambient")
+    assert pad not in (plain, with_music) and key("audio.music=ambient", slug="other") != pad  # seeded by the script
+    for leaf in ("audio.ambient.key", "audio.ambient.bpm", "audio.ambient.beats_per_chord", "audio.music_db"):
+        assert key("audio.music=ambient", flip=leaf) != pad
+        assert key(flip=leaf) == plain  # no pad: its settings cannot matter
 

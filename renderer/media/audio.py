@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from renderer.media import ffmpeg
+from renderer.media.ambient import AMBIENT
 
 MUSIC_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma")
 SILENT_LUFS = -69.0  # ebur128 reports -70 for silence: nothing to set a level from
@@ -162,8 +163,11 @@ def gain_to(target: float, measured: float) -> float:
 
 
 def reads(cfg: Any) -> tuple[str, ...]:
-    """The ``audio`` settings a soundtrack depends on: the bed's only when there is one."""
+    """The ``audio`` settings a soundtrack depends on: the bed's only when there is one, the pad's only when it
+    is the bed."""
     out = ["audio.loudness_lufs", "audio.true_peak_db"]
     if cfg.audio.music:
         out += ["audio.music", "audio.music_db", "audio.duck_db"]
+    if cfg.audio.music == AMBIENT:
+        out.append("audio.ambient")
     return tuple(out)

@@ -1,9 +1,11 @@
 """Soundtrack stage: every scene's narration placed on the timeline, in a few cheap audio-only passes.
 
 Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
-its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``)
+its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``:
+a file, or with ``ambient`` a pad synthesised for the script, written as a WAV and played as a file would be)
 is set ``audio.music_db`` below it, ducked under the voice, and the mix measured and corrected once more
-(renderer/media/audio.py). The whole track is encoded to AAC once, so the joins between scenes have no priming gaps.
+(renderer/media/audio.py, renderer/media/ambient.py). The whole track is encoded to AAC once, so the joins
+between scenes have no priming gaps.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from loguru import logger
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import audio, ffmpeg
+from renderer.media import ambient, audio, ffmpeg
 from renderer.media.encoding import (
     SAFE_AUDIO,
     audio_args,
@@ -26,7 +28,7 @@ from renderer.ops.reliability import RetryPolicy
 from renderer.providers.base import AudioClip
 from renderer.stages.timeline import Timeline
 
-VERSION = "2"
+VERSION = "2"  # the pad's synthesis has its own (ambient.VERSION, in the node's data)
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
@@ -69,9 +71,18 @@ def _narration(inp: NodeInput) -> tuple[list[str], list[str], list[str]]:
     return args, graph, warnings
 
 
+def _bed_file(music: audio.Music | ambient.Bed, inp: NodeInput, stem: str) -> Path:
+    """The file the bed plays from: the music's own, or the script's pad, synthesised to the timeline's length."""
+    if isinstance(music, audio.Music):
+        return music.path
+    pad = ambient.synthesise(music.seed, inp.deps["timeline"].duration, ambient.Pad.of(inp.tree("audio.ambient")),
+                             channels=inp.cfg["encode.audio_channels"])
+    return ambient.write_wav(pad, ambient.SYNTH_RATE, inp.workdir / f"{stem}-ambient.wav")
+
+
 def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
     timeline: Timeline = inp.deps["timeline"]
-    music: audio.Music | None = inp.data["music"]
+    music: audio.Music | ambient.Bed | None = inp.data["music"]
     cfg = inp.cfg
     target, rate, layout = cfg["audio.loudness_lufs"], cfg["encode.audio_rate"], channel_layout(cfg)
     stem = f"soundtrack-{inp.key[:12]}"
@@ -84,7 +95,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
         graph.append("[voice]anull[mixed]")
     else:
         src = len(args) // 2
-        args += ["-stream_loop", "-1", "-i", str(music.path)]
+        args += ["-stream_loop", "-1", "-i", str(_bed_file(music, inp, stem))]
         bed = audio.bed_chain(src, timeline.duration, rate, layout, 0.0, "bed")
         bed_level = audio.measure(args, [bed], "bed", inp.workdir, f"{stem}-bed", timeout=timeout)
         graph.append(audio.bed_chain(src, timeline.duration, rate, layout,
@@ -125,10 +136,13 @@ def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
 
 
 def add(comp) -> None:
-    """The soundtrack node; a music setting that names nothing playable stops the script here, before any
-    rendering."""
+    """The soundtrack node; a music setting that names nothing playable (or a pad in no key) stops the script
+    here, before any rendering. The pad is seeded by the script's slug."""
     timeout = comp.timeout
-    music = audio.pick_music(comp.cfg.audio.music, comp.slug, timeout=timeout)
+    if comp.cfg.audio.music == ambient.AMBIENT:
+        music = ambient.bed(comp.cfg.audio.ambient, comp.slug)
+    else:
+        music = audio.pick_music(comp.cfg.audio.music, comp.slug, timeout=timeout)
     comp.add(Node(
         stage="soundtrack", version=VERSION,
         reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
