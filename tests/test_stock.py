@@ -336,3 +336,9 @@ def test_ten_visual_lines_get_ten_relevant_distinct_clips_from_a_held_out_catalo
     print(f"held-out catalogue: precision {precision:.2f}, {len(set(chosen))} distinct of {len(chosen)}")
     assert len(set(chosen)) == len(chosen) == 10
     assert precision >= 0.9, [(v[:30], topics.get(c)) for c, (v, _, _) in zip(chosen, HELDOUT_SCRIPT)]
+    with FakeStock(pexels_key=PEXELS_KEY, pixabay_key=PIXABAY_KEY, catalogue=catalogue) as api:  # in two shots each
+        shots = stock(api, tmp_path).plan([scene(v, t, 12.0, shots=2) for v, t, _ in HELDOUT_SCRIPT], **FRAME)
+    every = [((p.get("service"), p.get("id")), want) for pair, (_, _, want) in zip(shots, HELDOUT_SCRIPT) for p in pair]
+    precision = sum(topics.get(c) == want for c, want in every) / len(every)
+    print(f"held-out catalogue in shots: precision {precision:.2f}, {len({c for c, _ in every})} distinct of 20")
+    assert precision >= 0.9 and len({c for c, _ in every}) >= 12  # a later shot: another clip of the topic, or again

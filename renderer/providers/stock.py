@@ -63,6 +63,7 @@ TITLE_WEIGHT = 0.5  # a title word counts half a Visual word
 STRONG = 1.0  # share of a query's keywords a candidate must show for the next service not to be asked
 GOOD = 0.6  # ... and the share that ends a scene's searches of one service (with ENOUGH candidates)
 ENOUGH = 4  # candidates a scene's searches stop at (fewer keywords are tried until then)
+RELATED = 0.5  # a scene's later shot takes a clip scoring at least this share of its first clip's, else repeats
 
 
 class NoStockMatch(RuntimeError):
@@ -142,8 +143,8 @@ def score(candidate: Candidate, want: Want, idf: dict[str, float], rendition: Re
 
 
 def best(candidates: list[Candidate], want: Want, used: set[tuple[str, str]], *, width: int, height: int,
-         max_bytes: int) -> tuple[Candidate, Rendition] | None:
-    """The best candidate not used yet in this video, with the rendition to download."""
+         max_bytes: int) -> tuple[Candidate, Rendition, float] | None:
+    """The best candidate not used yet in this video, with the rendition to download and its score."""
     idf = rarity(c.words for c in candidates)
     ranked = []
     for c in candidates:
@@ -155,8 +156,8 @@ def best(candidates: list[Candidate], want: Want, used: set[tuple[str, str]], *,
             ranked.append((value, -c.rank, c, rendition))
     if not ranked:
         return None
-    _, _, chosen, rendition = max(ranked, key=lambda r: (r[0], r[1]))
-    return chosen, rendition
+    value, _, chosen, rendition = max(ranked, key=lambda r: (r[0], r[1]))
+    return chosen, rendition, value
 
 
 def pick_of(c: Candidate, rendition: Rendition, query: str) -> dict[str, Any]:
@@ -269,7 +270,9 @@ class StockVisual:
         twice in the video; a scene without any gets ``{"error": why}`` (service by service) for each shot, and
         one with fewer fitting clips than shots shows them in turn. Services are asked in order, the next one
         only for the scenes the ones before could not fill with good matches (at least ``STRONG`` of the
-        query's words); searches run side by side, within the services' limits; scenes choose in script order."""
+        query's words; a later shot's about the same as the first, ``RELATED``), stills only for scenes with no
+        clip; searches run side by side, within the services' limits; every scene's first shot is chosen, in
+        script order, before any scene's second."""
         deadline = time.monotonic() + timeout
         wants = [want_of(s.get("prompt", ""), s.get("title", ""), float(s.get("duration") or 5.0),
                          self.query_words) for s in scenes]
@@ -277,14 +280,17 @@ class StockVisual:
         picks: list[list[dict[str, Any]]] = [[] for _ in scenes]
         notes: list[list[str]] = [[] for _ in scenes]
         used: set[tuple[str, str]] = set()
-        firsts: dict[int, float] = {}  # per scene: the share of its keywords its first clip shows
+        firsts: dict[int, float] = {}  # per scene: its first clip's score
         for kind in KINDS if self.photos else KINDS[:1]:
             pools: dict[int, list[Candidate]] = {}
             queries: dict[int, str] = {}
             services = list(self.clients.items())
             for n, (service, client) in enumerate(services):
                 last = n == len(services) - 1
-                todo = [i for i, p in enumerate(picks) if len(p) < shots[i] and wants[i].keywords]
+                # a scene with no clip yet, or one short of its shots (more clips, not stills: a still is a
+                # stand-in, and every service asked costs requests of its limit)
+                todo = [i for i, p in enumerate(picks)
+                        if (not p or (kind == KINDS[0] and len(p) < shots[i])) and wants[i].keywords]
                 if not todo:
                     break
                 found = self._search_all(client, kind, [wants[i] for i in todo], width, height, deadline)
@@ -301,11 +307,14 @@ class StockVisual:
                         if len(picks[i]) != shot or shot >= shots[i] or i not in pools:
                             continue
                         chosen = best(pools[i], wants[i], used, width=width, height=height, max_bytes=self.max_bytes)
-                        shows = coverage(chosen[0], wants[i]) if chosen else 0.0
-                        if chosen and (last or shows >= STRONG) and shows >= firsts.get(i, 0.0):
-                            used.add((chosen[0].service, chosen[0].id))
-                            picks[i].append(pick_of(*chosen, queries[i]))
-                            firsts.setdefault(i, shows)  # a later shot shows no fewer of the keywords
+                        if chosen is None:
+                            continue
+                        candidate, rendition, value = chosen
+                        # a later shot: about the same thing as the first, or the scene's clips again
+                        if (last or coverage(candidate, wants[i]) >= STRONG) and value >= RELATED * firsts.get(i, 0.0):
+                            used.add((candidate.service, candidate.id))
+                            picks[i].append(pick_of(candidate, rendition, queries[i]))
+                            firsts.setdefault(i, value)
                 for i in todo:
                     if not picks[i] and i in pools and last:
                         notes[i].append(f"{kind}s found for {queries[i]!r} do not fit (used, too large, or "
