@@ -114,14 +114,40 @@ def test_a_full_frame_terminal_leaves_no_room_and_says_so():
 def test_words_style_highlights_each_spoken_word_in_turn():
     cue = Cue(1.0, 2.0, "Hello {brave} world", ((1.0, 1.3), (1.4, 1.7), (1.75, 2.0)))
     track = build_track([cue], style="words", fmt=_fmt(1280, 720), theme=THEME, settings=SETTINGS, panel=None)
-    assert [(e.start, e.end) for e in track.events] == [(100, 140), (140, 175), (175, 280)]
+    assert [(e.start, e.end) for e in track.events] == [(100, 140), (140, 175), (175, None)]  # the last: held
     highlight = "{\\1c&HB0C94E&}"
     for event, word in zip(track.events, ["Hello", "\\{brave\\}", "world"]):
         assert f"{highlight}{word}" in event.text  # that word in the prompt colour, braces kept as text
         assert event.text.count(highlight) == 1
 
 
+def test_a_cue_holds_until_the_next_and_the_last_until_the_scene_ends():
+    cues = [Cue(0.5, 1.5, "One sentence."), Cue(3.0, 4.0, "Another one.")]
+    track = build_track(cues, style="sentence", fmt=_fmt(1280, 720), theme=THEME, settings=SETTINGS, panel=None)
+    assert [(e.start, e.end) for e in track.events] == [(50, 300), (300, None)]  # words on screen through pauses
+    assert track.words() == [(50, 300), (300, None)]
+
+
 def test_an_unknown_style_stops_the_script_with_the_setting_named(tmp_path, two_scenes):
     record = render_script(two_scenes, "tiny", compose_cfg(*FAST, "captions.burn=true", "captions.style=karaoke"),
                            RunLayout(tmp_path))
     assert record["status"] == "failed" and "captions.style='karaoke'" in record["error"]
+
+
+def test_the_record_says_how_long_the_video_shows_words_to_read(tmp_path):
+    """From what the layers drew: the typed lines of scene 1 (not its window's title), the captions held through
+    the pauses, the title card."""
+    import json
+
+    shares = {}
+    for name, overrides in {"plain": ("format.width=320", "format.height=180"),
+                            "captioned": ("format.width=320", "format.height=180", "captions.burn=true"),
+                            "titled": ("format.width=320", "format.height=180", "captions.burn=true",
+                                       "assembly.title_card=true")}.items():
+        render(tmp_path, name, *overrides)
+        record = json.loads((tmp_path / name / f"{name}.json").read_text())
+        words, total = record["words_on_screen"], record["duration"]
+        assert 0 <= words["seconds"] <= total and words["share"] == round(words["seconds"] / total, 4)
+        shares[name] = words["share"]
+    assert shares["plain"] < 0.6 < shares["captioned"] <= shares["titled"]  # scene 2 has no terminal: captions fill it
+    assert shares["titled"] > 0.9

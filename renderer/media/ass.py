@@ -8,6 +8,7 @@ because the ASS file reaches ffmpeg as a file name, never as filter-graph text.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,28 @@ class Event:
 
 
 # --------------------------------------------------------------------------- files (written by pysubs2)
+
+
+def text_spans(events: list[Event], *, layers: tuple[int, ...] | None = None) -> list[tuple[int, int | None]]:
+    """When ``events`` put readable words on the picture (centiseconds; end None = the scene's end): the text
+    events (not drawings) with a letter or digit once their override tags are dropped, on ``layers`` if given."""
+    out = []
+    for e in events:
+        if e.style == "Shape" or (layers is not None and e.layer not in layers):
+            continue
+        if any(ch.isalnum() for ch in re.sub(r"\{[^}]*\}", "", e.text)):
+            out.append((e.start, e.end))
+    return out
+
+
+def covered_s(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``spans`` (start, end)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def plain_styles(font: str, size: int, foreground: str) -> dict[str, pysubs2.SSAStyle]:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from renderer.engine.cache import Cache
 from renderer.engine.node import NodeRecord, SlotExecutor
 from renderer.engine.run import GraphError
-from renderer.media import captions, ffmpeg
+from renderer.media import ass, captions, ffmpeg
 from renderer.ops import admission, health, logs, reliability
 from renderer.ops.files import (
     RunLayout,
@@ -154,6 +154,21 @@ def _credits(comp: compose.Composition, outputs: dict[str, Any]) -> list[dict[st
     return list({(c["scene"], c.get("service"), c.get("id")): c for c in credits}.values())
 
 
+def words_on_screen(comp: compose.Composition, outputs: dict[str, Any], timeline: list[dict[str, float]]
+                    ) -> dict[str, float]:
+    """How long the video shows words to read, from what its layers drew (typed lines, captions, the title and
+    credits cards): seconds and share of its length."""
+    spans = []
+    for n, span in enumerate(timeline):
+        start, end = span["start"], span["start"] + span["duration"]
+        for layer in comp.layers:
+            for a, b in getattr(outputs.get(comp.name(layer, n)), "words", lambda: [])():
+                spans.append((start + a / 100, min(end, start + b / 100) if b is not None else end))
+    seconds = ass.covered_s([(a, b) for a, b in spans if b > a])
+    total = timeline[-1]["start"] + timeline[-1]["duration"] if timeline else 0.0
+    return {"seconds": round(seconds, 2), "share": round(seconds / total, 4) if total else 0.0}
+
+
 def _publish(comp: compose.Composition, outputs: dict[str, Any], layout: RunLayout,
              credits: list[dict[str, Any]]) -> Video:
     """The video, its captions and its credits (when it shows others' footage), each written atomically
@@ -225,6 +240,7 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         script = _parse(path, cfg, record, log)
         comp, outputs = _run_graph(script, slug, cfg, layout, record, log, executors)
         video = _publish(comp, outputs, layout, record["credits"])
+        record["words_on_screen"] = words_on_screen(comp, outputs, video.timeline)
         record["thumbnails"] = _thumbnails(outputs.get(comp.name("thumbnails")), layout, slug, log)
         for warning in record["warnings"]:
             log.warning(warning)

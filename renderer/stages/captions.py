@@ -27,7 +27,6 @@ CHAR_WIDTH_EM = 0.62  # advance of a bold monospace character per unit of ASS fo
 LINE_HEIGHT = 1.25
 MARGIN = 0.025  # of the frame's shorter side, between the captions and the panel or the frame's edge
 THEME_READS = ("font_family", "foreground", "background", "prompt")
-HOLD_S = 0.8  # a cue stays this long after its last word (unless the next one starts)
 
 
 class CaptionsError(ValueError):
@@ -136,6 +135,9 @@ class CaptionTrack(StageOutput):
     events: list[ass.Event]
     boxes: tuple[Box, ...] = ()
 
+    def words(self) -> list[tuple[int, int | None]]:
+        return ass.text_spans(self.events)
+
 
 def _text(words: list[str], lines: list[list[int]], spoken: int | None, highlight: str, plain: str) -> str:
     rows = []
@@ -162,21 +164,21 @@ def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, s
     y = round(place.region.y + place.region.h - place.font_size * 0.25)
     events: list[ass.Event] = []
     boxes = []
-    for n, cue in enumerate(cues):  # each stays up a moment after it is said, until the next begins
-        hold = min(cue.end + HOLD_S, cues[n + 1].start if n + 1 < len(cues) else math.inf)
+    for n, cue in enumerate(cues):  # each stays up until the next begins, the last until the scene ends
+        hold = cues[n + 1].start if n + 1 < len(cues) else None
         timed = cue.word_times()
         words = [w for w, _, _ in timed]
         lines = wrap(words, place.cols)
         boxes.append(place.box(len(lines)))
         pos = f"{{\\an2\\pos({x},{y})}}"
         if style == "sentence":
-            events.append(ass.Event(_cs(cue.start), _cs(hold), 0, "Caption",
+            events.append(ass.Event(_cs(cue.start), _cs(hold) if hold is not None else None, 0, "Caption",
                                     pos + _text(words, lines, None, highlight, theme.foreground)))
             continue
         for i, (_, start, _) in enumerate(timed):
             end = timed[i + 1][1] if i + 1 < len(timed) else hold
-            if _cs(end) > _cs(start):
-                events.append(ass.Event(_cs(start), _cs(end), 0, "Caption",
+            if end is None or _cs(end) > _cs(start):
+                events.append(ass.Event(_cs(start), _cs(end) if end is not None else None, 0, "Caption",
                                         pos + _text(words, lines, i, highlight, theme.foreground)))
     warnings = ()
     if panel is not None and any(b.overlaps(panel) for b in boxes):

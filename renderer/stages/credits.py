@@ -29,6 +29,9 @@ class CreditsTrack(StageOutput):
     header: str
     events: list[ass.Event]
 
+    def words(self) -> list[tuple[int, int | None]]:
+        return ass.text_spans(self.events)
+
 
 def lines_of(credits: list[dict[str, Any]]) -> list[str]:
     """One line per creator and service, in the order they first appear."""

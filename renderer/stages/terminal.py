@@ -30,6 +30,7 @@ TRAFFIC_LIGHTS = ("#ff5f56", "#ffbd2e", "#27c93f")
 IDLE_HORIZON_CS = 6000  # blink on past the scene's planned end: the last scene may be extended
 END_RESERVE_MS = 600  # typing finishes at least this long before the scene ends
 VERSION = "3"  # 3: ANSI colour codes in on-screen text are shown in the theme's palette
+TEXT_LAYER = 2  # the typed lines (0: the panel, 1: its window's chrome and title)
 # the theme settings every terminal is drawn with; an ANSI colour is read only by text whose escape codes show it
 THEME_READS = ("background", "foreground", "prompt", "cursor", "comment", "brightBlack", "title_bar", "font_family",
                "font_size", "line_spacing", "padding", "window_chrome", "panel_opacity")
@@ -310,7 +311,7 @@ def _row_events(row: Row, cursor_until: int, geo: Geometry, blink_cs: int, curso
         x, y = geo.row_xy(row.slot_at(t))
         shown = "".join(pieces[: row.chars_at(t)])
         tail = cursor if _cursor_visible(t, row, cursor_until, blink_cs) else ""
-        events.append(ass.Event(int(t), None if end is None else int(end), 2, "Term",
+        events.append(ass.Event(int(t), None if end is None else int(end), TEXT_LAYER, "Term",
                                 f"{{\\pos({x},{y})}}{row.prompt}{colour}{shown}{tail}"))
     return events
 
@@ -364,6 +365,10 @@ class TerminalTrack(StageOutput):
     speed_scale: float  # > 1 when typing was sped up to fit the scene
     rows: int
     cols: int
+
+    def words(self) -> list[tuple[int, int | None]]:
+        """When its typed lines are on screen (its window's title alone is not something to read)."""
+        return ass.text_spans(self.events, layers=(TEXT_LAYER,))
 
 
 def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any, timing: Any, fmt: Any,

@@ -28,6 +28,9 @@ class TitleTrack(StageOutput):
     header: str
     events: list[ass.Event]
 
+    def words(self) -> list[tuple[int, int | None]]:
+        return ass.text_spans(self.events)
+
 
 @dataclass(frozen=True)
 class Band:
