@@ -24,6 +24,7 @@ from tests.benchmarks import (
     batch,
     cloud,
     edits,
+    look,
     peer,
     report,
     startup,
@@ -32,7 +33,7 @@ from tests.benchmarks import (
 )
 
 CLAIMS = {"P1": edits, "P2": peer, "P3": cloud, "P4": edits, "P5": batch, "P6": startup, "P7": typing_cost,
-          "P8": voices, "P9": ambient_bed}
+          "P8": voices, "P9": ambient_bed, "P11": look}
 RESULTS = Path(__file__).with_name("results.md")
 QUICK_RESULTS = RESULTS.with_name("results-quick.md")  # not committed: a quick run never replaces the real table
 

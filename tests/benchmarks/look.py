@@ -1,0 +1,171 @@
+"""P11: what the offline default looks like, measured: the procedural backgrounds' spatial and temporal
+information (ITU-T P.910 SI/TI, ffmpeg's siti filter) and cost, today's calm art against the lavfi sources it
+replaced as the default, drawn for every scene of the sample batch; and the share of the sample batch's
+duration with words on screen (from the layers its records say were drawn, spot-checked by OCR). Writes a
+frame grid, one frame per scene, of the sample batch before (the lavfi sources) and after (the art) to
+tests/benchmarks/look/, beside this table."""
+
+from __future__ import annotations
+
+import re
+import resource
+import shutil
+import subprocess
+from pathlib import Path
+
+from renderer.config import ProceduralVisualConfig
+from renderer.providers.chain import make
+from renderer.script import parse_file
+from tests.benchmarks import measure
+from tests.benchmarks.report import Row, failed
+
+LOOK = Path(__file__).with_name("look")
+SAMPLES = measure.ROOT / "scripts"
+LAVFI = ["gradients", "plasma", "life", "mandelbrot"]  # the default sources before the art
+DARK = ["#1e1e1e", "#569cd6", "#c586c0", "#4ec9b0", "#4ec9b0"]  # theme=dark's, as the visual stage passes them
+COST_TARGET = 1.2
+WORDS_TARGET = 0.95
+
+
+def rows(b) -> list[Row]:
+    scenes = [s for path in sorted(SAMPLES.glob("*.*")) for s in parse_file(path).scenes]
+    if b.quick:
+        scenes = scenes[:4]
+    out = []
+    try:
+        art, lavfi = _backgrounds(b, scenes, None), _backgrounds(b, scenes, LAVFI)
+    except measure.Failed as exc:
+        return [failed("P11a", "backgrounds: SI/TI and cost, art vs lavfi", "SI lower, TI > 0", exc)]
+    out.append(Row("P11a", f"background spatial information, {len(scenes)} sample scenes at 720p (mean SI)",
+                   f"art {art['si']:.1f}", f"lavfi {lavfi['si']:.1f} (life {lavfi['by'].get('life', 0):.1f}, "
+                   f"mandelbrot {lavfi['by'].get('mandelbrot', 0):.1f})", f"{art['si'] / lavfi['si']:.2f}×",
+                   "lower than life and mandelbrot", art["si"] < min(lavfi["by"].get(k, 1e9) for k in
+                                                                        ("life", "mandelbrot")),
+                   [f"art by kind: {_by(art)}", f"lavfi by kind: {_by(lavfi)}"]))
+    out.append(Row("P11b", "background temporal information (mean TI): calm but moving", f"art {art['ti']:.2f}",
+                   f"lavfi {lavfi['ti']:.2f}", f"{art['ti'] / max(lavfi['ti'], 1e-9):.2f}×", "TI > 0",
+                   art["ti"] > 0, [f"art TI by kind: {_by(art, 'ti_by')}"]))
+    out.append(Row("P11c", "drawing every sample scene's background (CPU, scale 0.25, 12 fps)",
+                   f"art {art['seconds']:.1f} s", f"lavfi {lavfi['seconds']:.1f} s",
+                   f"{art['seconds'] / lavfi['seconds']:.2f}×", f"≤ {COST_TARGET}×",
+                   art["seconds"] <= COST_TARGET * lavfi["seconds"]))
+    try:
+        out += _words_and_grids(b)
+    except measure.Failed as exc:
+        out.append(failed("P11d", "words on screen, sample batch", f"≥ {WORDS_TARGET:.0%}", exc))
+    return out
+
+
+def _by(result: dict, key: str = "by") -> str:
+    return ", ".join(f"{kind} {value:.1f}" for kind, value in sorted(result[key].items()))
+
+
+def _backgrounds(b, scenes: list, sources: list[str] | None) -> dict:
+    """Every scene's background drawn at 720p as the provider draws it (its CPU, numpy's and ffmpeg's), then
+    each one's SI/TI."""
+    visual = make(ProceduralVisualConfig, **({"sources": sources} if sources else {}))
+    folder = b.dir("look-art" if sources is None else "look-lavfi")
+    started = _cpu()
+    clips = [visual.render(scene.visual or scene.title, folder / f"{n}.mp4", width=1280, height=720,
+                           duration=min(scene.duration, 2.0 if b.quick else 6.0),
+                           **({"palette": DARK} if visual.THEMED else {}))
+             for n, scene in enumerate(scenes)]
+    seconds = _cpu() - started
+    si: dict[str, list[float]] = {}
+    ti: dict[str, list[float]] = {}
+    for clip in clips:
+        kind = clip.provider.split(":", 1)[1]
+        s, t = _siti(clip.path)
+        si.setdefault(kind, []).append(s)
+        ti.setdefault(kind, []).append(t)
+    every_si, every_ti = [v for vs in si.values() for v in vs], [v for vs in ti.values() for v in vs]
+    return {"si": _mean(every_si), "ti": _mean(every_ti), "seconds": seconds,
+            "by": {k: _mean(v) for k, v in si.items()}, "ti_by": {k: _mean(v) for k, v in ti.items()}}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of the tools it has waited for."""
+    own, tools = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + tools.ru_utime + tools.ru_stime
+
+
+def _siti(path: Path) -> tuple[float, float]:
+    """Mean SI and TI of a clip at 720p (the segment scales the small clip up: what the viewer sees)."""
+    err = subprocess.run(["ffmpeg", "-v", "info", "-nostdin", "-i", str(path), "-vf",
+                          "scale=1280:720:flags=bicubic,siti=print_summary=1", "-f", "null", "-"],
+                         capture_output=True, text=True, check=False).stderr
+    si = re.search(r"Spatial Information:\s*Average:\s*([\d.]+)", err)
+    ti = re.search(r"Temporal Information:\s*Average:\s*([\d.]+)", err)
+    if not (si and ti):
+        raise measure.Failed(f"siti printed no summary for {path}:\n{measure.tail(err)}")
+    return float(si.group(1)), float(ti.group(1))
+
+
+def _words_and_grids(b) -> list[Row]:
+    """The sample batch rendered as the default does (espeak for speed: the pictures are the point), then with
+    the lavfi sources; the records' words on screen, OCR on one frame per scene, and the two grids."""
+    LOOK.mkdir(exist_ok=True)
+    inputs = "batch.inputs=[" + ",".join(str(p) for p in sorted(SAMPLES.glob("*.*"))[: 1 if b.quick else None]) + "]"
+    runs = {}
+    for name, extra in {"after": [], "before": [f"visual.sources=[{','.join(LAVFI)}]"]}.items():
+        run_dir = b.dir(f"look-{name}")
+        measure.renderer([inputs, "voice=espeak", f"cache.dir={b.dir('look-cache')}", *extra], run_dir)
+        runs[name] = run_dir
+        _grid(run_dir, LOOK / f"grid-{name}.png")
+    shares = {}
+    for name, run_dir in runs.items():
+        seconds = total = 0.0
+        for slug in measure.manifest(run_dir)["scripts"]:
+            record = measure.record(run_dir, slug)
+            seconds += record["words_on_screen"]["seconds"]
+            total += record["duration"]
+        shares[name] = seconds / total
+    ocr = _ocr(runs["after"])
+    seen, shown = sum(ocr), len(ocr)
+    return [Row("P11d", "share of the sample batch's duration with words on screen (from its layers)",
+                f"{shares['after']:.1%}", f"before {shares['before']:.1%}", "—", f"≥ {WORDS_TARGET:.0%}",
+                shares["after"] >= WORDS_TARGET,
+                [f"OCR (tesseract) read words on {seen} of {shown} scene frames (one per scene)",
+                 f"grids: {LOOK.relative_to(measure.ROOT)}/grid-before.png, grid-after.png"])]
+
+
+def _frames(run_dir: Path) -> list[tuple[Path, float]]:
+    """(video, time) a little past the middle of every scene of every script of a run."""
+    out = []
+    for slug in sorted(measure.manifest(run_dir)["scripts"]):
+        video = run_dir / slug / f"{slug}.mp4"
+        out += [(video, span["start"] + span["duration"] * 0.6) for span in measure.record(run_dir, slug)["timeline"]]
+    return out
+
+
+def _grid(run_dir: Path, out: Path, columns: int = 6) -> None:
+    frames = _frames(run_dir)
+    tiles = out.with_suffix("")
+    shutil.rmtree(tiles, ignore_errors=True)
+    tiles.mkdir()
+    for n, (video, at) in enumerate(frames):
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-ss", f"{at:.2f}", "-i", str(video), "-frames:v", "1",
+                        "-vf", "scale=320:180", str(tiles / f"{n:03d}.png")], check=True)
+    rows_ = -(-len(frames) // columns)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-framerate", "1", "-i", str(tiles / "%03d.png"),
+                    "-vf", f"tile={columns}x{rows_}:padding=4:color=white", "-frames:v", "1", str(out)], check=True)
+    shutil.rmtree(tiles)
+
+
+def _ocr(run_dir: Path) -> list[bool]:
+    """Whether tesseract reads a word of three letters or more on each scene's frame (none without it)."""
+    if not shutil.which("tesseract"):
+        return []
+    found = []
+    for video, at in _frames(run_dir):
+        png = run_dir / "ocr.png"
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-ss", f"{at:.2f}", "-i", str(video), "-frames:v",
+                        "1", str(png)], check=True)
+        text = subprocess.run(["tesseract", str(png), "-", "--psm", "11"], capture_output=True, text=True,
+                              check=False).stdout
+        found.append(bool(re.search(r"[A-Za-z]{3,}", text)))
+    return found
