@@ -15,9 +15,10 @@ from pathlib import Path
 
 from renderer.config import ProceduralVisualConfig
 from renderer.providers.chain import make
-from renderer.script import parse_file
+from renderer.script import Options, parse_file
 from tests.benchmarks import measure
 from tests.benchmarks.report import Row, failed
+from tests.conftest import compose_cfg
 
 LOOK = Path(__file__).with_name("look")
 SAMPLES = measure.ROOT / "scripts"
@@ -28,7 +29,8 @@ WORDS_TARGET = 0.95
 
 
 def rows(b) -> list[Row]:
-    scenes = [s for path in sorted(SAMPLES.glob("*.*")) for s in parse_file(path).scenes]
+    options = Options.of(**compose_cfg().script, char_limit=0)
+    scenes = [s for path in sorted(SAMPLES.glob("*.*")) for s in parse_file(path, options=options).scenes]
     if b.quick:
         scenes = scenes[:4]
     out = []
