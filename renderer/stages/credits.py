@@ -1,7 +1,7 @@
 """Credits card layer (``assembly.credits_card=true``): whose footage the video shows, over the end of its last
 scene for ``assembly.credits_card_s`` seconds, fading in: "Footage" and a line per creator and service, in the
-theme's font and colours on a veil of its background over the whole frame (it is the ending: it may cover the
-terminal). A video that shows no one's footage (procedural, the user's own library) gets no card.
+theme's font and colours on its background over the whole frame (it is the ending: it covers the picture, the
+terminal and the captions). A video that shows no one's footage (procedural, the user's own library) gets no card.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from renderer.providers.stock import SITES
 
 VERSION = "1"
 FADE_MS = 500
-THEME_READS = ("font_family", "font_size", "foreground", "background", "panel_opacity")
+THEME_READS = ("font_family", "font_size", "foreground", "background")
 LINE_HEIGHT = 1.5  # of the line's font size
 
 
@@ -56,7 +56,7 @@ def build_track(credits: list[dict[str, Any]], *, scene_s: float, card_s: float,
     start, end = round(max(0.0, scene_s - card_s) * 100), round(scene_s * 100)
     fade = f"\\fad({FADE_MS},0)"
     header = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, size, theme.foreground))
-    veil = (f"{{\\pos(0,0)\\p1\\bord0\\shad0{fade}{ass.fill(theme.background, theme.panel_opacity)}}}"
+    veil = (f"{{\\pos(0,0)\\p1\\bord0\\shad0{fade}{ass.fill(theme.background, 1.0)}}}"
             + ass.rect(fmt.width, fmt.height))
     block = head_size * LINE_HEIGHT + len(lines) * size * LINE_HEIGHT
     y = (fmt.height - block) / 2
