@@ -104,7 +104,7 @@ def test_the_credits_card_closes_the_video_with_whose_footage_it_shows(api, keys
                                       "format.width=384", "format.height=216"))
     assert record["status"] == "ok", record["error"]
     assert {s["name"]: s["status"] for s in record["stages"]}["credits/2"] == "ok"
-    plain = render(tmp_path, cfg_for(api, tmp_path, "format.width=384", "format.height=216"), run="plain")
+    render(tmp_path, cfg_for(api, tmp_path, "format.width=384", "format.height=216"), run="plain")
     with_card, without = tmp_path / "run" / "stock" / "stock.mp4", tmp_path / "plain" / "stock" / "stock.mp4"
     end = record["duration"] - 0.2
     assert mean_rgb(with_card, 0.5) == mean_rgb(without, 0.5)  # the first scenes are untouched

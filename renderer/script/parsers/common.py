@@ -13,7 +13,6 @@ from renderer.script.model import (
     Scene,
     clip,
     estimated_duration,
-    format_time,
 )
 
 _TOKEN_RE = re.compile(r"^(?P<time>[^\s–—|-]+)(?P<rest>.*)$", re.S)
