@@ -32,11 +32,11 @@ from renderer.script.model import (
     Script,
     clip,
     estimated_duration,
+    format_time,
 )
 from renderer.script.parsers.base import ScriptParser
 from renderer.script.parsers.common import (
     PROMPT_RE,
-    format_time,
     match_header,
     on_screen_line,
     out_of_order,
