@@ -151,3 +151,20 @@ def test_the_record_says_how_long_the_video_shows_words_to_read(tmp_path):
         shares[name] = words["share"]
     assert shares["plain"] < 0.6 < shares["captioned"] <= shares["titled"]  # scene 2 has no terminal: captions fill it
     assert shares["titled"] > 0.9
+
+
+@pytest.mark.parametrize("fmt_name", ["landscape_720p", "landscape_1080p", "portrait_1080", "square_1080"])
+def test_the_first_scene_s_captions_the_title_card_and_the_panel_never_overlap(fmt_name):
+    from renderer.stages import title
+    from renderer.stages.captions import title_card
+
+    cfg = compose_cfg(f"format={fmt_name}", "assembly.title_card=true", "captions.burn=true")
+    fmt, theme, fractions = cfg.format, cfg.theme, cfg.assembly.panel
+    panel, card = panel_box(fmt, fractions), title_card(fmt, theme, fractions)
+    band = title.band(fmt, fractions, title.title_size(theme, fmt))
+    assert (card.y, card.h) == (band.y, band.h)  # where the title stage draws it
+    for text in ("Short.", "A much longer line of narration that needs two lines or even three of them to fit."):
+        track = build_track([Cue(0.0, 2.0, text)], style="sentence", fmt=fmt, theme=theme,
+                            settings=cfg.captions, panel=panel, card=card)
+        assert track.boxes and not any(b.overlaps(card) or b.overlaps(panel) for b in track.boxes), fmt_name
+    assert not card.overlaps(panel)

@@ -20,11 +20,13 @@ from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
 from renderer.media import ass, captions
 from renderer.script import Scene
+from renderer.stages import title
 
 VERSION = "1"
 STYLES = ("sentence", "words")
 CHAR_WIDTH_EM = 0.62  # advance of a bold monospace character per unit of ASS font size, with room to spare
 LINE_HEIGHT = 1.25
+SHRINK = 0.75  # the smallest share of captions.font_size a cue is set in to fit beside the panel
 MARGIN = 0.025  # of the frame's shorter side, between the captions and the panel or the frame's edge
 THEME_READS = ("font_family", "foreground", "background", "prompt")
 
@@ -70,9 +72,22 @@ def panel_box(fmt: Any, panel: Any) -> Box:
     return Box(fmt.width * panel.x, fmt.height * panel.y, fmt.width * panel.w, fmt.height * panel.h)
 
 
-def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, longest: int) -> Layout:
+def _clear_of(region: Box, card: Box | None, margin: float) -> Box:
+    """``region`` less the band ``card`` takes across it: the larger of what is left above and below it."""
+    if card is None or not region.overlaps(card):
+        return region
+    above = Box(region.x, region.y, region.w, card.y - margin - region.y)
+    below_y = card.y + card.h + margin
+    below = Box(region.x, below_y, region.w, region.y + region.h - below_y)
+    return max(above, below, key=lambda box: box.h)
+
+
+def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, longest: int,
+           card: Box | None = None) -> Layout:
     """The region for captions: the frame's bottom when nothing is in the way, else the free region around
-    the panel that holds the ``longest`` cue in the fewest lines (below, then above, right, left on a tie)."""
+    the panel that holds the ``longest`` cue in the fewest lines (below, then above, right, left on a tie);
+    clear of the title ``card`` where it shows. Where no region holds it at the configured size, a smaller
+    one (down to ``SHRINK`` of it) is tried before the captions cover anything."""
     scale = min(fmt.width, fmt.height) / 720
     size = max(10, round(font_size_720 * scale))
     margin = min(fmt.width, fmt.height) * MARGIN
@@ -86,16 +101,20 @@ def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, long
                    Box(margin, margin, W - 2 * margin, panel.y - 2 * margin),  # above
                    Box(right + margin, margin, W - right - 2 * margin, H - 2 * margin),  # right of it
                    Box(margin, margin, panel.x - 2 * margin, H - 2 * margin)]  # left of it
+    regions = [_clear_of(region, card, margin) for region in regions]
     best: tuple[int, Layout] | None = None
-    for region in regions:
-        cols = int((region.w - size) // (size * CHAR_WIDTH_EM))
-        rows = int((region.h - size * 0.5) // (size * LINE_HEIGHT))
-        if cols < 8 or rows < 1:
-            continue
-        lines = math.ceil(longest / cols) if longest else 1
-        fits = min(rows, max_lines)
-        if lines <= fits and (best is None or lines < best[0]):
-            best = (lines, Layout(region, size, cols, fits))
+    for smaller in (size, round(size * (1 + SHRINK) / 2), round(size * SHRINK)):
+        for region in regions:
+            cols = int((region.w - smaller) // (smaller * CHAR_WIDTH_EM))
+            rows = int((region.h - smaller * 0.5) // (smaller * LINE_HEIGHT))
+            if cols < 8 or rows < 1:
+                continue
+            lines = math.ceil(longest / cols) if longest else 1
+            fits = min(rows, max_lines)
+            if lines <= fits and (best is None or lines < best[0]):
+                best = (lines, Layout(region, smaller, cols, fits))
+        if best is not None:
+            break
     if best is None:  # nothing around the panel holds it: the bottom of the frame, over the panel
         region = Box(margin, margin, W - 2 * margin, H - 2 * margin)
         cols = max(8, int((region.w - size) // (size * CHAR_WIDTH_EM)))
@@ -151,11 +170,11 @@ def _text(words: list[str], lines: list[list[int]], spoken: int | None, highligh
 
 
 def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, settings: Any,
-                panel: Box | None) -> CaptionTrack:
+                panel: Box | None, card: Box | None = None) -> CaptionTrack:
     if style not in STYLES:
         raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
     longest = max((len(c.text) for c in cues), default=0)
-    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest)
+    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest, card)
     # libass boxes each run of one colour on its own, so a lit word's box overlaps its neighbours': only an
     # opaque box hides that
     head = header(fmt, theme, place.font_size, settings.box_opacity if style == "sentence" else 1.0)
@@ -195,7 +214,14 @@ def _voice_timing(clip: Any) -> dict[str, Any]:
     return {"duration": round(getattr(clip, "duration", 0.0), 6), "alignment": getattr(clip, "alignment", None)}
 
 
-def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool) -> Node:
+def title_card(fmt: Any, theme: Any, panel: Any | None) -> Box:
+    """Where the title card's band is (the first scene, with ``assembly.title_card``), beside ``panel`` (the
+    config's fractions) as the title stage places it."""
+    band = title.band(fmt, panel, title.title_size(theme, fmt))
+    return Box(0.0, band.y, fmt.width, band.h)
+
+
+def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool, under_title: bool = False) -> Node:
     lines = [line.text for line in scene.narration]
 
     def fn(inp: NodeInput) -> CaptionTrack:
@@ -203,14 +229,16 @@ def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool) -> Node:
         span = {"start": 0.0, "duration": max(scene.duration, timing["duration"] + lead)}
         cue_list = captions.cues([lines], [span], [timing["duration"]], lead=lead, alignments=[timing["alignment"]])
         fmt = OmegaConf.create(inp.tree("format"))
-        panel = panel_box(fmt, OmegaConf.create(inp.cfg["assembly.panel"])) if panel_shown else None
-        return build_track(cue_list, style=inp.cfg["captions"]["style"], fmt=fmt,
-                           theme=OmegaConf.create(inp.tree("theme")), settings=OmegaConf.create(inp.cfg["captions"]),
-                           panel=panel)
+        fractions = OmegaConf.create(inp.cfg["assembly.panel"]) if panel_shown else None
+        theme = OmegaConf.create(inp.tree("theme"))
+        return build_track(cue_list, style=inp.cfg["captions"]["style"], fmt=fmt, theme=theme,
+                           settings=OmegaConf.create(inp.cfg["captions"]),
+                           panel=panel_box(fmt, fractions) if fractions is not None else None,
+                           card=title_card(fmt, theme, fractions) if under_title else None)
 
     return Node(stage="captions", scene=scene.index, version=VERSION,
                 reads=("captions", "format.width", "format.height", *(f"theme.{t}" for t in THEME_READS),
-                       *(("assembly.panel",) if panel_shown else ())),
+                       *(("assembly.panel",) if panel_shown else ()), *(("theme.font_size",) if under_title else ())),
                 data={"lines": lines, "lead": lead, "duration": scene.duration},
                 deps={"voice": Part(voice, _voice_timing)}, fn=fn)
 
@@ -222,4 +250,5 @@ def add(comp) -> None:
     panel_shown = "terminal" in comp.layers
     for scene in comp.script.scenes:
         lead = scene.start if scene.index == 0 else 0.0
-        comp.add(node(scene, comp.name("voice", scene.index), lead=lead, panel_shown=panel_shown))
+        comp.add(node(scene, comp.name("voice", scene.index), lead=lead, panel_shown=panel_shown,
+                      under_title=scene.index == 0 and "title" in comp.layers))

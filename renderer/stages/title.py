@@ -1,8 +1,9 @@
 """Title card layer (``assembly.title_card=true``): the script's title and subtitle over the first scene for
 ``assembly.title_card_s`` seconds, fading in and out, in the theme's font and colours on a band of its
-background. The band sits in the larger free part of the frame beside the terminal panel, so the two never
-overlap (portrait and square formats included); without a terminal layer, or with a panel that leaves no room
-(ui_only fills the frame), it is centred.
+background. The band sits in the larger free part of the frame beside the terminal panel, at its outer edge
+(the captions take the part next to the panel and keep clear of it), so none of them overlap (portrait and
+square formats included); without a terminal layer, or with a panel that leaves no room (ui_only fills the
+frame), it is centred.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from renderer.media import ass
 
 VERSION = "1"
 FADE_MS = (400, 600)
+EDGE = 0.05  # of the frame's height: the band's distance from the frame's edge (a title-safe margin)
 THEME_READS = ("font_family", "font_size", "foreground", "background", "panel_opacity")
 
 
@@ -39,22 +41,30 @@ class Band:
 
 
 def band(fmt: Any, panel: Any | None, title_size: int) -> Band:
-    """Where the title goes: the larger of the free spans above and below the panel, or the middle."""
+    """Where the title goes: in the larger of the free spans above and below the panel, at its outer edge
+    (the top of the frame above the panel, its bottom below it), so the span's inner part, next to the panel,
+    is left to the captions; or the middle, without room beside the panel."""
     height = fmt.height
     want = title_size * 3.2  # title, subtitle and a margin
     above = panel.y * height if panel is not None else 0.0
     below = (1 - panel.y - panel.h) * height if panel is not None else 0.0
-    top, room = (0.0, above) if above >= below else ((panel.y + panel.h) * height, below)
+    room = max(above, below)
     if panel is None or room < want * 0.8:
         return Band((height - want) / 2, want)
     h = min(want, room)
-    return Band(top + (room - h) / 2, h)
+    edge = min(height * EDGE, (room - h) / 2)  # off the frame's edge, as a safe area asks
+    return Band(edge, h) if above >= below else Band(height - h - edge, h)
+
+
+def title_size(theme: Any, fmt: Any) -> int:
+    """The title's font size: twice the terminal's, scaled with the frame's shorter side."""
+    return max(10, round(theme.font_size * 2 * min(fmt.width, fmt.height) / 720))
 
 
 def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt: Any, panel: Any | None
                 ) -> TitleTrack:
     scale = min(fmt.width, fmt.height) / 720
-    size = max(10, round(theme.font_size * 2 * scale))
+    size = title_size(theme, fmt)
     sub_size = max(8, round(theme.font_size * 1.1 * scale))
     head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, size, theme.foreground))
     where = band(fmt, panel, size)
