@@ -86,3 +86,14 @@ def test_the_card_shows_over_the_first_scene_and_then_is_gone(tmp_path: Path):
     # scene 2 from the cache
     assert reran == {"title/0", "mux", "thumbnails"} | {n for n in reran if n.startswith("segment/0.")}
     assert any(n.startswith("segment/0.") for n in reran)
+
+
+def test_a_long_subtitle_is_set_smaller_to_fit_the_frame_never_cut():
+    from renderer.stages.title import build_track
+
+    cfg = compose_cfg("format=square_1080")
+    subtitle = "Recovered AI Incident Log — quarantine capture, workstation OPS-7"
+    track = build_track("HANDSHAKE", subtitle, duration_s=3, theme=cfg.theme, fmt=cfg.format, panel=cfg.assembly.panel)
+    sizes = [int(e.text.split("\\fs", 1)[1].split("\\", 1)[0]) for e in track.events if e.style == "Term"]
+    assert sizes[1] * 0.62 * len(subtitle) <= 0.9 * 1080 < 36 * 0.62 * len(subtitle)  # smaller than it would be
+    assert sizes[0] == round(cfg.theme.font_size * 2 * 1.5)  # a short title keeps its size

@@ -20,6 +20,8 @@ from renderer.media import ass
 VERSION = "1"
 FADE_MS = (400, 600)
 EDGE = 0.05  # of the frame's height: the band's distance from the frame's edge (a title-safe margin)
+SAFE_WIDTH = 0.9  # of the frame's width: the longest a title or subtitle line may be
+CHAR_WIDTH_EM = 0.62  # advance of a monospace character per unit of font size, with room to spare
 THEME_READS = ("font_family", "font_size", "foreground", "background", "panel_opacity")
 
 
@@ -61,6 +63,11 @@ def title_size(theme: Any, fmt: Any) -> int:
     return max(10, round(theme.font_size * 2 * min(fmt.width, fmt.height) / 720))
 
 
+def fitted(size: int, text: str, width: int) -> int:
+    """``size``, or smaller for a line that would not fit the frame's width (it is one line: not wrapped)."""
+    return max(8, min(size, int(width * SAFE_WIDTH / max(1, len(text)) / CHAR_WIDTH_EM)))
+
+
 def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt: Any, panel: Any | None
                 ) -> TitleTrack:
     scale = min(fmt.width, fmt.height) / 720
@@ -73,12 +80,13 @@ def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt
     box = (f"{{\\pos(0,{round(where.y)})\\p1\\bord0\\shad0{fade}{ass.fill(theme.background, theme.panel_opacity)}}}"
            + ass.rect(fmt.width, where.h))
     centre_x = fmt.width // 2
-    text = f"{{\\an5\\pos({centre_x},{round(where.y + where.h * (0.4 if subtitle else 0.5))}){fade}\\q0}}" \
-           + ass.escape(title)
+    text = (f"{{\\an5\\pos({centre_x},{round(where.y + where.h * (0.4 if subtitle else 0.5))})"
+            f"\\fs{fitted(size, title, fmt.width)}{fade}\\q0}}{ass.escape(title)}")
     events = [ass.Event(0, end, 3, "Shape", box), ass.Event(0, end, 4, "Term", text)]
     if subtitle:
         events.append(ass.Event(0, end, 4, "Term", f"{{\\an5\\pos({centre_x},{round(where.y + where.h * 0.78)})"
-                                                   f"\\fs{sub_size}{fade}\\q0}}{ass.escape(subtitle)}"))
+                                                   f"\\fs{fitted(sub_size, subtitle, fmt.width)}{fade}\\q0}}"
+                                                   f"{ass.escape(subtitle)}"))
     return TitleTrack(head, events)
 
 
