@@ -3,9 +3,11 @@ and an interrupted batch (kill -9) resumes to the same result as an uninterrupte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -156,6 +158,35 @@ def test_disabled_cache_renders_everything(script, tmp_path):
     render(script, tmp_path / "a", cache)
     record = render(script, tmp_path / "b", cache, "cache.enabled=false")
     assert set(statuses(record).values()) == {"ok"}
+
+
+class LeavesAMark:
+    """Unpickled, it creates a file: the proof that a render ran code from the cache."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_cache_of_pickled_entries_is_rendered_again_never_unpickled(script, tmp_path):
+    """A cache written before records were JSON (format 1): its entries are misses, rendered again and replaced."""
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    marker = tmp_path / "ran-code-from-the-cache"
+    pickled = base64.b64encode(pickle.dumps(LeavesAMark(marker))).decode()
+    records = list(cache.glob("*/*/*/entry.json"))
+    for record_file in records:  # the old layout: the output pickled, its files as they are
+        record = json.loads(record_file.read_text())
+        old = {name: record[name] for name in ("stage", "key", "created", "files")}
+        record_file.write_text(json.dumps({**old, "output": pickled}))
+    again = render(script, tmp_path / "b", cache)
+    assert set(statuses(again).values()) == {"ok"}
+    assert not marker.exists()
+    assert all(json.loads(r.read_text())["format"] == 1 for r in records)  # replaced in place
+    assert set(statuses(render(script, tmp_path / "c", cache)).values()) == {"cached"}
+    assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 
 # --- kill -9 and resume ------------------------------------------------------------------------------------
