@@ -52,13 +52,22 @@ def _add(cls: type, found: dict[str, type]) -> None:
         _held(hints.get(f.name), found)
 
 
+# the last answer, and the outputs it is for (each with whether it was a dataclass yet: one being defined is not)
+_known: tuple[tuple[tuple[type, bool], ...], dict[str, type]] = ((), {})
+
+
 def record_types() -> dict[str, type]:
-    """Every class a record may name: the stage outputs defined so far and the dataclasses their fields hold."""
-    found: dict[str, type] = {}
-    for cls in output_types().values():
-        if dataclasses.is_dataclass(cls):
-            _add(cls, found)
-    return found
+    """Every class a record may name: the stage outputs defined so far and the dataclasses their fields hold
+    (worked out again only when a stage output type was defined since)."""
+    global _known
+    outputs = tuple((cls, dataclasses.is_dataclass(cls)) for cls in output_types().values())
+    if outputs != _known[0]:
+        found: dict[str, type] = {}
+        for cls, ready in outputs:
+            if ready:
+                _add(cls, found)
+        _known = (outputs, found)
+    return _known[1]
 
 
 # --- writing -----------------------------------------------------------------------------------------------
