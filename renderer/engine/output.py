@@ -21,6 +21,7 @@ T = TypeVar("T")
 _OUTPUT_TYPES: dict[str, type] = {}  # "<module>:<qualname>" -> every StageOutput subclass defined so far
 
 
+@functools.cache
 def type_name(cls: type) -> str:
     """How a record names a class: ``renderer.stages.timeline:Timeline``."""
     return f"{cls.__module__}:{cls.__qualname__}"
@@ -52,7 +53,8 @@ _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})  # hold no Path: 
 
 
 @functools.cache
-def _init_fields(cls: type) -> tuple[str, ...]:
+def init_fields(cls: type) -> tuple[str, ...]:
+    """The fields a dataclass is built from (what ``dataclasses.replace`` and a cache record take)."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
@@ -73,7 +75,7 @@ def _mapped(value: Any, fn: Callable[[Path], Path]) -> Any:
             return value
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a namedtuple's fields
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {name: new for name in _init_fields(type(value))
+        changed = {name: new for name in init_fields(type(value))
                    if (new := _mapped(old := getattr(value, name), fn)) is not old}
         return dataclasses.replace(value, **changed) if changed else value
     return value

@@ -19,7 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
-from renderer.engine.output import output_types, type_name
+from renderer.engine.output import init_fields, output_types, type_name
 
 FORMAT = 1  # the record layout written now; one of another number (or none: a pickle) is not read
 
@@ -102,8 +102,8 @@ class _Dumper:
             if self.known.get(name) is not type(value):
                 raise Unrecordable(f"{name} is not a stage output nor a dataclass one holds by its type hints: "
                                    "a cache record cannot hold it")
-            return {"type": name, "fields": {f.name: self.dump(getattr(value, f.name))
-                                             for f in dataclasses.fields(value) if f.init}}
+            return {"type": name, "fields": {field: self.dump(getattr(value, field))
+                                             for field in init_fields(type(value))}}
         raise Unrecordable(f"a cache record cannot hold a {type(value).__qualname__}")
 
 
