@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from renderer import runners
-from renderer.config import RendererConfig
+from renderer.config import RendererConfig, provider_targets
 from renderer.engine.cache import Cache
 from renderer.media import ffmpeg
 from renderer.ops import admission, progress, reliability, report, run_lock
@@ -26,6 +26,7 @@ from renderer.ops.exits import Exit
 from renderer.ops.files import (
     RunLayout,
     expand_inputs,
+    is_slug,
     storage,
     unique_slugs,
     write_json_atomic,
@@ -107,8 +108,10 @@ def _new_manifest(cfg: DictConfig, layout: RunLayout) -> tuple[dict[str, Any], d
     return manifest, slugs
 
 
-# settings a resumed run may change: they decide how the work is spread, never what a video looks like
-RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "batch.dask.", "limits.", "monitor.", "progress")
+# settings a resumed run may change: they decide how the work is spread, never what a video looks like (and
+# which provider classes the saved config may name)
+RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "batch.dask.", "limits.", "monitor.", "progress",
+                     "providers.allow")
 
 
 def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConfig) -> None:
@@ -121,14 +124,81 @@ def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConf
         raise ResumeError(f"resume= finishes a run with the config it started with; {', '.join(refused)} would "
                           "change it. Drop those overrides, or start a new run (the cache keeps what is done). "
                           "Allowed with resume=: batch.n_jobs, batch.backend, batch.dask.*, limits.*, monitor.*, "
-                          "progress")
+                          "progress, providers.allow")
     for key in keys:
         OmegaConf.update(saved, key, OmegaConf.select(current, key), merge=False)
 
 
+def _targets(node: Any, where: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every ``_target_`` in a plain config, at any depth: what instantiate would call."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            found += [(path, value)] if key == "_target_" else _targets(value, path)
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found += _targets(value, f"{where}[{n}]")
+    return found
+
+
+def _check_targets(cfg: DictConfig, allow: list[str], saved: Path, run_dir: Path) -> None:
+    """A saved config is data read from disk: it may name only the renderer's own provider classes and those
+    the current config's ``providers.allow`` lists (never the saved one's), wherever a ``_target_`` sits."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # an interpolation that does not resolve
+        raise ResumeError(f"resume={run_dir}: its config ({saved}) cannot be read: {exc}") from None
+    allowed = provider_targets() | set(allow)
+    for path, target in _targets(plain):
+        if not isinstance(target, str) or target not in allowed:
+            raise ResumeError(f"resume={run_dir}: its config ({saved}) names {path}: {target!r}, which is not one of "
+                              "the renderer's providers; a resumed run builds only those and the ones the setting "
+                              "providers.allow lists. If you trust it, resume with "
+                              f"providers.allow='[{target}]' (or set it in your config)")
+
+
+def _checked_manifest(layout: RunLayout) -> dict[str, Any]:
+    """The run's manifest, each script's slug one the batch could have made (a folder in the run dir)."""
+    where = f"resume={layout.run_dir}: {layout.manifest}"
+    try:
+        manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+        scripts = manifest["scripts"]
+        entries = list(scripts.items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ResumeError(f"{where} is not a run's manifest ({type(exc).__name__}: {exc}); start a new run of the "
+                          "same scripts instead (the cache keeps what is done)") from None
+    for slug, entry in entries:
+        if not is_slug(slug):
+            raise ResumeError(f"{where} names the script folder {slug!r}, which is not a slug the batch makes "
+                              "(lowercase letters, digits and dashes); start a new run of the same scripts instead "
+                              "(the cache keeps what is done)")
+        if not (isinstance(entry, dict) and isinstance(entry.get("script"), str)):
+            raise ResumeError(f"{where}: the entry of {slug!r} names no script; start a new run instead")
+    return manifest
+
+
+def _run_cache_dir(recorded: Any, configured: str, where: str) -> str:
+    """The cache the run used: its config's ``cache.dir``; a relative one as the run resolved it (the manifest's
+    ``cache_dir``, which must be that folder), so a resume from another directory finds it. A manifest naming
+    another cache is refused: the config and the manifest of one run disagree."""
+    if not recorded:  # a manifest from before it said
+        return configured
+    wanted, found = Path(configured), Path(str(recorded))
+    if isinstance(recorded, str) and found.is_absolute() and (
+            found == wanted if wanted.is_absolute() else found.parts[len(found.parts) - len(wanted.parts):]
+            == wanted.parts):
+        return recorded
+    raise ResumeError(f"{where} says its cache is {recorded!r}, but the run's config says cache.dir={configured}; "
+                      "one of them was changed since the run. Start a new run of the same scripts instead (with the "
+                      "cache.dir you mean: the cache keeps what is done)")
+
+
 def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConfig
                       ) -> tuple[DictConfig, dict[str, Any], dict[Path, str]]:
-    """An interrupted batch: its own config and manifest; scripts without a finished video are to do."""
+    """An interrupted batch: its own config and manifest; scripts without a finished video are to do. Both are
+    data read from disk, checked as such: the config names only allowed providers, the manifest only slugs and
+    the config's cache."""
     saved_cfg = layout.saved_config
     if not layout.manifest.exists() or not saved_cfg.exists():
         raise ResumeError(f"resume={layout.run_dir}: not a run directory (no {layout.manifest.name} or "
@@ -140,13 +210,14 @@ def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConf
         raise ResumeError(f"resume={layout.run_dir}: its config ({saved_cfg}) does not fit this version of the "
                           f"renderer ({getattr(exc, 'full_key', '') or exc}: {type(exc).__name__}); start a new run "
                           "of the same scripts instead (the cache keeps what is done)") from None
+    _check_targets(cfg, list(current.providers.allow), saved_cfg, layout.run_dir)
     _resume_overrides(overrides, current, cfg)
-    manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
-    if manifest.get("cache_dir"):
-        cfg.cache.dir = manifest["cache_dir"]  # the run's cache, wherever this resume was started from
+    manifest = _checked_manifest(layout)
+    where = f"resume={layout.run_dir}: {layout.manifest}"
+    cfg.cache.dir = _run_cache_dir(manifest.get("cache_dir"), cfg.cache.dir, where)
     todo = {}
     for slug, entry in manifest["scripts"].items():
-        if entry["status"] == "ok" and layout.video(slug).exists():
+        if entry.get("status") == "ok" and layout.video(slug).exists():
             continue
         entry.update(status="pending", error="")
         todo[Path(entry["script"])] = slug

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional
@@ -445,6 +445,15 @@ class MonitorConfig:
 
 
 @dataclass
+class ProvidersConfig:
+    """Which provider classes a resumed run may build from its saved config (``resume=``): the renderer's own
+    (``provider_targets``) and these, by their ``_target_`` (e.g. ``[mystudio.voices.StudioVoice]``). A new run
+    builds whatever its composed config names; a saved one is data from disk, so it names nothing else."""
+
+    allow: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RendererConfig:
     voice: Any = MISSING
     visual: Any = MISSING
@@ -463,9 +472,16 @@ class RendererConfig:
     ffmpeg: FFmpegConfig = field(default_factory=FFmpegConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     progress: bool = True  # the batch's progress bar (on a terminal only)
     resume: str = ""  # a run dir to continue in place, with that run's own config
     experiment: str = ""  # set by the experiment preset, shown in the manifest
+
+
+def provider_targets() -> frozenset[str]:
+    """The ``_target_`` of every provider schema above: the renderer's own provider classes."""
+    schemas = [value for value in globals().values() if isinstance(value, type) and is_dataclass(value)]
+    return frozenset(f.default for schema in schemas for f in fields(schema) if f.name == "_target_")
 
 
 CONF_MODULE = "renderer.conf"  # the repo's conf/, shipped in the package (pyproject's package-dir)

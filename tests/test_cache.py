@@ -1,8 +1,14 @@
-"""The content-addressed stage cache: round trips, damage detection, concurrent writers, LRU pruning."""
+"""The content-addressed stage cache: round trips, records that are data (never code), damage detection,
+concurrent writers, LRU pruning."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
+import math
 import os
+import pickle
 import shutil
 import socket
 import subprocess
@@ -17,6 +23,7 @@ import pytest
 from renderer.cli.cache import parse_size
 from renderer.engine.cache import STAGING, STALE_STAGING_S, Cache, staging_name
 from renderer.engine.output import StageOutput
+from renderer.engine.records import FORMAT, Unrecordable
 from renderer.providers.base import AudioClip
 from renderer.stages.terminal import TerminalTrack
 
@@ -74,6 +81,169 @@ def test_outputs_without_files_round_trip(tmp_path):
     track = TerminalTrack("[Script Info]", [], 1.0, 10, 40)
     cache.put("terminal", KEY, track)
     assert cache.get("terminal", KEY) == track
+
+
+def exact(value):
+    """``value`` as nested (type, value) pairs with every field, ``compare=False`` ones too: equal only when the
+    two are the same in every detail (a tuple is not a list, -0.0 is not 0.0, nan is nan)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value), tuple((f.name, exact(getattr(value, f.name))) for f in dataclasses.fields(value))
+    if isinstance(value, (list, tuple)):
+        return type(value), tuple(exact(v) for v in value)
+    if isinstance(value, dict):
+        return type(value), tuple((exact(k), exact(v)) for k, v in value.items())
+    if isinstance(value, float):
+        return float, "nan" if math.isnan(value) else (value, math.copysign(1.0, value))
+    return type(value), value
+
+
+@dataclass(frozen=True)
+class Corner:
+    """A plain dataclass an output holds (as the timeline holds its spans)."""
+
+    x: float
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Everything(StageOutput):
+    """An output with a value of every form a record holds."""
+
+    numbers: tuple[float, ...]
+    corners: list[Corner]
+    by_key: dict
+    nothing: None = None
+    flag: bool = False
+    alignment: dict | None = dataclasses.field(default=None, compare=False)
+
+
+def test_values_of_every_form_come_back_exactly(tmp_path):
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"png")
+    output = Everything((math.nan, math.inf, -math.inf, -0.0, 0.1 + 0.2, 1e300, 3), [Corner(1.5), Corner(2, "b")],
+                        {1: "int key", (1, "two"): [picture], "nested": {"tuple": ("dict", {})}, None: True},
+                        flag=True, alignment={"characters": ["a"], "character_start_times_seconds": [0.0]},
+                        provider="test", warnings=("careful",))
+    cache = Cache(tmp_path / "cache")
+    stored = cache.put("everything", KEY, output)
+    hit = Cache(cache.root).get("everything", KEY)
+    assert exact(hit) == exact(stored)
+    assert hit.by_key[(1, "two")][0].read_bytes() == b"png"
+
+
+def test_a_record_is_json_data_naming_its_format_types_and_files(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    record = json.loads((cache.entry_dir("voice", KEY) / "entry.json").read_text())
+    assert record["format"] == FORMAT
+    assert record["output"] == {"type": "renderer.providers.base:AudioClip", "fields": {
+        "provider": "espeak", "warnings": {"tuple": []}, "path": {"path": "0.wav"}, "duration": 1.5,
+        "alignment": None}}
+    assert set(record["files"]) == {"0.wav"}
+
+
+class LeavesAMark:
+    """Unpickled, it creates a file: the proof that the cache ran code from an entry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def _old_entry(cache: Cache, stage: str, output: object) -> Path:
+    """An entry as renderers before record format 1 wrote it: the output pickled (base64) in entry.json."""
+    entry = cache.entry_dir(stage, KEY)
+    entry.mkdir(parents=True)
+    record = {"stage": stage, "key": KEY, "created": time.time(), "files": {},
+              "output": base64.b64encode(pickle.dumps(output)).decode()}
+    (entry / "entry.json").write_text(json.dumps(record))
+    return entry
+
+
+def test_an_old_pickled_entry_is_rendered_again_never_unpickled(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    marker = tmp_path / "ran-code-from-the-cache"
+    entry = _old_entry(cache, "voice", LeavesAMark(marker))
+    assert cache.get("voice", KEY) is None
+    assert not marker.exists()
+    assert not entry.exists()  # removed, so the new render takes its place
+    stored = cache.put("voice", KEY, clip(tmp_path))
+    assert cache.get("voice", KEY) == stored
+
+
+@pytest.mark.parametrize("named", ["os:system", "subprocess:Popen", "this:s", "renderer.engine.cache:Cache"])
+def test_a_record_naming_a_type_that_is_no_stage_output_is_a_miss_and_nothing_is_imported(tmp_path, named):
+    cache = Cache(tmp_path / "cache")
+    marker = tmp_path / "ran-code-from-the-cache"
+    cache.put("voice", KEY, clip(tmp_path))
+    entry = cache.entry_dir("voice", KEY)
+    record = json.loads((entry / "entry.json").read_text())
+    record["output"] = {"type": named, "fields": {"args": ["touch", str(marker)], "root": str(tmp_path)}}
+    (entry / "entry.json").write_text(json.dumps(record))
+    assert cache.get("voice", KEY) is None
+    assert not marker.exists() and "this" not in sys.modules  # `import this` prints the Zen of Python
+    assert not entry.exists()
+
+
+def test_a_record_naming_a_file_its_entry_does_not_hold_is_damaged(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    entry = cache.entry_dir("voice", KEY)
+    record = json.loads((entry / "entry.json").read_text())
+    record["output"]["fields"]["path"] = {"path": "../../../../etc/passwd"}
+    (entry / "entry.json").write_text(json.dumps(record))
+    assert cache.get("voice", KEY) is None and not entry.exists()
+
+
+def test_an_entry_of_a_newer_format_is_a_miss_left_for_the_renderers_that_read_it(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    cache.put("voice", KEY, clip(tmp_path))
+    entry = cache.entry_dir("voice", KEY)
+    record = json.loads((entry / "entry.json").read_text())
+    (entry / "entry.json").write_text(json.dumps({**record, "format": FORMAT + 1}))
+    assert cache.get("voice", KEY) is None and entry.exists()
+
+
+@dataclass(frozen=True)
+class Loose(StageOutput):
+    path: Path
+    tags: set  # no record form holds a set
+
+
+def test_an_output_no_record_can_hold_is_not_cached_and_keeps_its_files(tmp_path):
+    output = Loose(clip(tmp_path).path, {"a"})
+    with pytest.raises(Unrecordable, match="set"):
+        Cache(tmp_path / "cache").put("loose", KEY, output)
+    assert output.path.read_bytes() == b"RIFF-not-really-audio"
+
+
+def test_every_stage_output_of_a_render_comes_back_from_its_record_exactly(tmp_path):
+    """Every node of a small render with every layer (terminal, title and credits cards, burnt-in captions,
+    transitions, thumbnails) is read back from its record as the very output it stored."""
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline import compose
+    from renderer.pipeline.render import providers_for, script_options
+    from renderer.script import parse_file
+    from tests.conftest import THREE_SCENES, TINY, compose_cfg
+
+    script = tmp_path / "tiny.txt"
+    script.write_text(THREE_SCENES, encoding="utf-8")
+    cfg = compose_cfg(*TINY, "cache.enabled=true", f"cache.dir={tmp_path / 'cache'}", "assembly.title_card=true",
+                      "assembly.credits_card=true", "captions.burn=true", "assembly.transition_s=0.4")
+    layout = RunLayout(tmp_path / "run")
+    comp = compose.compose(parse_file(script, options=script_options(cfg)), "tiny", cfg, providers_for(cfg, layout))
+    cache = Cache(cfg.cache.dir)
+    outputs, nodes = comp.graph.run(cfg, layout.workdir("tiny"), cache=cache)
+    assert {node.status for node in nodes} == {"ok"}
+    again = Cache(cache.root)
+    for node in nodes:
+        assert exact(again.get(node.stage, node.key)) == exact(outputs[node.name]), node.name
+    assert again.misses == 0
+    assert {type(output).__name__ for output in outputs.values()} >= {
+        "Timeline", "AudioClip", "VisualClip", "TerminalTrack", "TitleTrack", "CreditsTrack", "CaptionTrack",
+        "Segment", "Soundtrack", "Video", "Thumbnails"}
 
 
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "delete_file", "garble_record"])
@@ -197,6 +367,7 @@ def _chown_tree(root: Path, uid: int) -> None:
 
 GET = """
 from renderer.engine.cache import STAGING, STALE_STAGING_S, Cache, staging_name
+import renderer.providers.base  # the output type a reader of voice entries knows (its stage imports it)
 cache = Cache({root!r})
 with cache.in_use():
     hit = cache.get("voice", {key!r})

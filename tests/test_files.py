@@ -14,6 +14,7 @@ from renderer.ops.files import (
     atomic_path,
     expand_inputs,
     fsync_dir,
+    is_slug,
     slugify,
     unique_slugs,
     write_json_atomic,
@@ -52,6 +53,16 @@ def test_unique_slugs_number_collisions_in_input_order():
              Path("f/中文.txt")]
     slugs = unique_slugs(paths)
     assert [slugs[p] for p in paths] == ["intro", "intro-2", "intro-3", "other", "script", "script-2"]
+
+
+def test_is_slug_takes_every_slug_the_batch_makes_and_no_path():
+    """What a resume checks a manifest's slugs by: the batch's own slugs pass, however long or numbered."""
+    names = ["x" * 500, "x" * 500, "Intro", "intro", "日本", "中文", "../../etc/passwd", "a-2", "a-2"]
+    assert all(is_slug(slug) for slug in unique_slugs([Path(f"{n}/{name}.txt") for n, name in enumerate(names)]
+                                                      ).values())
+    for text in ["../../etc", "..", ".", "", "a/b", "/abs", "Intro", "a b", "-a", "a-", "a--b", "a-²", "x" * 81, 7,
+                 None]:
+        assert not is_slug(text), text
 
 
 def test_unique_slugs_never_reuses_a_slug_even_when_a_name_looks_numbered():

@@ -3,9 +3,12 @@ and an interrupted batch (kill -9) resumes to the same result as an uninterrupte
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from omegaconf import OmegaConf
 
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
@@ -158,6 +162,35 @@ def test_disabled_cache_renders_everything(script, tmp_path):
     assert set(statuses(record).values()) == {"ok"}
 
 
+class LeavesAMark:
+    """Unpickled, it creates a file: the proof that a render ran code from the cache."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_cache_of_pickled_entries_is_rendered_again_never_unpickled(script, tmp_path):
+    """A cache written before records were JSON (format 1): its entries are misses, rendered again and replaced."""
+    cache = tmp_path / "cache"
+    render(script, tmp_path / "a", cache)
+    marker = tmp_path / "ran-code-from-the-cache"
+    pickled = base64.b64encode(pickle.dumps(LeavesAMark(marker))).decode()
+    records = list(cache.glob("*/*/*/entry.json"))
+    for record_file in records:  # the old layout: the output pickled, its files as they are
+        record = json.loads(record_file.read_text())
+        old = {name: record[name] for name in ("stage", "key", "created", "files")}
+        record_file.write_text(json.dumps({**old, "output": pickled}))
+    again = render(script, tmp_path / "b", cache)
+    assert set(statuses(again).values()) == {"ok"}
+    assert not marker.exists()
+    assert all(json.loads(r.read_text())["format"] == 1 for r in records)  # replaced in place
+    assert set(statuses(render(script, tmp_path / "c", cache)).values()) == {"cached"}
+    assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
+
+
 # --- kill -9 and resume ------------------------------------------------------------------------------------
 def _batch(inputs: Path, run_dir: Path, cache: Path, *extra: str) -> list[str]:
     overrides = [o for o in TINY if not o.startswith(("batch.backend", "cache.enabled"))]
@@ -298,3 +331,76 @@ def test_resume_from_elsewhere_uses_the_run_s_cache_and_the_allowed_overrides(ba
     assert {s["status"] for s in record["stages"]} == {"cached"}  # found start/relative-cache
     assert not (ROOT / "relative-cache").exists()
     assert json.loads((run_dir / "manifest.json").read_text())["n_jobs"] == 1
+
+
+# --- what a resume reads from the run dir is data: no code, no path out of it ---------------------------------
+@pytest.fixture(scope="module")
+def finished_run(batch_inputs, tmp_path_factory) -> Path:
+    """A finished audio-only batch of the three scripts, copied by each test that changes it."""
+    base = tmp_path_factory.mktemp("finished")
+    first = subprocess.run(_batch(batch_inputs, base / "run", base / "cache", "assembly=audio_only"), cwd=ROOT,
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    return base / "run"
+
+
+def _resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}", *overrides], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _edit_saved_config(run_dir: Path, path: str, value) -> None:
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    OmegaConf.update(saved, path, value, merge=False)
+    OmegaConf.save(saved, run_dir / ".hydra" / "config.yaml")
+
+
+@pytest.mark.parametrize("path, target", [("voice._target_", "os.system"),
+                                          ("voice.speakers.Anya._target_", "subprocess.Popen")])
+def test_resume_builds_no_class_its_saved_config_names_but_the_renderer_s_providers(finished_run, tmp_path, path,
+                                                                                    target):
+    """Whoever can write a run dir cannot make a resume run code: a ``_target_`` anywhere in its saved config
+    (instantiate builds nested ones too) must be one of the renderer's providers."""
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    marker = tmp_path / "ran-code-from-the-run-dir"
+    _edit_saved_config(run_dir, path, target)
+    _edit_saved_config(run_dir, path.replace("_target_", "args"), ["touch", str(marker)])
+    (run_dir / "alpha" / "alpha.mp4").unlink()  # a script left to render: its providers are built
+    resumed = _resume(run_dir)
+    assert resumed.returncode == 2, resumed.stderr
+    assert f"names {path}: '{target}'" in resumed.stderr and "providers.allow='[" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert not marker.exists()
+
+
+def test_resume_builds_a_class_the_current_config_allows_never_one_the_saved_config_allows(finished_run, tmp_path):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    _edit_saved_config(run_dir, "voice._target_", "studio.voices.StudioVoice")
+    _edit_saved_config(run_dir, "providers.allow", ["studio.voices.StudioVoice"])
+    refused = _resume(run_dir)
+    assert refused.returncode == 2 and "'studio.voices.StudioVoice'" in refused.stderr
+    allowed = _resume(run_dir, "providers.allow=[studio.voices.StudioVoice]")
+    assert allowed.returncode == 0, allowed.stderr  # every video was there: nothing built
+
+
+def test_resume_refuses_a_manifest_slug_that_is_not_one(finished_run, tmp_path):
+    run_dir = shutil.copytree(finished_run, tmp_path / "a" / "b" / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["scripts"]["../../etc"] = {**manifest["scripts"].pop("alpha"), "status": "pending"}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    resumed = _resume(run_dir)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "'../../etc', which is not a slug" in resumed.stderr and "Traceback" not in resumed.stderr
+    assert not (tmp_path / "a" / "etc").exists()  # nothing written out of the run dir
+
+
+def test_resume_refuses_a_manifest_naming_another_cache_than_the_run_s_config(finished_run, tmp_path):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["cache_dir"] = str(tmp_path / "planted-cache")
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / "alpha" / "alpha.mp4").unlink()
+    resumed = _resume(run_dir)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "planted-cache" in resumed.stderr and "cache.dir=" in resumed.stderr
+    assert not (tmp_path / "planted-cache").exists()

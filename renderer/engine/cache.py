@@ -1,12 +1,15 @@
 """Content-addressed cache of stage outputs, shared by all runs (``outputs/.cache`` by default).
 
-An entry is a directory ``<root>/<stage>/<key[:2]>/<key>/`` holding the stage's files and ``entry.json``
-(the output object, pickled, plus each file's size and sha256). Entries are built in ``<root>/tmp/`` (in a
-folder named after the host and process: ``renderer-<host>-<pid>-<random>``) and renamed into place, so a
-reader never sees half an entry; a damaged entry (missing file, wrong size or hash, unreadable record) is a
-miss and is replaced, while an entry this process merely cannot read is a miss left in place. Runs hold a
-shared lock on the cache; ``prune`` takes it exclusively, so it never removes what a running batch may read.
-Many hosts may share one cache (a Dask cluster's): none removes another's half-built entries while it writes.
+An entry is a directory ``<root>/<stage>/<key[:2]>/<key>/`` holding the stage's files and ``entry.json``: the
+output as plain JSON data (renderer/engine/records.py: reading it builds only known stage output types, never
+code a record names), the record's ``format``, and each file's size and sha256. An entry of an older format
+(a pickle, before format 1) is never loaded: it is a miss, removed and rendered again. Entries are built in
+``<root>/tmp/`` (in a folder named after the host and process: ``renderer-<host>-<pid>-<random>``) and renamed
+into place, so a reader never sees half an entry; a damaged entry (missing file, wrong size or hash, a record
+that does not parse or names a type this renderer does not know) is a miss and is replaced, while an entry this
+process merely cannot read (or one of a newer format) is a miss left in place. Runs hold a shared lock on the
+cache; ``prune`` takes it exclusively, so it never removes what a running batch may read. Many hosts may share
+one cache (a Dask cluster's): none removes another's half-built entries while it writes.
 
     python -m renderer.cache stats [--dir outputs/.cache]
     python -m renderer.cache prune --max-size 5G [--dir outputs/.cache]
@@ -14,12 +17,10 @@ Many hosts may share one cache (a Dask cluster's): none removes another's half-b
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import json
 import os
-import pickle
 import re
 import shutil
 import socket
@@ -32,7 +33,8 @@ from typing import Any, Iterator
 import psutil
 from loguru import logger
 
-from renderer.engine.output import files_in, relocated
+from renderer.engine import records
+from renderer.engine.output import relocated
 from renderer.ops.files import fsync_dir
 
 ENTRY_FILE = "entry.json"
@@ -49,6 +51,14 @@ _warned: set[str] = set()
 
 class DamagedEntry(ValueError):
     """An entry whose data is wrong (not one that could not be read)."""
+
+
+class OutdatedEntry(DamagedEntry):
+    """An entry an older renderer wrote (a pickled output): never loaded, rendered again."""
+
+
+class NewerEntry(ValueError):
+    """An entry a newer renderer wrote: left for the renderers that read it."""
 
 
 def warn_once(root: Path, message: str) -> None:
@@ -89,57 +99,76 @@ class Cache:
     # --- reading ---------------------------------------------------------------------------------------
     def get(self, stage: str, key: str) -> Any | None:
         """The cached output for ``key``, or None. An entry verified damaged (a file missing or not matching its
-        size and hash, a record that does not parse) is removed; one this process cannot read (permissions, too
-        many open files, an I/O error) is left alone for the readers that can: both are misses."""
+        size and hash, a record that does not parse) or outdated (an older format) is removed; one this process
+        cannot read (permissions, too many open files, an I/O error, a newer format) is left alone for the
+        readers that can: all are misses."""
         entry = self.entry_dir(stage, key)
         try:
             found = self._read(entry)
+        except OutdatedEntry as exc:
+            logger.info("cache: {} (removed; the stage runs again)", exc)
+            shutil.rmtree(entry, ignore_errors=True)
+            found = None
         except DamagedEntry as exc:
             logger.warning("cache: {} (removed; the stage runs again)", exc)
             shutil.rmtree(entry, ignore_errors=True)
             found = None
-        except OSError as exc:
+        except (OSError, NewerEntry) as exc:
             warn_once(self.root, f"cache entries in {self.root} cannot be read ({exc}): rendering them instead")
             found = None
         if found is None:
             self.misses += 1
             return None
-        value, names = found
         try:
             os.utime(entry / ENTRY_FILE)  # least-recently-used bookkeeping for prune
         except OSError:  # a cache this user may read but not write: a hit all the same
             pass
         self.hits += 1
-        return relocated(value, {Path(name): entry / name for name in names})
+        return found
 
     @staticmethod
-    def _read(entry: Path) -> tuple[Any, list[str]] | None:
-        """(output, file names) of a complete entry, None if there is none; ``DamagedEntry`` when its data is
-        wrong, OSError when it cannot be read."""
+    def _read(entry: Path) -> Any | None:
+        """The output of a complete entry, its files at their place in it; None if there is none.
+        ``DamagedEntry`` (``OutdatedEntry``) when its data is wrong (old), ``NewerEntry`` when it is of a format
+        newer than this renderer's, OSError when it cannot be read."""
         try:
             text = (entry / ENTRY_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
         try:
             record = json.loads(text)
+            version = record.get("format")
+            if type(version) is int and version > records.FORMAT:
+                raise NewerEntry(f"{entry / ENTRY_FILE} is of record format {version}, newer than this renderer's "
+                                 f"({records.FORMAT})")
+            if version != records.FORMAT:
+                raise OutdatedEntry(f"{entry / ENTRY_FILE} is a record of an older renderer")
             files = {str(name): (int(meta["size"]), str(meta["sha256"])) for name, meta in record["files"].items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # UnicodeDecodeError is a ValueError
+            output = record["output"]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # UnicodeDecodeError too
+            if isinstance(exc, (DamagedEntry, NewerEntry)):
+                raise
             raise DamagedEntry(f"{entry / ENTRY_FILE} is not a cache record ({type(exc).__name__})") from None
         for name, (size, sha256) in files.items():
             path = entry / name
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise DamagedEntry(f"{entry / ENTRY_FILE} names a file outside its entry: {name!r}")
             try:
                 actual = path.stat().st_size
             except FileNotFoundError:
                 raise DamagedEntry(f"{path} is missing") from None
             if actual != size or _sha256(path) != sha256:
                 raise DamagedEntry(f"{path} does not match its size and checksum")
+
+        def path_of(name: str) -> Path:
+            if name not in files:
+                raise records.NotARecord(f"a file the entry does not list: {name!r}")
+            return entry / name
+
         try:
-            value = pickle.loads(base64.b64decode(record["output"]))
-        except Exception as exc:
-            if isinstance(exc, OSError):
-                raise
-            raise DamagedEntry(f"{entry / ENTRY_FILE}: its output cannot be read ({type(exc).__name__})") from None
-        return value, list(files)
+            return records.load(output, path_of)
+        except (records.NotARecord, RecursionError) as exc:
+            raise DamagedEntry(f"{entry / ENTRY_FILE}: its output cannot be read ({exc})") from None
 
     # --- writing ---------------------------------------------------------------------------------------
     def put(self, stage: str, key: str, value: Any) -> Any:
@@ -147,27 +176,26 @@ class Cache:
         output pointing at the cached files.
 
         If the entry cannot be written (disk full, quota, read-only), the files are moved back where they
-        were and the OSError is raised: the caller still holds a usable output, only uncached."""
+        were and the OSError is raised: the caller still holds a usable output, only uncached. So it is, with
+        ``records.Unrecordable``, for an output no record can hold."""
         final = self.entry_dir(stage, key)
         staging = self.root / "tmp" / staging_name()
         moved: list[tuple[Path, Path]] = []  # (where it was, where it is now)
+        names: dict[Path, str] = {}  # each file of the output -> its name in the entry
         try:
+            output = records.dump(value, lambda path: names.setdefault(path, f"{len(names)}{path.suffix}"))
             staging.mkdir(parents=True)
             files: dict[str, dict[str, Any]] = {}
-            names: dict[Path, Path] = {}
-            for n, path in enumerate(files_in(value)):
-                name = f"{n}{path.suffix}"
+            for path, name in names.items():
                 target = staging / name
                 shutil.move(path, target)  # across file systems: copied, and the source removed only then
                 moved.append((path, target))
                 with open(target, "rb") as fh:
                     os.fsync(fh.fileno())
                 files[name] = {"size": target.stat().st_size, "sha256": _sha256(target)}
-                names[path] = Path(name)
-            stored = relocated(value, names)
-            record = {"stage": stage, "key": key, "created": time.time(), "files": files,
-                      "output": base64.b64encode(pickle.dumps(stored)).decode()}
-            (staging / ENTRY_FILE).write_text(json.dumps(record), encoding="utf-8")
+            record = {"format": records.FORMAT, "stage": stage, "key": key, "created": time.time(), "files": files,
+                      "output": output}
+            (staging / ENTRY_FILE).write_text(json.dumps(record, allow_nan=False), encoding="utf-8")
             fsync_dir(staging)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -180,7 +208,7 @@ class Cache:
             for origin, now in reversed(moved):
                 shutil.move(now, origin)
             shutil.rmtree(staging, ignore_errors=True)
-        return relocated(stored, {Path(name): final / name for name in files})
+        return relocated(value, {path: final / name for path, name in names.items()})
 
     # --- management ------------------------------------------------------------------------------------
     @contextmanager

@@ -4,6 +4,8 @@
 The graph records the provider and warnings of every node; the cache moves an output's files into its
 entries and gives the output back pointing at them (``relocated``), so every Path an output holds must be
 a file its stage made (in the work folder), never one it only read. Outputs are plain frozen dataclasses.
+Every subclass is registered by name as it is defined (``output_types``): the classes a cache record may
+rebuild (renderer/engine/records.py), found there and never by importing what a record names.
 """
 
 from __future__ import annotations
@@ -16,6 +18,19 @@ from typing import Any, Callable, Mapping, TypeVar
 
 T = TypeVar("T")
 
+_OUTPUT_TYPES: dict[str, type] = {}  # "<module>:<qualname>" -> every StageOutput subclass defined so far
+
+
+@functools.cache
+def type_name(cls: type) -> str:
+    """How a record names a class: ``renderer.stages.timeline:Timeline``."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def output_types() -> dict[str, type]:
+    """Every ``StageOutput`` subclass this process has defined, by ``type_name``."""
+    return dict(_OUTPUT_TYPES)
+
 
 @dataclass(frozen=True, kw_only=True)
 class StageOutput:
@@ -23,6 +38,10 @@ class StageOutput:
 
     provider: str = ""  # who made it: "espeak", "ffmpeg:concat", "placeholder", ...
     warnings: tuple[str, ...] = ()  # for the script's record: the output is usable, but the user should know
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _OUTPUT_TYPES[type_name(cls)] = cls
 
     def files(self) -> list[Path]:
         """Every file this output holds, in any field: a Path, or Paths in lists, tuples, sets, dicts and
@@ -34,7 +53,8 @@ _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})  # hold no Path: 
 
 
 @functools.cache
-def _init_fields(cls: type) -> tuple[str, ...]:
+def init_fields(cls: type) -> tuple[str, ...]:
+    """The fields a dataclass is built from (what ``dataclasses.replace`` and a cache record take)."""
     return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
@@ -55,7 +75,7 @@ def _mapped(value: Any, fn: Callable[[Path], Path]) -> Any:
             return value
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a namedtuple's fields
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {name: new for name in _init_fields(type(value))
+        changed = {name: new for name in init_fields(type(value))
                    if (new := _mapped(old := getattr(value, name), fn)) is not old}
         return dataclasses.replace(value, **changed) if changed else value
     return value

@@ -36,6 +36,7 @@ from renderer.engine.cache import Cache
 from renderer.engine.node import Dep, Node, NodeInput, NodeRecord, Part, SlotExecutor
 from renderer.engine.observer import GraphObserver
 from renderer.engine.output import StageOutput
+from renderer.engine.records import Unrecordable
 
 CANCEL_POLL_S = 0.2  # how often a running graph asks ``cancelled()``
 
@@ -242,12 +243,12 @@ class GraphRun:
 
     def store(self, node: Node, key: str, result: Any) -> Any:
         """Keep a clean result for later runs, pointing at the cached files; a cache that cannot be written
-        costs speed, not the render (the record says so)."""
+        costs speed, not the render (the record says so); so does an output no cache record can hold."""
         try:
             with self.observer.cache_call("put"):
                 return self.cache.put(node.stage, key, result)
-        except OSError as exc:
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        except (OSError, Unrecordable) as exc:
+            full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
             warning = (f"the cache in {self.cache.root} is full ({exc.strerror}): outputs were not cached; prune it "
                        "(python -m renderer.cache prune --max-size ...) or free space" if full else
                        f"outputs could not be cached in {self.cache.root}: {exc}")

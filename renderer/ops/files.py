@@ -22,6 +22,15 @@ def slugify(name: str) -> str:
     return slug[:80] or "script"
 
 
+def is_slug(text: object) -> bool:
+    """Whether ``text`` is a slug ``unique_slugs`` could have made (``slugify``'s, maybe with a ``-N`` after it): a
+    name for a folder in the run dir, never a path out of it."""
+    if not isinstance(text, str):
+        return False
+    base, dash, n = text.rpartition("-")
+    return slugify(text) == text or bool(dash and re.fullmatch(r"[0-9]+", n) and slugify(base) == base)
+
+
 def unique_slugs(paths: list[Path]) -> dict[Path, str]:
     """One slug per input; a clash gets -2, -3 ... in input order."""
     taken: set[str] = set()
