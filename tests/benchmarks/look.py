@@ -117,7 +117,7 @@ def _words_and_grids(b) -> list[Row]:
         run_dir = b.dir(f"look-{name}")
         measure.renderer([inputs, "voice=espeak", f"cache.dir={b.dir('look-cache')}", *extra], run_dir)
         runs[name] = run_dir
-        _grid(run_dir, LOOK / f"grid-{name}.png")
+        _grid(run_dir, LOOK / f"grid-{name}.jpg")
     shares = {}
     for name, run_dir in runs.items():
         seconds = total = 0.0
@@ -132,7 +132,7 @@ def _words_and_grids(b) -> list[Row]:
                 f"{shares['after']:.1%}", f"before {shares['before']:.1%}", "—", f"≥ {WORDS_TARGET:.0%}",
                 shares["after"] >= WORDS_TARGET,
                 [f"OCR (tesseract) read words on {seen} of {shown} scene frames (one per scene)",
-                 f"grids: {LOOK.relative_to(measure.ROOT)}/grid-before.png, grid-after.png"])]
+                 f"grids: {LOOK.relative_to(measure.ROOT)}/grid-before.jpg, grid-after.jpg"])]
 
 
 def _frames(run_dir: Path) -> list[tuple[Path, float]]:
@@ -146,7 +146,7 @@ def _frames(run_dir: Path) -> list[tuple[Path, float]]:
 
 def _grid(run_dir: Path, out: Path, columns: int = 6) -> None:
     frames = _frames(run_dir)
-    tiles = out.with_suffix("")
+    tiles = out.with_suffix("")  # a folder of one PNG per scene, tiled into ``out``
     shutil.rmtree(tiles, ignore_errors=True)
     tiles.mkdir()
     for n, (video, at) in enumerate(frames):
@@ -154,7 +154,8 @@ def _grid(run_dir: Path, out: Path, columns: int = 6) -> None:
                         "-vf", "scale=320:180", str(tiles / f"{n:03d}.png")], check=True)
     rows_ = -(-len(frames) // columns)
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-framerate", "1", "-i", str(tiles / "%03d.png"),
-                    "-vf", f"tile={columns}x{rows_}:padding=4:color=white", "-frames:v", "1", str(out)], check=True)
+                    "-vf", f"tile={columns}x{rows_}:padding=4:color=white", "-frames:v", "1", "-q:v", "3", str(out)],
+                   check=True)
     shutil.rmtree(tiles)
 
 
