@@ -9,10 +9,12 @@ segment's cache key, so switching codec encodes again, and an output is keyed by
 what was asked for (a fallback's segments are the software encoder's, and share its cache entries).
 
 A hardware encoder (``encode.hw``) is tried for real, once per machine: a few frames through it with the
-options a segment gets (at a middling speed and quality: the trial asks whether it starts). The answer is kept for the process and in a small JSON file in the user's
-cache dir (``$XDG_CACHE_HOME/renderer/encoders.json``), keyed by host and by the ffmpeg binary (path, size,
-mtime); a failed trial is tried again after ``RETRY_FAILED_S``. One that cannot start falls back to the
-codec's software encoder, and ``resolve`` says why (the script's record gets it as a warning and a fallback).
+options a segment gets (at a middling speed and quality: the trial asks whether it starts). The answer is kept
+for the process and in a small JSON file in the user's cache dir (``$XDG_CACHE_HOME/renderer/encoders.json``),
+keyed by host and by the ffmpeg binary (path, size, mtime); a failed trial is tried again after
+``RETRY_FAILED_S``. One that cannot start falls back to the codec's software encoder, and ``resolve`` says why
+(the script's record gets it as a warning and a fallback). Software encoders are tried the same way, so a
+build without libx265 or libsvtav1 stops the script with the fix before anything is encoded.
 """
 
 from __future__ import annotations

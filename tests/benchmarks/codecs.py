@@ -49,7 +49,8 @@ def rows(b) -> list[Row]:
         equal = abs(mine.ssim - base.ssim) <= SSIM_TOLERANCE
         out.append(Row(row_id, f"encode.codec={codec} ({SOFTWARE[codec]}) vs h264 (libx264), {seconds} s of the "
                                f"renderer's 720p30 output, default preset and crf",
-                       f"{mine}", f"h264 {base}", f"size {mine.mb / base.mb:.2f}×, time {mine.seconds / base.seconds:.1f}×",
+                       f"{mine}", f"h264 {base}",
+                       f"size {mine.mb / base.mb:.2f}×, time {mine.seconds / base.seconds:.1f}×",
                        f"smaller at SSIM within {SSIM_TOLERANCE:g}", equal and mine.mb < base.mb,
                        [f"{c} {r}" for c in ("h264", codec) for r in runs[c]]))
     return out
