@@ -270,8 +270,15 @@ class FormatConfig:
 
 @dataclass
 class EncodeConfig:
-    preset: str = "veryfast"
-    crf: int = 23
+    """How the picture is encoded (renderer/media/codecs.py). Every segment of a video gets the same settings, so
+    the mux joins them by stream copy."""
+
+    codec: str = "h264"  # h264 (libx264) | hevc (libx265, tagged hvc1) | av1 (libsvtav1)
+    # hardware encoder: none | auto (what the platform may have: videotoolbox on macOS, else nvenc, qsv, vaapi)
+    # | nvenc | qsv | vaapi | videotoolbox; tried once per machine, software (recorded, with why) if it fails
+    hw: str = "none"
+    preset: str = "veryfast"  # x264's speed names; mapped onto each encoder's own scale
+    crf: int = 23  # quality on x264's scale (lower: better, bigger); hevc takes crf + 5, av1 crf + 10
     audio_bitrate: str = "128k"
     audio_rate: int = 48000
     audio_channels: int = 1  # narration is mono; 2 for a stereo soundtrack

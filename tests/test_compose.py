@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from renderer.engine.node import Part
+from renderer.media.codecs import Encoder
 from renderer.ops.files import RunLayout
 from renderer.pipeline import compose
 from renderer.pipeline.render import providers_for, render_script
@@ -157,4 +158,5 @@ def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_bet
         "segment/2.1")
     assert "assembly.transition" not in comp.graph.nodes["segment/1.0"].reads  # the name is the cuts' alone
     hard = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2")
-    assert hard.nodes_of("transition") == () and hard.graph.nodes["segment/1.0"].data is None
+    assert hard.nodes_of("transition") == ()
+    assert hard.graph.nodes["segment/1.0"].data == {"encoder": Encoder("h264", "libx264")}  # no fades: no ends

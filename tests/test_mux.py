@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from renderer.engine.node import NodeInput
+from renderer.media.codecs import Encoder
 from renderer.media.ffmpeg import FFmpegError
 from renderer.stages import mux, segment
 from renderer.stages.segment import Segment
@@ -23,6 +24,7 @@ from tests.test_segment import FPS, THREE_SCENES, decode, render, segment_files
 STRATEGIES = ("overlay", "visual_only", "ui_only", "audio_only")
 TIMESTAMPS = (0.0, 3.0, 7.0)  # THREE_SCENES: 0:00, 0:03, 0:07
 AUDIO_RATE = 48000
+X264 = Encoder("h264", "libx264")  # the default encode.codec, in software
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_pat
                                                       "encode.crf", "assembly.transition_s", "assembly.grade")}
     (chunk,) = split(timeline.spans[1], 1)
     failed = segment.placeholder(
-        NodeInput(None, seg_cfg, {"chunk": chunk, "layers": []}, tmp_path, "a" * 64),
+        NodeInput({"encoder": X264}, seg_cfg, {"chunk": chunk, "layers": []}, tmp_path, "a" * 64),
         FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), scene=1, part=0,
         threads=1, timeout=60)
     assert failed.provider == "placeholder" and "Invalid data" in failed.warnings[0]

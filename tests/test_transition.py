@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from renderer.engine.node import NodeInput
+from renderer.media.codecs import Encoder
 from renderer.media.ffmpeg import FFmpegError
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
@@ -153,7 +154,8 @@ def test_a_failed_transition_is_a_hard_cut_or_else_a_card(tmp_path):
     def inp(picture: Path) -> NodeInput:
         deps = {"window": window, "picture": VisualClip(picture, 1.0), "layers": [],
                 "next_picture": VisualClip(picture, 1.0), "next_layers": []}
-        return NodeInput({"opens": True, "closes": False}, cfg, deps, tmp_path, "c" * 64)
+        return NodeInput({"opens": True, "closes": False, "encoder": Encoder("h264", "libx264")}, cfg, deps, tmp_path,
+                         "c" * 64)
 
     error = FFmpegError("ffmpeg failed", stderr_tail="[Parsed_xfade_0 @ 0x1] Invalid argument")
     held = transition.fallback(inp(clip), error, cut=0, threads=1, timeout=60)

@@ -1,8 +1,7 @@
-"""Encoder settings the segments share, and the text card a placeholder shows.
+"""Audio settings, ffmpeg's failure reasons, and the text card a placeholder shows.
 
-Every segment of a video is encoded with the same codec settings, frame rate and timebase, so the mux can
-join them by stream copy; each starts on an IDR frame because it is a file of its own. x264 is given a fixed
-thread count per encode: its output is deterministic only then.
+The picture's encoder settings, which every segment of a video shares so the mux can join them by stream
+copy, are in renderer/media/codecs.py.
 """
 
 from __future__ import annotations
@@ -14,13 +13,6 @@ from typing import Any
 from renderer.media import ass
 
 SAFE_AUDIO = {"encode.audio_bitrate": "96k", "encode.audio_rate": 48000, "encode.audio_channels": 1}  # stand-ins
-
-
-def video_args(cfg: dict[str, Any], threads: int) -> list[str]:
-    """x264 output options from the node's config (``encode.preset``, ``encode.crf``, ``format.fps``)."""
-    return ["-c:v", "libx264", "-preset", cfg["encode.preset"], "-crf", str(cfg["encode.crf"]),
-            "-pix_fmt", "yuv420p", "-r", str(cfg["format.fps"]), "-threads", str(threads),
-            "-fflags", "+bitexact", "-an"]
 
 
 def channel_layout(cfg: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from renderer.config import PICTURES_WITHOUT_STAGE
 from renderer.engine.graph import Graph
 from renderer.engine.node import Node, node_name
+from renderer.media import codecs
 from renderer.providers.chain import Providers
 from renderer.script import Script
 from renderer.stages.timeline import chunk_count, plan
@@ -157,6 +158,22 @@ class Composition:
         cuts = len(self.chunks) - 1 if self.transitions else 0
         encodes = sum(self.chunks) + cuts if self.picture != "none" else 1
         return max(1, min(self.cfg.limits.stage_threads, self.core_share, encodes))
+
+    @cached_property
+    def encoding(self) -> tuple[codecs.Encoder, str]:
+        """The encoder every segment of the video gets (``encode.codec`` on ``encode.hw``, as this machine has
+        it), and why it is not the one asked for ("" when it is)."""
+        e = self.cfg.encode
+        return codecs.resolve(e.codec, e.hw, preset=e.preset)
+
+    @property
+    def encoder(self) -> codecs.Encoder:
+        return self.encoding[0]
+
+    @property
+    def encoder_fallback(self) -> str:
+        """Why the video is not encoded as ``encode.hw`` asked ("" when it is, or when it has no picture)."""
+        return self.encoding[1] if "encoding" in self.__dict__ else ""
 
     @property
     def encode_threads(self) -> int:

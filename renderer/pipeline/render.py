@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from renderer.engine.cache import Cache
 from renderer.engine.node import NodeRecord, SlotExecutor
 from renderer.engine.run import GraphError
-from renderer.media import ass, captions, ffmpeg
+from renderer.media import ass, captions, codecs, ffmpeg
 from renderer.ops import admission, health, logs, reliability
 from renderer.ops.files import (
     RunLayout,
@@ -119,6 +119,7 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     providers = providers_for(cfg, layout)
     record["fallbacks"] += providers.fallbacks
     comp = compose.compose(script, slug, cfg, providers)
+    _encoder_fallback(comp, record)
     log.info("{} scenes, {} stage nodes ({}; {} encode(s) at once, {} thread(s) each)", len(script.scenes),
              len(comp.graph.nodes), cfg.assembly.strategy, comp.encode_slots, comp.encode_threads)
     cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
@@ -144,6 +145,18 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     # the outputs' own, and what the run said of keeping them (a full cache: the same for every node, once)
     record["warnings"] += list(dict.fromkeys(w for r in records for w in r.warnings))
     return comp, outputs
+
+
+def _encoder_fallback(comp: compose.Composition, record: dict[str, Any]) -> None:
+    """A hardware encoder that could not start here: the video is the software encoder's, and the record says
+    why (a fallback, and a warning)."""
+    if not (why := comp.encoder_fallback):
+        return
+    encode = comp.cfg.encode
+    record["fallbacks"].append({"node": "encode", "from": f"{encode.codec} on {encode.hw}", "to": comp.encoder.name,
+                                "reason": why})
+    record["warnings"].append(f"encode.hw={encode.hw}: no hardware {encode.codec} encoder worked here ({why}); "
+                              f"{comp.encoder.name} encoded the video")
 
 
 def _credits(comp: compose.Composition, outputs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -253,7 +266,7 @@ def _render(path: Path, slug: str, cfg: DictConfig, layout: RunLayout,
         log.warning("cancelled")
         raise
     except Exception as exc:  # one bad script never stops the batch: its failure is its record
-        known = (ScriptError, ProviderUnavailable, compose.CompositionError)
+        known = (ScriptError, ProviderUnavailable, compose.CompositionError, codecs.CodecError)
         message = f"{exc}" if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         record["error"] = redact(message)
         log.error("failed: {}", record["error"])

@@ -19,9 +19,9 @@ from typing import Any
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import ass, ffmpeg
+from renderer.media import ass, codecs, ffmpeg
 from renderer.media.captions import sentence_pauses
-from renderer.media.encoding import failure_reason, video_args, write_card
+from renderer.media.encoding import failure_reason, write_card
 from renderer.media.xfade import xfade_name
 from renderer.ops.reliability import RetryPolicy
 from renderer.stages.timeline import Chunk, body_chunks, shot_bounds, transition_frames
@@ -138,12 +138,16 @@ def scene_run(cfg: dict[str, Any], scene: dict[str, Any], run: Chunk, stem: Path
 
 def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path, *, threads: int,
            timeout: float) -> Path:
-    """``frames`` of the filter graph ``chain`` encoded with the settings every segment shares, into ``out``."""
+    """``frames`` of the filter graph ``chain`` encoded with the settings every segment shares (the script's
+    encoder, in the node's data: ``inp.data["encoder"]``), into ``out``."""
+    encoder: codecs.Encoder = inp.data["encoder"]
     script = out.with_suffix(".filter")
-    script.write_text(chain + ",format=yuv420p[v]\n", encoding="utf-8")
-    ffmpeg.run(["-threads", str(threads), *inputs, "-filter_complex_threads", str(threads),
-                "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(frames),
-                *video_args(inp.cfg, threads), "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
+    script.write_text(f"{chain},{codecs.pixels(encoder)}[v]\n", encoding="utf-8")
+    output = codecs.video_args(encoder, preset=inp.cfg["encode.preset"], x264_crf=inp.cfg["encode.crf"],
+                               fps=inp.cfg["format.fps"], threads=threads)
+    ffmpeg.run(["-threads", str(threads), *codecs.device_args(encoder), *inputs, "-filter_complex_threads",
+                str(threads), "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(frames),
+                *output, "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
                duration=frames / inp.cfg["format.fps"])
     return out
 
@@ -174,7 +178,7 @@ def render(inp: NodeInput, *, scene: int, part: int, threads: int, timeout: floa
     if not chunk.frames:  # a body shorter than its count of chunks: this one shows nothing
         return Segment(None, 0, provider="none")
     stem = _stem(inp, scene, part)
-    ends = inp.data or {}  # with transitions: whether the scene opens or closes the video (it fades there)
+    ends = inp.data  # with transitions: whether the scene opens or closes the video (it fades there)
     inputs, chain = scene_run(inp.cfg, inp.deps, chunk, inp.workdir / stem, opens=ends.get("opens", False),
                               closes=ends.get("closes", False))
     out = encode(inp, inputs, chain, chunk.frames, inp.workdir / f"{stem}.mp4", threads=threads, timeout=timeout)
@@ -209,7 +213,8 @@ def scene_inputs(comp, scene: int) -> dict[str, Any]:
 
 def scene_reads(comp, *scenes: int) -> list[str]:
     """The settings a run of ``scenes``' frames is drawn and encoded with (the shot transition where one is in
-    shots)."""
+    shots). The encoder is not among them: what ``encode.codec`` and ``encode.hw`` resolved to on this machine
+    is in the node's data (``comp.encoder``), so a segment is keyed by what encodes it."""
     reads = ["format.width", "format.height", "format.fps", "encode.preset", "encode.crf", "assembly.transition_s"]
     reads.append("theme.background" if comp.picture == "background" else "assembly.grade")
     if any(len(comp.pictures(scene)) > 1 for scene in scenes):
@@ -236,11 +241,12 @@ def add(comp) -> None:
     retry = RetryPolicy.from_cfg(comp.cfg.retry.assembly)
     last = len(comp.chunks) - 1
     for i, count in enumerate(comp.chunks):
-        ends = {"opens": i == 0, "closes": i == last} if comp.transitions else None
+        ends = {"opens": i == 0, "closes": i == last} if comp.transitions else {}
         for k in range(count):
             deps = {"chunk": Part(comp.name("timeline"), _chunk(i, count, k, transition)), **scene_inputs(comp, i)}
             comp.add(Node(
-                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(scene_reads(comp, i)), data=ends,
+                stage="segment", scene=i, part=k, version=VERSION, reads=tuple(scene_reads(comp, i)),
+                data={**ends, "encoder": comp.encoder},
                 deps=deps, fn=lambda inp, i=i, k=k: render(inp, scene=i, part=k, threads=threads, timeout=timeout),
                 fallback=lambda inp, exc, i=i, k=k: placeholder(inp, exc, scene=i, part=k, threads=threads,
                                                                 timeout=timeout),

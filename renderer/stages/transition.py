@@ -91,7 +91,7 @@ def add(comp) -> None:
                                 **{f"next_{name}": dep for name, dep in segment.scene_inputs(comp, c + 1).items()}}
         comp.add(Node(
             stage="transition", scene=c, version=VERSION, reads=(*segment.scene_reads(comp, c, c + 1), "assembly.transition"),
-            data={"opens": c == 0, "closes": c + 1 == last}, deps=deps,
+            data={"opens": c == 0, "closes": c + 1 == last, "encoder": comp.encoder}, deps=deps,
             fn=lambda inp, c=c: render(inp, cut=c, threads=threads, timeout=timeout),
             fallback=lambda inp, exc, c=c: fallback(inp, exc, cut=c, threads=threads, timeout=timeout),
             retry=retry, slot="encode"))
