@@ -51,10 +51,10 @@ class GraphError(RuntimeError):
         super().__init__("; ".join(f"{r.name}: {r.error}" for r in failed) or "graph failed")
 
 
-def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any]) -> Any:
+def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any], picks: keys.Picks) -> Any:
     if isinstance(dep, tuple):
-        return [_resolve(one, outputs) for one in dep]
-    return dep.pick(outputs[dep.node]) if isinstance(dep, Part) else outputs[dep]
+        return [_resolve(one, outputs, picks) for one in dep]
+    return picks.value(dep) if isinstance(dep, Part) else outputs[dep]
 
 
 def _never() -> bool:
@@ -78,6 +78,7 @@ class GraphRun:
                         for name, node in nodes.items()}
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
+        self.picks = keys.Picks(self.outputs)  # each Part's value, picked once for all the nodes reading it
         self.tainted: set[str] = set()  # not cacheable, fell back, or keyed by such a node
         self.broken: set[str] = set()  # failed or skipped
         self.pending = dict(nodes)
@@ -164,10 +165,10 @@ class GraphRun:
         cannot be keyed or given its inputs (e.g. a Part that cannot be picked from its output) fails."""
         try:
             key = self.keys[node.name] = self.records[node.name].key = keys.key(node, self.cfg, self.keys,
-                                                                                self.outputs)
+                                                                                self.outputs, self.picks)
             if not node.cacheable or self.tainted.intersection(node.upstream(by_key=True)):
                 self.tainted.add(node.name)
-            deps = {name: _resolve(dep, self.outputs) for name, dep in node.deps.items()}
+            deps = {name: _resolve(dep, self.outputs, self.picks) for name, dep in node.deps.items()}
             inp = NodeInput(node.data, keys.select(self.cfg, node.reads), deps, self.workdir, key)
             cacheable = self.cache is not None and node.name not in self.tainted
             # the task runs in a copy of this thread's context: the script's correlation ids go with it
