@@ -26,7 +26,8 @@ LINES_PER_MINUTE = 2  # of on-screen text: thousands of terminal events in an ho
 def long_scene_script(minutes: int):
     text = "\n".join(f"$ step {n} of the long job" if n % 3 == 0 else f"output line {n}"
                      for n in range(minutes * LINES_PER_MINUTE))
-    source = (f"SCRIPT: LONG_0001 — LONG\n\n[0:00 – The long job]\nON-SCREEN TEXT:\n{text}\nNarration:\n“It runs.”\n\n"
+    source = (f"SCRIPT: LONG_0001 — LONG\n\n[0:00 – The long job]\nON-SCREEN TEXT:\n{text}\n"
+              "Narration:\n“It runs.”\n\n"
               f"[{minutes // 60}:{minutes % 60:02d}:00 – After]\nNarration:\n“Done.”\nEND LONG_0001\n")
     options = Options.of(**asdict(ScriptConfig(max_scene_s=14400, max_duration_s=14400)),
                          char_limit=ElevenLabsVoiceConfig().char_limit)

@@ -13,11 +13,12 @@
 
 Independent nodes run side by side on a thread pool (they mostly wait on subprocesses), at most
 ``slots[node.slot]`` of one slot at a time. The run keeps, for each pending node, how many of its inputs are
-still to come, and a queue of ready nodes per slot (the way pydoit's and kedro's runners do): a pass looks only
-at what may start, so a graph of thousands of nodes costs each node a constant amount of bookkeeping. Keys are computed as nodes become ready, since a ``Part`` is
-keyed by the value it picks from an output. A fallback's output is not cached, nor is anything keyed by it
-(the key would lie): such nodes are tainted. What the run has to say (log tags, samples, the redaction of
-error texts) goes through the ``GraphObserver`` it is given; whether it was cancelled, through a callable.
+still to come, and a queue of ready nodes per slot (the way pydoit's and kedro's runners do): a pass looks
+only at what may start, so a graph of thousands of nodes costs each node a constant amount of bookkeeping.
+Keys are computed as nodes become ready, since a ``Part`` is keyed by the value it picks from an output. A
+fallback's output is not cached, nor is anything keyed by it (the key would lie): such nodes are tainted. What
+the run has to say (log tags, samples, the redaction of error texts) goes through the ``GraphObserver`` it is
+given; whether it was cancelled, through a callable.
 """
 
 from __future__ import annotations
