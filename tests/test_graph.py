@@ -578,3 +578,35 @@ def test_a_run_that_is_cancelled_stops_and_says_so_to_its_hooks(tmp_path: Path):
         g.run(cfg(), tmp_path, cancelled=lambda: True, on_interrupt=lambda: calls.append("interrupt"),
               on_abort=lambda: (calls.append("abort"), release.set()))
     assert calls == ["interrupt", "abort"]
+
+
+class CountedNode(Node):
+    """A node that counts how often the run asks it for its inputs: the scheduler's readiness checks."""
+
+    asked = 0
+
+    def upstream(self, *, by_key: bool = False) -> list[str]:
+        CountedNode.asked += 1
+        return super().upstream(by_key=by_key)
+
+
+def _checks_for(nodes: int, tmp_path: Path) -> int:
+    """Readiness checks for a graph of ``nodes`` trivial nodes: a chain through half of them (each pass
+    frees one), and the other half in a slot of one (each waits its turn while all are ready)."""
+    g = Graph()
+    for n in range(nodes // 2):
+        g.add(CountedNode(stage="link", part=n, version="1", fn=const(n),
+                          deps={"before": node_name("link", None, n - 1)} if n else {}))
+    for n in range(nodes // 2):
+        g.add(CountedNode(stage="queued", part=n, version="1", fn=const(n), slot="one"))
+    CountedNode.asked = 0
+    outputs, _ = g.run(cfg(), tmp_path, slots={"one": 1})
+    assert len(outputs) == nodes
+    return CountedNode.asked
+
+
+def test_scheduling_work_grows_linearly_with_the_graph(tmp_path: Path):
+    small, large = _checks_for(400, tmp_path), _checks_for(1600, tmp_path)
+    # rescanning every pending node per pass would be ~16x (and hundreds of checks per node)
+    assert large / small < 6, (small, large)
+    assert large < 1600 * 10, large

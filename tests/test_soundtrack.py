@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,49 @@ def test_the_soundtrack_is_keyed_by_the_music_file_and_its_settings(tmp_path):
         assert key("audio.music=ambient", flip=leaf) != pad
         assert key(flip=leaf) == plain  # no pad: its settings cannot matter
 
+
+
+MANY_SCENES_UNDER_A_LOW_FILE_LIMIT = """
+import resource, sys
+from pathlib import Path
+from renderer.engine.node import NodeInput
+from renderer.providers.base import AudioClip
+from renderer.stages import soundtrack
+from renderer.stages.timeline import plan
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+work, voice, scenes = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+clips = [AudioClip(voice, 0.1, provider="tone") for _ in range(scenes)]
+timeline = plan([(0.2 * i, 0.2) for i in range(scenes)], 25)
+cfg = {{**{cfg}, "audio.loudness_lufs": 0}}  # no loudness passes: the mix is what is tested
+out = soundtrack.render(NodeInput({{"music": None}}, cfg, {{"timeline": timeline, "voices": clips}}, work, "k" * 64),
+                        timeout=120)
+print(out.path)
+"""
+
+
+def test_hundreds_of_speaking_scenes_mix_under_a_low_open_file_limit(tmp_path):
+    """300 scenes with a voice each, and a process that may open 64 files: the narration is all there."""
+    voice = tone(tmp_path / "voice.wav", 1000, 0.1)
+    code = MANY_SCENES_UNDER_A_LOW_FILE_LIMIT.format(cfg=CFG)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(voice), "300"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    samples = decoded(Path(result.stdout.strip().splitlines()[-1]))
+    assert len(samples) == pytest.approx(60 * RATE, abs=RATE * 0.05)
+    for scene in (0, 150, 299):  # each scene speaks for its first 0.1 s, then is quiet until the next
+        assert rms_db(samples, 0.2 * scene + 0.02, 0.2 * scene + 0.08) > -30, scene
+        assert rms_db(samples, 0.2 * scene + 0.13, 0.2 * scene + 0.18) < -50, scene
+
+
+def test_narration_that_cannot_be_read_fails_the_soundtrack_instead_of_silencing_it(tmp_path):
+    missing = tmp_path / "gone.wav"
+    clips = [AudioClip(missing, 1.0, provider="espeak")]
+    inp = NodeInput({"music": None}, CFG, {"timeline": plan([(0, 2)], 25), "voices": clips}, tmp_path, "k" * 64)
+    with pytest.raises(Exception) as failure:
+        soundtrack.render(inp, timeout=60)
+    with pytest.raises(RuntimeError, match="narration could not be read"):
+        soundtrack.silence(inp, failure.value, timeout=60)
+    # a mix that failed for another reason still falls back to silence: the video comes out
+    silent = soundtrack.silence(inp, RuntimeError("the encoder broke"), timeout=60)
+    assert silent.provider == "silence" and silent.path.is_file()

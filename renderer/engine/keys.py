@@ -24,14 +24,14 @@ def plain(value: Any) -> Any:
     """``value`` as JSON-able plain data: configs and dataclasses as containers, sequences item by item."""
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, DictConfig) or OmegaConf.is_config(value):
         return OmegaConf.to_container(value, resolve=True)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = dataclasses.asdict(value)
-        if isinstance(value, StageOutput):
-            for name in _NOT_SAID:
-                del fields[name]
-        return fields
+        # field by field, as dataclasses.asdict would, without its deep copies (a layer has thousands of events)
+        skip = _NOT_SAID if isinstance(value, StageOutput) else ()
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in skip}
     return value
 
 
@@ -62,25 +62,48 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(plain(value), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], outputs: dict[str, Any]) -> Any:
+class Picks:
+    """Each Part's value and its digest, picked from ``outputs`` once: the chunks of a long scene all read the
+    same layers, and picking and hashing a layer's events for every chunk would cost chunks × events. A value
+    is shared by every node reading that Part (Parts are equal when their node and pick are): read-only."""
+
+    def __init__(self, outputs: dict[str, Any]):
+        self.outputs = outputs
+        self.values: dict[Part, Any] = {}
+        self.digests: dict[Part, str] = {}
+
+    def value(self, part: Part) -> Any:
+        if part not in self.values:
+            if part.node not in self.outputs:
+                raise ValueError(f"the key of a node reading part of {part.node!r} is known only once it has run")
+            self.values[part] = part.pick(self.outputs[part.node])
+        return self.values[part]
+
+    def digest(self, part: Part) -> str:
+        if part not in self.digests:
+            self.digests[part] = digest(self.value(part))
+        return self.digests[part]
+
+
+def fingerprint(dep: Dep | tuple[Dep, ...], keys: dict[str, str], picks: Picks) -> Any:
     """What a dependency adds to a key: the node's key, or the digest of a Part's value."""
     if isinstance(dep, tuple):
-        return [fingerprint(one, keys, outputs) for one in dep]
+        return [fingerprint(one, keys, picks) for one in dep]
     if isinstance(dep, Part):
-        if dep.node not in outputs:
-            raise ValueError(f"the key of a node reading part of {dep.node!r} is known only once it has run")
-        return "part:" + digest(dep.pick(outputs[dep.node]))
+        return "part:" + picks.digest(dep)
     return keys[dep]
 
 
-def key(node: Node, cfg: DictConfig, keys: dict[str, str], outputs: dict[str, Any]) -> str:
-    """The content key of ``node``, given its deps' keys (and, for Parts, their outputs). The node's name,
-    scene and part are not in it: what it reads says what it makes."""
+def key(node: Node, cfg: DictConfig, keys: dict[str, str], outputs: dict[str, Any], picks: Picks | None = None
+        ) -> str:
+    """The content key of ``node``, given its deps' keys (and, for Parts, their outputs, or the ``picks`` of
+    them a run keeps). The node's name, scene and part are not in it: what it reads says what it makes."""
+    picks = Picks(outputs) if picks is None else picks
     payload = {
         "stage": node.stage,
         "version": node.version,
         "cfg": without(select(cfg, node.reads), node.unkeyed),
         "data": plain(node.data),
-        "deps": {name: fingerprint(dep, keys, outputs) for name, dep in node.deps.items()},
+        "deps": {name: fingerprint(dep, keys, picks) for name, dep in node.deps.items()},
     }
     return digest(payload)

@@ -2,25 +2,30 @@
 
     GraphRun.run()
         while nodes are pending or running:
-            select()          the pending nodes that may start now, in graph order; skips those of broken inputs
+            select()          the ready nodes whose slot has room, in graph order
             start(node)       key it, hand it its inputs and the pool
             wait()            the nodes that finished (a cancelled run stops here)
-            record(future)    keep a finished node's output for its dependents, or break the node
+            record(future)    keep a finished node's output for its dependents (release() those it was the
+                              last input of), or break the node (and skip its dependents)
         finish()              the outputs and records, or GraphError
     execute(node)           in a pool thread: from_cache(), or call() with its retries then fall_back();
                             store() a clean result
 
 Independent nodes run side by side on a thread pool (they mostly wait on subprocesses), at most
-``slots[node.slot]`` of one slot at a time. Keys are computed as nodes become ready, since a ``Part`` is
-keyed by the value it picks from an output. A fallback's output is not cached, nor is anything keyed by it
-(the key would lie): such nodes are tainted. What the run has to say (log tags, samples, the redaction of
-error texts) goes through the ``GraphObserver`` it is given; whether it was cancelled, through a callable.
+``slots[node.slot]`` of one slot at a time. The run keeps, for each pending node, how many of its inputs are
+still to come, and a queue of ready nodes per slot (the way pydoit's and kedro's runners do): a pass looks
+only at what may start, so a graph of thousands of nodes costs each node a constant amount of bookkeeping.
+Keys are computed as nodes become ready, since a ``Part`` is keyed by the value it picks from an output. A
+fallback's output is not cached, nor is anything keyed by it (the key would lie): such nodes are tainted. What
+the run has to say (log tags, samples, the redaction of error texts) goes through the ``GraphObserver`` it is
+given; whether it was cancelled, through a callable.
 """
 
 from __future__ import annotations
 
 import contextvars
 import errno
+import heapq
 import threading
 import time
 from collections import Counter
@@ -48,10 +53,10 @@ class GraphError(RuntimeError):
         super().__init__("; ".join(f"{r.name}: {r.error}" for r in failed) or "graph failed")
 
 
-def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any]) -> Any:
+def _resolve(dep: Dep | tuple[Dep, ...], outputs: dict[str, Any], picks: keys.Picks) -> Any:
     if isinstance(dep, tuple):
-        return [_resolve(one, outputs) for one in dep]
-    return dep.pick(outputs[dep.node]) if isinstance(dep, Part) else outputs[dep]
+        return [_resolve(one, outputs, picks) for one in dep]
+    return picks.value(dep) if isinstance(dep, Part) else outputs[dep]
 
 
 def _never() -> bool:
@@ -75,9 +80,23 @@ class GraphRun:
                         for name, node in nodes.items()}
         self.keys: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
+        self.picks = keys.Picks(self.outputs)  # each Part's value, picked once for all the nodes reading it
         self.tainted: set[str] = set()  # not cacheable, fell back, or keyed by such a node
         self.broken: set[str] = set()  # failed or skipped
         self.pending = dict(nodes)
+        self.names = list(nodes)
+        self.order = {name: n for n, name in enumerate(self.names)}
+        # for each pending node, how many of its inputs have not yet given an output; who reads each node
+        self.waiting: dict[str, int] = {}
+        self.dependents: dict[str, list[str]] = {name: [] for name in nodes}
+        self.ready: dict[str, list[int]] = {}  # per slot, a heap of the graph positions of its ready nodes
+        for name, node in nodes.items():
+            inputs = set(node.upstream())
+            self.waiting[name] = len(inputs)
+            for dep in inputs:
+                self.dependents[dep].append(name)
+            if not inputs:
+                self.release(name)
         self.running: dict[Future, str] = {}
         self.busy: Counter[str] = Counter()  # nodes running per slot
         self.aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
@@ -104,28 +123,54 @@ class GraphRun:
 
     # --- the main thread -----------------------------------------------------------------------------------
     def select(self) -> Iterator[Node]:
-        """The pending nodes whose inputs are all there and whose slot has room, in graph order; a node with a
-        broken input is skipped (and broken) on the way. Lazy: each is started before the next is judged."""
-        for name, node in list(self.pending.items()):
-            upstream = node.upstream()
-            if any(d in self.broken for d in upstream):
-                self.records[name].status = "skipped"
-                self.broken.add(name)
-                del self.pending[name]
-            elif all(d in self.outputs for d in upstream) and self.busy[node.slot] < self.caps.get(node.slot,
-                                                                                                    self.threads):
-                del self.pending[name]
-                yield node
+        """The ready nodes (all their inputs there) whose slot has room, in graph order. Lazy: each is started
+        before the next is judged."""
+        heads = [(queue[0], slot) for slot, queue in self.ready.items() if queue and self.room(slot)]
+        heapq.heapify(heads)
+        while heads:
+            _, slot = heapq.heappop(heads)
+            queue = self.ready[slot]
+            name = self.names[heapq.heappop(queue)]
+            del self.pending[name]
+            yield self.nodes[name]
+            if queue and self.room(slot):
+                heapq.heappush(heads, (queue[0], slot))
+
+    def room(self, slot: str) -> bool:
+        return self.busy[slot] < self.caps.get(slot, self.threads)
+
+    def release(self, name: str) -> None:
+        """``name`` has all its inputs: it joins its slot's queue."""
+        heapq.heappush(self.ready.setdefault(self.nodes[name].slot, []), self.order[name])
+
+    def done(self, name: str) -> None:
+        """``name`` gave its output: the dependents it was the last missing input of become ready."""
+        for dependent in self.dependents[name]:
+            self.waiting[dependent] -= 1
+            if not self.waiting[dependent] and dependent in self.pending:
+                self.release(dependent)
+
+    def broke(self, name: str) -> None:
+        """``name`` failed: every node that reads it, directly or not, is skipped (none of them can run)."""
+        self.broken.add(name)
+        stack = list(self.dependents[name])
+        while stack:
+            dependent = stack.pop()
+            if dependent in self.pending and dependent not in self.broken:
+                self.records[dependent].status = "skipped"
+                self.broken.add(dependent)
+                del self.pending[dependent]
+                stack.extend(self.dependents[dependent])
 
     def start(self, node: Node) -> None:
         """Key the node and hand it to the pool (here only, so keys and taint stay consistent); a node that
         cannot be keyed or given its inputs (e.g. a Part that cannot be picked from its output) fails."""
         try:
             key = self.keys[node.name] = self.records[node.name].key = keys.key(node, self.cfg, self.keys,
-                                                                                self.outputs)
+                                                                                self.outputs, self.picks)
             if not node.cacheable or self.tainted.intersection(node.upstream(by_key=True)):
                 self.tainted.add(node.name)
-            deps = {name: _resolve(dep, self.outputs) for name, dep in node.deps.items()}
+            deps = {name: _resolve(dep, self.outputs, self.picks) for name, dep in node.deps.items()}
             inp = NodeInput(node.data, keys.select(self.cfg, node.reads), deps, self.workdir, key)
             cacheable = self.cache is not None and node.name not in self.tainted
             # the task runs in a copy of this thread's context: the script's correlation ids go with it
@@ -150,15 +195,16 @@ class GraphRun:
         error = future.exception()
         if error is None:
             self.outputs[name] = future.result()
+            self.done(name)
         elif self.records[name].status != "failed":  # broke outside its stage function
             self.fail(name, error)
         else:
-            self.broken.add(name)
+            self.broke(name)
 
     def fail(self, name: str, error: BaseException) -> None:
         record = self.records[name]
         record.status, record.error = "failed", self.observer.redact(f"{type(error).__name__}: {error}")
-        self.broken.add(name)
+        self.broke(name)
 
     def abort(self, exc: BaseException) -> None:
         """Interrupted (Ctrl-C, SIGTERM turned into an exception, ``cancelled()``) or broken: nodes not yet

@@ -8,6 +8,7 @@ because the ASS file reaches ffmpeg as a file name, never as filter-graph text.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -97,6 +98,41 @@ class Event:
         start = self.start + offset_cs
         end = scene_end_cs if self.end is None else min(self.end + offset_cs, scene_end_cs)
         return Event(start, end, self.layer, self.style, self.text) if end > start else None
+
+
+BUCKET_CS = 1000  # a Track files its events by the 10 s stretches they are on screen in
+
+
+@dataclass(frozen=True)
+class Track:
+    """A layer's events, found by time: ``during`` returns those a stretch of the scene shows without reading
+    every other event of the scene (a long scene's chunks would otherwise cost chunks × events). The events
+    are what it is: its index is built on first use and is no part of its value (nor of a key made from it)."""
+
+    events: tuple[Event, ...]
+
+    @functools.cached_property
+    def _index(self) -> tuple[dict[int, list[int]], list[int]]:
+        """Event numbers by the buckets they are on screen in, and those that last until the scene ends (few:
+        what is still shown at the end)."""
+        buckets: dict[int, list[int]] = {}
+        lasting = []
+        for n, e in enumerate(self.events):
+            if e.end is None:
+                lasting.append(n)
+                continue
+            for bucket in range(e.start // BUCKET_CS, max(e.start, e.end - 1) // BUCKET_CS + 1):
+                buckets.setdefault(bucket, []).append(n)
+        return buckets, lasting
+
+    def during(self, start_cs: int, end_cs: int) -> list[Event]:
+        """The events on screen at some time in [start_cs, end_cs), in their order."""
+        buckets, lasting = self._index
+        events = self.events
+        found = {n for n in lasting if events[n].start < end_cs}
+        for bucket in range(start_cs // BUCKET_CS, max(start_cs, end_cs - 1) // BUCKET_CS + 1):
+            found.update(n for n in buckets.get(bucket, ()) if events[n].start < end_cs and events[n].end > start_cs)
+        return [events[n] for n in sorted(found)]
 
 
 # --------------------------------------------------------------------------- files (written by pysubs2)

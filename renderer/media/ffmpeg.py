@@ -10,6 +10,7 @@ last lines of stderr.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -34,6 +35,9 @@ STDERR_TAIL_LINES = 20
 REQUIRED_ENCODERS = ("libx264", "aac")
 REQUIRED_FILTERS = ("ass", "scale", "concat", "color", "anullsrc", "gradients", "life", "mandelbrot", "geq")
 INSTALL_HINT = "install ffmpeg with libx264, aac and libass (Debian/Ubuntu: apt-get install ffmpeg)"
+# files one run opens as inputs at most, whatever the scene count (far under any open-file limit): the stages
+# that read something of every scene do it in batches of this many
+MAX_INPUTS = 48
 
 _paths: dict[str, str] = {}  # tool -> path set by configure()
 SETPRIV = shutil.which("setpriv")  # util-linux; without it, strays of a killed run are stopped by the next one
@@ -57,6 +61,15 @@ class FFmpegError(RuntimeError):
         if self.stderr_tail:
             text += f"\n{self.stderr_tail}"
         super().__init__(text)
+
+
+def could_not_open(exc: BaseException, paths: Iterable[Path | str] = ()) -> bool:
+    """Whether ``exc`` says input files could not be opened: the open-file limit was reached (by ffmpeg, or
+    by this process starting it), or ffmpeg named one of ``paths`` as unreadable."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        return True
+    text = str(exc)
+    return "Too many open files" in text or any(f"{path}: " in text for path in paths)
 
 
 # --- binaries --------------------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ class Segment(StageOutput):
     frames: int
 
 
-def shown(layer: Any) -> tuple[str, list[ass.Event]] | None:
-    """What a layer puts on the picture (its ASS header and events), or None when it shows nothing."""
-    return (layer.header, layer.events) if getattr(layer, "events", None) else None
+def shown(layer: Any) -> tuple[str, ass.Track] | None:
+    """What a layer puts on the picture (its ASS header and events, found by time), or None when it shows
+    nothing."""
+    return (layer.header, ass.Track(tuple(layer.events))) if getattr(layer, "events", None) else None
 
 
 def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bounds: tuple[int, ...] = (),
@@ -112,12 +113,11 @@ def _fades(transition_s: float, chunk: Chunk, *, opens: bool, closes: bool) -> s
     return out
 
 
-def _layer_events(events: list[ass.Event], chunk: Chunk) -> list[ass.Event]:
-    """The layer's events moved onto the chunk's clock and clipped to it."""
+def _layer_events(track: ass.Track, chunk: Chunk) -> list[ass.Event]:
+    """The layer's events moved onto the chunk's clock and clipped to it (only those it shows are read: a long
+    scene has many chunks and many events)."""
     offset, end = round(chunk.start * 100), round(chunk.duration * 100)
-    # a long scene has many chunks and many events: test each before copying it, or chunks × events copies
-    inside = (e for e in events if e.start < offset + end and (e.end is None or e.end > offset))
-    moved = (e.shifted(-offset, end) for e in inside)
+    moved = (e.shifted(-offset, end) for e in track.during(offset, offset + end))
     return [e for e in moved if e and e.end > 0]
 
 
@@ -129,8 +129,8 @@ def scene_run(cfg: dict[str, Any], scene: dict[str, Any], run: Chunk, stem: Path
     its filter chain, without an output label."""
     pictures, bounds = _pictures(scene, run)
     inputs, chain = _picture_chain(cfg, pictures, run, bounds, first_input)
-    for n, (header, events) in enumerate(layer for layer in scene["layers"] if layer):
-        ass_file = ass.write(stem.with_name(f"{stem.name}-{n}.ass"), header, _layer_events(events, run))
+    for n, (header, track) in enumerate(layer for layer in scene["layers"] if layer):
+        ass_file = ass.write(stem.with_name(f"{stem.name}-{n}.ass"), header, _layer_events(track, run))
         chain += f",ass=filename={ass_file.name}"
     # the whole frame fades, layers and all
     return inputs, chain + _fades(cfg["assembly.transition_s"], run, opens=opens, closes=closes)

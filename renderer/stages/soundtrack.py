@@ -1,4 +1,5 @@
-"""Soundtrack stage: every scene's narration placed on the timeline, in a few cheap audio-only passes.
+"""Soundtrack stage: every scene's narration placed on the timeline, in a few cheap audio-only passes (no run
+opening more than ``ffmpeg.MAX_INPUTS`` voice files: a script of many scenes is mixed in submixes first).
 
 Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
 its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``:
@@ -38,36 +39,88 @@ class Soundtrack(StageOutput):
     duration: float
 
 
-def _placed(i: int, src: int | None, dur: float, lead: float, voice_s: float, rate: int, layout: str) -> str:
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of the narration track: a file (or silence) placed ``lead`` in, ``duration`` long."""
+
+    path: Path | None
+    duration: float
+    lead: float = 0.0
+    voice_s: float = 0.0  # how long the file plays: past the piece's end it is faded out and cut
+
+
+def _placed(i: int, src: int | None, piece: _Piece, rate: int, layout: str) -> str:
+    dur, lead = piece.duration, piece.lead
     if src is None:
         return f"anullsrc=r={rate}:cl={layout},atrim=duration={dur:.6f}[a{i}]"
     chain = f"[{src}:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts={layout}"
     if lead > 0:
         chain += f",adelay={lead * 1000:.0f}:all=1"
-    if lead + voice_s > dur:
+    if lead + piece.voice_s > dur:
         chain += f",afade=t=out:st={max(0.0, dur - CUT_FADE_S):.6f}:d={CUT_FADE_S}"
     return f"{chain},apad,atrim=duration={dur:.6f},asetpts=PTS-STARTPTS[a{i}]"
 
 
-def _narration(inp: NodeInput) -> tuple[list[str], list[str], list[str]]:
-    """Inputs and filter graph that place every scene's voice on the timeline, as ``[narration]``."""
-    timeline: Timeline = inp.deps["timeline"]
-    voices: list[AudioClip] = inp.deps["voices"]
-    rate = inp.cfg["encode.audio_rate"]
+def _placing(pieces: list[_Piece], label: str, rate: int, layout: str) -> tuple[list[str], list[str]]:
+    """Inputs and filter graph that play ``pieces`` one after another, as ``[label]``."""
     args: list[str] = []
     graph: list[str] = []
+    for i, piece in enumerate(pieces):
+        src = None
+        if piece.path is not None:
+            src = len(args) // 2
+            args += ["-i", str(piece.path)]
+        graph.append(_placed(i, src, piece, rate, layout))
+    graph.append("".join(f"[a{i}]" for i in range(len(pieces))) + f"concat=n={len(pieces)}:v=0:a=1[{label}]")
+    return args, graph
+
+
+def _batches(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """``pieces`` in runs of consecutive pieces reading at most ``ffmpeg.MAX_INPUTS`` files each."""
+    batches: list[list[_Piece]] = [[]]
+    files = 0
+    for piece in pieces:
+        if piece.path is not None:
+            if files == ffmpeg.MAX_INPUTS:
+                batches.append([])
+                files = 0
+            files += 1
+        batches[-1].append(piece)
+    return batches
+
+
+def _submix(pieces: list[_Piece], inp: NodeInput, stem: str, *, timeout: float) -> _Piece:
+    """``pieces`` played one after another into one lossless file (``stem``.wav), as a piece of its own."""
+    rate, layout = inp.cfg["encode.audio_rate"], channel_layout(inp.cfg)
+    args, graph = _placing(pieces, "sub", rate, layout)
+    script, out = inp.workdir / f"{stem}.filter", inp.workdir / f"{stem}.wav"
+    script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
+    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[sub]", "-c:a", "pcm_f32le", "-rf64", "auto",
+                "-f", "wav", str(out)], timeout=timeout, cwd=inp.workdir)
+    duration = sum(piece.duration for piece in pieces)
+    return _Piece(out, duration, voice_s=duration)
+
+
+def _narration(inp: NodeInput, stem: str, *, timeout: float) -> tuple[list[str], list[str], list[str]]:
+    """Inputs and filter graph that place every scene's voice on the timeline, as ``[narration]``. However many
+    scenes speak, no ffmpeg run opens more than ``ffmpeg.MAX_INPUTS`` of their files: past that, runs of scenes
+    are mixed into lossless submixes first (and those again, if there are that many)."""
+    timeline: Timeline = inp.deps["timeline"]
+    voices: list[AudioClip] = inp.deps["voices"]
+    pieces = []
     warnings = []
     for i, (span, voice) in enumerate(zip(timeline.spans, voices)):
         lead = timeline.lead if i == 0 else 0.0
-        src = None
-        if voice.path is not None:
-            src = len(args) // 2
-            args += ["-i", str(voice.path)]
         if voice.duration + lead > span.duration + 0.05:
             warnings.append(f"scene {i + 1}: narration ({voice.duration:.1f} s) is longer than the scene "
                             f"({span.duration:.1f} s) and was cut; give the scene more time or shorten the narration")
-        graph.append(_placed(i, src, span.duration, lead, voice.duration, rate, channel_layout(inp.cfg)))
-    graph.append("".join(f"[a{i}]" for i in range(len(voices))) + f"concat=n={len(voices)}:v=0:a=1[narration]")
+        pieces.append(_Piece(voice.path, span.duration, lead, voice.duration))
+    level = 0
+    while sum(piece.path is not None for piece in pieces) > ffmpeg.MAX_INPUTS:
+        pieces = [_submix(batch, inp, f"{stem}-narration{level}.{n}", timeout=timeout)
+                  for n, batch in enumerate(_batches(pieces))]
+        level += 1
+    args, graph = _placing(pieces, "narration", inp.cfg["encode.audio_rate"], channel_layout(inp.cfg))
     return args, graph, warnings
 
 
@@ -86,7 +139,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
     cfg = inp.cfg
     target, rate, layout = cfg["audio.loudness_lufs"], cfg["encode.audio_rate"], channel_layout(cfg)
     stem = f"soundtrack-{inp.key[:12]}"
-    args, graph, warnings = _narration(inp)
+    args, graph, warnings = _narration(inp, stem, timeout=timeout)
     measured = audio.measure(args, graph, "narration", inp.workdir, f"{stem}-voice", timeout=timeout)
     voice_gain = audio.gain_to(target, measured) if target else 0.0
     level = target or measured
@@ -125,7 +178,13 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
 
 
 def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
-    """When the narration cannot be mixed, the video still comes out, silent, with safe audio settings."""
+    """When the narration cannot be mixed, the video still comes out, silent, with safe audio settings; but not
+    when its voices' files could not be opened (the open-file limit reached, a file gone): that silence would
+    pass for a soundtrack, so the script fails, saying why (a resume renders it again)."""
+    voices = [voice.path for voice in inp.deps["voices"] if voice.path is not None]
+    if voices and ffmpeg.could_not_open(exc, voices):
+        raise RuntimeError(f"the narration could not be read ({failure_reason(exc)}), and the video would be "
+                           "silent: raise the open-file limit (ulimit -n) or free the files, then resume") from exc
     timeline: Timeline = inp.deps["timeline"]
     rate = SAFE_AUDIO["encode.audio_rate"]
     out = inp.workdir / f"soundtrack-{inp.key[:12]}-silence.m4a"

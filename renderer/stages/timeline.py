@@ -11,6 +11,7 @@ its frames from the two scenes (``cut_window``); a scene's own segments show the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -168,9 +169,14 @@ def body(timeline: Timeline, scene: int, transition: int) -> tuple[int, int]:
 def body_chunks(timeline: Timeline, scene: int, transition: int, count: int) -> tuple[Chunk, ...]:
     """The scene's body in ``count`` chunks, offsets on the scene's clock; a body of fewer frames than
     ``count`` gets empty chunks at its end (to be skipped), so a scene always has its ``count`` nodes. Without
-    transitions, the scene's ``split``."""
-    span = timeline.spans[scene]
+    transitions, the scene's ``split``. Each of a scene's chunk nodes asks for its own: the split is made once
+    per span and body (not once per chunk, which would be chunks² for a long scene)."""
     first, end = body(timeline, scene, transition)
+    return _padded_split(timeline.spans[scene], count, first, end)
+
+
+@functools.lru_cache(maxsize=1024)
+def _padded_split(span: Span, count: int, first: int, end: int) -> tuple[Chunk, ...]:
     chunks = split(span, count, first, end)
     return chunks + (Chunk(end, 0, span.frames, span.fps),) * (count - len(chunks))
 
