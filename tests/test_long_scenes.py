@@ -37,7 +37,7 @@ def long_scene_script(minutes: int):
 
 
 def chunk_work(tmp_path: Path, minutes: int) -> tuple[float, int, int]:
-    """Seconds to key every chunk node of a scene of ``minutes`` and give each its inputs and layer events, as
+    """CPU seconds to key every chunk node of a scene of ``minutes`` and give each its inputs and layer events, as
     a run does (the upstream nodes run first); the number of chunk nodes, and of the layer's events."""
     script = long_scene_script(minutes)
     cfg = compose_cfg(*TINY, "voice=silent", "assembly=ui_only", f"encode.chunk_s={CHUNK_S}")
@@ -50,8 +50,8 @@ def chunk_work(tmp_path: Path, minutes: int) -> tuple[float, int, int]:
     keyed = {r.name: r.key for r in records}
     chunk_nodes = [node for node in nodes.values() if node.stage == "segment" and node.scene == 0]
     best = float("inf")
-    for _ in range(2):
-        began = time.perf_counter()
+    for _ in range(3):  # CPU time, the best of three: other processes on the machine do not count
+        began = time.process_time()
         picks = keys.Picks(outputs)  # one per run, as GraphRun keeps it
         for node in chunk_nodes:
             keys.key(node, cfg, keyed, outputs, picks)
@@ -60,7 +60,7 @@ def chunk_work(tmp_path: Path, minutes: int) -> tuple[float, int, int]:
                 assert isinstance(layer, Part)
                 header, track = picks.value(layer)
                 segment._layer_events(track, chunk)
-        best = min(best, time.perf_counter() - began)
+        best = min(best, time.process_time() - began)
     return best, len(chunk_nodes), len(outputs["terminal/0"].events)
 
 
