@@ -12,9 +12,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from renderer.engine.node import Node, NodeInput, Part
-from renderer.engine.output import StageOutput
 from renderer.media import ass
 from renderer.providers.stock import SITES
+from renderer.stages.title import TitleTrack
 
 VERSION = "1"
 FADE_MS = 500
@@ -23,14 +23,8 @@ LINE_HEIGHT = 1.5  # of the line's font size
 
 
 @dataclass(frozen=True)
-class CreditsTrack(StageOutput):
-    """Like the title card: an ASS header and events, relative to the scene start."""
-
-    header: str
-    events: list[ass.Event]
-
-    def words(self) -> list[tuple[int, int | None]]:
-        return ass.text_spans(self.events)
+class CreditsTrack(TitleTrack):
+    """The card's ASS header and events, relative to the scene start, as the title card's."""
 
 
 def lines_of(credits: list[dict[str, Any]]) -> list[str]:
