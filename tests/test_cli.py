@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import psutil
 
 from tests.conftest import (
     BACKWARDS,
+    ROOT,
     TINY,
     TWO_SCENES,
     codecs,
@@ -121,3 +123,18 @@ def test_a_memory_limit_no_job_can_meet_stops_the_batch_before_it_starts(tmp_pat
     assert "limits.memory_gb=100000 is more than this machine's" in result.stderr
     assert "limits.memory_gb=0" in result.stderr  # the fix
     assert not (run_dir / "manifest.json").exists()  # nothing to resume
+
+
+def test_a_tool_whose_reader_goes_away_ends_quietly_and_media_tools_stopped_mid_feed_do_not_end_it():
+    """`renderer.themes list | head -1`: no traceback, the Unix exit status; and SIGPIPE is not made fatal
+    for the tool's own process (frames fed to an ffmpeg that is stopped are that ffmpeg's error)."""
+    import subprocess as sp
+
+    proc = sp.Popen([sys.executable, "-m", "renderer.themes", "list"], stdout=sp.PIPE, stderr=sp.PIPE, cwd=ROOT)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away after one line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) in (0, 141) and "Traceback" not in stderr, stderr
+    probe = ("import signal, renderer.cli as c; c.run(lambda: print(signal.getsignal(signal.SIGPIPE) == "
+             "signal.SIG_IGN) or 0)")
+    assert sp.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
