@@ -247,7 +247,7 @@ def test_the_sample_batch_with_stock_footage_keeps_the_rate_limits_with_three_jo
     limits small enough to be reached: no request over a limit, every video out, every clip credited."""
     with FakeStock(pexels_key=PX_KEY, pixabay_key=PB_KEY, limits={"pexels": (15, 3.0), "pixabay": (10, 3.0)}) as stock:
         result = run_stock_batch(stock, ["scripts/*.txt", "scripts/*.md"], tmp_path / "run", "batch.n_jobs=3",
-                                 "limits.max_jobs=3")
+                                 "limits.max_jobs=3", "visual.shot_s=12")  # fewer shots: test_stock_pipeline has them
         stats = stock.stats()
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"stock requests {stats['counts']}, over a limit {stats['refused']}, downloads {len(stats['downloads'])}")
