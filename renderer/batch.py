@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from renderer import runners
-from renderer.config import RendererConfig, provider_targets
+from renderer.config import RendererConfig, provider_targets, service_origins, url_origin
 from renderer.engine.cache import Cache
 from renderer.media import ffmpeg
 from renderer.ops import admission, progress, reliability, report, run_lock
@@ -111,7 +112,7 @@ def _new_manifest(cfg: DictConfig, layout: RunLayout) -> tuple[dict[str, Any], d
 # settings a resumed run may change: they decide how the work is spread, never what a video looks like (and
 # which provider classes the saved config may name)
 RESUME_MAY_CHANGE = ("batch.n_jobs", "batch.backend", "batch.dask.", "limits.", "monitor.", "progress",
-                     "providers.allow")
+                     "providers.allow")  # and providers.allow_urls
 
 
 def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConfig) -> None:
@@ -124,38 +125,54 @@ def _resume_overrides(overrides: list[str], current: DictConfig, saved: DictConf
         raise ResumeError(f"resume= finishes a run with the config it started with; {', '.join(refused)} would "
                           "change it. Drop those overrides, or start a new run (the cache keeps what is done). "
                           "Allowed with resume=: batch.n_jobs, batch.backend, batch.dask.*, limits.*, monitor.*, "
-                          "progress, providers.allow")
+                          "progress, providers.allow, providers.allow_urls")
     for key in keys:
         OmegaConf.update(saved, key, OmegaConf.select(current, key), merge=False)
 
 
-def _targets(node: Any, where: str = "") -> list[tuple[str, Any]]:
-    """(dotted path, value) of every ``_target_`` in a plain config, at any depth: what instantiate would call."""
+def _leaves(node: Any, wanted, where: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, value) of every entry of a plain config whose key ``wanted`` accepts, at any depth."""
     found = []
     if isinstance(node, dict):
         for key, value in node.items():
             path = f"{where}.{key}" if where else str(key)
-            found += [(path, value)] if key == "_target_" else _targets(value, path)
+            found += [(path, value)] if wanted(str(key)) else _leaves(value, wanted, path)
     elif isinstance(node, list):
         for n, value in enumerate(node):
-            found += _targets(value, f"{where}[{n}]")
+            found += _leaves(value, wanted, f"{where}[{n}]")
     return found
 
 
-def _check_targets(cfg: DictConfig, allow: list[str], saved: Path, run_dir: Path) -> None:
-    """A saved config is data read from disk: it may name only the renderer's own provider classes and those
-    the current config's ``providers.allow`` lists (never the saved one's), wherever a ``_target_`` sits."""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # this machine: the local doubles, a proxy of the user's
+
+
+def _check_saved_config(cfg: DictConfig, providers: DictConfig, saved: Path, run_dir: Path) -> None:
+    """A saved config is data read from disk. It may name only the renderer's own provider classes and those the
+    current config's ``providers.allow`` lists (never the saved one's), wherever a ``_target_`` sits (what
+    instantiate would call); and send API keys only to the renderer's own service addresses, this machine, or
+    those ``providers.allow_urls`` lists (every setting named ``*url``)."""
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # an interpolation that does not resolve
         raise ResumeError(f"resume={run_dir}: its config ({saved}) cannot be read: {exc}") from None
-    allowed = provider_targets() | set(allow)
-    for path, target in _targets(plain):
+    allowed = provider_targets() | set(providers.allow)
+    for path, target in _leaves(plain, lambda key: key == "_target_"):
         if not isinstance(target, str) or target not in allowed:
             raise ResumeError(f"resume={run_dir}: its config ({saved}) names {path}: {target!r}, which is not one of "
                               "the renderer's providers; a resumed run builds only those and the ones the setting "
                               "providers.allow lists. If you trust it, resume with "
                               f"providers.allow='[{target}]' (or set it in your config)")
+    origins = service_origins() | {url_origin(str(url)) for url in providers.allow_urls}
+    for path, url in _leaves(plain, lambda key: key.endswith("url")):
+        try:
+            origin, host = url_origin(str(url)), urlsplit(str(url).strip()).hostname
+        except ValueError:  # a port that is not a number
+            origin, host = str(url), None
+        if origin not in origins and host not in LOOPBACK:
+            raise ResumeError(f"resume={run_dir}: its config ({saved}) sends requests for {path} to {url!r}, which "
+                              "is not one of the renderer's service addresses or this machine: the API key would go "
+                              "there. If you trust it, resume with "
+                              f"providers.allow_urls='[{origin}]' (or set it in your config)")
 
 
 def _checked_manifest(layout: RunLayout) -> dict[str, Any]:
@@ -210,7 +227,7 @@ def _resumed_manifest(layout: RunLayout, overrides: list[str], current: DictConf
         raise ResumeError(f"resume={layout.run_dir}: its config ({saved_cfg}) does not fit this version of the "
                           f"renderer ({getattr(exc, 'full_key', '') or exc}: {type(exc).__name__}); start a new run "
                           "of the same scripts instead (the cache keeps what is done)") from None
-    _check_targets(cfg, list(current.providers.allow), saved_cfg, layout.run_dir)
+    _check_saved_config(cfg, current.providers, saved_cfg, layout.run_dir)
     _resume_overrides(overrides, current, cfg)
     manifest = _checked_manifest(layout)
     where = f"resume={layout.run_dir}: {layout.manifest}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -458,6 +459,10 @@ class ProvidersConfig:
     builds whatever its composed config names; a saved one is data from disk, so it names nothing else."""
 
     allow: list[str] = field(default_factory=list)
+    # service addresses (scheme://host[:port]) a resumed run may send API keys to, besides the renderer's own
+    # defaults (``service_origins``) and this machine's loopback: a saved config's ``*url`` naming any other
+    # host is refused, since the key would go there (e.g. [https://eu.api.elevenlabs.io] for your own endpoint)
+    allow_urls: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -489,6 +494,21 @@ def provider_targets() -> frozenset[str]:
     """The ``_target_`` of every provider schema above: the renderer's own provider classes."""
     schemas = [value for value in globals().values() if isinstance(value, type) and is_dataclass(value)]
     return frozenset(f.default for schema in schemas for f in fields(schema) if f.name == "_target_")
+
+
+def service_origins() -> frozenset[str]:
+    """The origin (``scheme://host[:port]``) of every service address a schema above defaults to (the fields
+    named ``*url``): the only hosts the renderer itself sends API keys to."""
+    schemas = [value for value in globals().values() if isinstance(value, type) and is_dataclass(value)]
+    return frozenset(url_origin(f.default) for schema in schemas for f in fields(schema)
+                     if f.name.endswith("url") and isinstance(f.default, str))
+
+
+def url_origin(url: str) -> str:
+    """``url``'s scheme, host and port, lowercased: what decides where a request (and its key) goes."""
+    parts = urlsplit(url.strip())
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}{port}"
 
 
 CONF_MODULE = "renderer.conf"  # the repo's conf/, shipped in the package (pyproject's package-dir)

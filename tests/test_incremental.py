@@ -19,6 +19,7 @@ import psutil
 import pytest
 from omegaconf import OmegaConf
 
+from renderer.config import ElevenLabsVoiceConfig
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
 from tests.conftest import ROOT, THREE_SCENES, TINY, compose_cfg
@@ -404,3 +405,29 @@ def test_resume_refuses_a_manifest_naming_another_cache_than_the_run_s_config(fi
     assert resumed.returncode == 2, resumed.stderr
     assert "planted-cache" in resumed.stderr and "cache.dir=" in resumed.stderr
     assert not (tmp_path / "planted-cache").exists()
+
+
+@pytest.mark.parametrize("url", ["https://collector.example", "https://api.elevenlabs.io.collector.example",
+                                 "http://api.elevenlabs.io", "https://api.elevenlabs.io:8443"])
+def test_resume_sends_no_key_to_a_host_its_saved_config_names(finished_run, tmp_path, url):
+    """A saved config is data: a resumed run builds the renderer's own cloud voice from it, but refuses to send
+    the key to any host but the service's own, this machine, or one the current config allows."""
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    voice = {"_target_": "renderer.providers.elevenlabs.ElevenLabsVoice", "name": "elevenlabs", "base_url": url}
+    _edit_saved_config(run_dir, "voice", {**OmegaConf.to_container(OmegaConf.structured(ElevenLabsVoiceConfig)),
+                                          **voice})
+    (run_dir / "alpha" / "alpha.mp4").unlink()
+    refused = _resume(run_dir)
+    assert refused.returncode == 2, refused.stderr
+    assert f"voice.base_url to '{url}'" in refused.stderr and "providers.allow_urls='[" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_resume_sends_keys_where_the_current_config_allows_and_to_this_machine(finished_run, tmp_path):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    _edit_saved_config(run_dir, "visual.pexels_url", "https://pexels.proxy.example/api")
+    _edit_saved_config(run_dir, "visual.pixabay_url", "http://127.0.0.1:9/")
+    _edit_saved_config(run_dir, "providers.allow_urls", ["https://pexels.proxy.example"])  # the saved list: no
+    assert _resume(run_dir).returncode == 2
+    allowed = _resume(run_dir, "providers.allow_urls=[https://PEXELS.proxy.example/]")
+    assert allowed.returncode == 0, allowed.stderr  # every video was there: nothing sent anywhere
