@@ -203,3 +203,54 @@ def test_chunks_of_a_scene_show_exactly_the_frames_of_the_whole_scene(tmp_path, 
     assert differ == []
     if transition_s:
         assert luma(decode(tmp_path / "chunked" / "run" / "tiny" / "tiny.mp4", "gray")[0]) < 1.0
+
+
+LONG_SCENE = """SCRIPT: TEST_0003 — LONG SCENE
+[0:00 – Long]
+Visual: A harbour at dusk.
+Narration:
+“It goes on.”
+
+[0:08 – After]
+Visual: A harbour at night.
+Narration:
+“Done.”
+END TEST_0003"""
+
+
+@pytest.mark.parametrize("source", ["procedural", "library"])
+def test_chunks_entering_a_long_clip_by_seeking_show_the_frames_of_the_whole_scene(tmp_path, source):
+    """A chunk well inside its scene's clip seeks to it instead of decoding the scene up to it; its frames are
+    still exactly those of the whole scene: a procedural clip, and a library clip at 24 fps (its frames fall
+    between the output's 10 fps, so which one each output frame shows depends on exact timestamps)."""
+    extra = []
+    if source == "library":
+        media = tmp_path / "media" / "harbour.mp4"
+        media.parent.mkdir()
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=24:d=5",
+                        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(media)], check=True)
+        extra = ["visual=library", f"visual.dir={media.parent}"]
+    videos = []
+    for run, chunk_s in (("whole", 0), ("chunked", 1.5)):
+        script = tmp_path / run / "long.txt"
+        script.parent.mkdir()
+        script.write_text(LONG_SCENE, encoding="utf-8")
+        cfg = compose_cfg(*TINY, "voice=silent", "assembly=visual_only", "encode.crf=0", *extra,
+                          f"encode.chunk_s={chunk_s}")
+        record = render_script(script, "long", cfg, RunLayout(tmp_path / run / "run"))
+        assert record["status"] == "ok" and record["fallbacks"] == [], record["error"]
+        videos.append(decode(tmp_path / run / "run" / "long" / "long.mp4"))
+    whole, chunked = videos
+    assert len(whole) == len(chunked) > 80
+    assert [n for n, (a, b) in enumerate(zip(whole, chunked)) if a != b] == []
+
+
+def test_a_chunk_seeks_into_its_clip_only_well_inside_it():
+    from renderer.providers.base import VisualClip
+    from renderer.stages.segment import _seek
+    from renderer.stages.timeline import Chunk
+
+    clip = VisualClip(Path("clip.mp4"), 8.0)
+    assert _seek(clip, Chunk(offset=30, frames=15, scene_frames=80, fps=10), 10) == "2.000"
+    assert _seek(clip, Chunk(offset=5, frames=15, scene_frames=80, fps=10), 10) == ""  # near its start
+    assert _seek(clip, Chunk(offset=60, frames=15, scene_frames=80, fps=10), 10) == ""  # reaching its end: loops

@@ -51,8 +51,13 @@ def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bound
     if not pictures:
         return [], f"color=c=0x{cfg['theme.background'].lstrip('#')}:s={w}x{h}:r={fps},setsar=1"
     fit = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},setsar=1,fps={fps}"
+    seek = ""
     if len(pictures) == 1:
-        inputs, chain = ["-stream_loop", "-1", "-i", str(pictures[0].path)], f"[{first_input}:v]{fit}"
+        seek = _seek(pictures[0], chunk, fps)
+        inputs = ["-stream_loop", "-1", *(["-ss", seek] if seek else []), "-i", str(pictures[0].path)]
+        # entered by seeking, the clip gets its own timestamps back (ffmpeg shifted them by the seek, rounded to
+        # the stream's time base: so is this), so fps picks the frames a whole render does
+        chain = f"[{first_input}:v]" + (f"setpts=round(PTS+{seek}/TB)," if seek else "") + fit
         skip = chunk.offset
     else:
         blend = cfg.get("assembly.shot_transition") or ""
@@ -60,10 +65,25 @@ def _picture_chain(cfg: dict[str, Any], pictures: list[Any], chunk: Chunk, bound
         inputs, chain, skip = _shots(pictures, bounds, chunk, fit, first_input,
                                      xfade_name(blend, "assembly.shot_transition") if blend else "", frames, fps)
     if skip:  # frame-exact: the same frames a render of the whole scene would show here
-        chain += f",trim=start_frame={skip},setpts=PTS-STARTPTS"
+        chain += f",trim={'start_pts' if seek else 'start_frame'}={skip},setpts=PTS-STARTPTS"
     if cfg.get("assembly.grade"):
         chain += f",{cfg['assembly.grade']}"
     return inputs, chain
+
+
+SEEK_MARGIN_S = 1.0  # a chunk entering its clip by seeking decodes this much before its first frame
+
+
+def _seek(clip: Any, chunk: Chunk, fps: int) -> str:
+    """Where a chunk enters its scene's one clip by input seeking (seconds, as ffmpeg reads them; "": decoded
+    from the start), so the chunks of a long scene each decode about their own length, not the scene up to them.
+    Seeking starts a margin early (a source frame shown at the chunk's first frame may begin before it) and only
+    where the chunk ends that margin before the clip does: past its end the clip loops, and a seeked input loops
+    to other timestamps."""
+    start = chunk.offset / fps - SEEK_MARGIN_S
+    if start <= 0 or (chunk.offset + chunk.frames) / fps + SEEK_MARGIN_S > clip.duration:
+        return ""
+    return f"{start:.3f}"
 
 
 def _shots(pictures: list[Any], bounds: tuple[int, ...], chunk: Chunk, fit: str, first_input: int, blend: str,
