@@ -4,6 +4,8 @@ chunks × the scene's events)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +19,8 @@ from renderer.pipeline import compose
 from renderer.pipeline.render import providers_for
 from renderer.script import Options, parse_text
 from renderer.stages import segment
-from tests.conftest import TINY, compose_cfg
+from renderer.stages.timeline import SHOTS_PER_CHUNK
+from tests.conftest import ROOT, TINY, compose_cfg
 
 CHUNK_S = 12.0
 LINES_PER_MINUTE = 2  # of on-screen text: thousands of terminal events in an hour
@@ -71,3 +74,38 @@ def test_keying_a_long_scenes_chunks_grows_linearly(tmp_path: Path):
     # chunks² (every chunk splitting the scene) or chunks × events (every chunk hashing and scanning every
     # event of the layer) would be about 16x
     assert large / small < 6, (small, large)
+
+
+UNDER_A_LOW_FILE_LIMIT = """
+import resource, sys
+from pathlib import Path
+from renderer.ops.files import RunLayout
+from renderer.pipeline.render import render_script
+from tests.conftest import compose_cfg
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+script, run, *overrides = sys.argv[1:]
+record = render_script(Path(script), "shots", compose_cfg(*overrides), RunLayout(Path(run)))
+print(record["status"], len(record["fallbacks"]), len([s for s in record["stages"] if s["name"].startswith("segment/0.")]))
+"""
+
+
+def test_a_scene_of_many_shots_is_encoded_in_chunks_that_each_open_few_files(tmp_path: Path):
+    """Each shot is an ffmpeg input: a scene of 60 shots encoded whole (``encode.chunk_s=0``) would open 60
+    files in one run, past a low open-file limit; it is encoded in chunks that read at most a few dozen."""
+    media = tmp_path / "media" / "harbour.mp4"
+    media.parent.mkdir()
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x54:r=10:d=2", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(media)], check=True)
+    script = tmp_path / "shots.txt"
+    script.write_text("SCRIPT: SHOTS_0001 — SHOTS\n[0:00 – Harbour]\nVisual: A harbour.\nNarration:\n“Boats.”\n\n"
+                      "[0:12 – End]\nVisual: A harbour.\nNarration:\n“Done.”\nEND SHOTS_0001\n", encoding="utf-8")
+    overrides = [*TINY, "format.width=96", "format.height=54", "voice=silent", "assembly=visual_only",
+                 "visual=library", f"visual.dir={media.parent}", "visual.shot_s=0.2", "encode.chunk_s=0",
+                 "assembly.transition_s=0"]
+    result = subprocess.run([sys.executable, "-c", UNDER_A_LOW_FILE_LIMIT, str(script), str(tmp_path / "run"),
+                             *overrides], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    status, fallbacks, segments = result.stdout.split()[-3:]
+    assert (status, fallbacks) == ("ok", "0"), result.stdout
+    assert int(segments) == -(-60 // SHOTS_PER_CHUNK)  # the first scene's 60 shots in 4 chunks

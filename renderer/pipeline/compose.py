@@ -28,6 +28,7 @@ from renderer.media import codecs
 from renderer.providers.chain import Providers
 from renderer.script import Script
 from renderer.stages.timeline import chunk_count, plan
+from renderer.stages.visual import shots_of
 
 
 class CompositionError(ValueError):
@@ -141,10 +142,12 @@ class Composition:
 
     @cached_property
     def chunks(self) -> list[int]:
-        """How many chunks each scene's video is encoded in: counted from its scripted length."""
+        """How many chunks each scene's video is encoded in: counted from its scripted length (and its shots)."""
         fps = self.cfg.format.fps
         scripted = plan([(s.start, s.duration) for s in self.script.scenes], fps)
-        return [chunk_count(span.frames, fps, self.cfg.encode.chunk_s) for span in scripted.spans]
+        provider = self.providers.primary.get("visual") if self.picture == "visual" else None
+        return [chunk_count(span.frames, fps, self.cfg.encode.chunk_s, shots_of(scene, provider))
+                for span, scene in zip(scripted.spans, self.script.scenes)]
 
     @property
     def core_share(self) -> int:

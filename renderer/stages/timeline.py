@@ -79,9 +79,16 @@ class Chunk:
         return self.scene_frames / self.fps
 
 
-def chunk_count(frames: int, fps: int, chunk_s: float) -> int:
-    """Chunks a scene of ``frames`` is split into: none longer than ``chunk_s`` (0: the whole scene)."""
-    return max(1, min(frames, math.ceil(frames / (chunk_s * fps) - 1e-9))) if chunk_s > 0 else 1
+# shots one encode reads on average, at most: each is an ffmpeg input, and shots differ in length (MIN_SHOT), so
+# a chunk may read twice as many plus the ones it starts and ends in, still under ffmpeg.MAX_INPUTS (48)
+SHOTS_PER_CHUNK = 16
+
+
+def chunk_count(frames: int, fps: int, chunk_s: float, shots: int = 1) -> int:
+    """Chunks a scene of ``frames`` is split into: none longer than ``chunk_s`` (0: the whole scene), and, for a
+    scene of many ``shots``, none reading more than about ``SHOTS_PER_CHUNK`` of them."""
+    by_length = math.ceil(frames / (chunk_s * fps) - 1e-9) if chunk_s > 0 else 1
+    return max(1, min(frames, max(by_length, math.ceil(shots / SHOTS_PER_CHUNK))))
 
 
 def split(span: Span, count: int, first: int = 0, end: int | None = None) -> tuple[Chunk, ...]:
