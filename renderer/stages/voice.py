@@ -37,7 +37,10 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
 
 
 def add(comp) -> None:
+    """A voice node per scene, the last scene's first: the timeline (and so every segment) waits for its
+    length alone, so run first it lets the pictures start while the other scenes are still being spoken."""
     p = comp.providers
-    for scene in comp.script.scenes:
+    scenes = comp.script.scenes
+    for scene in [*scenes[-1:], *scenes[:-1]]:
         comp.add(node(scene, p.primary["voice"], timeout=comp.budget("voice"),
                       backups=p.backups["voice"], stand_in=p.stand_in["voice"]))
