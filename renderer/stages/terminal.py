@@ -343,7 +343,7 @@ def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list
     radius = geo.font_size * 0.5
     chrome_h = round(geo.chrome_h)
     panel = f"{{\\pos({x},{y + chrome_h})\\p1\\bord0\\shad0{ass.fill(theme.background, theme.panel_opacity)}}}"
-    events = [_shadow(geo),
+    events = [*_shadow(geo),
               ass.Event(0, None, 0, "Shape", panel + ass.rect(geo.w, geo.h - chrome_h, radius, top=not chrome_h))
               ] if body else []
     if not chrome_h:
@@ -364,17 +364,19 @@ def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list
     return events
 
 
-def _shadow(geo: Geometry) -> ass.Event:
-    """A soft shadow under the panel: a blurred, translucent black L along its right and bottom edges, offset
-    right and down. Only what shows beside the panel is drawn (plus the blur's reach under its edge), so libass
-    blends a thin frame of pixels, not a second panel; the blurred bitmap is made once and reused every frame."""
+def _shadow(geo: Geometry) -> list[ass.Event]:
+    """A soft shadow under the panel: blurred, translucent black strips along its right and bottom edges, offset
+    right and down. Only what shows beside the panel is drawn (plus the blur's reach under its edge), in two
+    strips rather than one L: libass blends every pixel of a drawing's bounding box in every frame, and an L's
+    box is the whole panel. Blur is linear, so the two strips meet without a seam (under the panel)."""
     reach = geo.shadow
-    blur = round(reach)
+    blur = max(1, round(reach / 2))  # libass's cost grows with the blur (its bitmap's margin): soft enough
     x, y = round(geo.x + reach), round(geo.y + reach)
     w, h, inner = round(geo.w), round(geo.h), round(reach + 2 * blur)
-    shape = (f"m {w - inner} 0 l {w} 0 l {w} {h} l 0 {h} l 0 {h - inner} l {w - inner} {h - inner}")
-    return ass.Event(0, None, 0, "Shape", f"{{\\pos({x},{y})\\p1\\bord0\\shad0\\blur{blur}"
-                                          f"{ass.fill('#000000', SHADOW_OPACITY)}}}{shape}")
+    tags = f"\\p1\\bord0\\shad0\\blur{blur}{ass.fill('#000000', SHADOW_OPACITY)}"
+    right = f"{{\\pos({x + w - inner},{y}){tags}}}{ass.rect(inner, h)}"
+    bottom = f"{{\\pos({x},{y + h - inner}){tags}}}{ass.rect(w - inner, inner)}"
+    return [ass.Event(0, None, 0, "Shape", right), ass.Event(0, None, 0, "Shape", bottom)]
 
 
 def readable_theme(theme: Any, opacity: float) -> Any:
