@@ -129,3 +129,14 @@ def test_the_rule_s_composition_per_aspect(w, h, kind):
         assert place.captions.bottom <= h * (1 - layout.UI_BOTTOM) and place.title.y >= h * layout.UI_TOP
     if kind == "square":
         assert place.panel.w == pytest.approx(w * TITLE_SAFE)
+
+
+@pytest.mark.parametrize("w,h", [(1080, 1920), (360, 640), (1280, 720)])
+def test_a_cue_is_set_in_no_more_lines_than_captions_max_lines_as_its_words_wrap(w, h):
+    """Counting characters alone, this cue fits 3 lines of 27 (portrait 1080); broken between words it takes 4."""
+    cfg = compose_cfg()
+    text = "The keeper arrived on Tuesday morning with groceries, batteries and a borrowed"  # tests/lighthouse.txt
+    track = captions.build_track([Cue(0.0, 3.0, text)], style="sentence", fmt=_fmt(w, h), theme=cfg.theme,
+                                 settings=cfg.captions, panel=RULE)
+    assert track.events[0].text.count("\\N") + 1 <= cfg.captions.max_lines
+    assert not track.boxes[0].overlaps(frame_layout(w, h).panel)

@@ -58,10 +58,12 @@ class Layout:
 
 
 def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Any | None, longest: int,
-           card: Box | None = None, *, panel_shown: bool | None = None) -> Layout:
+           card: Box | None = None, *, panel_shown: bool | None = None,
+           texts: list[list[str]] | None = None) -> Layout:
     """Where captions go and at what size: the first of the layout's caption regions (``panel``:
     ``assembly.panel``; ``panel_shown``: whether the terminal is drawn, by default when ``panel`` is given) that
-    holds the ``longest`` cue in the fewest lines, clear of the title ``card`` where it shows. Where no region
+    holds the ``longest`` cue in the fewest lines (the cues' words ``texts``, when given, as ``wrap`` breaks
+    them), clear of the title ``card`` where it shows. Where no region
     holds it at the configured size, a smaller one (down to ``SHRINK`` of it) is tried before the captions
     cover anything."""
     shown = panel is not None if panel_shown is None else panel_shown
@@ -75,7 +77,10 @@ def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Any | None, long
             rows = int((region.h - smaller * 0.5) // (smaller * LINE_HEIGHT))
             if cols < 8 or rows < 1:
                 continue
-            lines = math.ceil(longest / cols) if longest else 1
+            if texts:
+                lines = max(len(wrap(words, cols)) for words in texts)
+            else:
+                lines = math.ceil(longest / cols) if longest else 1
             fits = min(rows, max_lines)
             if lines <= fits and (best is None or lines < best[0]):
                 best = (lines, Layout(region, smaller, cols, fits))
@@ -141,7 +146,8 @@ def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, s
     if style not in STYLES:
         raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
     longest = max((len(c.text) for c in cues), default=0)
-    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest, card, panel_shown=panel_shown)
+    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest, card, panel_shown=panel_shown,
+                   texts=[c.text.split() for c in cues])
     highlight = settings.highlight or theme.prompt
     # libass boxes each run of one colour on its own, so a lit word's box overlaps its neighbours': only an
     # opaque box hides that
