@@ -19,7 +19,7 @@ them best, clear of the band (``free_regions``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 ACTION_SAFE = 0.93  # of each side of the frame: where anything drawn stays
@@ -66,10 +66,6 @@ class FrameLayout:
     credits: Box  # the credits card: the title band's slot
     by_rule: bool
     aspect: str
-
-    @property
-    def gap(self) -> float:
-        return min(self.frame.w, self.frame.h) * GAP
 
     def title_safe(self) -> Box:
         return safe(self.frame.w, self.frame.h, TITLE_SAFE)
@@ -180,16 +176,3 @@ def caption_regions(place: FrameLayout, panel_shown: bool, card: Box | None) -> 
     if place.by_rule or not panel_shown:
         return [place.captions] if place.by_rule else free_regions(place.frame, None, card)
     return free_regions(place.frame, place.panel, card)
-
-
-def boxes_shown(place: FrameLayout, *, terminal: bool, captions: bool, title: bool, credits: bool
-                ) -> dict[str, Box]:
-    """The boxes a frame shows at once with these layers on (the credits card and the title band share a slot:
-    never both at once, the credits wait for the title)."""
-    shown = {"panel": place.panel if terminal else None, "captions": place.captions if captions else None,
-             "title": place.title if title else None, "credits": place.credits if credits and not title else None}
-    return {name: box for name, box in shown.items() if box is not None}
-
-
-def as_dict(box: Box) -> dict[str, float]:
-    return {f.name: round(getattr(box, f.name), 1) for f in fields(box)}
