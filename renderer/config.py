@@ -231,12 +231,14 @@ ANSI, BRIGHT = PALETTE[:8], PALETTE[8:]  # SGR 30-37 and 90-97 (1;30-37 too: bol
 
 @dataclass
 class PanelConfig:
-    """Where the terminal sits, as fractions of the frame."""
+    """Where the terminal sits, as fractions of the frame; unset (null): where the layout rule puts it for the
+    format's aspect (renderer/media/layout.py). Setting any of them places the panel by hand (the others stay
+    the rule's), and the title band and the captions find room around it."""
 
-    x: float = 0.05
-    y: float = 0.45
-    w: float = 0.6
-    h: float = 0.48
+    x: Optional[float] = None
+    y: Optional[float] = None
+    w: Optional[float] = None
+    h: Optional[float] = None
 
 
 @dataclass

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,10 +12,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from renderer.config import PanelConfig
 from renderer.media.captions import Cue
+from renderer.media.layout import Box, frame_layout
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
-from renderer.stages.captions import Box, build_track, layout, panel_box
+from renderer.stages.captions import build_track, layout
 from tests.conftest import TWO_SCENES, compose_cfg
 
 FAST = ["encode.preset=ultrafast", "visual.fps=5", "batch.backend=sequential", "cache.enabled=false",
@@ -82,19 +85,21 @@ def _fmt(w: int, h: int):
 THEME = OmegaConf.create({"font_family": "DejaVu Sans Mono", "foreground": "#e0e0e0", "background": "#1e1e1e",
                           "prompt": "#4ec9b0"})
 SETTINGS = OmegaConf.create({"font_size": 34, "max_lines": 3, "box_opacity": 0.7, "highlight": ""})
-PANEL = OmegaConf.create({"x": 0.05, "y": 0.45, "w": 0.6, "h": 0.48})
+PANEL = OmegaConf.create({"x": 0.05, "y": 0.45, "w": 0.6, "h": 0.48})  # placed by hand
+RULE = OmegaConf.structured(PanelConfig())  # where the layout rule puts it
 LONG = Cue(0.0, 4.0, "The first red flag was a loop that nobody could explain, gone again by every morning.")
 
 
+@pytest.mark.parametrize("fractions", [RULE, PANEL], ids=["rule", "by-hand"])
 @pytest.mark.parametrize("w,h", [(1280, 720), (1080, 1920), (1080, 1080), (1920, 1080), (640, 360)])
-def test_every_format_gets_captions_clear_of_the_panel_and_inside_the_frame(w, h):
+def test_every_format_gets_captions_clear_of_the_panel_and_inside_the_frame(w, h, fractions):
     fmt = _fmt(w, h)
-    panel = panel_box(fmt, PANEL)
-    track = build_track([LONG], style="sentence", fmt=fmt, theme=THEME, settings=SETTINGS, panel=panel)
+    panel = frame_layout(w, h, fractions).panel
+    track = build_track([LONG], style="sentence", fmt=fmt, theme=THEME, settings=SETTINGS, panel=fractions)
     (box,) = track.boxes
     assert not box.overlaps(panel) and track.warnings == ()
     assert box.x >= 0 and box.y >= 0 and box.x + box.w <= w and box.y + box.h <= h
-    place = layout(fmt, 34, 3, panel, len(LONG.text))
+    place = layout(fmt, 34, 3, fractions, len(LONG.text))
     assert len(LONG.text) <= place.cols * place.rows
 
 
@@ -106,7 +111,7 @@ def test_without_a_terminal_captions_sit_at_the_bottom():
 
 def test_a_full_frame_terminal_leaves_no_room_and_says_so():
     fmt = _fmt(1280, 720)
-    full = panel_box(fmt, OmegaConf.create({"x": 0, "y": 0, "w": 1, "h": 1}))
+    full = OmegaConf.create({"x": 0, "y": 0, "w": 1, "h": 1})
     track = build_track([LONG], style="sentence", fmt=fmt, theme=THEME, settings=SETTINGS, panel=full)
     assert track.events and "cover the terminal panel" in track.warnings[0]
 
@@ -160,11 +165,45 @@ def test_the_first_scene_s_captions_the_title_card_and_the_panel_never_overlap(f
 
     cfg = compose_cfg(f"format={fmt_name}", "assembly.title_card=true", "captions.burn=true")
     fmt, theme, fractions = cfg.format, cfg.theme, cfg.assembly.panel
-    panel, card = panel_box(fmt, fractions), title_card(fmt, theme, fractions)
-    band = title.band(fmt, fractions, title.title_size(theme, fmt))
-    assert (card.y, card.h) == (band.y, band.h)  # where the title stage draws it
+    panel, card = frame_layout(fmt.width, fmt.height, fractions).panel, title_card(fmt, fractions)
+    assert card == title.band(fmt, fractions)  # where the title stage draws it
     for text in ("Short.", "A much longer line of narration that needs two lines or even three of them to fit."):
         track = build_track([Cue(0.0, 2.0, text)], style="sentence", fmt=fmt, theme=theme,
-                            settings=cfg.captions, panel=panel, card=card)
+                            settings=cfg.captions, panel=fractions, card=card)
         assert track.boxes and not any(b.overlaps(card) or b.overlaps(panel) for b in track.boxes), fmt_name
     assert not card.overlaps(panel)
+
+
+HELD_OUT = Path(__file__).with_name("lighthouse.txt")  # not a sample script: narration-heavy, one typed line
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr (apt-get install tesseract-ocr)")
+@pytest.mark.parametrize("size", ["640x360", "360x640"], ids=["landscape", "portrait"])
+def test_ocr_reads_each_scene_s_own_words_on_a_frame_of_it(tmp_path, size):
+    """A script none of the layout was tuned on, its captions burnt word by word (and its title card on): one
+    frame per scene, read by tesseract, carries words of that scene's narration or on-screen text."""
+    import json
+
+    from renderer.script import parse_file
+    from tests.conftest import OPTIONS
+
+    w, h = size.split("x")
+    script = parse_file(HELD_OUT, options=OPTIONS)
+    record = render_script(HELD_OUT, "keeper", compose_cfg(*FAST, f"format.width={w}", f"format.height={h}",
+                                                           "captions.burn=true", "captions.style=words",
+                                                           "assembly.title_card=true"), RunLayout(tmp_path))
+    assert record["status"] == "ok", record["error"]
+    mp4 = tmp_path / "keeper" / "keeper.mp4"
+    spans = json.loads((tmp_path / "keeper" / "keeper.json").read_text())["timeline"]
+    assert len(spans) == len(script.scenes) == 3
+    for scene, span in zip(script.scenes, spans):
+        png = tmp_path / f"scene{scene.index}.png"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", f"{span['start'] + span['duration'] * 0.6:.2f}",
+                        "-i", str(mp4), "-frames:v", "1", "-vf", "scale=iw*2:ih*2:flags=lanczos,format=gray",
+                        str(png)], check=True)
+        read = subprocess.run(["tesseract", str(png), "-", "--psm", "11"], capture_output=True, text=True,
+                              check=True).stdout.lower()
+        own = {w.strip(".,;:!?“”\"'").lower() for line in [*scene.narration, *scene.on_screen]
+               for w in line.text.split()}
+        found = {w for w in own if len(w) >= 4 and re.search(rf"\b{re.escape(w)}\b", read)}
+        assert len(found) >= 2, (scene.index, sorted(own), read)

@@ -173,9 +173,11 @@ def test_ui_only_segments_are_drawn_on_the_theme_background(backgrounds, theme, 
 def test_a_scene_with_a_terminal_shows_it_over_its_picture(faded):
     """The same picture with and without the terminal layer differs in the panel's area only."""
     record, files, _ = faded
-    panel = (0.05, 0.45, 0.6, 0.48)  # conf/assembly/overlay.yaml
-    x0, y0 = round(W * panel[0]), round(H * panel[1])
-    x1, y1 = x0 + round(W * panel[2]), y0 + round(H * panel[3])
+    from renderer.media.layout import frame_layout
+
+    panel = frame_layout(W, H).panel  # where the layout rule puts it (conf/assembly/overlay.yaml sets none)
+    x0, y0 = round(panel.x), round(panel.y)
+    x1, y1 = round(panel.right), round(panel.bottom)
     for i, path in enumerate(files):
         frame = decode(path)[20]
         inside = [pixel(frame, x, y) for y in range(y0 + 8, y1 - 2) for x in range(x0 + 2, x1 - 2)]

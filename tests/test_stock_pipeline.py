@@ -108,7 +108,8 @@ def test_the_credits_card_closes_the_video_with_whose_footage_it_shows(api, keys
     with_card, without = tmp_path / "run" / "stock" / "stock.mp4", tmp_path / "plain" / "stock" / "stock.mp4"
     end = record["duration"] - 0.2
     assert mean_rgb(with_card, 0.5) == mean_rgb(without, 0.5)  # the first scenes are untouched
-    assert sum(abs(a - b) for a, b in zip(mean_rgb(with_card, end), mean_rgb(without, end))) > 30
+    # a band in the title's slot (a sixth of the frame), not the whole frame
+    assert sum(abs(a - b) for a, b in zip(mean_rgb(with_card, end), mean_rgb(without, end))) > 6
     assert lines_of(record["credits"]) == [f"{c['creator']} on Pexels" for c in record["credits"]]
 
     theme, fmt = compose_cfg().theme, compose_cfg().format  # a long list: what fits, then how many more

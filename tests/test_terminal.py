@@ -415,8 +415,15 @@ def test_golden_panel_background_is_blended_over_the_visual(golden):
     expected = tuple(b * opacity + base * (1 - opacity) for b, base in zip(bg, BASE))
     inside = (round(geo.x + geo.w * 0.75), round(geo.y + geo.h * 0.8))  # panel body, away from text rows
     assert all(abs(got - want) <= 3 for got, want in zip(pixel(frame, *inside), expected)), pixel(frame, *inside)
-    for outside in ((W - 20, 20), (round(geo.x + geo.w) + 10, round(geo.y + geo.h / 2)), (10, H - 5)):
+    beyond_shadow = round(geo.x + geo.w + 4 * geo.shadow) + 2
+    for outside in ((W - 20, 20), (beyond_shadow, round(geo.y + geo.h / 2)), (10, H - 5)):
         assert pixel(frame, *outside) == BASE, outside
+    # a soft shadow falls right of and below the panel, darker next to it than further off
+    mid_y, mid_x = round(geo.y + geo.h / 2), round(geo.x + geo.w / 2)
+    right = [sum(pixel(frame, round(geo.x + geo.w + d), mid_y)) for d in (geo.shadow, 3 * geo.shadow)]
+    below = [sum(pixel(frame, mid_x, round(geo.y + geo.h + d))) for d in (geo.shadow, 3 * geo.shadow)]
+    for near, far in (right, below):
+        assert near < far - 10 and far <= sum(BASE), (near, far)
     title = (round(geo.x + geo.w * 0.9), round(geo.y + geo.chrome_h / 2))
     assert all(abs(a - b) <= 3 for a, b in zip(pixel(frame, *title), hex_rgb(THEME.title_bar)))
 
@@ -508,7 +515,7 @@ def test_golden_theme_colours(tmp_path, theme_name):
     x0, y0 = geo.row_xy(1)
     cw = geo.font_size * CHAR_WIDTH_EM
     block = pixel(frame, round(x0 + 1.5 * cw), round(y0 + geo.line_h * 0.5))  # inside the first full block
-    assert near(block, hex_rgb(theme.foreground), tol=8), block
+    assert near(block, hex_rgb(terminal.readable_theme(theme, theme.panel_opacity).foreground), tol=8), block
     x0, y0 = geo.row_xy(2)  # the fresh prompt: the cursor block in cell 2, in the cursor colour
     cursor = pixel(frame, round(x0 + 2.5 * cw), round(y0 + geo.line_h * 0.5))
     assert near(cursor, hex_rgb(theme.cursor), tol=8), cursor
@@ -546,7 +553,8 @@ def test_ansi_colour_codes_colour_their_characters_in_the_theme_palette():
     t = track([cmd(f"run {ESC}[1mtests"), out(f"{ESC}[31mFAIL{ESC}[0m one {ESC}[32mPASS{ESC}[39m two")], 4.0)
     assert screen_at(t, 390)[:2] == ["$ run tests", "FAIL one PASS two"]  # the codes themselves show nothing
     final = [e.text for e in t.events if e.layer == 2 and visible(e.text).startswith("FAIL")][-1]
-    red, green, fg = (ass.tag_colour(THEME[c]) for c in ("red", "green", "foreground"))
+    shown = terminal.readable_theme(THEME, THEME.panel_opacity)
+    red, green, fg = (ass.tag_colour(shown[c]) for c in ("red", "green", "foreground"))
     assert f"{red}F" in final and f"{fg}{ass.NO_BREAK_SPACE}one" in final and f"{green}P" in final
     assert final.count(red) == 1  # one tag where the colour changes, not one per character
 
@@ -555,7 +563,8 @@ def test_ansi_codes_split_across_wrapped_rows_keep_their_colour():
     t = track([out(f"{ESC}[34m" + "b" * 120)], 4.0)
     rows = [e.text for e in t.events if e.layer == 2]
     assert len({row_y(e) for e in t.events if e.layer == 2}) >= 2  # it wrapped
-    assert all(ass.tag_colour(THEME.blue) in text for text in rows)
+    blue = terminal.readable_theme(THEME, THEME.panel_opacity).blue
+    assert all(ass.tag_colour(blue) in text for text in rows)
 
 
 def test_golden_ansi_colours_are_the_themes(tmp_path):
@@ -567,6 +576,31 @@ def test_golden_ansi_colours_are_the_themes(tmp_path):
     x0, y0 = geo.row_xy(0)
     cw = geo.font_size * CHAR_WIDTH_EM
     y = round(y0 + geo.line_h * 0.5)
-    for cell, colour in ((1.5, theme.red), (5.5, theme.foreground), (9.5, theme.brightGreen)):
+    shown = terminal.readable_theme(theme, theme.panel_opacity)  # the theme's, as readable on the panel
+    for cell, colour in ((1.5, shown.red), (5.5, shown.foreground), (9.5, shown.brightGreen)):
         got = pixel(frame, round(x0 + cell * cw), y)
         assert all(abs(a - b) <= 8 for a, b in zip(got, hex_rgb(colour))), (colour, got)
+
+
+@pytest.mark.parametrize("theme_path", sorted((CONF / "theme").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_colour_text_is_typed_in_reads_at_4_5_to_1_on_the_panel_over_any_picture(theme_path):
+    """WCAG 2.x AA: a colour that misses it on the panel (at its opacity, over white or black) is moved toward
+    white (or black on a light panel) just far enough; one that reaches it is kept as the theme has it."""
+    from renderer.config import PALETTE
+    from renderer.media import contrast
+
+    theme = OmegaConf.load(theme_path)
+    shown = terminal.readable_theme(theme, theme.panel_opacity)
+    for name in ("foreground", "prompt", *PALETTE, *(["comment"] if theme.get("comment") else [])):
+        assert contrast.worst_ratio(shown[name], theme.background, theme.panel_opacity) >= 4.5, name
+        if contrast.worst_ratio(theme[name], theme.background, theme.panel_opacity) >= 4.5:
+            assert shown[name] == theme[name], name
+
+
+def test_dark_theme_comments_were_too_faint_and_are_lifted():
+    from renderer.media import contrast
+
+    assert contrast.worst_ratio(THEME.brightBlack, THEME.background, THEME.panel_opacity) < 4.5
+    t = track([comment("# a note")], 3.0)
+    lifted = terminal.readable_theme(THEME, THEME.panel_opacity).brightBlack
+    assert lifted != THEME.brightBlack and any(ass.tag_colour(lifted) in e.text for e in t.events if e.layer == 2)

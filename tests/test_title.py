@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
+from renderer.media.layout import frame_layout
 from renderer.stages.title import band
 from tests.conftest import CONF, TINY, compose_cfg
 
@@ -41,17 +42,16 @@ SIZE = ["format.width=320", "format.height=180"]
 @pytest.mark.parametrize("fmt", ["landscape_720p", "portrait_1080", "square_1080"])
 def test_the_card_never_covers_the_terminal_panel(fmt):
     f = OmegaConf.load(CONF / "format" / f"{fmt}.yaml")
-    panel = compose_cfg(f"format={fmt}").assembly.panel
-    where = band(f, panel, 44)
-    top, bottom = panel.y * f.height, (panel.y + panel.h) * f.height
-    assert where.y + where.h <= top or where.y >= bottom, (where, top, bottom)
-    assert 0 <= where.y and where.y + where.h <= f.height and where.h > 44 * 2
+    for fractions in (compose_cfg(f"format={fmt}").assembly.panel, OmegaConf.create({"y": 0.45, "h": 0.48})):
+        where, panel = band(f, fractions), frame_layout(f.width, f.height, fractions).panel
+        assert not where.overlaps(panel), (where, panel)
+        assert 0 <= where.y and where.y + where.h <= f.height and where.h > 44 * 2
 
 
 def test_without_room_beside_the_panel_the_card_is_centred():
     f = OmegaConf.load(CONF / "format" / "landscape_720p.yaml")
     full = compose_cfg("assembly=ui_only").assembly.panel  # the terminal fills the frame
-    assert band(f, full, 44) == band(f, None, 44) and band(f, None, 44).y == pytest.approx((720 - 44 * 3.2) / 2)
+    assert band(f, full).y == pytest.approx((720 - band(f, None).h) / 2)
 
 
 def frame(video: Path, at: float) -> bytes:
@@ -62,7 +62,7 @@ def frame(video: Path, at: float) -> bytes:
 def difference(a: bytes, b: bytes) -> float:
     """Mean grey-level difference of two 320x180 frames over the rows of the card's band."""
     cfg = compose_cfg(*SIZE)
-    where = band(cfg.format, cfg.assembly.panel, round(cfg.theme.font_size * 2 * 180 / 720))
+    where = band(cfg.format, cfg.assembly.panel)
     rows = slice(320 * round(where.y), 320 * round(where.y + where.h))
     a, b = a[rows], b[rows]
     return sum(abs(x - y) for x, y in zip(a, b)) / len(a)

@@ -1,10 +1,11 @@
 """Captions layer: a scene's narration burnt onto its video, a sentence at a time or word by word.
 
 Timing comes from the scene's voice (its per-character alignment where it has one: ElevenLabs, piper),
-otherwise from its length shared out by the text. The captions sit where the terminal panel is not: below
-it, above it or beside it, whichever region holds a cue in the fewest lines (below first), so they are laid
-out afresh for portrait and square frames. Style comes from the theme: its font, its foreground on a box of
-its background, the spoken word in its prompt colour.
+otherwise from its length shared out by the text. The captions sit in the caption block the layout rule gives
+the format (renderer/media/layout.py: the lower third, clear of the panel and the title band); around a panel
+placed by hand, in the free region (below it, above it or beside it) that holds a cue in the fewest lines.
+Style comes from the theme: its font, its foreground on a box of its background (at least as opaque as the
+text needs to read at 4.5:1 over any picture), the spoken word in its prompt colour.
 """
 
 from __future__ import annotations
@@ -18,33 +19,21 @@ from omegaconf import OmegaConf
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import ass, captions
+from renderer.media import ass, captions, contrast
+from renderer.media import layout as frame
+from renderer.media.layout import Box
 from renderer.script import Scene
-from renderer.stages import title
 
-VERSION = "1"
+VERSION = "2"  # 2: the caption block from the layout rule, a box as opaque as the text needs
 STYLES = ("sentence", "words")
 CHAR_WIDTH_EM = 0.62  # advance of a bold monospace character per unit of ASS font size, with room to spare
 LINE_HEIGHT = 1.25
 SHRINK = 0.75  # the smallest share of captions.font_size a cue is set in to fit beside the panel
-MARGIN = 0.025  # of the frame's shorter side, between the captions and the panel or the frame's edge
 THEME_READS = ("font_family", "foreground", "background", "prompt")
 
 
 class CaptionsError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class Box:
-    x: float
-    y: float
-    w: float
-    h: float
-
-    def overlaps(self, other: "Box") -> bool:
-        return (self.x < other.x + other.w and other.x < self.x + self.w and self.y < other.y + other.h
-                and other.y < self.y + self.h)
 
 
 @dataclass(frozen=True)
@@ -68,40 +57,19 @@ class Layout:
         return Box(self.region.x + (self.region.w - w) / 2, self.region.y + self.region.h - h, w, h)
 
 
-def panel_box(fmt: Any, panel: Any) -> Box:
-    return Box(fmt.width * panel.x, fmt.height * panel.y, fmt.width * panel.w, fmt.height * panel.h)
-
-
-def _clear_of(region: Box, card: Box | None, margin: float) -> Box:
-    """``region`` less the band ``card`` takes across it: the larger of what is left above and below it."""
-    if card is None or not region.overlaps(card):
-        return region
-    above = Box(region.x, region.y, region.w, card.y - margin - region.y)
-    below_y = card.y + card.h + margin
-    below = Box(region.x, below_y, region.w, region.y + region.h - below_y)
-    return max(above, below, key=lambda box: box.h)
-
-
-def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, longest: int,
-           card: Box | None = None) -> Layout:
-    """The region for captions: the frame's bottom when nothing is in the way, else the free region around
-    the panel that holds the ``longest`` cue in the fewest lines (below, then above, right, left on a tie);
-    clear of the title ``card`` where it shows. Where no region holds it at the configured size, a smaller
-    one (down to ``SHRINK`` of it) is tried before the captions cover anything."""
-    scale = min(fmt.width, fmt.height) / 720
-    size = max(10, round(font_size_720 * scale))
-    margin = min(fmt.width, fmt.height) * MARGIN
-    W, H = fmt.width, fmt.height
-    if panel is None:
-        regions = [Box(margin, margin, W - 2 * margin, H - 2 * margin - H * 0.04)]
-    else:
-        right = panel.x + panel.w
-        bottom = panel.y + panel.h
-        regions = [Box(margin, bottom + margin, W - 2 * margin, H - bottom - 2 * margin),  # below
-                   Box(margin, margin, W - 2 * margin, panel.y - 2 * margin),  # above
-                   Box(right + margin, margin, W - right - 2 * margin, H - 2 * margin),  # right of it
-                   Box(margin, margin, panel.x - 2 * margin, H - 2 * margin)]  # left of it
-    regions = [_clear_of(region, card, margin) for region in regions]
+def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Any | None, longest: int,
+           card: Box | None = None, *, panel_shown: bool | None = None,
+           texts: list[list[str]] | None = None) -> Layout:
+    """Where captions go and at what size: the first of the layout's caption regions (``panel``:
+    ``assembly.panel``; ``panel_shown``: whether the terminal is drawn, by default when ``panel`` is given) that
+    holds the ``longest`` cue in the fewest lines (the cues' words ``texts``, when given, as ``wrap`` breaks
+    them), clear of the title ``card`` where it shows. Where no region
+    holds it at the configured size, a smaller one (down to ``SHRINK`` of it) is tried before the captions
+    cover anything."""
+    shown = panel is not None if panel_shown is None else panel_shown
+    place = frame.frame_layout(fmt.width, fmt.height, panel)
+    regions = frame.caption_regions(place, shown, card)
+    size = max(10, round(font_size_720 * min(fmt.width, fmt.height) / 720))
     best: tuple[int, Layout] | None = None
     for smaller in (size, round(size * (1 + SHRINK) / 2), round(size * SHRINK)):
         for region in regions:
@@ -109,14 +77,17 @@ def layout(fmt: Any, font_size_720: int, max_lines: int, panel: Box | None, long
             rows = int((region.h - smaller * 0.5) // (smaller * LINE_HEIGHT))
             if cols < 8 or rows < 1:
                 continue
-            lines = math.ceil(longest / cols) if longest else 1
+            if texts:
+                lines = max(len(wrap(words, cols)) for words in texts)
+            else:
+                lines = math.ceil(longest / cols) if longest else 1
             fits = min(rows, max_lines)
             if lines <= fits and (best is None or lines < best[0]):
                 best = (lines, Layout(region, smaller, cols, fits))
         if best is not None:
             break
-    if best is None:  # nothing around the panel holds it: the bottom of the frame, over the panel
-        region = Box(margin, margin, W - 2 * margin, H - 2 * margin)
+    if best is None:  # no region holds it: the bottom of the title-safe area, over whatever is there
+        region = place.title_safe()
         cols = max(8, int((region.w - size) // (size * CHAR_WIDTH_EM)))
         best = (0, Layout(region, size, cols, max_lines))
     return best[1]
@@ -170,15 +141,19 @@ def _text(words: list[str], lines: list[list[int]], spoken: int | None, highligh
 
 
 def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, settings: Any,
-                panel: Box | None, card: Box | None = None) -> CaptionTrack:
+                panel: Any | None, card: Box | None = None, panel_shown: bool | None = None) -> CaptionTrack:
+    """``panel``: ``assembly.panel`` (None: no terminal drawn); ``card``: the title band, on the first scene."""
     if style not in STYLES:
         raise CaptionsError(f"captions.style={style!r}: use one of {', '.join(STYLES)}")
     longest = max((len(c.text) for c in cues), default=0)
-    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest, card)
+    place = layout(fmt, settings.font_size, settings.max_lines, panel, longest, card, panel_shown=panel_shown,
+                   texts=[c.text.split() for c in cues])
+    highlight = settings.highlight or theme.prompt
     # libass boxes each run of one colour on its own, so a lit word's box overlaps its neighbours': only an
     # opaque box hides that
-    head = header(fmt, theme, place.font_size, settings.box_opacity if style == "sentence" else 1.0)
-    highlight = settings.highlight or theme.prompt
+    wanted = settings.box_opacity if style == "sentence" else 1.0
+    head = header(fmt, theme, place.font_size,
+                  contrast.backing_opacity([theme.foreground, highlight], theme.background, wanted))
     x = round(place.region.x + place.region.w / 2)
     y = round(place.region.y + place.region.h - place.font_size * 0.25)
     events: list[ass.Event] = []
@@ -200,7 +175,9 @@ def build_track(cues: list[captions.Cue], *, style: str, fmt: Any, theme: Any, s
                 events.append(ass.Event(_cs(start), _cs(end) if end is not None else None, 0, "Caption",
                                         pos + _text(words, lines, i, highlight, theme.foreground)))
     warnings = ()
-    if panel is not None and any(b.overlaps(panel) for b in boxes):
+    shown = panel is not None if panel_shown is None else panel_shown
+    panel_at = frame.frame_layout(fmt.width, fmt.height, panel).panel
+    if shown and any(b.overlaps(panel_at) for b in boxes):
         warnings = (f"captions of {len(boxes)} cue(s) cover the terminal panel: no room around it in "
                     f"{fmt.width}x{fmt.height}; shrink assembly.panel or captions.font_size",)
     return CaptionTrack(head, events, tuple(boxes), warnings=warnings)
@@ -214,11 +191,10 @@ def _voice_timing(clip: Any) -> dict[str, Any]:
     return {"duration": round(getattr(clip, "duration", 0.0), 6), "alignment": getattr(clip, "alignment", None)}
 
 
-def title_card(fmt: Any, theme: Any, panel: Any | None) -> Box:
-    """Where the title card's band is (the first scene, with ``assembly.title_card``), beside ``panel`` (the
-    config's fractions) as the title stage places it."""
-    band = title.band(fmt, panel, title.title_size(theme, fmt))
-    return Box(0.0, band.y, fmt.width, band.h)
+def title_card(fmt: Any, panel: Any | None) -> Box:
+    """Where the title card's band is (the first scene, with ``assembly.title_card``), as the title stage places
+    it (``panel``: ``assembly.panel`` when the terminal is shown)."""
+    return frame.frame_layout(fmt.width, fmt.height, panel).title
 
 
 def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool, under_title: bool = False) -> Node:
@@ -232,13 +208,12 @@ def node(scene: Scene, voice: str, *, lead: float, panel_shown: bool, under_titl
         fractions = OmegaConf.create(inp.cfg["assembly.panel"]) if panel_shown else None
         theme = OmegaConf.create(inp.tree("theme"))
         return build_track(cue_list, style=inp.cfg["captions"]["style"], fmt=fmt, theme=theme,
-                           settings=OmegaConf.create(inp.cfg["captions"]),
-                           panel=panel_box(fmt, fractions) if fractions is not None else None,
-                           card=title_card(fmt, theme, fractions) if under_title else None)
+                           settings=OmegaConf.create(inp.cfg["captions"]), panel=fractions,
+                           card=title_card(fmt, fractions) if under_title else None)
 
     return Node(stage="captions", scene=scene.index, version=VERSION,
                 reads=("captions", "format.width", "format.height", *(f"theme.{t}" for t in THEME_READS),
-                       *(("assembly.panel",) if panel_shown else ()), *(("theme.font_size",) if under_title else ())),
+                       *(("assembly.panel",) if panel_shown else ())),
                 data={"lines": lines, "lead": lead, "duration": scene.duration},
                 deps={"voice": Part(voice, _voice_timing)}, fn=fn)
 

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 
 from renderer.engine.node import Node, NodeInput
 from renderer.engine.output import StageOutput
-from renderer.media import ass, sgr
+from renderer.config import PALETTE
+from renderer.media import ass, contrast, layout, sgr
 from renderer.script import Scene
 
 CHAR_WIDTH_EM = 0.515  # advance of DejaVu Sans Mono per unit of ASS font size, as libass lays it out
@@ -29,8 +30,10 @@ TAB_STOP = 8
 TRAFFIC_LIGHTS = ("#ff5f56", "#ffbd2e", "#27c93f")
 IDLE_HORIZON_CS = 6000  # blink on past the scene's planned end: the last scene may be extended
 END_RESERVE_MS = 600  # typing finishes at least this long before the scene ends
-VERSION = "3"  # 3: ANSI colour codes in on-screen text are shown in the theme's palette
-TEXT_LAYER = 2  # the typed lines (0: the panel, 1: its window's chrome and title)
+VERSION = "4"  # 4: placed by the layout rule, with a shadow; text colours made readable on the panel
+TEXT_LAYER = 2  # the typed lines (0: the panel and its shadow, 1: its window's chrome and title)
+SHADOW = 0.012  # of the frame's shorter side: how far the panel's shadow falls (right and down), and its blur
+SHADOW_OPACITY = 0.45
 # the theme settings every terminal is drawn with; an ANSI colour is read only by text whose escape codes show it
 THEME_READS = ("background", "foreground", "prompt", "cursor", "comment", "brightBlack", "title_bar", "font_family",
                "font_size", "line_spacing", "padding", "window_chrome", "panel_opacity")
@@ -46,6 +49,7 @@ class Geometry:
     line_h: float
     pad: float
     chrome_h: float
+    shadow: float = 0.0  # how far the panel's shadow falls
 
     @property
     def rows(self) -> int:
@@ -60,12 +64,15 @@ class Geometry:
 
 
 def geometry(theme: Any, fmt: Any, panel: Any) -> Geometry:
+    """The terminal's grid in the panel's box: the layout rule's, or where ``panel`` (``assembly.panel``) puts it."""
     scale = min(fmt.width, fmt.height) / 720
     font_size = max(8, round(theme.font_size * scale))
+    box = layout.frame_layout(fmt.width, fmt.height, panel).panel
     return Geometry(
-        x=fmt.width * panel.x, y=fmt.height * panel.y, w=fmt.width * panel.w, h=fmt.height * panel.h,
+        x=box.x, y=box.y, w=box.w, h=box.h,
         font_size=font_size, line_h=font_size * theme.line_spacing, pad=theme.padding * scale,
         chrome_h=round(font_size * 1.7) if theme.window_chrome else 0,
+        shadow=max(2.0, SHADOW * min(fmt.width, fmt.height)),
     )
 
 
@@ -336,7 +343,8 @@ def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list
     radius = geo.font_size * 0.5
     chrome_h = round(geo.chrome_h)
     panel = f"{{\\pos({x},{y + chrome_h})\\p1\\bord0\\shad0{ass.fill(theme.background, theme.panel_opacity)}}}"
-    events = [ass.Event(0, None, 0, "Shape", panel + ass.rect(geo.w, geo.h - chrome_h, radius, top=not chrome_h))
+    events = [*_shadow(geo),
+              ass.Event(0, None, 0, "Shape", panel + ass.rect(geo.w, geo.h - chrome_h, radius, top=not chrome_h))
               ] if body else []
     if not chrome_h:
         return events
@@ -354,6 +362,31 @@ def _chrome(geo: Geometry, theme: Any, title: str, *, body: bool = True) -> list
                             f"{{\\an8\\pos({round(geo.x + geo.w / 2)},{y + round((chrome_h - size * 1.15) / 2)})"
                             f"\\fs{size}}}{ass.tag_colour(theme.foreground)}{ass.escape(label)}"))
     return events
+
+
+def _shadow(geo: Geometry) -> list[ass.Event]:
+    """A soft shadow under the panel: blurred, translucent black strips along its right and bottom edges, offset
+    right and down. Only what shows beside the panel is drawn (plus the blur's reach under its edge), in two
+    strips rather than one L: libass blends every pixel of a drawing's bounding box in every frame, and an L's
+    box is the whole panel. Blur is linear, so the two strips meet without a seam (under the panel)."""
+    reach = geo.shadow
+    blur = max(1, round(reach / 2))  # libass's cost grows with the blur (its bitmap's margin): soft enough
+    x, y = round(geo.x + reach), round(geo.y + reach)
+    w, h, inner = round(geo.w), round(geo.h), round(reach + 2 * blur)
+    tags = f"\\p1\\bord0\\shad0\\blur{blur}{ass.fill('#000000', SHADOW_OPACITY)}"
+    right = f"{{\\pos({x + w - inner},{y}){tags}}}{ass.rect(inner, h)}"
+    bottom = f"{{\\pos({x},{y + h - inner}){tags}}}{ass.rect(w - inner, inner)}"
+    return [ass.Event(0, None, 0, "Shape", right), ass.Event(0, None, 0, "Shape", bottom)]
+
+
+def readable_theme(theme: Any, opacity: float) -> Any:
+    """``theme`` with every colour text is typed in (foreground, prompt, comment and the ANSI palette) made
+    readable (WCAG 4.5:1) on its background at ``opacity`` over any picture; a theme that is already keeps them."""
+    colours = {name: contrast.readable(theme[name], theme.background, opacity)
+               for name in ("foreground", "prompt", *PALETTE) if name in theme}
+    if theme.get("comment"):
+        colours["comment"] = contrast.readable(theme.comment, theme.background, opacity)
+    return OmegaConf.merge(theme, colours)
 
 
 @dataclass(frozen=True)
@@ -375,6 +408,8 @@ def build_track(lines: list[dict], *, title: str, duration_s: float, theme: Any,
                 panel: Any, always_show: bool) -> TerminalTrack:
     """The terminal for one scene. ``lines`` are on-screen lines as dicts with kind/text/prompt."""
     geo = geometry(theme, fmt, panel)
+    theme = readable_theme(OmegaConf.create(theme) if not OmegaConf.is_config(theme) else theme,
+                           1.0 if always_show else theme.panel_opacity)
     head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, geo.font_size, theme.foreground))
     if not lines and not always_show:
         return TerminalTrack(head, [], 1.0, geo.rows, geo.cols)

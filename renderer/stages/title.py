@@ -1,9 +1,9 @@
 """Title card layer (``assembly.title_card=true``): the script's title and subtitle over the first scene for
 ``assembly.title_card_s`` seconds, fading in and out, in the theme's font and colours on a band of its
-background. The band sits in the larger free part of the frame beside the terminal panel, at its outer edge
-(the captions take the part next to the panel and keep clear of it), so none of them overlap (portrait and
-square formats included); without a terminal layer, or with a panel that leaves no room (ui_only fills the
-frame), it is centred.
+background. The band is where the layout rule puts it (renderer/media/layout.py: the top of the title-safe
+area; in portrait, the top third below the feed's overlay), clear of the panel and the captions; beside a panel
+placed by hand, in the larger free span at its outer edge; centred when there is none (ui_only fills the frame).
+The band is at least as opaque as the title needs to read at 4.5:1 over any picture.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from omegaconf import OmegaConf
 
 from renderer.engine.node import Node, NodeInput
 from renderer.engine.output import StageOutput
-from renderer.media import ass
+from renderer.media import ass, contrast, layout
 
-VERSION = "1"
+VERSION = "2"  # 2: the band from the layout rule, as opaque as the title needs
 FADE_MS = (400, 600)
-EDGE = 0.05  # of the frame's height: the band's distance from the frame's edge (a title-safe margin)
-SAFE_WIDTH = 0.9  # of the frame's width: the longest a title or subtitle line may be
+SAFE_WIDTH = layout.TITLE_SAFE  # of the frame's width: the longest a title or subtitle line may be
+BAND_LINES = 2.6  # the band's height in title sizes: the title, the subtitle (0.55 of it) and their margins
 CHAR_WIDTH_EM = 0.62  # advance of a monospace character per unit of font size, with room to spare
 THEME_READS = ("font_family", "font_size", "foreground", "background", "panel_opacity")
 
@@ -36,31 +36,16 @@ class TitleTrack(StageOutput):
         return ass.text_spans(self.events)
 
 
-@dataclass(frozen=True)
-class Band:
-    y: float  # top, in pixels
-    h: float
+def band(fmt: Any, panel: Any | None) -> layout.Box:
+    """Where the title goes (``panel``: ``assembly.panel`` when the terminal is shown, else None)."""
+    return layout.frame_layout(fmt.width, fmt.height, panel).title
 
 
-def band(fmt: Any, panel: Any | None, title_size: int) -> Band:
-    """Where the title goes: in the larger of the free spans above and below the panel, at its outer edge
-    (the top of the frame above the panel, its bottom below it), so the span's inner part, next to the panel,
-    is left to the captions; or the middle, without room beside the panel."""
-    height = fmt.height
-    want = title_size * 3.2  # title, subtitle and a margin
-    above = panel.y * height if panel is not None else 0.0
-    below = (1 - panel.y - panel.h) * height if panel is not None else 0.0
-    room = max(above, below)
-    if panel is None or room < want * 0.8:
-        return Band((height - want) / 2, want)
-    h = min(want, room)
-    edge = min(height * EDGE, (room - h) / 2)  # off the frame's edge, as a safe area asks
-    return Band(edge, h) if above >= below else Band(height - h - edge, h)
-
-
-def title_size(theme: Any, fmt: Any) -> int:
-    """The title's font size: twice the terminal's, scaled with the frame's shorter side."""
-    return max(10, round(theme.font_size * 2 * min(fmt.width, fmt.height) / 720))
+def title_size(theme: Any, fmt: Any, height: float | None = None) -> int:
+    """The title's font size: twice the terminal's, scaled with the frame's shorter side; no more than a band
+    ``height`` holds."""
+    size = max(10, round(theme.font_size * 2 * min(fmt.width, fmt.height) / 720))
+    return size if height is None else max(8, min(size, int(height / BAND_LINES)))
 
 
 def fitted(size: int, text: str, width: int) -> int:
@@ -71,13 +56,15 @@ def fitted(size: int, text: str, width: int) -> int:
 def build_track(title: str, subtitle: str, *, duration_s: float, theme: Any, fmt: Any, panel: Any | None
                 ) -> TitleTrack:
     scale = min(fmt.width, fmt.height) / 720
-    size = title_size(theme, fmt)
-    sub_size = max(8, round(theme.font_size * 1.1 * scale))
-    head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, size, theme.foreground))
-    where = band(fmt, panel, size)
+    where = band(fmt, panel)
+    size = title_size(theme, fmt, where.h)
+    sub_size = max(8, min(round(theme.font_size * 1.1 * scale), round(size * 0.55)))
+    opacity = contrast.backing_opacity([theme.foreground], theme.background, theme.panel_opacity)
+    ink = contrast.readable(theme.foreground, theme.background, opacity)
+    head = ass.header(fmt.width, fmt.height, ass.plain_styles(theme.font_family, size, ink))
     end = round(duration_s * 100)
     fade = f"\\fad({FADE_MS[0]},{FADE_MS[1]})"
-    box = (f"{{\\pos(0,{round(where.y)})\\p1\\bord0\\shad0{fade}{ass.fill(theme.background, theme.panel_opacity)}}}"
+    box = (f"{{\\pos(0,{round(where.y)})\\p1\\bord0\\shad0{fade}{ass.fill(theme.background, opacity)}}}"
            + ass.rect(fmt.width, where.h))
     centre_x = fmt.width // 2
     text = (f"{{\\an5\\pos({centre_x},{round(where.y + where.h * (0.4 if subtitle else 0.5))})"

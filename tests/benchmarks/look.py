@@ -1,9 +1,14 @@
 """P11: what the offline default looks like, measured: the procedural backgrounds' spatial and temporal
 information (ITU-T P.910 SI/TI, ffmpeg's siti filter) and cost, today's calm art against the lavfi sources it
 replaced as the default, drawn for every scene of the sample batch; and the share of the sample batch's
-duration with words on screen (from the layers its records say were drawn, spot-checked by OCR). Writes a
-frame grid, one frame per scene, of the sample batch before (the lavfi sources) and after (the art) to
-tests/benchmarks/look/, beside this table."""
+duration with words on screen (from the layers its records say were drawn, spot-checked by OCR); and the WCAG
+2.x contrast of every text colour against what is behind it, on a frame per scene of the sample batch with
+captions and the title card on (``contrast``). Writes a frame grid, one frame per scene, of the sample batch
+before (the lavfi sources) and after (the art) to tests/benchmarks/look/, beside this table.
+
+``python -m tests.benchmarks.look contrast RUN_DIR BARE_DIR [--as-drawn]`` measures the contrast of a run made
+elsewhere against the same scripts rendered with ``assembly=visual_only`` (BARE_DIR); ``--as-drawn``: by a
+renderer that drew the theme's text colours as they are (before they were lifted for contrast)."""
 
 from __future__ import annotations
 
@@ -11,9 +16,13 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+
 from renderer.config import ProceduralVisualConfig
+from renderer.media import contrast
 from renderer.providers.chain import make
 from renderer.script import Options, parse_file
 from tests.benchmarks import measure
@@ -26,6 +35,8 @@ LAVFI = ["gradients", "plasma", "life", "mandelbrot"]  # the default sources bef
 DARK = ["#1e1e1e", "#569cd6", "#c586c0", "#4ec9b0", "#4ec9b0"]  # theme=dark's, as the visual stage passes them
 COST_TARGET = 1.2
 WORDS_TARGET = 0.95
+CONTRAST_TARGET = contrast.READABLE  # WCAG 2.x AA, 4.5:1
+WITH_TEXT = ["captions.burn=true", "assembly.title_card=true"]  # every text layer the sample batch can show
 
 
 def rows(b) -> list[Row]:
@@ -54,6 +65,10 @@ def rows(b) -> list[Row]:
         out += _words_and_grids(b)
     except measure.Failed as exc:
         out.append(failed("P11d", "words on screen, sample batch", f"≥ {WORDS_TARGET:.0%}", exc))
+    try:
+        out.append(_contrast_row(b))
+    except measure.Failed as exc:
+        out.append(failed("P11f", "text contrast, sample batch", f"≥ {CONTRAST_TARGET}:1", exc))
     return out
 
 
@@ -178,3 +193,135 @@ def _ocr(run_dir: Path) -> list[bool]:
                               check=False).stdout
         found.append(bool(re.search(r"[A-Za-z]{3,}", text)))
     return found
+
+
+# --------------------------------------------------------------------------- text contrast (WCAG 2.x)
+
+
+def _contrast_row(b) -> Row:
+    """The sample batch with every text layer on, and again with none (``visual_only``: the pixels under them)."""
+    inputs = "batch.inputs=[" + ",".join(str(p) for p in sorted(SAMPLES.glob("*.*"))[: 1 if b.quick else None]) + "]"
+    common = [inputs, "voice=espeak", f"cache.dir={b.dir('look-cache')}"]
+    shown, bare = b.dir("look-text"), b.dir("look-bare")
+    measure.renderer([*common, *WITH_TEXT], shown)
+    measure.renderer([*common, "assembly=visual_only"], bare)
+    got = summary(contrast_of(shown, bare))
+    return Row("P11f", "WCAG 2.x contrast of the text against what is behind it, a frame per scene (and the "
+               "title card) of the sample batch with captions and the title card on",
+               f"min {got['min']:.2f}:1, {got['share']:.0%} of {got['frames']} frames ≥ {CONTRAST_TARGET}:1",
+               "—", "—", f"≥ {CONTRAST_TARGET}:1 on every frame", got["min"] >= CONTRAST_TARGET,
+               ["lowest frames: " + "; ".join(f"{r:.2f}:1 ({where})" for r, where in got["worst"]),
+                "by colour (min): " + ", ".join(f"{c} {r:.2f}:1" for c, r in got["by_colour"].items()),
+                "method: tests/benchmarks/look.py contrast_of"])
+
+
+def text_colours(theme, lifted: bool = True) -> set[str]:
+    """The colours text is drawn in with ``theme``: as the terminal lifts them for contrast on its panel
+    (``lifted``), or the theme's own (what a renderer before that drew)."""
+    from renderer.stages.terminal import readable_theme
+
+    names = ["foreground", "prompt", "comment" if theme.get("comment") else "brightBlack"]
+    shown = readable_theme(theme, theme.panel_opacity) if lifted else theme
+    return {shown[n] for n in names} | {theme.foreground}
+
+
+def summary(samples: list[tuple[float, str]]) -> dict:
+    """Per sampled frame its lowest ratio: the minimum over frames, the share of frames >= the target, the
+    lowest frames; and each colour's minimum over the frames it is on."""
+    frames: dict[str, float] = {}
+    colours: dict[str, float] = {}
+    for ratio, where in samples:
+        frame, colour = where.rsplit(", ", 1)
+        frames[frame] = min(frames.get(frame, ratio), ratio)
+        colours[colour] = min(colours.get(colour, ratio), ratio)
+    worst = sorted((r, w) for r, w in samples if r == frames[w.rsplit(", ", 1)[0]])
+    return {"min": min(frames.values()), "frames": len(frames),
+            "share": sum(r >= CONTRAST_TARGET for r in frames.values()) / len(frames), "worst": worst[:3],
+            "by_colour": dict(sorted(colours.items()))}
+
+
+def contrast_of(shown: Path, bare: Path, theme=None, lifted: bool = True) -> list[tuple[float, str]]:
+    """The WCAG contrast ratio of each text colour found on each sampled frame (a little past the middle of every
+    scene, and 1.5 s into the first, under the title card), with where it was ("<video> <time> s, <colour>").
+
+    Method: the frame with its layers and the same frame without them (``bare``: ``assembly=visual_only``)
+    give the pixels a layer drew (they differ by more than 10 levels). Among them, the glyphs of a text colour
+    are the pixels within 28 levels of it (each of the theme's text colours, as drawn and as lifted for
+    contrast: ``lifted``), taken from the colour furthest from the theme's background on: a pixel next to one already
+    taken is the anti-aliased edge of that glyph, not text of its own; what is behind them is the ring 3 to 5 px around those glyphs that is not itself text (its
+    anti-aliased edge excluded): the panel, the caption box or the band blended with the picture, or the bare
+    picture where a layer has no backing. The ratio compares the text colour's relative luminance with the
+    ring's median luminance (a higher percentile would count the stray pixels of glyphs drawn as textures,
+    such as ░▒▓, as background). A colour with fewer than 40 glyph pixels on a frame is not counted there."""
+    from tests.conftest import compose_cfg
+
+    theme = theme or compose_cfg().theme
+    dark = contrast.luminance(theme.background) < 0.18
+    colours = sorted(text_colours(theme, lifted), key=contrast.luminance, reverse=dark)  # furthest from the panel first
+    out = []
+    for video, at in _contrast_frames(shown):
+        lit = _rgb(video, at)
+        under = _rgb(bare / video.relative_to(shown), at)
+        drawn = np.abs(lit.astype(int) - under.astype(int)).max(axis=2) > 10
+        glyphs, taken = {}, np.zeros(drawn.shape, dtype=bool)
+        for c in colours:
+            mask = drawn & (np.abs(lit.astype(int) - np.array(contrast.rgb(c))).max(axis=2) < 28) & ~_dilate(taken, 1)
+            taken |= mask
+            if mask.sum() >= 40:
+                glyphs[c] = mask
+        if not glyphs:
+            continue
+        any_text = _dilate(np.logical_or.reduce(list(glyphs.values())), 2)
+        lum = _luminance(lit)
+        ratios = []
+        for colour, mask in glyphs.items():
+            ring = _dilate(mask, 5) & ~any_text
+            if ring.sum() < 40:
+                continue
+            text_lum = contrast.luminance(colour)
+            behind = lum[ring]
+            ratios.append((contrast.ratio(text_lum, float(np.median(behind))), colour))
+        out += [(ratio, f"{video.stem} {at:.1f} s, {colour}") for ratio, colour in ratios]
+    if not out:
+        raise measure.Failed(f"no text found on the frames of {shown}")
+    return out
+
+
+def _contrast_frames(run_dir: Path) -> list[tuple[Path, float]]:
+    first = [(run_dir / slug / f"{slug}.mp4", 1.5) for slug in sorted(measure.manifest(run_dir)["scripts"])]
+    return first + _frames(run_dir)
+
+
+def _rgb(video: Path, at: float) -> np.ndarray:
+    info = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                           "stream=width,height", "-of", "csv=p=0", str(video)], capture_output=True, text=True,
+                          check=True).stdout
+    w, h = map(int, info.strip().split(","))
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-ss", f"{at:.2f}", "-i", str(video), "-frames:v", "1",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3)
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """WCAG relative luminance of every pixel."""
+    c = rgb.astype(float) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """``mask`` grown by ``r`` pixels (a square), by shifts along each axis in turn."""
+    out = mask.copy()
+    for axis in (0, 1):
+        grown = out.copy()
+        for d in range(1, r + 1):
+            grown |= np.roll(out, d, axis) | np.roll(out, -d, axis)
+        out = grown
+    return out
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["contrast"]:
+    got = summary(contrast_of(Path(sys.argv[2]), Path(sys.argv[3]), lifted="--as-drawn" not in sys.argv))
+    print(f"min {got['min']:.2f}:1, {got['share']:.0%} of {got['frames']} frames >= {CONTRAST_TARGET}:1")
+    print("lowest frames: " + "; ".join(f"{r:.2f}:1 ({where})" for r, where in got["worst"]))
+    print("by colour (min): " + ", ".join(f"{c} {r:.2f}:1" for c, r in got["by_colour"].items()))
