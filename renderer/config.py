@@ -256,7 +256,7 @@ class AssemblyConfig:
     # slideleft, circleopen, ... (renderer/stages/transition.py lists them)
     transition: str = "fadeblack"
     shot_transition: str = ""  # between the shots of a scene (visual.shot_s): "" cuts; a name as above blends them
-    title_card: bool = False  # the script's title and subtitle over the first scene, beside the terminal panel
+    title_card: bool = True  # the script's title and subtitle over the first scene, beside the terminal panel
     title_card_s: float = 3.5  # how long the title card shows (fading in and out)
     credits_card: bool = False  # whose footage the video shows (stock), over the end of its last scene
     credits_card_s: float = 4.0  # how long the credits card shows
@@ -315,8 +315,8 @@ class AudioConfig:
 class CaptionsConfig:
     """Narration burnt onto the video (the .srt/.vtt files are always written)."""
 
-    burn: bool = False  # draw the captions on the video, over the picture and the terminal
-    style: str = "sentence"  # sentence: a cue at a time | words: the cue with the spoken word highlighted
+    burn: bool = True  # draw the captions on the video, in the caption block (renderer/media/layout.py)
+    style: str = "words"  # words: the cue with the spoken word highlighted | sentence: a cue at a time
     font_size: int = 34  # pixels at 720p, scaled with the frame's shorter side
     max_lines: int = 3  # of one cue
     box_opacity: float = 0.7  # of the box behind the text, in the theme's background colour

@@ -22,10 +22,12 @@ from renderer.script import Options, Script, parse_text
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 
-# Small frames, low fps, fastest encode, the instant voice: the tests check structure and timing, not picture
-# or voice quality (tests of piper, the default voice, ask for it).
+# Small frames, low fps, fastest encode, the instant voice, no words drawn over the picture: the tests check
+# structure and timing, not picture or voice quality (tests of piper, the default voice, of the captions and the
+# title card, and of the defaults as a user gets them, ask for them).
 TINY = ["format.width=192", "format.height=108", "format.fps=10", "encode.preset=ultrafast",
-        "visual.fps=5", "batch.backend=sequential", "cache.enabled=false", "voice=espeak"]
+        "visual.fps=5", "batch.backend=sequential", "cache.enabled=false", "voice=espeak",
+        "captions.burn=false", "assembly.title_card=false"]
 
 TWO_SCENES = """SCRIPT: TEST_0001 — TINY
 A test script

@@ -21,7 +21,7 @@ from renderer.stages.captions import build_track, layout
 from tests.conftest import TWO_SCENES, compose_cfg
 
 FAST = ["encode.preset=ultrafast", "visual.fps=5", "batch.backend=sequential", "cache.enabled=false",
-        "format.fps=10", "voice=espeak"]
+        "format.fps=10", "voice=espeak", "captions.burn=false", "assembly.title_card=false"]  # each test adds them
 SAY = "“Seven green lanterns drift over the harbour.”"
 SCRIPT = TWO_SCENES.replace("“Short line one.”", SAY)
 

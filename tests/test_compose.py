@@ -40,11 +40,20 @@ def composed(tmp_path: Path, script, *overrides: str) -> compose.Composition:
 
 @pytest.mark.parametrize("strategy", sorted(STAGES))
 def test_stage_names_follow_the_strategy(strategy):
-    assert compose.stage_names(compose_cfg(f"assembly={strategy}")) == STAGES[strategy]
+    assert compose.stage_names(compose_cfg(*TINY, f"assembly={strategy}")) == STAGES[strategy]
+
+
+@pytest.mark.parametrize("strategy", ["overlay", "visual_only"])
+def test_by_default_the_title_card_and_the_captions_are_drawn_over_the_picture(strategy):
+    """What a publisher would pick (README, Captions): words on screen whenever narration plays."""
+    plain = STAGES[strategy]
+    at = plain.index("timeline")
+    assert compose.stage_names(compose_cfg(f"assembly={strategy}")) == [*plain[:at], "title", "captions", *plain[at:]]
+    assert compose.stage_names(compose_cfg("assembly=audio_only")) == STAGES["audio_only"]
 
 
 def test_stage_names_keep_the_layers_in_order_once_each():
-    cfg = compose_cfg("assembly=overlay", "assembly.layers=[terminal,terminal]")
+    cfg = compose_cfg(*TINY, "assembly=overlay", "assembly.layers=[terminal,terminal]")
     assert compose.stage_names(cfg) == STAGES["overlay"]
 
 
