@@ -17,7 +17,7 @@ from renderer.media import thumbnails
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 video, work, scenes = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 timeline = [{"start": 0.2 * i, "duration": 0.2} for i in range(scenes)]
-print("\\n".join(str(p) for p in thumbnails.extract(video, timeline, work, timeout=300)))
+print("\\n".join(str(p) for p in thumbnails.extract([(video, 30.0)], timeline, work, timeout=300)))
 """
 
 
