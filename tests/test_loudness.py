@@ -8,7 +8,6 @@ import math
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from renderer.media import audio, loudness
@@ -23,12 +22,21 @@ def speech(path: Path, text: str, *extra: str) -> Path:
 def test_a_clip_measures_as_ffmpeg_s_meter_measures_it(tmp_path):
     clip = speech(tmp_path / "a.wav", "The first red flag was a loop. Nobody could explain it.")
     measured = loudness.of_file(clip, tmp_path, timeout=60)
-    meter, _ = r128(clip)
-    assert measured.lufs == pytest.approx(meter, abs=0.15)
-    tone = np.sin(2 * np.pi * 997 * np.arange(loudness.RATE) / loudness.RATE) * 0.5
-    assert loudness.measure(tone).true_peak_db == pytest.approx(20 * math.log10(0.5), abs=0.05)
-    assert loudness.measure(np.zeros(4800)).lufs == loudness.SILENT_LUFS
-    assert list(tmp_path.iterdir()) == [clip]  # the decoded samples are not left behind
+    meter, peak = r128(clip)
+    assert measured.lufs == pytest.approx(meter, abs=0.15) and measured.true_peak_db == pytest.approx(peak, abs=0.15)
+    assert len(measured.energies) == math.ceil(float(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(clip)],
+        capture_output=True, text=True, check=True).stdout) / loudness.STEP_S)
+    tone = tmp_path / "tone.wav"  # lavfi's sine plays at -18 dBFS: a -6 dBFS tone
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=997:d=1:r=48000", "-af", "volume=12dB",
+                    str(tone)], check=True)
+    assert loudness.of_file(tone, tmp_path, timeout=60).true_peak_db == pytest.approx(-6.0, abs=0.1)
+    quiet = tmp_path / "quiet.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono", "-t", "0.5", str(quiet)],
+                   check=True)
+    silence = loudness.of_file(quiet, tmp_path, timeout=60)
+    assert silence.lufs == loudness.SILENT_LUFS and silence.true_peak_db == -math.inf
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "quiet.wav", "tone.wav"]  # nothing left behind
 
 
 def test_a_shaped_voice_keeps_its_length_and_its_peaks_near_its_level(tmp_path):

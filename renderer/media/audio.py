@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from renderer.media import ffmpeg, loudness
 from renderer.media.ambient import AMBIENT
 
@@ -27,6 +25,7 @@ MUSIC_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".
 MIN_THRESHOLD = 0.000977  # acompressor's and sidechaincompress' lowest threshold (-60 dBFS)
 VOICE_PEAK_LU = 10.0  # a voice's (sample) peaks are limited to this far above its loudness
 VOICE_LIMIT_LUFS = -20.0  # the level a voice is limited at
+VOICE_PEAK_MAX_DB = -1.0  # and no voice's peaks go over this
 SILENT_LUFS = -69.0  # ebur128 reports -70 for silence: nothing to set a level from
 PEAK_MARGIN_DB = 1.0  # the limiter's ceiling below the true-peak target
 FADE_IN_S = 1.5
@@ -122,10 +121,12 @@ def voice_limiter(loudness_lufs: float) -> str:
     """A look-ahead limiter holding a voice at ``loudness_lufs`` to peaks ``VOICE_PEAK_LU`` above it, so the
     soundtrack's limiter has nothing to do at the usual targets (hard limiting there makes the AAC encode
     overshoot the ceiling, and would take loudness off that no clip's measurements foresee). The voice is
-    limited at ``VOICE_LIMIT_LUFS`` and given its level back (the limiter's range ends at -24 dBFS)."""
-    lift = VOICE_LIMIT_LUFS - max(loudness_lufs, SILENT_LUFS)
-    limit = 10 ** ((VOICE_LIMIT_LUFS + VOICE_PEAK_LU) / 20)
-    return (f"volume={lift:.3f}dB,alimiter=limit={limit:.6f}:level=false:latency=true:attack=5:release=80,"
+    limited at ``VOICE_LIMIT_LUFS`` and given its level back (the limiter's range ends at -24 dBFS); a voice so
+    loud that would put its peaks over ``VOICE_PEAK_MAX_DB`` is limited there (its file holds 16-bit samples)."""
+    level = max(loudness_lufs, SILENT_LUFS)
+    lift = VOICE_LIMIT_LUFS - level
+    limit = 10 ** ((VOICE_LIMIT_LUFS + min(VOICE_PEAK_LU, VOICE_PEAK_MAX_DB - level)) / 20)
+    return (f"volume={lift:.3f}dB,alimiter=limit={max(0.0625, limit):.6f}:level=false:latency=true:attack=5:release=80,"
             f"volume={-lift:.3f}dB")
 
 
@@ -135,22 +136,26 @@ def level_voice(path: Path, workdir: Path, *, timeout: float) -> loudness.Loudne
     taken once here so that a soundtrack of any clips is set to its target without measuring it
     (renderer/media/loudness.py)."""
     stem = workdir / f"voiced-{uuid.uuid4().hex[:12]}"
-    compressed, shaped, raw = stem.with_suffix(".c.f32"), stem.with_suffix(".wav"), stem.with_suffix(".f32")
+    compressed, shaped = stem.with_suffix(".f32"), stem.with_suffix(".wav")
     pcm = ["-f", "f32le", "-ar", str(loudness.RATE), "-ac", "1"]
     try:
-        level = loudness.of_file(path, workdir, timeout=timeout).lufs
-        ffmpeg.run(["-i", str(path), "-af", f"aresample={loudness.RATE},aformat=sample_fmts=flt:channel_layouts=mono,"
-                    f"{voice_compressor(level)}", *pcm, str(compressed)], timeout=timeout)
-        level = loudness.measure(np.fromfile(compressed, dtype="<f4"), peak=False).lufs
-        ffmpeg.run([*pcm, "-i", str(compressed), "-filter_complex", f"[0:a]{voice_limiter(level)},asplit=2[clip][raw]",
-                    "-map", "[clip]", "-c:a", "pcm_s16le", "-f", "wav", str(shaped),
-                    "-map", "[raw]", "-f", "f32le", str(raw)], timeout=timeout)
-        measured = loudness.measure(np.fromfile(raw, dtype="<f4"))
+        level = loudness.of_file(path, workdir, timeout=timeout, peak=False).lufs
+        measuring = loudness.analysis("c", workdir, peak=False)
+        ffmpeg.run(["-i", str(path.resolve()), "-filter_complex",
+                    ";".join([f"[0:a]{loudness.MONO},{voice_compressor(level)},asplit=2[compressed][c]",
+                              *measuring.graph]),
+                    "-map", "[compressed]", *pcm, compressed.name, *measuring.outputs], timeout=timeout, cwd=workdir)
+        measuring, level = loudness.analysis("s", workdir), measuring.result().lufs
+        ffmpeg.run([*pcm, "-i", compressed.name, "-filter_complex",
+                    ";".join([f"[0:a]{voice_limiter(level)},asplit=2[shaped][s]", *measuring.graph]),
+                    "-map", "[shaped]", "-c:a", "pcm_s16le", "-f", "wav", shaped.name, *measuring.outputs],
+                   timeout=timeout, cwd=workdir)
+        measured = measuring.result()
         os.replace(shaped, path)
         return measured
     finally:
-        for scratch in (compressed, shaped, raw):
-            scratch.unlink(missing_ok=True)
+        compressed.unlink(missing_ok=True)
+        shaped.unlink(missing_ok=True)
 
 
 def settle(level_with: Callable[[float], float], target: float) -> float:

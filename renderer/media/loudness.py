@@ -5,9 +5,10 @@ the programme.
 A clip keeps the K-weighted mean square of every ``STEP_S`` of its samples (``Loudness.energies``) and its
 true peak. Placed on a timeline (an offset, a cut, a fade out), its steps add into the programme's (the clips
 never overlap, so energies add); the programme's 400 ms gating blocks, overlapping by 75 %, are formed from
-those steps and gated as BS.1770-4 says (absolute -70 LUFS, then relative -10 LU). Samples are measured at
-``RATE`` (the soundtrack's usual rate: the filters are BS.1770's own coefficients) as one channel: a mono clip
-upmixed to stereo keeps its loudness (each channel at -3 dB).
+those steps and gated as BS.1770-4 says (absolute -70 LUFS, then relative -10 LU). A clip is measured at
+``RATE`` (the soundtrack's usual rate: the filters are BS.1770's own coefficients, run by ffmpeg's biquad in
+double precision, the true peak by its ebur128 meter) as one channel: a mono clip upmixed to stereo keeps
+its loudness (each channel at -3 dB).
 """
 
 from __future__ import annotations
@@ -22,23 +23,23 @@ import numpy as np
 from renderer.media import ffmpeg
 
 RATE = 48000
+MONO = f"aresample={RATE},aformat=sample_fmts=flt:channel_layouts=mono"  # what a clip is measured as
 STEP_S = 0.01  # the resolution clips are measured and placed at
 BLOCK_STEPS = 40  # a gating block: 400 ms
 HOP_STEPS = 10  # blocks start every 100 ms (75 % overlap)
 ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 SILENT_LUFS = -70.0  # what a programme with no block above the absolute gate measures (as ebur128 says)
-OVERSAMPLING = 4  # for the true peak
-# BS.1770-4 K-weighting at 48 kHz: the head's high shelf, then the RLB high-pass (b, a)
-K_WEIGHTING = (([1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585]),
-               ([1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621]))
-TAIL_S = 1.0  # what the filters ring on for, appended as silence so the FFT's wrap-around never reaches the clip
+# BS.1770-4 K-weighting at 48 kHz: the head's high shelf, then the RLB high-pass
+K_WEIGHTING = ("biquad=b0=1.53512485958697:b1=-2.69169618940638:b2=1.19839281085285:"
+               "a0=1:a1=-1.69065929318241:a2=0.73248077421585,"
+               "biquad=b0=1:b1=-2:b2=1:a0=1:a1=-1.99004745483398:a2=0.99007225036621")
 
 
 @dataclass(frozen=True)
 class Loudness:
     """A clip's measurements: the K-weighted mean square of every ``STEP_S`` of it, and its true peak (dBTP;
-    -inf for silence)."""
+    -inf for silence, or when not measured)."""
 
     energies: tuple[float, ...]
     true_peak_db: float
@@ -60,42 +61,60 @@ class Placement:
     fade_s: float = 0.0
 
 
-def measure(samples: np.ndarray, *, peak: bool = True) -> Loudness:
-    """The measurements of mono ``samples`` at ``RATE`` (without ``peak``: the energies only)."""
-    if not len(samples):
-        return Loudness((), -math.inf)
-    x = samples.astype(np.float64)
-    n = 1 << (len(x) + int(TAIL_S * RATE) - 1).bit_length()  # a power of two: the FFT's fast size
-    spectrum = np.fft.rfft(x, n)
-    z = np.exp(-2j * np.pi * np.arange(n // 2 + 1) / n)  # z^-1 at every bin
-    weighted = spectrum.copy()
-    for b, a in K_WEIGHTING:  # an IIR filter's response, applied in the frequency domain
-        weighted *= np.polyval(b[::-1], z) / np.polyval(a[::-1], z)
-    y = np.fft.irfft(weighted, n)[:len(x)]
-    step = int(round(STEP_S * RATE))
-    steps = -(-len(y) // step)
-    squares = np.zeros(steps * step)
-    squares[:len(y)] = y * y
-    energies = squares.reshape(steps, step).mean(axis=1)
-    top = 0.0
+@dataclass(frozen=True)
+class Analysis:
+    """The filter graph lines and outputs that measure a mono stream at ``RATE`` in some ffmpeg run (files
+    named ``stem``.* in the run's working folder, read and removed by ``result``)."""
+
+    graph: list[str]
+    outputs: list[str]
+    workdir: Path
+    stem: str
+    peak: bool
+
+    def result(self) -> Loudness:
+        weighted, peaks = self.workdir / f"{self.stem}.k64", self.workdir / f"{self.stem}.peak"
+        try:
+            energies = _steps(np.fromfile(weighted, dtype="<f8"))
+            top = 0.0
+            if self.peak:
+                top = max((float(line.split("=", 1)[1]) for line in peaks.read_text(encoding="utf-8").splitlines()
+                           if line.startswith("lavfi.r128.true_peak=")), default=0.0)
+            return Loudness(energies, 20 * math.log10(top) if top > 0 else -math.inf)
+        finally:
+            weighted.unlink(missing_ok=True)
+            peaks.unlink(missing_ok=True)
+
+
+def analysis(source: str, workdir: Path, *, peak: bool = True) -> Analysis:
+    """What measures ``[source]`` (a mono stream at ``RATE``) in an ffmpeg run working in ``workdir``: its
+    K-weighted samples written out (their squares averaged here), its true peak by ebur128 (with ``peak``)."""
+    stem = f"loudness-{uuid.uuid4().hex[:12]}"
+    graph = [f"[{source}]asplit=2[{stem}k][{stem}p]" if peak else f"[{source}]anull[{stem}k]",
+             f"[{stem}k]aformat=sample_fmts=dbl,{K_WEIGHTING}[{stem}kw]"]
+    outputs = ["-map", f"[{stem}kw]", "-f", "f64le", f"{stem}.k64"]
     if peak:
-        up = np.fft.irfft(spectrum, n * OVERSAMPLING) * OVERSAMPLING  # band-limited interpolation
-        top = float(np.max(np.abs(up[:len(x) * OVERSAMPLING])))
-    return Loudness(tuple(float(e) for e in energies), 20 * math.log10(top) if top > 0 else -math.inf)
+        graph.append(f"[{stem}p]ebur128=peak=true:metadata=1,ametadata=mode=print:key=lavfi.r128.true_peak:"
+                     f"file={stem}.peak[{stem}pk]")
+        outputs += ["-map", f"[{stem}pk]", "-f", "null", "-"]
+    return Analysis(graph, outputs, workdir, stem, peak)
 
 
-def decode(path: Path, workdir: Path, *, timeout: float) -> np.ndarray:
-    """A file's audio as mono float samples at ``RATE`` (through a raw file in ``workdir``, removed after)."""
-    raw = workdir / f"loudness-{uuid.uuid4().hex[:12]}.f32"
-    try:
-        ffmpeg.run(["-i", str(path), "-vn", "-ac", "1", "-ar", str(RATE), "-f", "f32le", str(raw)], timeout=timeout)
-        return np.fromfile(raw, dtype="<f4")
-    finally:
-        raw.unlink(missing_ok=True)
+def _steps(weighted: np.ndarray) -> tuple[float, ...]:
+    """The mean square of every ``STEP_S`` of K-weighted samples (the last step padded with silence)."""
+    step = int(round(STEP_S * RATE))
+    steps = -(-len(weighted) // step)
+    squares = np.zeros(steps * step)
+    squares[:len(weighted)] = weighted * weighted
+    return tuple(float(e) for e in squares.reshape(steps, step).mean(axis=1))
 
 
-def of_file(path: Path, workdir: Path, *, timeout: float) -> Loudness:
-    return measure(decode(path, workdir, timeout=timeout))
+def of_file(path: Path, workdir: Path, *, timeout: float, peak: bool = True) -> Loudness:
+    """The measurements of a file's audio (as one channel at ``RATE``), in one ffmpeg run."""
+    measuring = analysis("mono", workdir, peak=peak)
+    ffmpeg.run(["-i", str(path.resolve()), "-filter_complex", ";".join([f"[0:a]{MONO}[mono]", *measuring.graph]),
+                *measuring.outputs], timeout=timeout, cwd=workdir)
+    return measuring.result()
 
 
 def _lufs(mean_square: np.ndarray | float) -> np.ndarray | float:

@@ -32,7 +32,7 @@ from renderer.ops.reliability import RetryPolicy
 from renderer.providers.base import AudioClip
 from renderer.stages.timeline import Timeline
 
-VERSION = "3"  # 3: loudness from the clips' measurements. The pad's synthesis has its own (ambient.VERSION, in the node's data)
+VERSION = "3"  # 3: the loudness from the clips' measurements (the pad's synthesis: ambient.VERSION, in its data)
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
