@@ -138,7 +138,7 @@ def test_a_record_is_json_data_naming_its_format_types_and_files(tmp_path):
     assert record["format"] == FORMAT
     assert record["output"] == {"type": "renderer.providers.base:AudioClip", "fields": {
         "provider": "espeak", "warnings": {"tuple": []}, "path": {"path": "0.wav"}, "duration": 1.5,
-        "alignment": None}}
+        "alignment": None, "loudness": None}}
     assert set(record["files"]) == {"0.wav"}
 
 

@@ -81,8 +81,8 @@ def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(scrip
     cache = tmp_path / "cache"
     render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
-    # the thumbnails are taken from the finished video, which has a new soundtrack
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "thumbnails", "voice/1"]
+    # the thumbnails are taken from the segments, the same: only the soundtrack is new (and the file it goes in)
+    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "voice/1"]
 
 
 def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, tmp_path):
@@ -99,7 +99,7 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
     same = render(script, tmp_path / "c", cache)
     assert same["timeline"] == first["timeline"]
-    assert rerun(same) == ["mux", "soundtrack", "thumbnails", "timeline", "voice/2"]
+    assert rerun(same) == ["mux", "soundtrack", "timeline", "voice/2"]
 
 
 def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):

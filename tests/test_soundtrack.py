@@ -258,3 +258,70 @@ def test_narration_that_cannot_be_read_fails_the_soundtrack_instead_of_silencing
     # a mix that failed for another reason still falls back to silence: the video comes out
     silent = soundtrack.silence(inp, RuntimeError("the encoder broke"), timeout=60)
     assert silent.provider == "silence" and silent.path.is_file()
+
+
+def log_script(scenes: list[tuple[str, str]]) -> str:
+    """A LOG script of (timestamp, narration) scenes; a scene with no narration has a visual only, and one
+    written "Speaker| line" is spoken by that speaker."""
+    body = ""
+    for n, (at, line) in enumerate(scenes):
+        speaker, _, text = line.rpartition("|")
+        label = f"Narration ({speaker}):" if speaker else "Narration:"
+        body += f"\n[{at} – Scene {n + 1}]\nVisual: A quiet room.\n" + (f"{label}\n“{text}”\n" if text else "")
+    return f"SCRIPT: TEST_0002 — LAYOUT\n{body}END TEST_0002\n"
+
+
+LAYOUTS = {
+    "short": ([("0:00", "Hello.")], []),
+    "many-scenes": ([(f"0:{2 * n:02d}", line) for n, line in enumerate(
+        ["One.", "The second line, a little longer.", "", "Four.", "Five, and then some more words.", "Six.",
+         "Seven.", "Eight.", "Nine, the last of them."])], []),
+    "a-cut-clip": ([("0:00", "A first line that runs far longer than the two seconds its scene has on screen."),
+                    ("0:02", "Then the second."), ("0:05", "And the third.")], []),
+    "a-lead-in-stereo": ([("0:02", "It starts late."), ("0:04", "Then goes on.")], ["encode.audio_channels=2"]),
+    "a-quiet-voice": ([("0:00", "Soft and low."), ("0:03", "")], ["voice.amplitude=30"]),
+    "two-voices": ([("0:00", "Anya| A whisper first."), ("0:03", "Then a plain voice, loud and clear.")],
+                   ["voice.speakers={Anya: en+whisper}"]),
+    "over-the-ambient-pad": ([("0:00", "A pad under the voice."), ("0:03", "Still there.")], ["audio.music=ambient"]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_narration_lands_on_the_target_from_its_clips_measurements(layout, tmp_path):
+    """Layouts of scenes (one short clip, many with silence between, a clip cut at its scene's end, a lead and
+    stereo, a quiet voice, a music bed): the finished file measures within 0.5 LU of the target by ffmpeg's
+    meter, and under the true-peak ceiling."""
+    scenes, overrides = LAYOUTS[layout]
+    script = tmp_path / "layout.txt"
+    script.write_text(log_script(scenes), encoding="utf-8")
+    cfg = compose_cfg(*TINY, "assembly=audio_only", *overrides)
+    record = render_script(script, "layout", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok" and record["fallbacks"] == [], record
+    loudness, peak = r128(tmp_path / "layout" / "layout.mp4")
+    assert loudness == pytest.approx(-16.0, abs=0.5)
+    assert peak <= -1.5
+
+
+def test_narration_alone_is_encoded_once_and_never_measured(tmp_path):
+    """The voice stage's clips carry their measurements: the soundtrack sets the gain from them and encodes,
+    with no pass of ffmpeg's meter over the track (no .r128 or .peak stats in its work folder)."""
+    from hydra.utils import instantiate
+
+    from renderer.stages import voice
+
+    script = parsed()
+    speaker = instantiate(compose_cfg(*TINY).voice)
+    clips = []
+    for scene in script.scenes:
+        work = tmp_path / f"voice{scene.index}"
+        work.mkdir()
+        clips.append(voice.node(scene, speaker, timeout=60).fn(NodeInput(None, {}, {}, work, f"{scene.index}" * 64)))
+    assert all(clip.loudness and clip.loudness.energies for clip in clips)
+    work = tmp_path / "soundtrack"
+    work.mkdir()
+    timeline = plan([(0, 3), (3, 3)], 25)
+    track = soundtrack.render(NodeInput({"music": None}, CFG, {"timeline": timeline, "voices": clips}, work,
+                                        "k" * 64), timeout=60).path
+    assert not list(work.glob("*.r128")) and not list(work.glob("*.peak"))
+    loudness, peak = r128(track)
+    assert loudness == pytest.approx(-16.0, abs=0.5) and peak <= -1.5

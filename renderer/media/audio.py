@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from renderer.media import ffmpeg
+from renderer.media import ffmpeg, loudness
 from renderer.media.ambient import AMBIENT
 
 MUSIC_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma")
+MIN_THRESHOLD = 0.000977  # acompressor's and sidechaincompress' lowest threshold (-60 dBFS)
+VOICE_PEAK_LU = 10.0  # a voice's (sample) peaks are limited to this far above its loudness
+VOICE_LIMIT_LUFS = -20.0  # the level a voice is limited at
+VOICE_PEAK_MAX_DB = -1.0  # and no voice's peaks go over this
 SILENT_LUFS = -69.0  # ebur128 reports -70 for silence: nothing to set a level from
 PEAK_MARGIN_DB = 1.0  # the limiter's ceiling below the true-peak target
 FADE_IN_S = 1.5
@@ -96,19 +102,60 @@ def duck(bed: str, voice: str, out: str, *, loudness_lufs: float, duck_db: float
     """``bed`` pushed down about ``duck_db`` while ``voice`` (already at ``loudness_lufs``) speaks, and mixed
     with it. The threshold sits below the voice's level by what the ratio turns into ``duck_db`` of cut."""
     threshold_db = loudness_lufs - SPEECH_RMS_BELOW_LUFS - duck_db / (1 - 1 / DUCK_RATIO)
-    threshold = max(0.000977, 10 ** (threshold_db / 20))
+    threshold = max(MIN_THRESHOLD, 10 ** (threshold_db / 20))
     return (f"[{voice}]asplit=2[{voice}_m][{voice}_sc];"
             f"[{bed}][{voice}_sc]sidechaincompress=threshold={threshold:.6f}:ratio={DUCK_RATIO}:"
             f"attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}:detection=rms[{bed}_ducked];"
             f"[{voice}_m][{bed}_ducked]amix=inputs=2:duration=first:normalize=0[{out}]")
 
 
-def voice_dynamics(loudness_lufs: float) -> str:
-    """A fast compressor for narration already at ``loudness_lufs``: the loudest syllables' peaks come down, so
-    the limiter has little to do (hard limiting makes the AAC encode overshoot the ceiling) and the voice sits
-    evenly over the music."""
-    threshold = 10 ** ((loudness_lufs + 2) / 20)
+def voice_compressor(loudness_lufs: float) -> str:
+    """A fast compressor for a voice at ``loudness_lufs`` (its threshold relative to that level, so it shapes
+    the voice alike at any level and leaves the level to a gain later): the loudest syllables come down, and
+    the voice sits evenly over the music."""
+    threshold = max(MIN_THRESHOLD, 10 ** ((loudness_lufs + 2) / 20))
     return f"acompressor=threshold={threshold:.6f}:ratio=4:attack=2:release=60:knee=2"
+
+
+def voice_limiter(loudness_lufs: float) -> str:
+    """A look-ahead limiter holding a voice at ``loudness_lufs`` to peaks ``VOICE_PEAK_LU`` above it, so the
+    soundtrack's limiter has nothing to do at the usual targets (hard limiting there makes the AAC encode
+    overshoot the ceiling, and would take loudness off that no clip's measurements foresee). The voice is
+    limited at ``VOICE_LIMIT_LUFS`` and given its level back (the limiter's range ends at -24 dBFS); a voice so
+    loud that would put its peaks over ``VOICE_PEAK_MAX_DB`` is limited there (its file holds 16-bit samples)."""
+    level = max(loudness_lufs, SILENT_LUFS)
+    lift = VOICE_LIMIT_LUFS - level
+    limit = 10 ** ((VOICE_LIMIT_LUFS + min(VOICE_PEAK_LU, VOICE_PEAK_MAX_DB - level)) / 20)
+    return (f"volume={lift:.3f}dB,alimiter=limit={max(0.0625, limit):.6f}:level=false:latency=true:attack=5:release=80,"
+            f"volume={-lift:.3f}dB")
+
+
+def level_voice(path: Path, workdir: Path, *, timeout: float) -> loudness.Loudness:
+    """Shape the narration clip at ``path`` (``voice_compressor`` then ``voice_limiter``, each at the level the
+    voice has there; one channel at ``loudness.RATE``), rewriting it in place, and return its measurements,
+    taken once here so that a soundtrack of any clips is set to its target without measuring it
+    (renderer/media/loudness.py)."""
+    stem = workdir / f"voiced-{uuid.uuid4().hex[:12]}"
+    compressed, shaped = stem.with_suffix(".f32"), stem.with_suffix(".wav")
+    pcm = ["-f", "f32le", "-ar", str(loudness.RATE), "-ac", "1"]
+    try:
+        level = loudness.of_file(path, workdir, timeout=timeout, peak=False).lufs
+        measuring = loudness.analysis("c", workdir, peak=False)
+        ffmpeg.run(["-i", str(path.resolve()), "-filter_complex",
+                    ";".join([f"[0:a]{loudness.MONO},{voice_compressor(level)},asplit=2[compressed][c]",
+                              *measuring.graph]),
+                    "-map", "[compressed]", *pcm, compressed.name, *measuring.outputs], timeout=timeout, cwd=workdir)
+        measuring, level = loudness.analysis("s", workdir), measuring.result().lufs
+        ffmpeg.run([*pcm, "-i", compressed.name, "-filter_complex",
+                    ";".join([f"[0:a]{voice_limiter(level)},asplit=2[shaped][s]", *measuring.graph]),
+                    "-map", "[shaped]", "-c:a", "pcm_s16le", "-f", "wav", shaped.name, *measuring.outputs],
+                   timeout=timeout, cwd=workdir)
+        measured = measuring.result()
+        os.replace(shaped, path)
+        return measured
+    finally:
+        compressed.unlink(missing_ok=True)
+        shaped.unlink(missing_ok=True)
 
 
 def settle(level_with: Callable[[float], float], target: float) -> float:

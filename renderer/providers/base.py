@@ -9,6 +9,7 @@ from pathlib import Path
 
 from renderer.config import LimitsConfig
 from renderer.engine.output import StageOutput
+from renderer.media.loudness import Loudness
 
 SPEAKER_GAP_S = 0.25  # pause where the speaker changes
 # what a call given no timeout may take (the stages give the config's): the schema's limits
@@ -30,6 +31,8 @@ class AudioClip(StageOutput):
     # per-character timing when the provider gives it (ElevenLabs /with-timestamps):
     # {"characters": [...], "character_start_times_seconds": [...], "character_end_times_seconds": [...]}
     alignment: dict | None = field(default=None, compare=False, repr=False)
+    # its measurements, taken by the voice stage as it makes the clip (renderer/media/loudness.py)
+    loudness: Loudness | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,14 @@
 opening more than ``ffmpeg.MAX_INPUTS`` voice files: a script of many scenes is mixed in submixes first).
 
 Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
-its scene ends. The narration is measured and set to ``audio.loudness_lufs``; a music bed (``audio.music``:
-a file, or with ``ambient`` a pad synthesised for the script, written as a WAV and played as a file would be)
-is set ``audio.music_db`` below it, ducked under the voice, and the mix measured and corrected once more
-(renderer/media/audio.py, renderer/media/ambient.py). The whole track is encoded to AAC once, so the joins
-between scenes have no priming gaps.
+its scene ends. The narration is set to ``audio.loudness_lufs`` by a gain worked out from its clips'
+measurements, placed as the clips are (renderer/media/loudness.py): nothing measures the narration, and
+without a bed the track is encoded once, so editing one scene's narration costs that clip and one AAC encode.
+A music bed (``audio.music``: a file, or with ``ambient`` a pad synthesised for the script, written as a WAV
+and played as a file would be) is set ``audio.music_db`` below the narration, ducked under the voice, and the
+mix (the ducking makes it no sum of its parts) measured and corrected (renderer/media/audio.py,
+renderer/media/ambient.py). The whole track is encoded to AAC at once, so the joins between scenes have no
+priming gaps.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from loguru import logger
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import ambient, audio, ffmpeg
+from renderer.media import ambient, audio, ffmpeg, loudness
 from renderer.media.encoding import (
     SAFE_AUDIO,
     audio_args,
@@ -29,7 +32,7 @@ from renderer.ops.reliability import RetryPolicy
 from renderer.providers.base import AudioClip
 from renderer.stages.timeline import Timeline
 
-VERSION = "2"  # the pad's synthesis has its own (ambient.VERSION, in the node's data)
+VERSION = "3"  # 3: the loudness from the clips' measurements (the pad's synthesis: ambient.VERSION, in its data)
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
@@ -133,19 +136,60 @@ def _bed_file(music: audio.Music | ambient.Bed, inp: NodeInput, stem: str) -> Pa
     return ambient.write_wav(pad, ambient.SYNTH_RATE, inp.workdir / f"{stem}-ambient.wav")
 
 
+def _placements(inp: NodeInput, *, timeout: float) -> list[loudness.Placement]:
+    """Every speaking scene's clip as the narration places it (``_placed``): its measurements (taken by the
+    voice stage; a clip made elsewhere is measured here), from its scene's start (the first scene's after
+    its lead) until its scene's end, faded out before it where the clip is cut there."""
+    timeline: Timeline = inp.deps["timeline"]
+    out = []
+    for i, (span, voice) in enumerate(zip(timeline.spans, inp.deps["voices"])):
+        if voice.path is None:
+            continue
+        measured = voice.loudness or loudness.of_file(voice.path, inp.workdir, timeout=timeout)
+        lead = timeline.lead if i == 0 else 0.0
+        cut = lead + voice.duration > span.duration
+        out.append(loudness.Placement(measured, span.start + lead, span.start + span.duration,
+                                      CUT_FADE_S if cut else 0.0))
+    return out
+
+
 def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
+    """The narration's loudness comes from its clips' measurements (no pass over it). Without a bed, and with
+    its peaks under the ceiling at that gain (the voices' own limiters see to it at the usual targets), the
+    gain is all the loudness takes: the track is encoded once and lands on the target. A bed's level, the
+    ducked mix (not a sum of its parts) and a narration the limiter must hold down are measured and corrected
+    as before, the finished file's true peak checked."""
     timeline: Timeline = inp.deps["timeline"]
     music: audio.Music | ambient.Bed | None = inp.data["music"]
     cfg = inp.cfg
     target, rate, layout = cfg["audio.loudness_lufs"], cfg["encode.audio_rate"], channel_layout(cfg)
     stem = f"soundtrack-{inp.key[:12]}"
-    args, graph, warnings = _narration(inp, stem, timeout=timeout)
-    measured = audio.measure(args, graph, "narration", inp.workdir, f"{stem}-voice", timeout=timeout)
+    placements = _placements(inp, timeout=timeout)
+    measured = loudness.integrated(loudness.programme(placements, timeline.duration))
     voice_gain = audio.gain_to(target, measured) if target else 0.0
     level = target or measured
-    graph.append(f"[narration]volume={voice_gain:.3f}dB,{audio.voice_dynamics(level)}[voice]")
+    args, graph, warnings = _narration(inp, stem, timeout=timeout)
+    graph.append(f"[narration]volume={voice_gain:.3f}dB[voice]")
+    ceiling = goal = cfg["audio.true_peak_db"]
+    out = inp.workdir / f"{stem}.m4a"
+
+    def finished(correction: float, ceiling: float) -> list[str]:
+        return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(ceiling)}[out]"]
+
+    def encode(correction: float, ceiling: float) -> None:
+        script = inp.workdir / f"{stem}.filter"
+        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
+        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
+
     if music is None:
         graph.append("[voice]anull[mixed]")
+        if loudness.true_peak_db(placements) + voice_gain <= goal:
+            # the true peak is known and under the ceiling: the limiter (PEAK_MARGIN_DB below it, for the
+            # encode's overs) takes at most that last dB off a few peaks, which moves no loudness the meter sees;
+            # the gain alone sets it: one encode
+            encode(0.0, ceiling)
+            return Soundtrack(out, timeline.duration, provider="ffmpeg", warnings=tuple(warnings))
     else:
         src = len(args) // 2
         args += ["-stream_loop", "-1", "-i", str(_bed_file(music, inp, stem))]
@@ -155,20 +199,12 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
                                      audio.gain_to(level + cfg["audio.music_db"], bed_level), "bed"))
         graph.append(audio.duck("bed", "voice", "mixed", loudness_lufs=level, duck_db=cfg["audio.duck_db"]))
 
-    def finished(correction: float, ceiling: float) -> list[str]:
-        return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(ceiling)}[out]"]
-
     passes = iter(range(1000))
-    ceiling = goal = cfg["audio.true_peak_db"]
-    out = inp.workdir / f"{stem}.m4a"
     for attempt in range(audio.MAX_PEAK_PASSES):
         correction = audio.settle(lambda c: audio.measure(args, finished(c, ceiling), "out", inp.workdir,
                                                           f"{stem}-mix{next(passes)}", timeout=timeout),
                                   target) if target else 0.0
-        script = inp.workdir / f"{stem}.filter"
-        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
-        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
-                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
+        encode(correction, ceiling)
         over = audio.true_peak_db(out, inp.workdir, f"{stem}-{attempt}", timeout=timeout) - goal
         if over <= 0:
             break

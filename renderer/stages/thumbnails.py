@@ -1,16 +1,20 @@
-"""Thumbnails stage: a JPEG per scene of the finished video, for report.html. Keyed by the video itself, so
-an unchanged video's come from the cache; if they cannot be made, the report shows none (the video is fine)."""
+"""Thumbnails stage: a JPEG per scene of the video, for report.html, taken from the segments the video is
+joined from (as the mux joins them). Keyed by the picture alone, so a video whose segments did not change
+(a narration edit gives it only a new soundtrack) takes its thumbnails from the cache; if they cannot be made,
+the report shows none (the video is fine)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from renderer.engine.node import Node, NodeInput
+from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
 from renderer.media import thumbnails
+from renderer.stages.mux import in_timeline_order
+from renderer.stages.timeline import Timeline
 
-VERSION = "1"
+VERSION = "2"  # 2: from the segments, not the muxed file
 
 
 @dataclass(frozen=True)
@@ -20,12 +24,18 @@ class Thumbnails(StageOutput):
     images: tuple[Path, ...] = ()
 
 
+def _scenes(timeline: Timeline) -> list[dict[str, float]]:
+    return timeline.to_list()
+
+
 def add(comp) -> None:
     timeout = comp.timeout
 
     def fn(inp: NodeInput) -> Thumbnails:
-        video = inp.deps["video"]
-        return Thumbnails(thumbnails.extract(video.path, video.timeline, inp.workdir, timeout=timeout))
+        fps = inp.cfg["format.fps"]
+        pieces = [(s.path, s.frames / fps) for s in inp.deps["segments"] if s.frames]
+        return Thumbnails(thumbnails.extract(pieces, inp.deps["scenes"], inp.workdir, timeout=timeout))
 
-    comp.add(Node(stage="thumbnails", version=VERSION, deps={"video": comp.name("mux")},
+    comp.add(Node(stage="thumbnails", version=VERSION, reads=("format.fps",),
+                  deps={"segments": in_timeline_order(comp), "scenes": Part(comp.name("timeline"), _scenes)},
                   fn=fn, fallback=lambda inp, exc: Thumbnails()))
