@@ -1,12 +1,14 @@
 """The voice process: one per user and installation on a machine, holding piper's models for every script
 and worker of every batch there, loaded once, instead of a copy in each rendering process.
 
-Why one per machine and not one per worker (tests/benchmarks, P12): a model is ~100 MB and a synthesis ~100 MB
-of working memory more; three workers held three of each, and the orchestrator of a one-job batch carried them
-through its encodes. One process speaks one sentence at a time over all the cores, which is what each
-worker's model did anyway (a synthesis is spread over the cores), so sharing it costs no wall time; and it
-exits once idle for ``voice.server_idle_s``, so its memory is given back while the batch's encodes run and
-nothing lingers after the batch.
+Why one per machine and not one per worker (measured: tests/benchmarks, P12, 3 narrated scripts at 720p): a
+model is ~100 MB and a synthesis ~100 MB of working memory more, and every worker held its own. At
+batch.n_jobs=3 the process tree peaked at 733 MB with one voice process against 1,003 MB with a model per
+worker, whose own peak (190 MB) was that of n_jobs=1 (187 MB): three jobs cost one model. At n_jobs=1 the two
+are even (445 vs 450 MB), and the orchestrator alone drops from 231-263 MB to 79-85 MB, flat in video length
+(P6b). Wall time is the same within the noise of a shared machine (one sentence at a time over all the cores
+is what each worker's model did anyway). It exits once idle for ``voice.server_idle_s``, so nothing lingers
+after the batch.
 
 Client and server talk through ``multiprocessing.connection`` on an AF_UNIX socket in a per-user runtime dir
 (``$XDG_RUNTIME_DIR/renderer``, else ``/tmp/renderer-<uid>``; mode 0700) with an authkey from a 0600 file
