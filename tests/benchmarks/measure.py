@@ -1,4 +1,8 @@
-"""Running one measured command: wall time, CPU time and peak memory of its whole process tree."""
+"""Running one measured command: wall time, CPU time and peak memory of its whole process tree.
+
+The tree includes the voice process (renderer/providers/voice_server.py): it runs detached, outside the tree
+of the command that started it, but is the command's memory all the same. Each run starts without one, so the
+model's load is measured as a cold render pays it."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from renderer.providers import voice_server
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_S = 0.05  # memory sampling period; a tool alive for less than this may go unseen (its peak is small)
 
@@ -30,25 +36,52 @@ class Run:
     rss_mb: float  # peak of the tree's summed RSS (a library shared by N processes counts N times)
     pss_mb: float  # peak of the tree's summed PSS (shared pages split among the processes that map them)
     stderr: str = ""
+    voice_mb: float = 0.0  # peak PSS of the voice process alone (0: none ran)
 
 
 def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = True) -> Run:
-    """Run `cmd` to its end, sampling the memory of its process tree (`tree=False`: of the process alone)."""
+    """Run `cmd` to its end, sampling the memory of its process tree and the voice process (`tree=False`: of the
+    process alone)."""
+    stop_voice_process()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
         before = _children_cpu()
-        started, rss, pss = time.perf_counter(), 0, 0
+        started, rss, pss, voice = time.perf_counter(), 0, 0, 0
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         while proc.poll() is None:
             now_rss, now_pss = _memory(proc.pid, tree)
-            rss, pss = max(rss, now_rss), max(pss, now_pss)
+            voice_rss, voice_pss = _voice_memory()
+            if tree:
+                now_rss, now_pss = now_rss + voice_rss, now_pss + voice_pss
+            rss, pss, voice = max(rss, now_rss), max(pss, now_pss), max(voice, voice_pss)
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=SAMPLE_S)
         seconds = time.perf_counter() - started
         err.seek(0)
-        result = Run(seconds, _children_cpu() - before, rss / 2**20, pss / 2**20, err.read())
+        result = Run(seconds, _children_cpu() - before, rss / 2**20, pss / 2**20, err.read(), voice / 2**20)
+    stop_voice_process()
     if proc.returncode:
         raise Failed(f"exit {proc.returncode}: {' '.join(map(str, cmd[:6]))} …\n{tail(result.stderr)}")
     return result
+
+
+def stop_voice_process() -> None:
+    """End the voice process a run left idling (the next run starts cold)."""
+    pid = voice_server.running_pid()
+    if pid is not None:
+        with suppress(psutil.Error):
+            process = psutil.Process(pid)
+            process.terminate()
+            process.wait(timeout=5)
+
+
+def _voice_memory() -> tuple[int, int]:
+    pid = voice_server.running_pid()
+    if pid is None:
+        return 0, 0
+    with suppress(psutil.Error):
+        info = psutil.Process(pid).memory_full_info()
+        return info.rss, info.pss
+    return 0, 0
 
 
 def _children_cpu() -> float:

