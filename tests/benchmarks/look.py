@@ -122,12 +122,14 @@ def _siti(path: Path) -> tuple[float, float]:
 
 
 def _words_and_grids(b) -> list[Row]:
-    """The sample batch rendered as the default does (espeak for speed: the pictures are the point), then with
-    the lavfi sources; the records' words on screen, OCR on one frame per scene, and the two grids."""
+    """The sample batch rendered as the default does (espeak for speed: the pictures are the point), then as the
+    defaults before did; the records' words on screen, OCR on one frame per scene, and the two grids."""
     LOOK.mkdir(exist_ok=True)
     inputs = "batch.inputs=[" + ",".join(str(p) for p in sorted(SAMPLES.glob("*.*"))[: 1 if b.quick else None]) + "]"
     runs, cold, size = {}, {}, {}
-    for name, extra in {"after": [], "before": [f"visual.sources=[{','.join(LAVFI)}]"]}.items():
+    # before: the lavfi sources, no captions burnt in, no title card (the defaults before words on screen)
+    old_defaults = [f"visual.sources=[{','.join(LAVFI)}]", "captions.burn=false", "assembly.title_card=false"]
+    for name, extra in {"after": [], "before": old_defaults}.items():
         run_dir = b.dir(f"look-{name}")
         cold[name] = measure.renderer([inputs, "voice=espeak", f"cache.dir={b.dir('look-cache')}", *extra], run_dir)
         size[name] = sum(p.stat().st_size for p in run_dir.glob("*/*.mp4"))
