@@ -135,14 +135,13 @@ def test_renders_on_start_and_on_every_save_and_stops_on_sigterm(watched, tmp_pa
     assert video.exists()
     before = video.stat().st_mtime_ns
 
-    # (1) one scene's narration: its voice, the soundtrack, the mux (and the thumbnails of the new video); no
-    # scene re-encoded
+    # (1) one scene's narration: its voice, its burnt-in captions and so its segment (the default draws the words),
+    # the soundtrack, the mux and the thumbnails (taken from the segments); no other scene re-encoded
     edited = THREE_SCENES.replace("“And two.”", "“And two, said differently.”")
     save(script, edited)
     line = watch.stdout_line("refreshed", timeout=EDIT_RENDER_S)
     redone = line.split("redone: ")[1].rstrip(")").split(", ")
-    assert sorted(redone) == ["mux", "soundtrack", "thumbnails", "voice/1"], line
-    assert "segment" not in line
+    assert sorted(redone) == ["captions/1", "mux", "segment/1.0", "soundtrack", "thumbnails", "voice/1"], line
     assert video.stat().st_mtime_ns != before
     good = video.read_bytes()
 
