@@ -142,10 +142,13 @@ def _placements(inp: NodeInput, *, timeout: float) -> list[loudness.Placement]:
     its lead) until its scene's end, faded out before it where the clip is cut there."""
     timeline: Timeline = inp.deps["timeline"]
     out = []
+    unmeasured: dict[Path, loudness.Loudness] = {}  # a file placed again is measured once
     for i, (span, voice) in enumerate(zip(timeline.spans, inp.deps["voices"])):
         if voice.path is None:
             continue
-        measured = voice.loudness or loudness.of_file(voice.path, inp.workdir, timeout=timeout)
+        if voice.loudness is None and voice.path not in unmeasured:
+            unmeasured[voice.path] = loudness.of_file(voice.path, inp.workdir, timeout=timeout)
+        measured = voice.loudness or unmeasured[voice.path]
         lead = timeline.lead if i == 0 else 0.0
         cut = lead + voice.duration > span.duration
         out.append(loudness.Placement(measured, span.start + lead, span.start + span.duration,
