@@ -216,11 +216,11 @@ def _wait_for(proc: subprocess.Popen, run_dir: Path, point: str, timeout: float 
         assert proc.poll() is None, "the batch ended before the kill point"
         if point in ("first_tool", "encoding"):
             for child in psutil.Process(proc.pid).children(recursive=True):
-                try:
-                    line = child.cmdline()
+                try:  # a short-lived tool may be gone by any of these reads
+                    line, name = child.cmdline(), child.name()
                 except psutil.NoSuchProcess:
                     continue
-                stage_tool = child.name() == "espeak-ng" or (child.name() == "ffmpeg" and "-i" in line)
+                stage_tool = name == "espeak-ng" or (name == "ffmpeg" and "-i" in line)
                 if stage_tool and (point == "first_tool" or "-frames:v" in line):  # a segment encode
                     return
         elif point == "one_done":
