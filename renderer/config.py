@@ -54,8 +54,9 @@ class PiperVoiceConfig:
     length_scale: float = 1.0  # > 1 speaks slower
     sentence_silence_s: float = 0.25  # pause between sentences
     threads: int = 0  # onnxruntime threads for a synthesis (one runs at a time per process); 0 = one per core
-    # the voice process (one per machine, shared by every worker and batch) exits after this long with nothing to
-    # say, giving its ~200 MB back; 0 = no voice process: each rendering process loads its own model
+    # the voice process (one per machine, shared by every worker and batch) exits as soon as no script speaks
+    # through it, or after this long idle when a client never held it; 0 = no voice process: each rendering
+    # process loads its own model
     server_idle_s: float = 10.0
     # speaker name -> a model (package or .onnx) and/or PiperSpeakerConfig settings as key=value words
     speakers: dict[str, str] = field(default_factory=dict)

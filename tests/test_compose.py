@@ -17,9 +17,9 @@ from renderer.pipeline.render import providers_for, render_script
 from tests.conftest import TINY, compose_cfg, parsed
 
 STAGES = {
-    "overlay": ["voice", "visual", "terminal", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
-    "visual_only": ["voice", "visual", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
-    "ui_only": ["voice", "terminal", "timeline", "segment", "soundtrack", "mux", "thumbnails"],
+    "overlay": ["voice", "visual", "terminal", "timeline", "soundtrack", "segment", "mux", "thumbnails"],
+    "visual_only": ["voice", "visual", "timeline", "soundtrack", "segment", "mux", "thumbnails"],
+    "ui_only": ["voice", "terminal", "timeline", "soundtrack", "segment", "mux", "thumbnails"],
     "audio_only": ["voice", "timeline", "soundtrack", "mux"],
 }
 
@@ -63,18 +63,21 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     comp = composed(tmp_path, script, f"assembly={strategy}")
     once = {"timeline", "soundtrack", "mux", "thumbnails"} & set(STAGES[strategy])
     per_scene = [s for s in STAGES[strategy] if s not in once]
-    expected = {f"{stage}/{i}" + (".0" if stage == "segment" else "") for stage in per_scene for i in (0, 1)}
+    expected = {f"{stage}/{i}" for stage in per_scene if stage != "segment" for i in (0, 1)}
+    expected |= {f"segment/{i}.{k}" for i in (0, 1) for k in range(comp.chunks[i])} if "segment" in per_scene else set()
     expected |= once
     nodes = comp.graph.nodes
     assert set(nodes) == expected
     assert {n.stage for n in nodes.values()} == set(STAGES[strategy])
+    # CPU-bound work takes turns for the cores (pictures drawn here among it); voices wait in a slot of their own
+    slots = {"segment": "encode", "soundtrack": "encode", "visual": "encode", "voice": "voice"}
     for name, node in nodes.items():
-        assert node.slot == ("encode" if node.stage in ("segment", "soundtrack") else ""), name
+        assert node.slot == slots.get(node.stage, ""), name
     mux_deps = nodes["mux"].deps
     if strategy == "audio_only":
         assert "segments" not in mux_deps
     else:
-        assert mux_deps["segments"] == ("segment/0.0", "segment/1.0")
+        assert mux_deps["segments"] == comp.nodes_of("segment")  # every chunk, scene by scene
         assert nodes["mux"].fallback is not None
 
 
@@ -155,7 +158,7 @@ def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
 
 def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_between_them(tmp_path):
     comp = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2", "assembly.transition_s=0.5")
-    assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:5], "transition", *STAGES["overlay"][5:]]
+    assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:6], "transition", *STAGES["overlay"][6:]]
     assert comp.nodes_of("transition") == ("transition/0", "transition/1")  # the cut after scene 1, after scene 2
     cut = comp.graph.nodes["transition/1"]
     assert cut.slot == "encode" and cut.fallback is not None and "assembly.transition" in cut.reads
@@ -169,3 +172,14 @@ def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_bet
     hard = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2")
     assert hard.nodes_of("transition") == ()
     assert hard.graph.nodes["segment/1.0"].data == {"encoder": Encoder("h264", "libx264")}  # no fades: no ends
+
+
+def test_a_scene_of_eight_seconds_or_more_is_encoded_in_two_halves_at_least(tmp_path):
+    """The scene spoken last encodes last: in two halves side by side it ends in half the time. Each scene's
+    count depends on its own length alone, so an edit of another never re-cuts it."""
+    script = parsed("SCRIPT: X — Short\n[0:00 – A]\nNarration: “a”\n\n[0:08 – B]\nNarration: “b”\n\n"
+                    "[0:15 – C]\nNarration: “c”\n", "short.txt")
+    comp = composed(tmp_path, script, "assembly=visual_only", "format.fps=25")
+    assert comp.chunks[:2] == [2, 1]  # 8 s: two halves, where encode.chunk_s (10 s) alone gave one; 7 s: one
+    whole = composed(tmp_path, script, "assembly=visual_only", "format.fps=25", "encode.chunk_s=0")
+    assert whole.chunks == [1, 1, 1]  # whole scenes, as asked

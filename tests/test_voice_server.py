@@ -86,13 +86,18 @@ def answer(proc: subprocess.Popen) -> dict:
 
 
 def test_two_client_processes_share_one_server_that_loads_the_model_once(runtime, tmp_path):
+    holder = voice_server.VoiceClient(30.0)
+    holder.hold()  # as a third script still speaking would: the server outlives the two clients
+    pid = running_pid()
+    runtime.add(pid)
     first, second = client(tmp_path / "a.wav"), client(tmp_path / "b.wav")
     a, b = answer(first), answer(second)
-    assert a["server"] == b["server"] == running_pid() and alive(a["server"])
-    runtime.add(a["server"])
+    assert a["server"] == b["server"] == pid and alive(pid)
     assert a["loads"] == b["loads"] == 1
     assert not a["onnxruntime_here"] and not b["onnxruntime_here"]  # the model stayed out of the clients
     assert a["duration"] > 1.0 and b["duration"] > 1.0
+    holder.release()
+    assert gone(pid, within=5.0)  # nobody holds it: it exits at once, not after the 30 s idle time
 
 
 def test_the_server_speaks_exactly_what_the_rendering_process_would(runtime, tmp_path):
@@ -138,15 +143,53 @@ def test_a_server_that_cannot_start_makes_the_voice_fall_back_and_the_record_say
                           for f in voices), record["fallbacks"]
 
 
-def test_the_server_exits_when_idle(runtime, tmp_path):
-    voice = make(PiperVoiceConfig, server_idle_s=1.0)
-    voice.synthesize([("Hello.", None)], tmp_path / "a.wav")
+def gone(pid: int, within: float) -> bool:
+    """Whether ``pid`` exits, its socket and pid file removed, within ``within`` seconds."""
+    give_up = time.monotonic() + within
+    while alive(pid) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return not alive(pid) and not place().socket.exists() and running_pid() is None
+
+
+def test_a_held_server_stays_past_its_idle_time_and_exits_once_let_go(runtime, tmp_path):
+    voice = make(PiperVoiceConfig, server_idle_s=0.5)
+    voice.synthesize([("Hello.", None)], tmp_path / "a.wav")  # a script speaking holds the server
     pid = running_pid()
     runtime.add(pid)
-    give_up = time.monotonic() + 10
-    while alive(pid) and time.monotonic() < give_up:
-        time.sleep(0.1)
-    assert not alive(pid) and not place().socket.exists() and running_pid() is None
+    time.sleep(1.5)
+    assert alive(pid)  # three idle times on: the script may have more to say
+    let_go = time.monotonic()
+    voice.release()  # its voice stage is over
+    while place().socket.exists() and time.monotonic() - let_go < 5.0:
+        time.sleep(0.01)
+    assert time.monotonic() - let_go < 1.0  # it stopped listening at once (the process is reaped later)
+    assert gone(pid, within=5.0)
+
+
+def test_a_server_nobody_holds_exits_when_idle(runtime, tmp_path):
+    pid = voice_server.VoiceClient(1.0).status()["pid"]  # asked, never held
+    runtime.add(pid)
+    assert alive(pid)
+    assert gone(pid, within=10.0)
+
+
+def test_a_render_lets_the_voice_process_go_when_its_narration_is_spoken(runtime, tmp_path):
+    """The script's voice stage over, the voice process exits while the encodes still run: it never sits beside
+    them holding its model (P2)."""
+    from renderer.ops.files import RunLayout
+    from renderer.pipeline.render import render_script
+    from tests.conftest import TWO_SCENES
+
+    script = tmp_path / "tiny.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    cfg = compose_cfg(*TINY, "voice=piper", "voice.server_idle_s=300")
+    record = render_script(script, "tiny", cfg, RunLayout(tmp_path))
+    assert record["status"] == "ok", record
+    stages = {s["name"]: s for s in record["stages"]}
+    voices_done = max(s["started"] + s["seconds"] for s in stages.values() if s["stage"] == "voice")
+    assert all(s["provider"] == "piper" for s in stages.values() if s["stage"] == "voice")
+    assert stages["mux"]["started"] > voices_done  # the render went on after its narration
+    assert running_pid() is None  # and the voice process had gone, long before its 300 s idle time
 
 
 def test_a_cancelled_client_frees_the_server_at_its_next_sentence(runtime, tmp_path):

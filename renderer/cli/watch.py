@@ -45,6 +45,7 @@ from renderer.ops.exits import Exit
 from renderer.ops.files import RunLayout, slugify
 from renderer.ops.terminal_text import for_terminal
 from renderer.pipeline.render import render_script
+from renderer.providers.voice_server import VoiceClient
 from renderer.script import format_time
 
 QUIET_MS = 250  # a save is handled once the directory has been quiet this long (editors write, then rename)
@@ -241,10 +242,14 @@ def _watch(args: argparse.Namespace, script: Path, cfg: DictConfig, out: Path, s
     logs.setup(out, console=False)
     batch.interrupt_on_sigterm()
     watcher = Watcher(script, cfg, out)
+    # piper's voice process would exit after each render's narration: held while watching, a save speaks at once
+    voice = VoiceClient(cfg.voice.server_idle_s) if cfg.voice.get("server_idle_s", 0) > 0 else None
     try:
         ffmpeg.configure(ffmpeg_path=cfg.ffmpeg.path, ffprobe_path=cfg.ffmpeg.probe_path)
         ffmpeg.check_features()
         say(f"watching {args.script} (Ctrl-C to stop)")
+        if voice is not None:
+            voice.hold()
         watch(watcher, started)
     except ffmpeg.FFmpegError as exc:
         say(f"{exc}", err=True)
@@ -253,6 +258,8 @@ def _watch(args: argparse.Namespace, script: Path, cfg: DictConfig, out: Path, s
         say("stopped", err=True)
         return Exit.INTERRUPTED
     finally:
+        if voice is not None:
+            voice.release()
         ffmpeg.kill_all()
         batch.clean_leftovers(watcher.layout)
     return Exit.OK

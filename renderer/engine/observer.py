@@ -20,6 +20,10 @@ class GraphObserver:
     def node_finished(self, node: Node, record: NodeRecord) -> None:
         """The node's work is over, whatever came of it (still inside ``node_running``)."""
 
+    def stage_finished(self, stage: str) -> None:
+        """Every node of ``stage`` is over (done, cached, failed or skipped), in the run's main thread: what was
+        held for that stage (the voice process for the voice stage) can be let go while the rest runs."""
+
     def cache_call(self, op: str) -> AbstractContextManager[dict[str, Any]]:
         """Around one call of the cache, ``op`` "get" or "put"; the yielded dict takes what the run learnt
         of it (``hit``)."""

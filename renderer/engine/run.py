@@ -6,7 +6,7 @@
             start(node)       key it, hand it its inputs and the pool
             wait()            the nodes that finished (a cancelled run stops here)
             record(future)    keep a finished node's output for its dependents (release() those it was the
-                              last input of), or break the node (and skip its dependents)
+                              last input of), or break the node (and skip its dependents); settle() it
         finish()              the outputs and records, or GraphError
     execute(node)           in a pool thread: from_cache(), or call() with its retries then fall_back();
                             store() a clean result
@@ -99,11 +99,13 @@ class GraphRun:
                 self.release(name)
         self.running: dict[Future, str] = {}
         self.busy: Counter[str] = Counter()  # nodes running per slot
+        self.unsettled = Counter(node.stage for node in nodes.values())  # per stage, nodes not yet over
         self.aborting = threading.Event()  # set on interruption: no retry, no fallback, nothing new starts
         self.began = time.perf_counter()
-        # an executor's waits take pool threads of their own, so the other nodes keep all of ``threads``
-        waits = sum(executor.capacity for executor in self.executors.values())
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads) + waits, thread_name_prefix="stage")
+        # a thread for every node that may run at once: ``threads`` for the unnamed slot, each named slot's cap
+        # (an executor's waits among them), so a node with room in its slot never queues behind another slot's
+        pooled = max(1, threads) + sum(cap for slot, cap in self.caps.items() if slot)
+        self.pool = ThreadPoolExecutor(max_workers=pooled, thread_name_prefix="stage")
 
     def run(self) -> tuple[dict[str, Any], list[NodeRecord]]:
         try:
@@ -160,7 +162,15 @@ class GraphRun:
                 self.records[dependent].status = "skipped"
                 self.broken.add(dependent)
                 del self.pending[dependent]
+                self.settle(dependent)
                 stack.extend(self.dependents[dependent])
+
+    def settle(self, name: str) -> None:
+        """``name`` is over for good: the observer hears when it was the last of its stage."""
+        stage = self.nodes[name].stage
+        self.unsettled[stage] -= 1
+        if not self.unsettled[stage]:
+            self.observer.stage_finished(stage)
 
     def start(self, node: Node) -> None:
         """Key the node and hand it to the pool (here only, so keys and taint stay consistent); a node that
@@ -179,6 +189,7 @@ class GraphRun:
             self.busy[node.slot] += 1
         except Exception as exc:
             self.fail(node.name, exc)
+            self.settle(node.name)
 
     def wait(self) -> set[Future]:
         """The nodes that finished within CANCEL_POLL_S. A ``cancelled()`` run (from a thread no signal
@@ -200,6 +211,7 @@ class GraphRun:
             self.fail(name, error)
         else:
             self.broke(name)
+        self.settle(name)
 
     def fail(self, name: str, error: BaseException) -> None:
         record = self.records[name]

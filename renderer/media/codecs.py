@@ -20,7 +20,6 @@ build without libx265 or libsvtav1 stops the script with the fix before anything
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import threading
@@ -31,7 +30,7 @@ from typing import Any
 
 from renderer.media import ffmpeg
 from renderer.media.encoding import failure_reason
-from renderer.ops.files import write_json_atomic
+from renderer.ops.files import user_cache_dir, write_json_atomic
 
 CODECS = ("h264", "hevc", "av1")
 HW = ("none", "auto", "nvenc", "qsv", "vaapi", "videotoolbox")
@@ -184,8 +183,7 @@ def works(encoder: Encoder) -> str | None:
 
 def cache_file() -> Path:
     """Where what was tried is kept: ``$XDG_CACHE_HOME/renderer/encoders.json`` (``~/.cache/renderer``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "renderer" / "encoders.json"
+    return user_cache_dir() / "encoders.json"
 
 
 def _machine() -> str:

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 
+def user_cache_dir() -> Path:
+    """This user's cache dir for the renderer's machine-wide notes: ``$XDG_CACHE_HOME/renderer``
+    (``~/.cache/renderer``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "renderer"
+
+
 def slugify(name: str) -> str:
     """A file-system-safe, lowercase name: 'The Descent (v2).txt' stem -> 'the-descent-v2'."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()

@@ -7,11 +7,12 @@ on. The page needs no network: styles inline, thumbnails and videos linked relat
 
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from renderer.ops.files import RunLayout, write_text_atomic
 from renderer.script import format_time
@@ -91,14 +92,20 @@ def context(manifest: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "unmatched": manifest.get("unmatched_inputs") or []}
 
 
-_env = Environment(loader=PackageLoader("renderer.ops", "templates"), autoescape=True, undefined=StrictUndefined,
-                   trim_blocks=True, lstrip_blocks=True)
-_env.filters["gb"] = lambda n: f"{(n or 0) / 1024**3:.1f} GB"
-_env.filters["ms"] = lambda s: f"{(s or 0) * 1000:.0f} ms" if (s or 0) < 10 else f"{s:.1f} s"
+@functools.cache
+def _env() -> Any:
+    """jinja2's environment, made when the report is written (not imported by every rendering process)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("renderer.ops", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["gb"] = lambda n: f"{(n or 0) / 1024**3:.1f} GB"
+    env.filters["ms"] = lambda s: f"{(s or 0) * 1000:.0f} ms" if (s or 0) < 10 else f"{s:.1f} s"
+    return env
 
 
 def render(manifest: dict[str, Any], run_dir: Path) -> str:
-    return _env.get_template("report.html").render(**context(manifest, run_dir))
+    return _env().get_template("report.html").render(**context(manifest, run_dir))
 
 
 def write(manifest: dict[str, Any], run_dir: Path) -> Path:

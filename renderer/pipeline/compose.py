@@ -6,7 +6,7 @@ in on top of it (``assembly.layers``, bottom first). Every name there is a stage
 ``renderer/stages/`` with an ``add(composition)`` function, so a new layer (burned-in captions, say) is one
 module plus one line of config. The fixed part of the graph around them:
 
-    voice, picture, layers (per scene) -> timeline -> segment (per scene), transition (per cut) -> soundtrack -> mux
+    voice, picture, layers (per scene) -> timeline -> soundtrack, segment (per scene), transition (per cut) -> mux
 
 Stages find each other's nodes through ``Composition.name`` alone.
 """
@@ -60,7 +60,9 @@ def stage_names(cfg: DictConfig) -> list[str]:
     early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
     late = [name for name in layers if name in AFTER_TIMELINE]
     cuts = ["transition"] if cfg.assembly.transition_s > 0 else []
-    return [*early, "timeline", *late, "segment", *cuts, "soundtrack", "mux", "thumbnails"]
+    # the soundtrack before the segments: it needs only the voices and the timeline, and the encode slot it
+    # shares with them takes nodes in graph order, so it is mixed early rather than alone on one core at the end
+    return [*early, "timeline", *late, "soundtrack", "segment", *cuts, "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:
@@ -161,6 +163,13 @@ class Composition:
         cuts = len(self.chunks) - 1 if self.transitions else 0
         encodes = sum(self.chunks) + cuts if self.picture != "none" else 1
         return max(1, min(self.cfg.limits.stage_threads, self.core_share, encodes))
+
+    @property
+    def slots(self) -> dict[str, int]:
+        """How many nodes of each named slot run at once: the encodes (and pictures drawn here), as the cores
+        allow; the voices, as many as the voice provider speaks at once (``PARALLEL``; else the stage threads)."""
+        voice = getattr(self.providers.primary.get("voice"), "PARALLEL", self.cfg.limits.stage_threads)
+        return {"encode": self.encode_slots, "voice": max(1, voice)}
 
     @cached_property
     def encoding(self) -> tuple[codecs.Encoder, str]:

@@ -125,14 +125,16 @@ def _run_graph(script: Script, slug: str, cfg: DictConfig, layout: RunLayout, re
     cache = Cache(cfg.cache.dir) if cfg.cache.enabled else None
     try:
         outputs, records = comp.graph.run(cfg, layout.workdir(slug), threads=cfg.limits.stage_threads, cache=cache,
-                                          slots={"encode": comp.encode_slots}, executors=executors,
-                                          observer=ScriptObserver(), cancelled=reliability.cancelled,
+                                          slots=comp.slots, executors=executors,
+                                          observer=ScriptObserver(stage_over=providers.release),
+                                          cancelled=reliability.cancelled,
                                           on_interrupt=reliability.cancel,  # backoffs wake, no retry sends again
                                           on_abort=lambda: _stop(providers))
     except GraphError as exc:
         record["stages"] = [asdict(r) for r in exc.records]
         raise
     finally:
+        providers.release()
         record["services"] = providers.services()
     record["stages"] = [asdict(r) for r in records]
     record["providers"] = _providers_used(records)

@@ -77,6 +77,18 @@ class Providers:
                     logger.warning("{}: cancelling failed: {}", getattr(provider, "name", provider),
                                    redact(f"{type(exc).__name__}: {exc}"))
 
+    def release(self, group: str | None = None) -> None:
+        """The script needs nothing more of ``group`` (of any group, when None): its providers let go of what they
+        hold for it (piper: the voice process, which exits once no script holds it). Never raises."""
+        for name in [group] if group is not None else list(self.primary):
+            for provider in [self.primary.get(name), *self.backups.get(name, [])]:
+                if hasattr(provider, "release"):
+                    try:
+                        provider.release()
+                    except Exception as exc:
+                        logger.warning("{}: letting go failed: {}", getattr(provider, "name", provider),
+                                       redact(f"{type(exc).__name__}: {exc}"))
+
     def services(self) -> dict[str, Any]:
         """Usage and breaker state of every cloud provider in use, for the script's record."""
         out = {}

@@ -12,9 +12,7 @@ import email.utils
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable
 
 from renderer.ops.health import latency_percentiles
 from renderer.ops.reliability import (
@@ -27,6 +25,9 @@ from renderer.ops.reliability import (
     retryable_status,
 )
 from renderer.ops.secrets import env_key
+
+if TYPE_CHECKING:
+    import requests
 
 DOWNLOAD_CHUNK = 1 << 16
 
@@ -143,6 +144,8 @@ class Client:
         name = "auth_session" if auth else "plain_session"
         session = getattr(self._local, name, None)
         if session is None:
+            import requests  # here: an offline render never pays its ~13 MB
+
             session = requests.Session()
             if auth:
                 session.headers.update(self._headers)
@@ -150,6 +153,8 @@ class Client:
         return session
 
     def _send(self, method: str, url: str, *, auth: bool, timeout: float, **kwargs: Any) -> requests.Response:
+        import requests
+
         started = time.monotonic()
         try:
             return self._session(auth).request(method, url, timeout=timeout, **kwargs)
@@ -181,6 +186,8 @@ class Client:
         """GET ``url`` into ``dest`` without the auth headers (output URLs are pre-signed); return its size.
         ``cancelled()`` turning true stops it between chunks (``Cancelled``); a file larger than ``max_bytes``
         (announced or as it arrives) is refused (``too_large``, not retried)."""
+        import requests
+
         resp = self._send("GET", url, auth=False, timeout=timeout, stream=True)
         with resp:
             if resp.status_code >= 400:

@@ -104,6 +104,7 @@ class LibraryVisual:
     LibraryVisualConfig (renderer/config.py), where its settings' defaults live."""
 
     version = "1"
+    CPU_BOUND = True  # each clip is fitted (re-encoded) here: the visual stage gives it an encode slot
     # the picked file's fingerprint keys a scene (a moved library renders nothing again); a shot's is its own
     UNKEYED = ("dir", "shot_s")
 

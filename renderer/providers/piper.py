@@ -2,8 +2,8 @@
 
 The model (renderer/providers/piper_model.py: a voice package or a .onnx file, never downloaded) lives in the
 voice process (renderer/providers/voice_server.py), one per machine for every worker and script, which loads
-it on the first sentence and exits after ``voice.server_idle_s`` idle; with ``server_idle_s=0`` it is loaded
-in this process instead. Text is spoken a sentence at a time, so each sentence's place in the clip is known
+it on the first sentence and exits once no script is speaking through it; with ``voice.server_idle_s=0`` it is
+loaded in this process instead. Text is spoken a sentence at a time, so each sentence's place in the clip is known
 exactly; its characters are spread over it by length, which gives captions the same per-character timing
 ElevenLabs' alignment does.
 """
@@ -35,8 +35,9 @@ def _peaked(audio: np.ndarray) -> np.ndarray:
 class PiperVoice:
     """Built from PiperVoiceConfig (renderer/config.py), where its settings' defaults live."""
 
-    version = "1"
+    version = "2"  # 2: long sentences spoken in clause-sized pieces
     UNKEYED = ("server_idle_s",)  # where the model runs, not what it says
+    PARALLEL = 1  # the model speaks one sentence at a time (each over every core): more scenes at once only wait
 
     def __init__(self, *, name: str, model: str, speaker_id: int, length_scale: float, sentence_silence_s: float,
                  threads: int, server_idle_s: float, speakers: Mapping[str, str]):
@@ -88,6 +89,11 @@ class PiperVoice:
         """An interrupted render: the sentence the voice process speaks for it is dropped."""
         if self.server is not None:
             self.server.cancel()
+
+    def release(self) -> None:
+        """The script's narration is spoken: the voice process may go (it exits once no script holds it)."""
+        if self.server is not None:
+            self.server.release()
 
     def synthesize(self, lines: list[tuple[str, str | None]], out: Path, *,
                    timeout: float = LOCAL_TIMEOUT_S) -> AudioClip:

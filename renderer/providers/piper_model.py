@@ -21,10 +21,15 @@ from typing import Callable
 
 import numpy as np
 
-# onnxruntime's random ops (piper's noise) draw from generators seeded when the session is made: one seed makes
-# a freshly loaded model speak the same samples wherever it is loaded (a random seed gave no better voice)
-SEED = 20261124
+from renderer.providers import piper_noise
+
 WAIT_SLICE_S = 0.1  # a sentence waiting for the model looks at its deadline and its caller this often
+# A synthesis's working memory grows with its input, ~1.2 MB a phoneme on en_US-joe-medium (a 22-word sentence,
+# 128 phonemes: 309 MB for the process, 151 MB of it the loaded model), so a long sentence is spoken in pieces cut
+# after its clause marks, consecutive clauses joined up to this many phonemes (that sentence: 229 MB). A clause
+# is never cut: a piece ends where the voice pauses anyway, and keeps its mark, so it is intoned as a clause.
+PIECE_PHONEMES = 64
+CLAUSE_MARKS = frozenset(",;:")
 
 
 class PiperTimeout(TimeoutError):
@@ -108,6 +113,7 @@ class Model:
             raise PiperError(f"cannot read piper voice config {config}: {exc}") from exc
         self.onnx, self.config_path, self.threads = onnx, config, threads
         self._voice = None
+        self._noise: list[str] = []  # the loaded model's noise inputs
         self._busy = threading.Lock()
 
     def _loaded(self):
@@ -124,14 +130,29 @@ class Model:
             if self.threads > 0:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
-            onnxruntime.set_seed(SEED)
             try:
-                self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=onnxruntime.InferenceSession(
-                    str(self.onnx), sess_options=options, providers=["CPUExecutionProvider"]))
+                session = onnxruntime.InferenceSession(str(piper_noise.prepared(self.onnx)), sess_options=options,
+                                                       providers=["CPUExecutionProvider"])
+                self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=session)
             except Exception as exc:
                 raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
+            self._noise = piper_noise.inputs(session)
             Model.loads += 1
         return self._voice
+
+    def _audio(self, voice, ids: list[int], syn) -> np.ndarray:
+        """One run of the model, as piper's ``phoneme_ids_to_audio`` makes it, its noise drawn from the run's
+        own inputs (renderer/providers/piper_noise.py)."""
+        c = voice.config
+        feeds = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
+                 "scales": np.array([c.noise_scale if syn.noise_scale is None else syn.noise_scale,
+                                     c.length_scale if syn.length_scale is None else syn.length_scale,
+                                     c.noise_w_scale if syn.noise_w_scale is None else syn.noise_w_scale],
+                                    dtype=np.float32)}
+        if c.num_speakers > 1:
+            feeds["sid"] = np.array([c.default_speaker_id if syn.speaker_id is None else syn.speaker_id],
+                                    dtype=np.int64)
+        return np.asarray(piper_noise.run(voice.session, feeds, self._noise)[0].squeeze(), dtype=np.float32)
 
     def speak(self, text: str, cast: Cast, deadline: float, gone: Callable[[], bool] = lambda: False) -> np.ndarray:
         """``text`` as float samples at the model's rate (several of piper's sentences joined); past ``deadline``
@@ -150,18 +171,34 @@ class Model:
         try:
             voice = self._loaded()
             parts = []
-            for phonemes in voice.phonemize(text):
-                _check(deadline)
-                _check_caller(gone)
-                if phonemes:
-                    ids = voice.phonemes_to_ids(phonemes)
-                    parts.append(np.asarray(voice.phoneme_ids_to_audio(ids, syn), dtype=np.float32))
+            for sentence in voice.phonemize(text):
+                for phonemes in pieces(sentence):
+                    _check(deadline)
+                    _check_caller(gone)
+                    parts.append(self._audio(voice, voice.phonemes_to_ids(phonemes), syn))
         finally:
             self._busy.release()
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         if factor != 1.0 and audio.size:
             audio = resample(audio, round(audio.size / factor))
         return audio
+
+
+def pieces(phonemes: list[str], limit: int = PIECE_PHONEMES) -> list[list[str]]:
+    """A sentence's phonemes as the runs it is spoken in: its clauses (each ending on its mark), consecutive ones
+    joined while they fit in ``limit``; a clause longer than that stays whole."""
+    clauses: list[list[str]] = [[]]
+    for phoneme in phonemes:
+        clauses[-1].append(phoneme)
+        if phoneme in CLAUSE_MARKS:
+            clauses.append([])
+    runs: list[list[str]] = []
+    for clause in filter(None, clauses):
+        if runs and len(runs[-1]) + len(clause) <= limit:
+            runs[-1] += clause
+        else:
+            runs.append(clause)
+    return runs
 
 
 def _check(deadline: float) -> None:

@@ -105,6 +105,7 @@ class ProceduralVisual:
     with the configured visual's settings of the same names (renderer/providers/chain.py)."""
 
     version = "3"  # 3: calm art in the theme's colours
+    CPU_BOUND = True  # drawn here (numpy, ffmpeg): the visual stage gives it an encode slot
 
     def __init__(self, *, name: str, scale: float, fps: int, sources: Sequence[str]):
         self.name = name

@@ -7,8 +7,14 @@ batch.n_jobs=3 the process tree peaked at 733 MB with one voice process against 
 worker, whose own peak (190 MB) was that of n_jobs=1 (187 MB): three jobs cost one model. At n_jobs=1 the two
 are even (445 vs 450 MB), and the orchestrator alone drops from 231-263 MB to 79-85 MB, flat in video length
 (P6b). Wall time is the same within the noise of a shared machine (one sentence at a time over all the cores
-is what each worker's model did anyway). It exits once idle for ``voice.server_idle_s``, so nothing lingers
-after the batch.
+is what each worker's model did anyway).
+
+It lives while a script speaks through it, and no longer: a client holds it (a connection kept open, see
+``VoiceClient.hold``) from its first sentence until its script's voice stage is over, and once nothing holds it
+and nothing is being spoken it exits, so a script's encodes never run beside a model that has finished
+speaking (P2: the tree's peak is the voice phase's or the encodes', not their sum). A worker that dies lets go
+with its connection. A client that never holds (a status call) keeps it ``voice.server_idle_s``; the watcher
+(``python -m renderer.watch``) holds it while it watches, so each save speaks on a loaded model.
 
 Client and server talk through ``multiprocessing.connection`` on an AF_UNIX socket in a per-user runtime dir
 (``$XDG_RUNTIME_DIR/renderer``, else ``/tmp/renderer-<uid>``; mode 0700) with an authkey from a 0600 file
@@ -46,7 +52,6 @@ from typing import Any, Iterator
 import numpy as np
 from loguru import logger
 
-from renderer.ops import reliability
 from renderer.providers.piper_model import (
     Abandoned,
     Cast,
@@ -158,19 +163,47 @@ class VoiceClient:
     def __init__(self, idle_s: float):
         self.idle_s = idle_s
         self._cancelled = threading.Event()
+        self._hold: Connection | None = None
+        self._holding = threading.Lock()
 
     def cancel(self) -> None:
         """Stop waiting: every sentence in flight closes its connection (the server stops speaking it)."""
         self._cancelled.set()
+        self.release()
+
+    def hold(self) -> None:
+        """Keep the voice process (and its models) up until ``release()``: more sentences are coming. Best
+        effort: a server that cannot be held still exits after ``idle_s`` with nothing to say."""
+        with self._holding:
+            if self._hold is not None:
+                return
+            try:
+                conn = self._connect()
+                conn.send({"op": "hold", "idle_s": self.idle_s})
+            except (EOFError, OSError, PiperError) as exc:
+                logger.debug("the voice process could not be held: {}", exc)
+                return
+            self._hold = conn
+
+    def release(self) -> None:
+        """Let the voice process go: it exits once nothing holds it and nothing is being spoken."""
+        with self._holding:
+            if self._hold is not None:
+                with suppress(OSError):
+                    self._hold.close()
+                self._hold = None
 
     def speak(self, model: Model, text: str, cast: Cast, deadline: float) -> np.ndarray:
         """``model.speak`` done by the voice process, started (again) as needed; see the module's docstring."""
         request = {"op": "speak", "onnx": str(model.onnx), "config": str(model.config_path),
                    "threads": model.threads, "text": text, "cast": cast}
+        self.hold()
         try:
             return self._ask(request, deadline)
         except ServerLost as exc:
             logger.warning("the voice process went away ({}): starting it again for this sentence", exc)
+        self.release()  # held a server that is gone: hold its successor
+        self.hold()
         try:
             return self._ask(request, deadline)
         except ServerLost as exc:
@@ -181,6 +214,8 @@ class VoiceClient:
         return self._ask({"op": "status"}, time.monotonic() + START_TIMEOUT_S)
 
     def _ask(self, request: dict[str, Any], deadline: float) -> Any:
+        from renderer.ops import reliability  # the client's: the server never imports the config schema
+
         try:
             conn = self._connect()
         except (EOFError, OSError) as exc:  # it died as it let this client in
@@ -253,8 +288,10 @@ def running_pid() -> int | None:
 class Server:
     def __init__(self, where: Place, idle_s: float):
         self.where, self.idle_s = where, idle_s
-        self.state = threading.Lock()
+        self.state = threading.Condition()
         self.active, self.last, self.closing = 0, time.monotonic(), False
+        self.holds = 0
+        self.let_go = False  # the last hold ended after the last sentence: nobody has more to say
 
     def handle(self, conn: Connection) -> None:
         """One client's requests, until it closes the connection."""
@@ -267,20 +304,39 @@ class Server:
                 with self.state:
                     if self.closing:
                         return  # the client starts a new server
-                    self.active += 1
                     self.idle_s = float(request.get("idle_s", self.idle_s))
+                    if request.get("op") == "hold":
+                        self.holds += 1
+                    else:
+                        self.active += 1
+                        self.let_go = False
+                if request.get("op") == "hold":
+                    self.held(conn)
+                    return
                 try:
                     reply = self.answer(request, conn)
                 finally:
                     with self.state:
                         self.active -= 1
                         self.last = time.monotonic()
+                        self.state.notify_all()
                 if reply is None:
                     return
                 try:
                     conn.send(reply)
                 except OSError:
                     return
+
+    def held(self, conn: Connection) -> None:
+        """A client holds the server until it closes this connection (or its process dies)."""
+        with suppress(EOFError, OSError):
+            while True:
+                conn.recv()  # nothing is sent on a hold; this returns when the client lets go
+        with self.state:
+            self.holds -= 1
+            self.let_go = not self.holds and not self.active
+            self.last = time.monotonic()
+            self.state.notify_all()
 
     def answer(self, request: dict[str, Any], conn: Connection) -> tuple[str, Any] | None:
         if request.get("op") == "status":
@@ -296,14 +352,20 @@ class Server:
         except Exception as exc:
             return "error", str(exc) if isinstance(exc, PiperError) else f"{type(exc).__name__}: {exc}"
 
+    def done(self) -> bool:
+        """Nothing held, nothing spoken, and either every holder let go or nothing was asked for ``idle_s``."""
+        if self.active or self.holds:
+            return False
+        return self.let_go or time.monotonic() - self.last >= self.idle_s
+
     def exit_when_idle(self) -> None:
-        """Exit once nothing was asked for ``idle_s``: the socket first (under the start lock, so no client is
-        starting a successor meanwhile), then the process."""
+        """Exit once ``done()``: the socket first (under the start lock, so no client is starting a successor
+        meanwhile), then the process."""
         mine = self.where.socket.stat().st_ino
         while True:
-            time.sleep(min(1.0, max(0.05, self.idle_s / 4)))
             with self.state:
-                if self.active or time.monotonic() - self.last < self.idle_s:
+                self.state.wait(min(1.0, max(0.05, self.idle_s / 4)))
+                if not self.done():
                     continue
                 with _locked(self.where.file("lock"), blocking=False) as held:
                     if not held:

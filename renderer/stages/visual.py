@@ -100,6 +100,8 @@ def node(scene: Scene, provider: Any, *, width: int, height: int, timeout: float
         cacheable=not stand_in,
         unkeyed=(*(f"visual.{name}" for name in getattr(provider, "UNKEYED", ())),
                  *(() if getattr(provider, "THEMED", False) else THEME_COLOURS)),  # a stand-in's are never cached
+        # drawn or transcoded here: it takes its turn with the encodes for the cores (a download waits on none)
+        slot="encode" if getattr(provider, "CPU_BOUND", False) else "",
     )
 
 

@@ -32,6 +32,9 @@ def levelled(speak: Callable[[NodeInput], AudioClip], *, timeout: float) -> Call
     return fn
 
 
+SLOT = "voice"  # its own slot: voices waiting for a model that speaks one at a time hold no thread a picture needs
+
+
 def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | None = None,
          stand_in: bool = False) -> Node:
     """``backups`` are tried in order when ``provider`` fails (none: the failure fails the script).
@@ -55,6 +58,7 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
         fallback=first_that_works([speak_with(b) for b in backups or []]),
         cacheable=not stand_in,
         unkeyed=tuple(f"voice.{name}" for name in getattr(provider, "UNKEYED", ())),
+        slot=SLOT,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.benchmarks import measure, scripts
 from tests.benchmarks.report import Row, failed
 
-UTILISATION_TARGET, SLOWER_TARGET = 0.85, 1.1
+UTILISATION_TARGET, SLOWER_TARGET = 0.90, 1.1
 RUNNERS = [("n_jobs=1", ["batch.n_jobs=1"]), ("n_jobs=2", ["batch.n_jobs=2", "batch.backend=loky"]),
            ("Dask LocalCluster(2)", ["batch.n_jobs=2", "batch.backend=dask", "batch.dask.workers=2"])]
 

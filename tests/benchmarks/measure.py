@@ -1,8 +1,9 @@
 """Running one measured command: wall time, CPU time and peak memory of its whole process tree.
 
 The tree includes the voice process (renderer/providers/voice_server.py): it runs detached, outside the tree
-of the command that started it, but is the command's memory all the same. Each run starts without one, so the
-model's load is measured as a cold render pays it."""
+of the command that started it, but is the command's memory and CPU time all the same (a run may start several
+in turn: each exits once no script holds it). Each run starts without one, so the model's load is measured as a
+cold render pays it."""
 
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = 
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
         before = _children_cpu()
         started, rss, pss, voice = time.perf_counter(), 0, 0, 0
+        voice_cpu: dict[int, float] = {}  # each voice process's CPU time, as last seen
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         while proc.poll() is None:
             now_rss, now_pss = _memory(proc.pid, tree)
-            voice_rss, voice_pss = _voice_memory()
+            voice_rss, voice_pss = _voice_memory(voice_cpu)
             if tree:
                 now_rss, now_pss = now_rss + voice_rss, now_pss + voice_pss
             rss, pss, voice = max(rss, now_rss), max(pss, now_pss), max(voice, voice_pss)
@@ -57,7 +59,8 @@ def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = 
                 proc.wait(timeout=SAMPLE_S)
         seconds = time.perf_counter() - started
         err.seek(0)
-        result = Run(seconds, _children_cpu() - before, rss / 2**20, pss / 2**20, err.read(), voice / 2**20)
+        cpu = _children_cpu() - before + (sum(voice_cpu.values()) if tree else 0.0)
+        result = Run(seconds, cpu, rss / 2**20, pss / 2**20, err.read(), voice / 2**20)
     stop_voice_process()
     if proc.returncode:
         raise Failed(f"exit {proc.returncode}: {' '.join(map(str, cmd[:6]))} …\n{tail(result.stderr)}")
@@ -74,12 +77,17 @@ def stop_voice_process() -> None:
             process.wait(timeout=5)
 
 
-def _voice_memory() -> tuple[int, int]:
+def _voice_memory(cpu: dict[int, float]) -> tuple[int, int]:
+    """The voice process's RSS and PSS now (0 without one); its CPU time so far goes into ``cpu`` by pid (the
+    last tenth of a second before it exits goes unseen)."""
     pid = voice_server.running_pid()
     if pid is None:
         return 0, 0
     with suppress(psutil.Error):
-        info = psutil.Process(pid).memory_full_info()
+        process = psutil.Process(pid)
+        times = process.cpu_times()
+        cpu[pid] = times.user + times.system
+        info = process.memory_full_info()
         return info.rss, info.pss
     return 0, 0
 
