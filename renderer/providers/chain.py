@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -69,25 +69,13 @@ class Providers:
     def cancel(self) -> None:
         """Stop cloud work in flight (e.g. DELETE running Runway tasks); called when a run is interrupted.
         One provider failing to cancel does not keep the others from cancelling."""
-        for provider in self.primary.values():
-            if hasattr(provider, "cancel"):
-                try:
-                    provider.cancel()
-                except Exception as exc:
-                    logger.warning("{}: cancelling failed: {}", getattr(provider, "name", provider),
-                                   redact(f"{type(exc).__name__}: {exc}"))
+        _each(self.primary.values(), "cancel", "cancelling")
 
     def release(self, group: str | None = None) -> None:
         """The script needs nothing more of ``group`` (of any group, when None): its providers let go of what they
         hold for it (piper: the voice process, which exits once no script holds it). Never raises."""
         for name in [group] if group is not None else list(self.primary):
-            for provider in [self.primary.get(name), *self.backups.get(name, [])]:
-                if hasattr(provider, "release"):
-                    try:
-                        provider.release()
-                    except Exception as exc:
-                        logger.warning("{}: letting go failed: {}", getattr(provider, "name", provider),
-                                       redact(f"{type(exc).__name__}: {exc}"))
+            _each([self.primary.get(name), *self.backups.get(name, [])], "release", "letting go")
 
     def services(self) -> dict[str, Any]:
         """Usage and breaker state of every cloud provider in use, for the script's record."""
@@ -99,6 +87,17 @@ class Providers:
             for service, one in getattr(provider, "guards", {}).items():  # a provider of several services
                 out[service] = {**one.summary(), "usage": getattr(provider, "stats", {}).get(service, {})}
         return out
+
+
+def _each(providers: Iterable[Any], method: str, doing: str) -> None:
+    """``method()`` of every provider that has it; one failing (logged) does not stop the others."""
+    for provider in providers:
+        if hasattr(provider, method):
+            try:
+                getattr(provider, method)()
+            except Exception as exc:
+                logger.warning("{}: {} failed: {}", getattr(provider, "name", provider), doing,
+                               redact(f"{type(exc).__name__}: {exc}"))
 
 
 def make(schema: type, **settings: Any) -> Any:
