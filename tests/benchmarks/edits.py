@@ -21,6 +21,7 @@ EDITS = [("unchanged", "", ()), ("narration", "narration", ()), ("screen", "scre
 # what a theme may re-run: what is drawn in its colours (terminals, backgrounds, the title card, burned-in
 # captions), the segments; no voice or soundtrack
 THEME_REDRAWS = {"terminal", "visual", "title", "captions", "segment", "mux", "thumbnails"}
+P1_TARGET = 1.15  # the cold render against one re-encode of what it made
 SOFT_CAPTIONS = ("captions.burn=false",)  # P4b: captions in their own files, so a narration edit is audio only
 
 
@@ -31,12 +32,12 @@ def rows(b) -> list[Row]:
         runs = [_one(b, total, count) for _ in range(b.runs)]
     except measure.Failed as exc:
         return [failed(id_, claim, target, exc) for id_, claim, target in
-                [("P1", "cold render vs its floor", "≤ 1.5×"), ("P4a", "unchanged rerun", "≤ 5 % of cold")]]
+                [("P1", "cold render vs its floor", f"≤ {P1_TARGET}×"), ("P4a", "unchanged rerun", "≤ 5 % of cold")]]
     cold = measure.median([r["cold"].seconds for r in runs])
     floor = measure.median([r["floor"].seconds for r in runs])
     ratio = measure.median([r["cold"].seconds / r["floor"].seconds for r in runs])
     out = [Row("P1", f"cold offline render of a {sizes} script, 720p30", f"cold render {cold:.1f} s",
-               f"one ffmpeg re-encode of its MP4 {floor:.1f} s", f"{ratio:.2f}×", "≤ 1.5×", ratio <= 1.5,
+               f"one ffmpeg re-encode of its MP4 {floor:.1f} s", f"{ratio:.2f}×", f"≤ {P1_TARGET}×", ratio <= P1_TARGET,
                [f"cold {r['cold'].seconds:.1f} s vs floor {r['floor'].seconds:.1f} s" for r in runs])]
     share = {name: measure.median([r[name].seconds / r["cold"].seconds for r in runs]) for name, _, _ in EDITS}
     seconds = {name: measure.median([r[name].seconds for r in runs]) for name, _, _ in EDITS}
