@@ -77,3 +77,26 @@ def test_placed_clips_give_the_loudness_of_the_programme_they_make(tmp_path):
     assert composed == pytest.approx(meter, abs=0.2)
     alone = loudness.integrated(loudness.programme(placements[:1], 12.0))
     assert abs(alone - composed) > 0.3  # the other clips count: the test would see a wrong placement
+
+
+def test_a_long_clip_is_measured_in_bounded_memory(tmp_path):
+    """Every step's mean square as the whole file would give it, read a block at a time: a 2-minute clip's
+    K-weighted samples (46 MB) never sit in memory at once, nor their squares (four voices measured side by side
+    held ~25 MB each, the orchestrator's peak growing with the scene count)."""
+    import tracemalloc
+
+    import numpy as np
+
+    step = round(loudness.STEP_S * loudness.RATE)
+    samples = np.random.default_rng(7).standard_normal(120 * loudness.RATE + step // 3)  # a partial last step
+    samples.astype("<f8").tofile(tmp_path / "clip.k64")  # as an ffmpeg run of ``analysis`` writes it
+    whole = np.zeros(-(-samples.size // step) * step)
+    whole[:samples.size] = samples * samples
+    tracemalloc.start()
+    try:
+        energies = loudness.Analysis([], [], tmp_path, "clip", peak=False).result().energies
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert energies == tuple(whole.reshape(-1, step).mean(axis=1).tolist())
+    assert peak < 8 * 2**20, f"{peak / 2**20:.1f} MB"
