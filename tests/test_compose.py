@@ -69,10 +69,12 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     nodes = comp.graph.nodes
     assert set(nodes) == expected
     assert {n.stage for n in nodes.values()} == set(STAGES[strategy])
-    # CPU-bound work takes turns for the cores (pictures drawn here among it); voices wait in a slot of their own
-    slots = {"segment": "encode", "soundtrack": "encode", "visual": "encode", "voice": "voice"}
+    # CPU-bound work takes turns for the cores (pictures drawn here among it); voices wait in a slot of their own;
+    # the soundtrack, which only the mux waits for, is mixed beside the encodes at a lower priority
+    slots = {"segment": "encode", "soundtrack": "background", "visual": "encode", "voice": "voice"}
     for name, node in nodes.items():
         assert node.slot == slots.get(node.stage, ""), name
+    assert comp.slots["background"] == 1
     mux_deps = nodes["mux"].deps
     if strategy == "audio_only":
         assert "segments" not in mux_deps

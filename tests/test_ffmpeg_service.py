@@ -287,3 +287,14 @@ def test_kill_9_of_the_whole_renderer_leaves_no_media_tool_running(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_tool_started_in_the_background_runs_niced_from_its_start():
+    """The soundtrack's tools yield the cores to the encodes: niced before their first instruction (no window at
+    the renderer's priority), the renderer's own priority untouched, and tools started outside it not niced."""
+    ask = [sys.executable, "-c", "import os; print(os.nice(0))"]
+    ours = os.nice(0)
+    with ffmpeg.in_background():
+        niced = int(ffmpeg.run_tool(ask))
+    assert niced == min(19, ours + ffmpeg.BACKGROUND_NICE)
+    assert int(ffmpeg.run_tool(ask)) == ours == os.nice(0)

@@ -19,9 +19,11 @@ import subprocess
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import psutil
 
@@ -39,10 +41,16 @@ INSTALL_HINT = "install ffmpeg with libx264, aac and libass (Debian/Ubuntu: apt-
 # that read something of every scene do it in batches of this many
 MAX_INPUTS = 48
 
+# a tool started ``in_background()`` runs this much nicer than the renderer: sharing a core with an encode it gets
+# about a quarter of it (the scheduler's weights for nice 5 and 0: 335 and 1024), a core left idle all of it
+BACKGROUND_NICE = 5
+
 _paths: dict[str, str] = {}  # tool -> path set by configure()
 SETPRIV = shutil.which("setpriv")  # util-linux; without it, strays of a killed run are stopped by the next one
+NICE = shutil.which("nice")  # coreutils: a tool run in the background is niced before it runs its first instruction
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
+_background: ContextVar[bool] = ContextVar("background", default=False)
 
 
 class FFmpegError(RuntimeError):
@@ -113,6 +121,17 @@ def check_features() -> None:
 
 
 # --- running ---------------------------------------------------------------------------------------------
+@contextmanager
+def in_background() -> Iterator[None]:
+    """The tools this thread starts meanwhile run at a lower CPU priority (``BACKGROUND_NICE``): work that nothing
+    waits for yet (the soundtrack, which only the last step needs) fills the cores without slowing the encodes."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
 def _register(proc: subprocess.Popen) -> None:
     with _live_lock:
         _live.add(proc)
@@ -221,6 +240,8 @@ def run_tool(cmd: list[str], *, timeout: float | None = None, cwd: Path | None =
     Raise FFmpegError on failure, timeout or interruption."""
     limit = timeout or DEFAULT_TIMEOUT_S
     launch = [SETPRIV, "--pdeathsig", "KILL", "--", *cmd] if SETPRIV else cmd
+    if _background.get() and NICE:
+        launch = [NICE, "-n", str(BACKGROUND_NICE), *launch]
     try:
         proc = subprocess.Popen(launch, cwd=cwd, stdin=subprocess.PIPE if feed is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True,

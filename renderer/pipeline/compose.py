@@ -60,8 +60,8 @@ def stage_names(cfg: DictConfig) -> list[str]:
     early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
     late = [name for name in layers if name in AFTER_TIMELINE]
     cuts = ["transition"] if cfg.assembly.transition_s > 0 else []
-    # the soundtrack before the segments: it needs only the voices and the timeline, and the encode slot it
-    # shares with them takes nodes in graph order, so it is mixed early rather than alone on one core at the end
+    # the soundtrack before the segments: it needs only the voices and the timeline, so it is mixed beside the
+    # encodes (in the background) rather than alone on one core at the end
     return [*early, "timeline", *late, "soundtrack", "segment", *cuts, "mux", "thumbnails"]
 
 
@@ -167,9 +167,10 @@ class Composition:
     @property
     def slots(self) -> dict[str, int]:
         """How many nodes of each named slot run at once: the encodes (and pictures drawn here), as the cores
-        allow; the voices, as many as the voice provider speaks at once (``PARALLEL``; else the stage threads)."""
+        allow; the voices, as many as the voice provider speaks at once (``PARALLEL``; else the stage threads); the
+        soundtrack, beside them at a lower priority."""
         voice = getattr(self.providers.primary.get("voice"), "PARALLEL", self.cfg.limits.stage_threads)
-        return {"encode": self.encode_slots, "voice": max(1, voice)}
+        return {"encode": self.encode_slots, "voice": max(1, voice), "background": 1}
 
     @cached_property
     def encoding(self) -> tuple[codecs.Encoder, str]:

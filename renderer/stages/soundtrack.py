@@ -32,6 +32,7 @@ from renderer.ops.reliability import RetryPolicy
 from renderer.providers.base import AudioClip
 from renderer.stages.timeline import Timeline
 
+SLOT = "background"  # a slot of its own, its tools niced: only the mux needs it, so it takes the time the encodes leave
 VERSION = "3"  # 3: the loudness from the clips' measurements (the pad's synthesis: ambient.VERSION, in its data)
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
@@ -246,6 +247,11 @@ def add(comp) -> None:
         reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
         data={"music": music},
         deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
-        fn=lambda inp: render(inp, timeout=timeout),
+        fn=lambda inp: _behind(render, inp, timeout),
         fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),
-        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly), slot="encode"))  # an AAC encode: CPU-bound
+        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly), slot=SLOT))
+
+
+def _behind(render, inp: NodeInput, timeout: float) -> Soundtrack:
+    with ffmpeg.in_background():
+        return render(inp, timeout=timeout)
