@@ -16,8 +16,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -282,18 +284,21 @@ class DaskRunner(Runner):
         """An interrupted batch: every task of it is told to stop (the Event ``render_on_dask`` watches), so tasks
         not started never start and those running cancel their own work (Runway tasks, tools); after
         ``CANCEL_GRACE_S`` the futures still out are cancelled on the scheduler."""
-        from distributed import Event, wait
+        from distributed import Event
 
         logger.warning("dask: stopping {} script(s): {:.0f} s for the workers to cancel their work", len(futures),
                        CANCEL_GRACE_S)
         try:
             with signals_held():
                 Event(self.stop_name, client=self.client).set()
-                try:
-                    wait(futures, timeout=CANCEL_GRACE_S)
-                except TimeoutError:
-                    logger.warning("dask: {} script(s) still running after {:.0f} s: cancelled",
-                                   sum(not f.done() for f in futures), CANCEL_GRACE_S)
+                # each future's own wait: ``distributed.wait`` asks for a default client, which this one is not
+                deadline = time.monotonic() + CANCEL_GRACE_S
+                for future in futures:
+                    with suppress(Exception):  # its outcome is the record it wrote; only its end matters here
+                        future.result(timeout=max(0.0, deadline - time.monotonic()))
+                if running := sum(not f.done() for f in futures):
+                    logger.warning("dask: {} script(s) still running after {:.0f} s: cancelled", running,
+                                   CANCEL_GRACE_S)
             self.client.cancel(futures, force=True, reason="the batch was interrupted")
         except Exception as exc:  # the scheduler is gone: nothing will run them anyway
             logger.debug("dask: cancelling: {}", exc)
