@@ -245,7 +245,7 @@ def run_stock_batch(stock: FakeStock, inputs: list[str], run_dir: Path, *extra: 
 def test_the_sample_batch_with_stock_footage_keeps_the_rate_limits_with_three_jobs(tmp_path):
     """The sample batch (scripts/) with visual=stock against the doubles, three scripts at once, the services'
     limits small enough to be reached: no request over a limit, every video out, every clip credited."""
-    with FakeStock(pexels_key=PX_KEY, pixabay_key=PB_KEY, limits={"pexels": (15, 3.0), "pixabay": (10, 3.0)}) as stock:
+    with FakeStock(pexels_key=PX_KEY, pixabay_key=PB_KEY, limits={"pexels": (15, 1.0), "pixabay": (10, 1.0)}) as stock:
         result = run_stock_batch(stock, ["scripts/*.txt", "scripts/*.md"], tmp_path / "run", "batch.n_jobs=3",
                                  "limits.max_jobs=3", "visual.shot_s=12")  # fewer shots: test_stock_pipeline has them
         stats = stock.stats()
