@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from renderer.ops import malloc
 from renderer.providers import piper_noise
 
 WAIT_SLICE_S = 0.1  # a sentence waiting for the model looks at its deadline and its caller this often
@@ -114,6 +115,7 @@ class Model:
         self.onnx, self.config_path, self.threads = onnx, config, threads
         self._voice = None
         self._noise: list[str] = []  # the loaded model's noise inputs
+        self._last_run = None  # RunOptions of a text's last run
         self._busy = threading.Lock()
 
     def _loaded(self):
@@ -137,12 +139,17 @@ class Model:
             except Exception as exc:
                 raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
             self._noise = piper_noise.inputs(session)
+            # the last run of a text hands its working memory back when it ends (malloc.trim then gives it to
+            # the system): kept in the arena, a synthesis's peak (~80 MB) stayed resident between clips. Not
+            # every run: an arena grown again for each piece peaked higher
+            self._last_run = onnxruntime.RunOptions()
+            self._last_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             Model.loads += 1
         return self._voice
 
-    def _audio(self, voice, ids: list[int], syn) -> np.ndarray:
+    def _audio(self, voice, ids: list[int], syn, options=None) -> np.ndarray:
         """One run of the model, as piper's ``phoneme_ids_to_audio`` makes it, its noise drawn from the run's
-        own inputs (renderer/providers/piper_noise.py)."""
+        own inputs (renderer/providers/piper_noise.py); ``options``: its ``RunOptions``."""
         c = voice.config
         feeds = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
                  "scales": np.array([c.noise_scale if syn.noise_scale is None else syn.noise_scale,
@@ -152,7 +159,8 @@ class Model:
         if c.num_speakers > 1:
             feeds["sid"] = np.array([c.default_speaker_id if syn.speaker_id is None else syn.speaker_id],
                                     dtype=np.int64)
-        return np.asarray(piper_noise.run(voice.session, feeds, self._noise)[0].squeeze(), dtype=np.float32)
+        return np.asarray(piper_noise.run(voice.session, feeds, self._noise, options)[0].squeeze(),
+                          dtype=np.float32)
 
     def speak(self, text: str, cast: Cast, deadline: float, gone: Callable[[], bool] = lambda: False) -> np.ndarray:
         """``text`` as float samples at the model's rate (several of piper's sentences joined); past ``deadline``
@@ -170,14 +178,16 @@ class Model:
             _check_caller(gone)
         try:
             voice = self._loaded()
+            runs = [phonemes for sentence in voice.phonemize(text) for phonemes in pieces(sentence)]
             parts = []
-            for sentence in voice.phonemize(text):
-                for phonemes in pieces(sentence):
-                    _check(deadline)
-                    _check_caller(gone)
-                    parts.append(self._audio(voice, voice.phonemes_to_ids(phonemes), syn))
+            for n, phonemes in enumerate(runs, 1):
+                _check(deadline)
+                _check_caller(gone)
+                parts.append(self._audio(voice, voice.phonemes_to_ids(phonemes), syn,
+                                         self._last_run if n == len(runs) else None))
         finally:
             self._busy.release()
+            malloc.trim()  # what the runs freed, back to the system: the process holds the model, not a peak
         audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         if factor != 1.0 and audio.size:
             audio = resample(audio, round(audio.size / factor))

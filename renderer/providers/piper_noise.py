@@ -109,13 +109,14 @@ def draws(names: list[str], feeds: dict[str, np.ndarray], ids: int, factor: int 
             for k, name in enumerate(names)}
 
 
-def run(session, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
-    """``session.run`` with the noise for ``feeds``; a draw larger than its input is fed again, longer."""
+def run(session, feeds: dict[str, np.ndarray], names: list[str], options=None) -> list[np.ndarray]:
+    """``session.run`` (with its ``RunOptions``) with the noise for ``feeds``; a draw larger than its input is
+    fed again, longer."""
     ids = int(feeds["input"].shape[-1])
     factor = 1
     while True:
         try:
-            return session.run(None, {**feeds, **draws(names, feeds, ids, factor)})
+            return session.run(None, {**feeds, **draws(names, feeds, ids, factor)}, options)
         except Exception as exc:  # onnxruntime's own error type: a Reshape short of values
             if factor >= 64 or "Reshape" not in str(exc) and "reshape" not in str(exc):
                 raise
