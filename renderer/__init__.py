@@ -1,5 +1,5 @@
 """A declarative, config-driven batch video renderer (see README.md)."""
 
-from renderer.ops.malloc import cap_arenas
+from renderer.ops import malloc
 
-cap_arenas()  # every process of the renderer (orchestrator, workers, the voice process): renderer/ops/malloc.py
+malloc.configure()  # every process of the renderer (orchestrator, workers, the voice process): renderer/ops/malloc.py
