@@ -4,6 +4,7 @@ and an interrupted batch (kill -9) resumes to the same result as an uninterrupte
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import os
@@ -45,9 +46,28 @@ def script(tmp_path: Path) -> Path:
     return path
 
 
-def test_unchanged_rerun_runs_no_stage_and_gives_the_same_file(script, tmp_path):
+@pytest.fixture(scope="module")
+def first_render(tmp_path_factory) -> tuple[dict, Path]:
+    """One cold render of THREE_SCENES (run dir ``a``, cache ``cache``), for the tests below to start from."""
+    base = tmp_path_factory.mktemp("first")
+    source = base / "tiny.txt"
+    source.write_text(THREE_SCENES, encoding="utf-8")
+    record = render(source, base / "a", base / "cache")
+    return record, base
+
+
+@pytest.fixture
+def cold(first_render, tmp_path) -> dict:
+    """The cold render's record, its run dir and cache copied to ``tmp_path/a`` and ``tmp_path/cache`` (each test
+    changes its own cache), as if the test had rendered the script itself first."""
+    record, base = first_render
+    shutil.copytree(base / "a", tmp_path / "a")
+    shutil.copytree(base / "cache", tmp_path / "cache")
+    return copy.deepcopy(record)
+
+
+def test_unchanged_rerun_runs_no_stage_and_gives_the_same_file(script, cold, tmp_path):
     cache = tmp_path / "cache"
-    cold = render(script, tmp_path / "a", cache)
     assert set(statuses(cold).values()) == {"ok"}
     warm = render(script, tmp_path / "b", cache)
     assert set(statuses(warm).values()) == {"cached"}
@@ -63,9 +83,8 @@ def rerun(record: dict) -> list[str]:
     return sorted(name for name, status in statuses(record).items() if status != "cached")
 
 
-def test_theme_change_redraws_terminals_and_backgrounds_and_speaks_nothing_again(script, tmp_path):
+def test_theme_change_redraws_terminals_and_backgrounds_and_speaks_nothing_again(script, cold, tmp_path):
     cache = tmp_path / "cache"
-    render(script, tmp_path / "a", cache)
     changed = render(script, tmp_path / "b", cache, "theme=matrix")
     # the procedural backgrounds are drawn in the theme's colours: every scene is re-encoded, no voice re-run
     assert rerun(changed) == ["mux", "segment/0.0", "segment/1.0", "segment/2.0", "terminal/0", "terminal/1",
@@ -77,17 +96,15 @@ def test_theme_change_redraws_terminals_and_backgrounds_and_speaks_nothing_again
         "mux", "segment/0.0", "segment/2.0", "thumbnails"]
 
 
-def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, tmp_path):
+def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, cold, tmp_path):
     cache = tmp_path / "cache"
-    render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
     # the thumbnails are taken from the segments, the same: only the soundtrack is new (and the file it goes in)
     assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "soundtrack", "voice/1"]
 
 
-def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, tmp_path):
-    cache = tmp_path / "cache"
-    first = render(script, tmp_path / "a", cache)
+def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, cold, tmp_path):
+    cache, first = tmp_path / "cache", cold
     longer = "“Three, and then a much longer closing line that runs well past the four seconds it had.”"
     script.write_text(THREE_SCENES.replace("“Three.”", longer), encoding="utf-8")
     grown = render(script, tmp_path / "b", cache)
@@ -103,9 +120,8 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     assert rerun(same) == ["mux", "soundtrack", "timeline", "voice/2"]
 
 
-def test_one_on_screen_change_reencodes_that_scene_only(script, tmp_path):
+def test_one_on_screen_change_reencodes_that_scene_only(script, cold, tmp_path):
     cache = tmp_path / "cache"
-    render(script, tmp_path / "a", cache)
     script.write_text(THREE_SCENES.replace("$ uptime", "$ uptime --pretty"), encoding="utf-8")
     assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2", "thumbnails"]
 
@@ -125,20 +141,18 @@ def test_with_transitions_an_edit_of_one_scene_reencodes_that_scene_and_its_cuts
     assert rerun(render(script, tmp_path / "d", cache, *on)) == []
 
 
-def test_segments_are_byte_identical_across_cold_renders(script, tmp_path):
+def test_segments_are_byte_identical_across_cold_renders(script, cold, tmp_path):
     def segments(cache: Path) -> dict[str, str]:
         return {entry.parent.name: sha(entry) for entry in cache.glob("segment/*/*/*.mp4")}
 
-    render(script, tmp_path / "a", tmp_path / "cache-a")
-    render(script, tmp_path / "b", tmp_path / "cache-b")
-    first = segments(tmp_path / "cache-a")
+    render(script, tmp_path / "b", tmp_path / "cache-b")  # the first cold render: a and its cache, copied
+    first = segments(tmp_path / "cache")
     assert len(first) == 3 and segments(tmp_path / "cache-b") == first
     assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 
-def test_a_corrupt_cached_segment_is_rendered_again(script, tmp_path):
-    cache = tmp_path / "cache"
-    first = render(script, tmp_path / "a", cache)
+def test_a_corrupt_cached_segment_is_rendered_again(script, cold, tmp_path):
+    cache, first = tmp_path / "cache", cold
     key = next(s["key"] for s in first["stages"] if s["name"] == "segment/1.0")
     (entry,) = cache.glob(f"segment/*/{key}/*.mp4")
     entry.write_bytes(entry.read_bytes()[:-100] + b"\0" * 100)  # same size, other bytes
@@ -157,9 +171,8 @@ def test_fallbacks_are_not_cached(script, tmp_path):
     assert again["visual/0"] == "cached" and again["segment/0.0"] == "cached"
 
 
-def test_disabled_cache_renders_everything(script, tmp_path):
+def test_disabled_cache_renders_everything(script, cold, tmp_path):
     cache = tmp_path / "cache"
-    render(script, tmp_path / "a", cache)
     record = render(script, tmp_path / "b", cache, "cache.enabled=false")
     assert set(statuses(record).values()) == {"ok"}
 
@@ -174,10 +187,9 @@ class LeavesAMark:
         return open, (str(self.marker), "w")
 
 
-def test_a_cache_of_pickled_entries_is_rendered_again_never_unpickled(script, tmp_path):
+def test_a_cache_of_pickled_entries_is_rendered_again_never_unpickled(script, cold, tmp_path):
     """A cache written before records were JSON (format 1): its entries are misses, rendered again and replaced."""
     cache = tmp_path / "cache"
-    render(script, tmp_path / "a", cache)
     marker = tmp_path / "ran-code-from-the-cache"
     pickled = base64.b64encode(pickle.dumps(LeavesAMark(marker))).decode()
     records = list(cache.glob("*/*/*/entry.json"))
@@ -246,13 +258,19 @@ def batch_inputs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(batch_inputs, tmp_path_factory) -> dict[str, str]:
-    """The uninterrupted run, with a cache of its own."""
+def reference_run(batch_inputs, tmp_path_factory) -> Path:
+    """The uninterrupted run, with a cache of its own (copied by each test that resumes it)."""
     base = tmp_path_factory.mktemp("reference")
     result = subprocess.run(_batch(batch_inputs, base / "run", base / "cache"), cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    return {p.stem: sha(p) for p in (base / "run").glob("*/*.mp4")}
+    return base / "run"
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> dict[str, str]:
+    """The uninterrupted run's videos, by slug."""
+    return {p.stem: sha(p) for p in reference_run.glob("*/*.mp4")}
 
 
 @pytest.mark.parametrize("point", ["first_tool", "one_done", "encoding"])
@@ -275,10 +293,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(point, batch_inputs, re
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / ".hydra" / "resumed").is_dir()
 
 
-def test_resume_of_a_finished_run_renders_nothing(batch_inputs, tmp_path):
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    first = subprocess.run(_batch(batch_inputs, run_dir, cache), cwd=ROOT, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+def test_resume_of_a_finished_run_renders_nothing(reference_run, tmp_path):
+    run_dir = shutil.copytree(reference_run, tmp_path / "run")  # a finished run (copy2: the videos' mtimes kept)
     before = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/*.mp4")}
     again = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}"], cwd=ROOT, capture_output=True,
                            text=True)
@@ -305,11 +321,8 @@ def test_resume_of_a_run_whose_config_this_version_cannot_read_fails_clearly(tmp
     assert "Traceback" not in result.stderr
 
 
-def test_resume_refuses_overrides_that_would_change_the_videos(batch_inputs, tmp_path):
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    first = subprocess.run(_batch(batch_inputs, run_dir, cache, "assembly=audio_only"), cwd=ROOT,
-                           capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+def test_resume_refuses_overrides_that_would_change_the_videos(finished_run, tmp_path):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
     again = subprocess.run([sys.executable, "-m", "renderer", f"resume={run_dir}", "theme=matrix",
                             "encode.crf=30"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2

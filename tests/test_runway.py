@@ -327,7 +327,8 @@ def test_scenes_runway_fails_are_drawn_from_the_configured_sources(api: FakeAPI,
     script = tmp_path / "tiny.txt"
     script.write_text(TWO_SCENES, encoding="utf-8")
     cfg = compose_cfg(*TINY, "visual=runway", f"visual.base_url={api.url}", "visual.sources=[life]",
-                      "assembly=visual_only")
+                      "assembly=visual_only", "visual.poll_interval_s=0.05", "visual.poll_jitter_s=0")  # the refusal
+    # is seen at the first poll: at once, not after the default 5-6 s
     record = render_script(script, "tiny", cfg, RunLayout(tmp_path / "run"))
     assert record["status"] == "ok", record["error"]
     assert [f["to"] for f in record["fallbacks"]] == ["procedural:life"] * 2
