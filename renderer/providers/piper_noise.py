@@ -24,7 +24,7 @@ from renderer.ops.files import atomic_path, user_cache_dir
 
 VERSION = 1  # of the rewrite: a new one makes new files
 INPUT = "noise_{}"
-VALUES_PER_ID = 4096  # a first guess at each draw's size per phoneme id (channels × frames), made 4× longer until it fits
+VALUES_PER_ID = 4096  # a first guess at a draw's size per phoneme id (channels × frames), made 4× longer till it fits
 
 
 class NoiseError(RuntimeError):
