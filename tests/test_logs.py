@@ -129,3 +129,28 @@ def test_stdlib_logging_goes_through_loguru_with_the_ids(tmp_path: Path, monkeyp
         logs._configured_for = None
         logger.remove()
         logging.basicConfig(force=True)
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_batch_goes_on(tmp_path: Path):
+    """A batch that seems stuck can be asked what it waits on: ``kill -USR1`` writes each thread's Python stack
+    to stderr (where each frame is, never a value) and the video still comes out."""
+    import signal
+    import time
+
+    script = tmp_path / "in" / "long.txt"
+    script.parent.mkdir()
+    script.write_text(THREE_SCENES, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "renderer", *TINY, f"batch.inputs=[{script}]",
+                             "script.min_last_scene_s=20",  # long enough to be asked while it renders
+                             f"hydra.run.dir={tmp_path / 'run'}", "progress=false"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "renderer.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "stage nodes" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the batch ended before it could be asked"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Thread 0x" in err and 'File "' in err and "renderer" in err, err[-2000:]
+    assert (tmp_path / "run" / "long" / "long.mp4").is_file()

@@ -10,7 +10,9 @@ urllib3, requests, distributed) goes through loguru with the same ids.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -129,6 +131,20 @@ def setup(run_dir: Path, *, console: bool) -> None:
         logger.add(lambda msg: tqdm.write(msg, end="", file=sys.stderr), level="INFO", colorize=True,
                    format="<level>{level: <7}</level> {message}", diagnose=False)
     route_stdlib()
+    stacks_on_request()
+
+
+def stacks_on_request() -> bool:
+    """``kill -USR1 <pid>`` writes every thread's Python stack to this process's stderr (faulthandler: file,
+    line and function only, never a value) and the process goes on: what a batch that seems stuck waits on.
+    Whether it took (not where stderr is no file, e.g. captured in a test)."""
+    if not hasattr(signal, "SIGUSR1"):
+        return False
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError):  # stderr without a file descriptor
+        return False
+    return True
 
 
 @contextmanager
