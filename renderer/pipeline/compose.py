@@ -27,6 +27,8 @@ from renderer.engine.node import Node, node_name
 from renderer.media import codecs
 from renderer.providers.chain import Providers
 from renderer.script import Script
+from renderer.stages import soundtrack
+from renderer.stages import voice as voice_stage
 from renderer.stages.timeline import chunk_count, plan
 from renderer.stages.visual import shots_of
 
@@ -169,8 +171,8 @@ class Composition:
         """How many nodes of each named slot run at once: the encodes (and pictures drawn here), as the cores
         allow; the voices, as many as the voice provider speaks at once (``PARALLEL``; else the stage threads); the
         soundtrack, beside them at a lower priority."""
-        voice = getattr(self.providers.primary.get("voice"), "PARALLEL", self.cfg.limits.stage_threads)
-        return {"encode": self.encode_slots, "voice": max(1, voice), "background": 1}
+        voices = getattr(self.providers.primary.get("voice"), "PARALLEL", self.cfg.limits.stage_threads)
+        return {"encode": self.encode_slots, voice_stage.SLOT: max(1, voices), soundtrack.SLOT: 1}
 
     @cached_property
     def encoding(self) -> tuple[codecs.Encoder, str]:
