@@ -69,7 +69,8 @@ def test_outputs_and_record(two_scenes, tmp_path):
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
     stages = {s["name"]: s for s in saved["stages"]}
     assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
-                           "segment/0.0", "segment/1.0", "soundtrack", "mux", "thumbnails"}
+                           "segment/0.0", "segment/1.0", "narration/0", "narration/1", "soundtrack", "mux",
+                           "thumbnails"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -81,13 +82,13 @@ def test_outputs_and_record(two_scenes, tmp_path):
 
 def test_strategy_shapes_the_graph(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "assembly=audio_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "soundtrack", "mux"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "narration", "soundtrack", "mux"}
     record = render(two_scenes, tmp_path, "assembly=ui_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "soundtrack", "mux",
-                                                     "thumbnails"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "narration",
+                                                     "soundtrack", "mux", "thumbnails"}
     record = render(two_scenes, tmp_path, "assembly=visual_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "soundtrack", "mux",
-                                                     "thumbnails"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "narration",
+                                                     "soundtrack", "mux", "thumbnails"}
 
 
 def test_a_strategy_naming_no_stage_fails_the_script_clearly(two_scenes, tmp_path):
@@ -150,12 +151,12 @@ def test_a_scene_that_fails_to_render_is_retried_then_a_placeholder_that_says_so
     assert max_volume_db(mp4, 0.1, 0.6) > -30  # the narration is kept
 
 
-def test_a_soundtrack_that_fails_is_retried_then_silence(two_scenes, tmp_path):
+def test_narration_that_fails_is_retried_then_silence(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "assembly=audio_only", "encode.audio_bitrate=lots",
                     "retry.assembly.attempts=2", "retry.assembly.wait_s=0.01")
     assert record["status"] == "ok"
-    (fallback,) = record["fallbacks"]
-    assert fallback["node"] == "soundtrack" and fallback["to"] == "silence" and "ffmpeg failed" in fallback["reason"]
+    assert [f["node"] for f in record["fallbacks"]] == ["narration/0", "narration/1"]
+    assert all(f["to"] == "silence" and "ffmpeg failed" in f["reason"] for f in record["fallbacks"])
     assert any("silent" in w for w in record["warnings"])
     info = ffprobe(tmp_path / "tiny" / "tiny.mp4")
     assert codecs(info) == ["aac"]

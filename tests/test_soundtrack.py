@@ -56,6 +56,11 @@ def rms_db(samples: np.ndarray, start: float, end: float) -> float:
     return 20 * np.log10(np.sqrt(np.mean(window ** 2)) + 1e-12)
 
 
+def duration(path: Path) -> float:
+    return float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=duration", "-of", "csv=p=0",
+                                 str(path)], capture_output=True, text=True, check=True).stdout)
+
+
 def tone(path: Path, freq: int, seconds: float, volume_db: float = -6.0) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}:r=22050",
                     "-af", f"volume={volume_db}dB", str(path)], check=True)
@@ -218,27 +223,29 @@ MANY_SCENES_UNDER_A_LOW_FILE_LIMIT = """
 import resource, sys
 from pathlib import Path
 from renderer.engine.node import NodeInput
+from renderer.media.audio import Music
 from renderer.providers.base import AudioClip
 from renderer.stages import soundtrack
 from renderer.stages.timeline import plan
 
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-work, voice, scenes = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+work, voice, bed, scenes = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 clips = [AudioClip(voice, 0.1, provider="tone") for _ in range(scenes)]
 timeline = plan([(0.2 * i, 0.2) for i in range(scenes)], 25)
 cfg = {{**{cfg}, "audio.loudness_lufs": 0}}  # no loudness passes: the mix is what is tested
-out = soundtrack.render(NodeInput({{"music": None}}, cfg, {{"timeline": timeline, "voices": clips}}, work, "k" * 64),
-                        timeout=120)
+out = soundtrack.render(NodeInput({{"music": Music(bed, 0, 0)}}, cfg, {{"timeline": timeline, "voices": clips}}, work,
+                                  "k" * 64), timeout=120)
 print(out.path)
 """
 
 
 def test_hundreds_of_speaking_scenes_mix_under_a_low_open_file_limit(tmp_path):
-    """300 scenes with a voice each, and a process that may open 64 files: the narration is all there."""
-    voice = tone(tmp_path / "voice.wav", 1000, 0.1)
+    """300 scenes with a voice each over a bed (here a silent one: the narration is mixed whole), and a process
+    that may open 64 files: the narration is all there."""
+    voice, bed = tone(tmp_path / "voice.wav", 1000, 0.1), tone(tmp_path / "bed.wav", 200, 1.0, volume_db=-200)
     code = MANY_SCENES_UNDER_A_LOW_FILE_LIMIT.format(cfg=CFG)
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(voice), "300"], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(voice), str(bed), "300"],
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     samples = decoded(Path(result.stdout.strip().splitlines()[-1]))
     assert len(samples) == pytest.approx(60 * RATE, abs=RATE * 0.05)
@@ -250,7 +257,9 @@ def test_hundreds_of_speaking_scenes_mix_under_a_low_open_file_limit(tmp_path):
 def test_narration_that_cannot_be_read_fails_the_soundtrack_instead_of_silencing_it(tmp_path):
     missing = tmp_path / "gone.wav"
     clips = [AudioClip(missing, 1.0, provider="espeak")]
-    inp = NodeInput({"music": None}, CFG, {"timeline": plan([(0, 2)], 25), "voices": clips}, tmp_path, "k" * 64)
+    bed = tone(tmp_path / "bed.wav", 200, 1.0)
+    inp = NodeInput({"music": audio.Music(bed, 0, 0)}, CFG, {"timeline": plan([(0, 2)], 25), "voices": clips}, tmp_path,
+                    "k" * 64)
     with pytest.raises(Exception) as failure:
         soundtrack.render(inp, timeout=60)
     with pytest.raises(RuntimeError, match="narration could not be read"):
@@ -302,12 +311,13 @@ def test_the_narration_lands_on_the_target_from_its_clips_measurements(layout, t
     assert peak <= -1.5
 
 
-def test_narration_alone_is_encoded_once_and_never_measured(tmp_path):
-    """The voice stage's clips carry their measurements: the soundtrack sets the gain from them and encodes,
-    with no pass of ffmpeg's meter over the track (no .r128 or .peak stats in its work folder)."""
+def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
+    """The voice stage's clips carry their measurements: each scene's piece takes its gain from them and is
+    encoded once, with no pass of ffmpeg's meter over it or the joined track (no .r128 or .peak stats in their
+    work folder); the joined track lasts exactly the timeline, and lands on the target."""
     from hydra.utils import instantiate
 
-    from renderer.stages import voice
+    from renderer.stages import narration, voice
 
     script = parsed()
     speaker = instantiate(compose_cfg(*TINY).voice)
@@ -320,8 +330,11 @@ def test_narration_alone_is_encoded_once_and_never_measured(tmp_path):
     work = tmp_path / "soundtrack"
     work.mkdir()
     timeline = plan([(0, 3), (3, 3)], 25)
-    track = soundtrack.render(NodeInput({"music": None}, CFG, {"timeline": timeline, "voices": clips}, work,
-                                        "k" * 64), timeout=60).path
+    pieces = [narration.render(NodeInput(None, CFG, {"voice": clip, "where": narration._where(timeline, i)}, work,
+                                         f"{i}" * 64), scene=i, timeout=60) for i, clip in enumerate(clips)]
+    track = soundtrack.join(NodeInput(None, CFG, {"pieces": pieces, "timeline": timeline}, work, "k" * 64),
+                            timeout=60).path
     assert not list(work.glob("*.r128")) and not list(work.glob("*.peak"))
+    assert duration(track) == pytest.approx(6.0, abs=1e-3)
     loudness, peak = r128(track)
     assert loudness == pytest.approx(-16.0, abs=0.5) and peak <= -1.5

@@ -11,7 +11,7 @@ defaults to ``outputs/watch``), logs in ``<out>/renderer.log``, work files under
 cache makes a re-render redo only the nodes whose inputs changed; after each render one line on stdout says
 how long the refresh took and what was redone::
 
-    refreshed in 2.4 s: outputs/watch/descent/descent.mp4 (3:16; redone: voice/4, soundtrack, mux)
+    refreshed in 2.4 s: outputs/watch/descent/descent.mp4 (3:16; redone: voice/4, narration/4, soundtrack, mux)
 
 A save that breaks the script prints its errors (``file:line: message — hint``) on stderr and keeps the last
 good video; watching goes on. Ctrl-C or SIGTERM stops running ffmpeg processes and exits with 130.

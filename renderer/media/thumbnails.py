@@ -12,20 +12,23 @@ from pathlib import Path
 from renderer.media import ffmpeg
 
 WIDTH = 160  # pixels; the height follows the video's aspect ratio
+EPSILON_S = 1e-6  # a time this close to a piece's start (its start summed in floats) is in that piece
 
 
-def _at(pieces: list[tuple[Path, float]], t: float) -> tuple[Path, float]:
-    """The piece playing at ``t`` seconds into the pieces played one after another, and ``t`` into it."""
+def _at(pieces: list[tuple[Path, float]], t: float, fps: float) -> tuple[Path, float]:
+    """The piece playing at ``t`` seconds into the pieces played one after another, and ``t`` into it: no later
+    than its last frame, so a seek there always finds one."""
     starts = list(itertools.accumulate((seconds for _, seconds in pieces), initial=0.0))[:-1]
-    n = max(0, bisect.bisect_right(starts, t) - 1)
+    n = max(0, bisect.bisect_right(starts, t + EPSILON_S) - 1)
     path, seconds = pieces[n]
-    return path, min(max(0.0, t - starts[n]), max(0.0, seconds - 0.001))
+    return path, min(max(0.0, t - starts[n]), max(0.0, seconds - 1 / fps))
 
 
-def extract(pieces: list[tuple[Path, float]], timeline: list[dict[str, float]], workdir: Path, *,
+def extract(pieces: list[tuple[Path, float]], timeline: list[dict[str, float]], workdir: Path, *, fps: float,
             timeout: float = 60.0) -> tuple[Path, ...]:
     """A JPEG for every scene of ``timeline`` from its midpoint, into ``workdir``, in scene order, from the video
-    that ``pieces`` (files with their durations, in seconds) make played one after another (an input seeked to
+    that ``pieces`` (files with their durations, in seconds, of frames at ``fps``) make played one after another
+    (an input seeked to
     each midpoint, one frame out of each, at most ``ffmpeg.MAX_INPUTS`` inputs per ffmpeg run however many
     scenes there are). No pieces (no picture): none."""
     if not timeline or not pieces:
@@ -37,7 +40,7 @@ def extract(pieces: list[tuple[Path, float]], timeline: list[dict[str, float]], 
         args: list[str] = []
         for span in spans:  # an accurate seek decodes from the keyframe before; no deblocking: a 160 px
             # thumbnail cannot show it, and it takes about 40% of that decode
-            path, offset = _at(pieces, span["start"] + span["duration"] / 2)
+            path, offset = _at(pieces, span["start"] + span["duration"] / 2, fps)
             args += ["-skip_loop_filter", "all", "-ss", f"{offset:.3f}", "-i", str(path)]
         for n, path in enumerate(files[first:first + len(spans)]):
             args += ["-map", f"{n}:v:0", "-frames:v", "1", "-vf", f"scale={WIDTH}:-2", "-q:v", "5", str(path)]

@@ -6,7 +6,8 @@ in on top of it (``assembly.layers``, bottom first). Every name there is a stage
 ``renderer/stages/`` with an ``add(composition)`` function, so a new layer (burned-in captions, say) is one
 module plus one line of config. The fixed part of the graph around them:
 
-    voice, picture, layers (per scene) -> timeline -> soundtrack, segment (per scene), transition (per cut) -> mux
+    voice, picture, layers (per scene) -> timeline -> narration (per scene, without a music bed) -> soundtrack,
+    segment (per scene), transition (per cut) -> mux
 
 Stages find each other's nodes through ``Composition.name`` alone.
 """
@@ -57,14 +58,15 @@ def stage_names(cfg: DictConfig) -> list[str]:
     """The stages a script's graph is built from, in the order they are added."""
     picture, layers = cfg.assembly.picture, layer_names(cfg)
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
+    sound = ["soundtrack"] if cfg.audio.music else ["narration", "soundtrack"]  # a bed is mixed whole
     if picture == "none":
-        return [*dict.fromkeys(sources), "timeline", "soundtrack", "mux"]
+        return [*dict.fromkeys(sources), "timeline", *sound, "mux"]
     early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]
     late = [name for name in layers if name in AFTER_TIMELINE]
     cuts = ["transition"] if cfg.assembly.transition_s > 0 else []
     # the soundtrack before the segments: it needs only the voices and the timeline, so it is mixed beside the
     # encodes (in the background) rather than alone on one core at the end
-    return [*early, "timeline", *late, "soundtrack", "segment", *cuts, "mux", "thumbnails"]
+    return [*early, "timeline", *late, *sound, "segment", *cuts, "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:

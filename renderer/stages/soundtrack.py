@@ -1,15 +1,15 @@
-"""Soundtrack stage: every scene's narration placed on the timeline, in a few cheap audio-only passes (no run
-opening more than ``ffmpeg.MAX_INPUTS`` voice files: a script of many scenes is mixed in submixes first).
+"""Soundtrack stage: the narration's pieces joined into one AAC track by copying their packets; with a music
+bed, every scene's narration and the bed mixed and encoded whole.
 
-Each clip starts at its scene's start (the first scene's after its lead), and is faded out and cut where
-its scene ends. The narration is set to ``audio.loudness_lufs`` by a gain worked out from its clips'
-measurements, placed as the clips are (renderer/media/loudness.py): nothing measures the narration, and
-without a bed the track is encoded once, so editing one scene's narration costs that clip and one AAC encode.
-A music bed (``audio.music``: a file, or with ``ambient`` a pad synthesised for the script, written as a WAV
-and played as a file would be) is set ``audio.music_db`` below the narration, ducked under the voice, and the
-mix (the ducking makes it no sum of its parts) measured and corrected (renderer/media/audio.py,
-renderer/media/ambient.py). The whole track is encoded to AAC at once, so the joins between scenes have no
-priming gaps.
+Without a bed (the default), each scene's narration is a piece of its own, placed, levelled and encoded by the
+narration stage (renderer/stages/narration.py): the join copies their packets (renderer/media/adts.py) into
+an MP4 audio track, so editing one scene's narration costs that clip, its piece and this copy. A music bed
+(``audio.music``: a file, or with ``ambient`` a pad synthesised for the script, written as a WAV and played
+as a file would be) is set ``audio.music_db`` below the narration, ducked under the voice, and the mix (the
+ducking makes it no sum of its parts) measured and corrected (renderer/media/audio.py,
+renderer/media/ambient.py), in a few cheap audio-only passes (no run opening more than ``ffmpeg.MAX_INPUTS``
+voice files: a script of many scenes is mixed in submixes first). Its narration is levelled scene by scene,
+as the pieces are.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from loguru import logger
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import ambient, audio, ffmpeg, loudness
+from renderer.media import adts, ambient, audio, ffmpeg, loudness
 from renderer.media.encoding import (
     SAFE_AUDIO,
     audio_args,
@@ -33,7 +33,8 @@ from renderer.providers.base import AudioClip
 from renderer.stages.timeline import Timeline
 
 SLOT = "background"  # a slot of its own, its tools niced: only the mux needs it, so it takes the time the encodes leave
-VERSION = "3"  # 3: the loudness from the clips' measurements (the pad's synthesis: ambient.VERSION, in its data)
+VERSION = "4"  # 4: each scene's narration levelled on its own (the pad's synthesis: ambient.VERSION, in its data)
+JOIN_VERSION = "1"
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
@@ -51,6 +52,7 @@ class _Piece:
     duration: float
     lead: float = 0.0
     voice_s: float = 0.0  # how long the file plays: past the piece's end it is faded out and cut
+    gain_db: float = 0.0  # what levels its clip
 
 
 def _placed(i: int, src: int | None, piece: _Piece, rate: int, layout: str) -> str:
@@ -58,6 +60,8 @@ def _placed(i: int, src: int | None, piece: _Piece, rate: int, layout: str) -> s
     if src is None:
         return f"anullsrc=r={rate}:cl={layout},atrim=duration={dur:.6f}[a{i}]"
     chain = f"[{src}:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts={layout}"
+    if piece.gain_db:
+        chain += f",volume={piece.gain_db:.3f}dB"
     if lead > 0:
         chain += f",adelay={lead * 1000:.0f}:all=1"
     if lead + piece.voice_s > dur:
@@ -105,20 +109,21 @@ def _submix(pieces: list[_Piece], inp: NodeInput, stem: str, *, timeout: float) 
     return _Piece(out, duration, voice_s=duration)
 
 
-def _narration(inp: NodeInput, stem: str, *, timeout: float) -> tuple[list[str], list[str], list[str]]:
-    """Inputs and filter graph that place every scene's voice on the timeline, as ``[narration]``. However many
-    scenes speak, no ffmpeg run opens more than ``ffmpeg.MAX_INPUTS`` of their files: past that, runs of scenes
-    are mixed into lossless submixes first (and those again, if there are that many)."""
+def _narration(inp: NodeInput, gains: list[float], stem: str, *,
+               timeout: float) -> tuple[list[str], list[str], list[str]]:
+    """Inputs and filter graph that place every scene's voice on the timeline at its gain, as ``[narration]``.
+    However many scenes speak, no ffmpeg run opens more than ``ffmpeg.MAX_INPUTS`` of their files: past that, runs
+    of scenes are mixed into lossless submixes first (and those again, if there are that many)."""
     timeline: Timeline = inp.deps["timeline"]
     voices: list[AudioClip] = inp.deps["voices"]
     pieces = []
     warnings = []
-    for i, (span, voice) in enumerate(zip(timeline.spans, voices)):
+    for i, (span, voice, gain) in enumerate(zip(timeline.spans, voices, gains)):
         lead = timeline.lead if i == 0 else 0.0
         if voice.duration + lead > span.duration + 0.05:
             warnings.append(f"scene {i + 1}: narration ({voice.duration:.1f} s) is longer than the scene "
                             f"({span.duration:.1f} s) and was cut; give the scene more time or shorten the narration")
-        pieces.append(_Piece(voice.path, span.duration, lead, voice.duration))
+        pieces.append(_Piece(voice.path, span.duration, lead, voice.duration, gain))
     level = 0
     while sum(piece.path is not None for piece in pieces) > ffmpeg.MAX_INPUTS:
         pieces = [_submix(batch, inp, f"{stem}-narration{level}.{n}", timeout=timeout)
@@ -137,78 +142,68 @@ def _bed_file(music: audio.Music | ambient.Bed, inp: NodeInput, stem: str) -> Pa
     return ambient.write_wav(pad, ambient.SYNTH_RATE, inp.workdir / f"{stem}-ambient.wav")
 
 
-def _placements(inp: NodeInput, *, timeout: float) -> list[loudness.Placement]:
-    """Every speaking scene's clip as the narration places it (``_placed``): its measurements (taken by the
-    voice stage; a clip made elsewhere is measured here), from its scene's start (the first scene's after
-    its lead) until its scene's end, faded out before it where the clip is cut there."""
+def _measured(inp: NodeInput, *, timeout: float) -> list[loudness.Loudness | None]:
+    """Every scene's clip's measurements (taken by the voice stage; a clip made elsewhere is measured here, a
+    file placed again once); None for a silent scene."""
+    unmeasured: dict[Path, loudness.Loudness] = {}
+    out: list[loudness.Loudness | None] = []
+    for voice in inp.deps["voices"]:
+        if voice.path is not None and voice.loudness is None and voice.path not in unmeasured:
+            unmeasured[voice.path] = loudness.of_file(voice.path, inp.workdir, timeout=timeout)
+        out.append(None if voice.path is None else voice.loudness or unmeasured[voice.path])
+    return out
+
+
+def _placements(inp: NodeInput, measured: list[loudness.Loudness | None]) -> list[loudness.Placement]:
+    """Every speaking scene's clip as the narration places it (``_placed``): from its scene's start (the first
+    scene's after its lead) until its scene's end, faded out before it where the clip is cut there."""
     timeline: Timeline = inp.deps["timeline"]
     out = []
-    unmeasured: dict[Path, loudness.Loudness] = {}  # a file placed again is measured once
-    for i, (span, voice) in enumerate(zip(timeline.spans, inp.deps["voices"])):
-        if voice.path is None:
+    for i, (span, voice, clip) in enumerate(zip(timeline.spans, inp.deps["voices"], measured)):
+        if clip is None:
             continue
-        if voice.loudness is None and voice.path not in unmeasured:
-            unmeasured[voice.path] = loudness.of_file(voice.path, inp.workdir, timeout=timeout)
-        measured = voice.loudness or unmeasured[voice.path]
         lead = timeline.lead if i == 0 else 0.0
         cut = lead + voice.duration > span.duration
-        out.append(loudness.Placement(measured, span.start + lead, span.start + span.duration,
+        out.append(loudness.Placement(clip, span.start + lead, span.start + span.duration,
                                       CUT_FADE_S if cut else 0.0))
     return out
 
 
 def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
-    """The narration's loudness comes from its clips' measurements (no pass over it). Without a bed, and with
-    its peaks under the ceiling at that gain (the voices' own limiters see to it at the usual targets), the
-    gain is all the loudness takes: the track is encoded once and lands on the target. A bed's level, the
-    ducked mix (not a sum of its parts) and a narration the limiter must hold down are measured and corrected
-    as before, the finished file's true peak checked."""
+    """The narration, each scene's clip at the gain that levels it (as the narration stage's pieces are), and the
+    bed under it: the bed measured and set below the narration's level, the ducked mix (not a sum of its parts)
+    measured and corrected, the finished file's true peak checked."""
     timeline: Timeline = inp.deps["timeline"]
-    music: audio.Music | ambient.Bed | None = inp.data["music"]
+    music: audio.Music | ambient.Bed = inp.data["music"]
     cfg = inp.cfg
     target, rate, layout = cfg["audio.loudness_lufs"], cfg["encode.audio_rate"], channel_layout(cfg)
     stem = f"soundtrack-{inp.key[:12]}"
-    placements = _placements(inp, timeout=timeout)
-    measured = loudness.integrated(loudness.programme(placements, timeline.duration))
-    voice_gain = audio.gain_to(target, measured) if target else 0.0
-    level = target or measured
-    args, graph, warnings = _narration(inp, stem, timeout=timeout)
-    graph.append(f"[narration]volume={voice_gain:.3f}dB[voice]")
+    measured = _measured(inp, timeout=timeout)
+    gains = [audio.gain_to(target, clip.lufs) if target and clip is not None else 0.0 for clip in measured]
+    level = target or loudness.integrated(loudness.programme(_placements(inp, measured), timeline.duration))
+    args, graph, warnings = _narration(inp, gains, stem, timeout=timeout)
+    src = len(args) // 2
+    args += ["-stream_loop", "-1", "-i", str(_bed_file(music, inp, stem))]
+    bed = audio.bed_chain(src, timeline.duration, rate, layout, 0.0, "bed")
+    bed_level = audio.measure(args, [bed], "bed", inp.workdir, f"{stem}-bed", timeout=timeout)
+    graph.append(audio.bed_chain(src, timeline.duration, rate, layout,
+                                 audio.gain_to(level + cfg["audio.music_db"], bed_level), "bed"))
+    graph.append(audio.duck("bed", "narration", "mixed", loudness_lufs=level, duck_db=cfg["audio.duck_db"]))
     ceiling = goal = cfg["audio.true_peak_db"]
     out = inp.workdir / f"{stem}.m4a"
 
     def finished(correction: float, ceiling: float) -> list[str]:
         return [*graph, f"[mixed]volume={correction:.3f}dB,{audio.limiter(ceiling)}[out]"]
 
-    def encode(correction: float, ceiling: float) -> None:
-        script = inp.workdir / f"{stem}.filter"
-        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
-        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
-                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
-
-    if music is None:
-        graph.append("[voice]anull[mixed]")
-        if loudness.true_peak_db(placements) + voice_gain <= goal:
-            # the true peak is known and under the ceiling: the limiter (PEAK_MARGIN_DB below it, for the
-            # encode's overs) takes at most that last dB off a few peaks, which moves no loudness the meter sees;
-            # the gain alone sets it: one encode
-            encode(0.0, ceiling)
-            return Soundtrack(out, timeline.duration, provider="ffmpeg", warnings=tuple(warnings))
-    else:
-        src = len(args) // 2
-        args += ["-stream_loop", "-1", "-i", str(_bed_file(music, inp, stem))]
-        bed = audio.bed_chain(src, timeline.duration, rate, layout, 0.0, "bed")
-        bed_level = audio.measure(args, [bed], "bed", inp.workdir, f"{stem}-bed", timeout=timeout)
-        graph.append(audio.bed_chain(src, timeline.duration, rate, layout,
-                                     audio.gain_to(level + cfg["audio.music_db"], bed_level), "bed"))
-        graph.append(audio.duck("bed", "voice", "mixed", loudness_lufs=level, duck_db=cfg["audio.duck_db"]))
-
     passes = iter(range(1000))
     for attempt in range(audio.MAX_PEAK_PASSES):
         correction = audio.settle(lambda c: audio.measure(args, finished(c, ceiling), "out", inp.workdir,
                                                           f"{stem}-mix{next(passes)}", timeout=timeout),
                                   target) if target else 0.0
-        encode(correction, ceiling)
+        script = inp.workdir / f"{stem}.filter"
+        script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
+        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+                    "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
         over = audio.true_peak_db(out, inp.workdir, f"{stem}-{attempt}", timeout=timeout) - goal
         if over <= 0:
             break
@@ -217,11 +212,30 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
     return Soundtrack(out, timeline.duration, provider="ffmpeg", warnings=tuple(warnings))
 
 
+def join(inp: NodeInput, *, timeout: float) -> Soundtrack:
+    """The narration's pieces as one MP4 audio track: their packets copied one after another, the encoder's
+    delay at its head and the padding of its last frame marked for players to skip, as an encode's own are."""
+    timeline: Timeline = inp.deps["timeline"]
+    pieces = [(piece.path.read_bytes(), piece.samples, piece.path.name) for piece in inp.deps["pieces"]
+              if piece.path is not None]
+    stem = inp.workdir / f"soundtrack-{inp.key[:12]}"
+    joined, out = stem.with_suffix(".aac"), stem.with_suffix(".m4a")
+    data = adts.join(pieces)
+    joined.write_bytes(data)
+    delay = adts.DELAY_FRAMES * adts.FRAME / inp.cfg["encode.audio_rate"]
+    last = pieces[-1][1] % adts.FRAME or adts.FRAME  # the samples the last packet holds
+    ffmpeg.run(["-itsoffset", f"{-delay:.9f}", "-i", joined.name, "-c:a", "copy", "-bsf:a",
+                f"setts=duration=if(eq(N\\,{len(adts.packets(data)) - 1})\\,DURATION*{last}/{adts.FRAME}\\,DURATION)",
+                "-fflags", "+bitexact", "-f", "mp4", out.name], timeout=timeout, cwd=inp.workdir)
+    joined.unlink(missing_ok=True)
+    return Soundtrack(out, timeline.duration, provider="ffmpeg:copy")
+
+
 def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
     """When the narration cannot be mixed, the video still comes out, silent, with safe audio settings; but not
     when its voices' files could not be opened (the open-file limit reached, a file gone): that silence would
     pass for a soundtrack, so the script fails, saying why (a resume renders it again)."""
-    voices = [voice.path for voice in inp.deps["voices"] if voice.path is not None]
+    voices = [voice.path for voice in inp.deps.get("voices", ()) if voice.path is not None]
     if voices and ffmpeg.could_not_open(exc, voices):
         raise RuntimeError(f"the narration could not be read ({failure_reason(exc)}), and the video would be "
                            "silent: raise the open-file limit (ulimit -n) or free the files, then resume") from exc
@@ -235,9 +249,17 @@ def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
 
 
 def add(comp) -> None:
-    """The soundtrack node; a music setting that names nothing playable (or a pad in no key) stops the script
-    here, before any rendering. The pad is seeded by the script's slug."""
+    """The soundtrack node: the narration's pieces joined, when the narration stage made them; else the whole
+    mix with its bed. A music setting that names nothing playable (or a pad in no key) stops the script here,
+    before any rendering. The pad is seeded by the script's slug."""
     timeout = comp.timeout
+    deps = {"timeline": Part(comp.name("timeline"))}
+    retry, fallback = RetryPolicy.from_cfg(comp.cfg.retry.assembly), lambda inp, exc: silence(inp, exc, timeout=timeout)
+    if comp.nodes_of("narration"):
+        comp.add(Node(stage="soundtrack", version=JOIN_VERSION, reads=("encode.audio_rate",),
+                      deps={**deps, "pieces": comp.nodes_of("narration")},
+                      fn=lambda inp: behind(join, inp, timeout=timeout), fallback=fallback, retry=retry, slot=SLOT))
+        return
     if comp.cfg.audio.music == ambient.AMBIENT:
         music = ambient.bed(comp.cfg.audio.ambient, comp.slug)
     else:
@@ -246,12 +268,11 @@ def add(comp) -> None:
         stage="soundtrack", version=VERSION,
         reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
         data={"music": music},
-        deps={"voices": tuple(comp.name("voice", i) for i in comp.scenes), "timeline": Part(comp.name("timeline"))},
-        fn=lambda inp: _behind(render, inp, timeout),
-        fallback=lambda inp, exc: silence(inp, exc, timeout=timeout),
-        retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly), slot=SLOT))
+        deps={**deps, "voices": tuple(comp.name("voice", i) for i in comp.scenes)},
+        fn=lambda inp: behind(render, inp, timeout=timeout), fallback=fallback, retry=retry, slot=SLOT))
 
 
-def _behind(render, inp: NodeInput, timeout: float) -> Soundtrack:
+def behind(fn, inp: NodeInput, **kwargs):
+    """``fn(inp, **kwargs)`` with the tools it runs at a lower priority (``ffmpeg.in_background``)."""
     with ffmpeg.in_background():
-        return render(inp, timeout=timeout)
+        return fn(inp, **kwargs)

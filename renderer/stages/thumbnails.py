@@ -14,7 +14,7 @@ from renderer.media import thumbnails
 from renderer.stages.mux import in_timeline_order
 from renderer.stages.timeline import Timeline
 
-VERSION = "2"  # 2: from the segments, not the muxed file
+VERSION = "3"  # 3: a midpoint on a join between segments finds its frame
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def add(comp) -> None:
     def fn(inp: NodeInput) -> Thumbnails:
         fps = inp.cfg["format.fps"]
         pieces = [(s.path, s.frames / fps) for s in inp.deps["segments"] if s.frames]
-        return Thumbnails(thumbnails.extract(pieces, inp.deps["scenes"], inp.workdir, timeout=timeout))
+        return Thumbnails(thumbnails.extract(pieces, inp.deps["scenes"], inp.workdir, fps=fps, timeout=timeout))
 
     comp.add(Node(stage="thumbnails", version=VERSION, reads=("format.fps",),
                   deps={"segments": in_timeline_order(comp), "scenes": Part(comp.name("timeline"), _scenes)},

@@ -1,8 +1,8 @@
 """Voice stage: one narration clip per scene; when the provider fails, its stand-ins are tried in turn.
 
 Whoever spoke it, the clip is shaped (compressed and its peaks limited, relative to its own level) and
-measured here, once: its loudness measurements are part of its output, cached with it, so the soundtrack sets
-the loudness of any narration without measuring it (renderer/media/loudness.py)."""
+measured here, once: its loudness measurements are part of its output, cached with it, so the narration stage
+sets its scene's loudness without measuring it (renderer/media/loudness.py, renderer/stages/narration.py)."""
 
 from __future__ import annotations
 
