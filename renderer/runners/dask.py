@@ -13,7 +13,9 @@ it before any work starts.
 from __future__ import annotations
 
 import logging
+import itertools
 import os
+import random
 import socket
 import threading
 import time
@@ -66,8 +68,7 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
         from distributed import worker_client
 
         with worker_client() as client:  # seceded: this worker's thread is free for encodes, its own or others'
-            capacity = max(1, sum(client.nthreads().values()))
-            return render_in_worker(plain_cfg, path, slug, run_dir, {"encode": ClusterSlot(client, capacity)})
+            return render_in_worker(plain_cfg, path, slug, run_dir, {"encode": ClusterSlot(client)})
     except KeyboardInterrupt:  # the watcher cancelled it (render_script wrote its record as cancelled)
         return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
     finally:
@@ -102,24 +103,37 @@ class ClusterSlot:
     """A graph slot whose nodes run as tasks on the cluster (``Graph.run``'s executors): a script's encodes
     spread over every worker, the way Remotion Lambda renders chunks. They go before scripts not yet started
     (a higher priority); each runs with the x264 threads its script's composition chose, so the bytes are
-    those of an encode at home. Waiting ends on ``reliability.cancel()``."""
+    those of an encode at home. Waiting ends on ``reliability.cancel()``.
 
-    def __init__(self, client: Any, capacity: int):
+    Each encode is offered to the workers' threads in turn (a loose restriction: a worker that left is passed
+    over, and a waiting encode may be stolen by one that frees up). Left to itself the scheduler counts a
+    seceded script as work in progress and sends its worker nothing while another has a thread free, so one
+    video on two workers would encode on one."""
+
+    def __init__(self, client: Any):
         self.client = client
-        self.capacity = capacity
+        threads = client.nthreads()
+        self.capacity = max(1, sum(threads.values()))
+        # worker A's first thread, B's first, …, A's second …: consecutive encodes land on different workers
+        turns = [address for n in range(max(threads.values(), default=0))
+                 for address, count in sorted(threads.items()) if count > n]
+        self.turns = itertools.islice(itertools.cycle(turns), random.randrange(len(turns)), None) if turns else None
+        self.lock = threading.Lock()
 
     def __call__(self, fn: Any, inp: Any) -> Any:
-        from distributed import TimeoutError as DaskTimeout
-
+        with self.lock:
+            where = {} if self.turns is None else {"workers": [next(self.turns)], "allow_other_workers": True}
         future = self.client.submit(fn, inp, key=f"encode-{inp.key[:16]}-{uuid.uuid4().hex[:8]}", pure=False,
-                                    priority=10)
-        while True:
-            try:
-                return future.result(timeout=STOP_POLL_S / 10)
-            except (TimeoutError, DaskTimeout):
-                if reliability.cancelled():
-                    future.cancel()
-                    raise reliability.Cancelled("cancelled while encoding on the cluster") from None
+                                    priority=10, **where)
+        # Waited for through a done callback, not ``result(timeout=)`` in a loop: a timed-out wait can race the
+        # task's end inside distributed and raise UnboundLocalError instead (dask/distributed#8514).
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        while not done.wait(STOP_POLL_S / 10):
+            if reliability.cancelled():
+                future.cancel()
+                raise reliability.Cancelled("cancelled while encoding on the cluster")
+        return future.result()
 
 
 class DaskRunner(Runner):
