@@ -71,7 +71,9 @@ def palette_of(base: str, lights: list[str], accent: str, *, hue: float | None =
 
 
 class Canvas:
-    """The frame's coordinates, shared by every frame of a clip: x in 0..aspect, y in 0..1."""
+    """The frame's coordinates, shared by every frame of a clip: x in 0..aspect, y in 0..1; and the buffers a
+    frame is drawn in, reused from frame to frame (the process maps any block of 128 KB or more afresh, and
+    faulting a new 320x180 frame's pages in cost more than drawing it)."""
 
     def __init__(self, w: int, h: int):
         self.w, self.h = w, h
@@ -80,7 +82,15 @@ class Canvas:
         self.y = (np.arange(h, dtype=np.float32) + 0.5) / h
         cx, cy = self.aspect / 2, 0.5
         r2 = ((self.x[None, :] - cx) / (self.aspect * 0.75)) ** 2 + ((self.y[:, None] - cy) / 0.75) ** 2
-        self.vignette = np.clip(1.0 - 0.55 * r2, 0.35, 1.0).astype(np.float32)[:, :, None]
+        self.vignette_255 = (np.clip(1.0 - 0.55 * r2, 0.35, 1.0) * 255.0).astype(np.float32)[:, :, None]
+        self._frame = np.empty((h, w, 3), dtype=np.float32)
+        self._lit = np.empty((h, w * 3), dtype=np.float32)
+        self._rgb8 = np.empty((h, w, 3), dtype=np.uint8)
+
+    def start(self, base: np.ndarray) -> np.ndarray:
+        """The frame to draw on, filled with ``base`` (valid until the next frame starts)."""
+        np.copyto(self._frame, base)
+        return self._frame
 
     def gradient(self, palette: Palette, lift: float = 1.6) -> np.ndarray:
         """The base colour, a little lighter at the top than at the bottom."""
@@ -88,11 +98,17 @@ class Canvas:
         ramp = (1.0 + (lift - 1.0) * (1.0 - self.y))[:, None, None]
         return np.broadcast_to(base * ramp, (self.h, self.w, 3)).astype(np.float32)
 
-    def glow(self, frame: np.ndarray, cx: float, cy: float, sigma: float, rgb: np.ndarray) -> None:
-        """Add a soft round light (a gaussian, separable: cheap however wide)."""
-        gx = np.exp(-((self.x - cx) ** 2) / (2 * sigma * sigma))
-        gy = np.exp(-((self.y - cy) ** 2) / (2 * sigma * sigma))
-        frame += gy[:, None, None] * gx[None, :, None] * rgb
+    def glows(self, frame: np.ndarray, lights: list[tuple[float, float, float, np.ndarray]]) -> None:
+        """Add soft round lights (cx, cy, sigma, rgb): gaussians, each separable, so all of them are one matrix
+        product of their rows and their columns (~0.3 ms a frame at 320x180; ~1.6 ms a light, one by one)."""
+        if not lights:
+            return
+        cx, cy, sigma = (np.array(v, dtype=np.float32)[:, None] for v in zip(*(light[:3] for light in lights)))
+        rgb = np.stack([light[3] for light in lights]).astype(np.float32)
+        rows = np.exp(-((self.y[None, :] - cy) ** 2) / (2 * sigma * sigma))  # lights x h
+        columns = np.exp(-((self.x[None, :] - cx) ** 2) / (2 * sigma * sigma))[:, :, None] * rgb[:, None, :]
+        np.matmul(rows.T, columns.reshape(len(lights), -1), out=self._lit)
+        frame += self._lit.reshape(frame.shape)
 
     def disc(self, frame: np.ndarray, cx: float, cy: float, radius: float, rgb: np.ndarray) -> None:
         """Add a soft-edged disc (bokeh), drawn in its own box only."""
@@ -109,8 +125,12 @@ class Canvas:
         frame[y0:y1, x0:x1] += alpha[:, :, None] * rgb
 
     def finish(self, frame: np.ndarray) -> bytes:
-        """Vignetted, as 8-bit RGB."""
-        return np.clip(frame * self.vignette * 255.0 + 0.5, 0, 255).astype(np.uint8).tobytes()
+        """Vignetted, as 8-bit RGB (``frame`` is used up: done in place)."""
+        frame *= self.vignette_255
+        frame += 0.5
+        np.clip(frame, 0, 255, out=frame)
+        np.copyto(self._rgb8, frame, casting="unsafe")
+        return self._rgb8.tobytes()
 
 
 # --- the kinds --------------------------------------------------------------------------------------------
@@ -133,10 +153,9 @@ def field(canvas: Canvas, palette: Palette, rng: random.Random, speed: float) ->
                        rng.uniform(0, TAU), rng.uniform(18, 40) / speed))
 
     def draw(t: float) -> np.ndarray:
-        frame = base.copy()
-        for x, y, sigma, rgb, phase, period in lights:
-            breathe = 0.75 + 0.25 * math.sin(TAU * t / period + phase)
-            canvas.glow(frame, x(t), y(t), sigma, rgb * breathe)
+        frame = canvas.start(base)
+        canvas.glows(frame, [(x(t), y(t), sigma, rgb * (0.75 + 0.25 * math.sin(TAU * t / period + phase)))
+                             for x, y, sigma, rgb, phase, period in lights])
         return frame
     return draw
 
@@ -177,10 +196,10 @@ def stars(canvas: Canvas, palette: Palette, rng: random.Random, speed: float) ->
         level = depth * (0.65 + 0.35 * np.sin(twinkle + rate * t))
         ix, fx = np.floor(px).astype(np.int64), px - np.floor(px)
         iy = y.astype(np.int64)
-        light = np.zeros((canvas.h, canvas.w), dtype=np.float32)
-        np.add.at(light, (iy, ix % canvas.w), level * (1 - fx))  # split between two pixels: smooth motion
-        np.add.at(light, (iy, (ix + 1) % canvas.w), level * fx)
-        frame += np.minimum(light, 1.0)[:, :, None] * tint
+        row = iy * canvas.w  # each star split between two pixels: smooth motion
+        lit, which = np.unique(np.concatenate([row + ix % canvas.w, row + (ix + 1) % canvas.w]), return_inverse=True)
+        light = np.bincount(which, np.concatenate([level * (1 - fx), level * fx]))
+        frame.reshape(-1, 3)[lit] += np.minimum(light, 1.0).astype(np.float32)[:, None] * tint
         return frame
     return draw
 
@@ -188,8 +207,8 @@ def stars(canvas: Canvas, palette: Palette, rng: random.Random, speed: float) ->
 def rain(canvas: Canvas, palette: Palette, rng: random.Random, speed: float) -> Draw:
     glow = field(canvas, palette.dimmed(0.5), rng, speed * 0.5)
     nprng = np.random.default_rng(rng.randrange(2**32))
-    columns = np.arange(1, canvas.w, 3)
-    n = len(columns)
+    columns = slice(1, canvas.w, 3)  # a streak every third column (a slice: the frame's view, added to in place)
+    n = len(range(canvas.w)[columns])
     length = nprng.uniform(0.15, 0.45, n).astype(np.float32) * canvas.h
     fall = nprng.uniform(0.05, 0.16, n).astype(np.float32) * canvas.h * speed
     offset = nprng.uniform(0, 2 * canvas.h, n).astype(np.float32)
