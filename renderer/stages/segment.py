@@ -1,7 +1,8 @@
 """Segment stage: one scene's video, encoded on its own with the final settings.
 
 The scene's picture (its visual clip looped or cut to fit, or the theme's background) is fitted to the
-format and graded, the scene's layers (the terminal, ...) are burnt in by libass, and with
+format and graded, the scene's layers (the terminal, ...) are burnt in by libass (what a layer shows unchanged
+throughout a run drawn once and overlaid: renderer/media/still_layer.py), and with
 ``assembly.transition_s`` the video fades in from black and out to it; the file holds exactly the scene's
 frames and no audio. With transitions, the frames each cut's window takes (renderer/stages/transition.py)
 are left to it: a scene's segments hold its body, the rest. ``scene_run`` draws a run of a scene's frames
@@ -13,13 +14,14 @@ re-encodes only the scenes it touches.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
-from renderer.media import ass, codecs, ffmpeg
+from renderer.media import ass, codecs, ffmpeg, still_layer
 from renderer.media.captions import sentence_pauses
 from renderer.media.encoding import failure_reason, write_card
 from renderer.media.xfade import xfade_name
@@ -144,16 +146,40 @@ def _layer_events(track: ass.Track, chunk: Chunk) -> list[ass.Event]:
 def scene_run(cfg: dict[str, Any], scene: dict[str, Any], run: Chunk, stem: Path, *,
               first_input: int = 0, opens: bool = False, closes: bool = False) -> tuple[list[str], str]:
     """``run`` of a scene's frames as the video shows them (before any transition at its cuts), from what
-    ``scene_inputs`` gave it (``scene``): its picture, its layers burnt in (written to ``stem``-N.ass), faded
-    where the scene opens or closes the video. The ffmpeg inputs it reads (numbered from ``first_input``) and
-    its filter chain, without an output label."""
+    ``scene_inputs`` gave it (``scene``): its picture, its layers burnt in (written to ``stem``-N.ass, their
+    still part to ``stem``-N-still.rgba), faded where the scene opens or closes the video. The ffmpeg inputs it
+    reads (numbered from ``first_input``) and its filter chain, without an output label."""
     pictures, bounds = _pictures(scene, run)
     inputs, chain = _picture_chain(cfg, pictures, run, bounds, first_input)
     for n, (header, track) in enumerate(layer for layer in scene["layers"] if layer):
-        ass_file = ass.write(stem.with_name(f"{stem.name}-{n}.ass"), header, _layer_events(track, run))
-        chain += f",ass=filename={ass_file.name}"
+        added, chain = _burn_layer(cfg, header, _layer_events(track, run), run, stem.with_name(f"{stem.name}-{n}"),
+                                   chain, first_input + inputs.count("-i"))
+        inputs = inputs + added
     # the whole frame fades, layers and all
     return inputs, chain + _fades(cfg["assembly.transition_s"], run, opens=opens, closes=closes)
+
+
+def _burn_layer(cfg: dict[str, Any], header: str, events: list[ass.Event], run: Chunk, stem: Path, chain: str,
+                index: int) -> tuple[list[str], str]:
+    """A layer burnt into the open ``chain``: what it shows unchanged on every frame of the run drawn once and
+    overlaid (ffmpeg input ``index``; the image is converted once, then looped), the rest by libass (``stem``.ass).
+    The inputs it adds and the chain, still open."""
+    parts = still_layer.split(events, round(run.duration * 100))
+    still = still_layer.render(header, parts.still, cfg["format.width"], cfg["format.height"],
+                               stem.with_name(f"{stem.name}-still"))
+    if still is None:
+        return [], chain + _libass(header, events, stem)
+    label = re.sub(r"\W", "_", stem.name)  # unique in the graph: a transition's two runs share one
+    # the image loops for ever: the overlay ends when the picture does (shortest)
+    chain += (f"[{label}_under];[{index}:v]format=yuva420p,loop=loop=-1:size=1:start=0[{label}_still];"
+              f"[{label}_under][{label}_still]overlay=x={still.x}:y={still.y}:format=yuv420:eof_action=repeat"
+              ":shortest=1")
+    return still.input_args(), chain + _libass(header, parts.moving, stem)
+
+
+def _libass(header: str, events: list[ass.Event], stem: Path) -> str:
+    """The ``ass`` filter drawing ``events`` (written to ``stem``.ass), to append to a chain; "" for none."""
+    return f",ass=filename={ass.write(stem.with_name(f'{stem.name}.ass'), header, events).name}" if events else ""
 
 
 def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path, *, threads: int,
