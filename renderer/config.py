@@ -285,7 +285,7 @@ class EncodeConfig:
     # | nvenc | qsv | vaapi | videotoolbox; tried once per machine, software (recorded, with why) if it fails
     hw: str = "none"
     preset: str = "veryfast"  # x264's speed names; mapped onto each encoder's own scale
-    crf: int = 23  # quality on x264's scale (lower: better, bigger); hevc takes crf + 5, av1 crf + 10
+    crf: int = 23  # quality on x264's scale (lower: better, bigger); hevc takes crf + 2, av1 crf + 10
     audio_bitrate: str = "128k"
     audio_rate: int = 48000
     audio_channels: int = 1  # narration is mono; 2 for a stereo soundtrack
