@@ -53,7 +53,7 @@ def _unchanging(event: ass.Event, run_cs: int) -> bool:
 
 def split(events: list[ass.Event], run_cs: int) -> Split:
     """The events of a run lasting ``run_cs`` centiseconds (on its clock), split: an unchanging event is still
-    when its Layer is below every other event's, so drawing it first changes no pixel."""
+    when its Layer is below that of every event that changes, so drawing it first changes no pixel."""
     unchanging = [_unchanging(e, run_cs) for e in events]
     lowest_moving = min((e.layer for e, u in zip(events, unchanging) if not u), default=None)
     is_still = [u and (lowest_moving is None or e.layer < lowest_moving) for e, u in zip(events, unchanging)]
