@@ -200,6 +200,33 @@ def test_a_scene_in_shots_crossfades_into_the_next_with_the_frames_of_hard_cuts(
     assert {max(range(3), key=lambda c: rgb[c]) for rgb in (shots[10], shots[40])} == {0, 2}  # red, then blue
 
 
+BOTH_IN_SHOTS = """SCRIPT: TEST_0005 — SHOTS BOTH SIDES
+[0:00 – Both]
+Visual: red and blue
+Narration: “One.”
+
+[0:02 – Both again]
+Visual: blue and red
+Narration: “Two.”
+END TEST_0005
+"""
+
+
+def test_a_cut_between_two_scenes_in_shots_crossfades(tmp_path, clips):
+    """A transition's window draws both scenes, each in shots, in one filter graph: it blends them, with no
+    fallback to a hard cut."""
+    record, video = render(tmp_path, clips, "visual.shot_s=1", "script.min_last_scene_s=2",
+                           "assembly.transition=crossfade", "assembly.transition_s=0.4", text=BOTH_IN_SHOTS)
+    assert record["status"] == "ok" and record["fallbacks"] == [], (record["error"], record["fallbacks"])
+    shot_counts = {s["scene"]: 0 for s in record["stages"] if s["stage"] == "visual"}
+    for s in record["stages"]:
+        if s["stage"] == "visual":
+            shot_counts[s["scene"]] += 1
+    assert shot_counts == {0: 2, 1: 2}
+    assert [s["provider"] for s in record["stages"] if s["stage"] == "transition"] == ["ffmpeg:xfade"]
+    assert decode_errors(video) == ""
+
+
 def test_shots_blend_into_each_other_and_a_chunk_in_a_blend_shows_the_same_frames(tmp_path, clips):
     """A dissolve between a scene's red and blue shots: the frames around the cut between shots mix the two, and
     a render cut into chunks of 0.6 s (one starting inside the blend) gives every frame as one render does."""
