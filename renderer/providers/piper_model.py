@@ -24,13 +24,13 @@ from loguru import logger
 
 from renderer.ops import malloc
 from renderer.ops.files import atomic_path
-from renderer.providers import piper_noise
+from renderer.providers import piper_decoder, piper_noise
 
 WAIT_SLICE_S = 0.1  # a sentence waiting for the model looks at its deadline and its caller this often
-# A synthesis's working memory grows with its input, ~1.2 MB a phoneme on en_US-joe-medium (a 22-word sentence,
-# 128 phonemes: 309 MB for the process, 151 MB of it the loaded model), so a long sentence is spoken in pieces cut
-# after its clause marks, consecutive clauses joined up to this many phonemes (that sentence: 229 MB). A clause
-# is never cut: a piece ends where the voice pauses anyway, and keeps its mark, so it is intoned as a clause.
+# What a run needs before its decoder (which works in windows: renderer/providers/piper_decoder.py) grows with its
+# input, ~3.5 MB a second of audio on en_US-joe-medium, so a long sentence is spoken in pieces cut after its
+# clause marks, consecutive clauses joined up to this many phonemes. A clause is never cut: a piece ends where
+# the voice pauses anyway, and keeps its mark, so it is intoned as a clause.
 PIECE_PHONEMES = 64
 CLAUSE_MARKS = frozenset(",;:")
 
@@ -93,9 +93,9 @@ class Model:
     """A voice model, loaded on its first sentence (a rerun that finds every take in the cache, or a run where
     piper only stands by for a cloud voice, never pays the load: ~0.2 s and ~100 MB).
 
-    It speaks one sentence at a time per process. Each synthesis holds its own working memory (about 100 MB
-    for a sentence), so scenes spoken side by side multiplied the process's peak by the stage threads; one at
-    a time, onnxruntime spreads each synthesis over the cores instead (and the espeak-ng phonemizer inside
+    It speaks one sentence at a time per process. Each synthesis holds its own working memory (~30 MB with the
+    decoder in windows), so scenes spoken side by side multiplied the process's peak by the stage threads; one
+    at a time, onnxruntime spreads each synthesis over the cores instead (and the espeak-ng phonemizer inside
     piper is not thread-safe anyway).
     """
 
@@ -116,6 +116,7 @@ class Model:
             raise PiperError(f"cannot read piper voice config {config}: {exc}") from exc
         self.onnx, self.config_path, self.threads = onnx, config, threads
         self._voice = None
+        self._decoder = None  # the decoder's own session, when the model is cut at it (piper_decoder.py)
         self._noise: list[str] = []  # the loaded model's noise inputs
         self._last_run = None  # RunOptions of a text's last run
         self._busy = threading.Lock()
@@ -135,8 +136,14 @@ class Model:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
             try:
-                session = onnxruntime.InferenceSession(str(optimized(piper_noise.prepared(self.onnx))),
-                                                       sess_options=options, providers=["CPUExecutionProvider"])
+                prepared = piper_noise.prepared(self.onnx)
+                halves = piper_decoder.split(prepared)
+                front, decoder = halves if halves else (prepared, None)
+                session = onnxruntime.InferenceSession(str(optimized(front)), sess_options=options,
+                                                       providers=["CPUExecutionProvider"])
+                if decoder is not None:
+                    self._decoder = onnxruntime.InferenceSession(str(optimized(decoder)), sess_options=options,
+                                                                 providers=["CPUExecutionProvider"])
                 self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=session)
             except Exception as exc:
                 raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
@@ -151,7 +158,8 @@ class Model:
 
     def _audio(self, voice, ids: list[int], syn, options=None) -> np.ndarray:
         """One run of the model, as piper's ``phoneme_ids_to_audio`` makes it, its noise drawn from the run's
-        own inputs (renderer/providers/piper_noise.py); ``options``: its ``RunOptions``."""
+        own inputs (renderer/providers/piper_noise.py), its decoder run in windows where the model is cut at it
+        (renderer/providers/piper_decoder.py); ``options``: its ``RunOptions``."""
         c = voice.config
         feeds = {"input": np.array([ids], dtype=np.int64), "input_lengths": np.array([len(ids)], dtype=np.int64),
                  "scales": np.array([c.noise_scale if syn.noise_scale is None else syn.noise_scale,
@@ -161,7 +169,11 @@ class Model:
         if c.num_speakers > 1:
             feeds["sid"] = np.array([c.default_speaker_id if syn.speaker_id is None else syn.speaker_id],
                                     dtype=np.int64)
-        return np.asarray(piper_noise.run(voice.session, feeds, self._noise, options)[0].squeeze(),
+        outputs = piper_noise.run(voice.session, feeds, self._noise, options)
+        if self._decoder is None:
+            return np.asarray(outputs[0].reshape(-1), dtype=np.float32)
+        names = [i.name for i in self._decoder.get_inputs()]
+        return np.asarray(piper_decoder.decode(self._decoder, dict(zip(names, outputs)), names[0], options),
                           dtype=np.float32)
 
     def speak(self, text: str, cast: Cast, deadline: float, gone: Callable[[], bool] = lambda: False) -> np.ndarray:
