@@ -23,6 +23,10 @@ from renderer.ops.exits import Exit
 @hydra.main(version_base="1.3", config_path="pkg://" + CONF_MODULE, config_name="config")
 def main(cfg: DictConfig) -> None:
     # imported here, not at the top: `--cfg job`, `--help` and tab completion never load the batch machinery
+    from renderer.providers import chain
+
+    if cfg.batch.backend != "dask":  # the voice process of this machine, where the workers are
+        chain.warm_up(cfg)
     from renderer import batch
     from renderer.media.ffmpeg import FFmpegError
     from renderer.ops import logs

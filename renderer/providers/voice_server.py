@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import json
 import os
 import stat
 import subprocess
@@ -209,6 +210,14 @@ class VoiceClient:
         except ServerLost as exc:
             raise PiperError(f"the voice process went away twice ({exc}); its log: {place().file('log')}") from None
 
+    def load(self, model: Model) -> None:
+        """Have the voice process load ``model`` now, without holding it or waiting for it: a run warming up its
+        voice (``PiperVoice.warm_up``). A server started for this loads it as soon as it listens; one already
+        running is asked to, and does so whether or not this client is still there."""
+        which = {"onnx": str(model.onnx), "config": str(model.config_path), "threads": model.threads}
+        with self._connect(load=which) as conn:
+            conn.send({"op": "load", **which, "timeout_s": START_TIMEOUT_S, "idle_s": self.idle_s})
+
     def status(self) -> dict[str, Any]:
         """The server's pid and the models it loaded (starting it if none runs)."""
         return self._ask({"op": "status"}, time.monotonic() + START_TIMEOUT_S)
@@ -240,7 +249,8 @@ class VoiceClient:
             raise PiperError(value)
         return value
 
-    def _connect(self) -> Connection:
+    def _connect(self, load: dict[str, Any] | None = None) -> Connection:
+        """A connection to the server, started if none answers (``load``: the model it loads as it starts)."""
         where = place()
         key = authkey(where)
         with suppress(*NO_SERVER):
@@ -248,7 +258,7 @@ class VoiceClient:
         with _locked(where.file("lock")):  # one client starts it; the others find it running
             with suppress(*NO_SERVER):
                 return Client(str(where.socket), family="AF_UNIX", authkey=key)
-            _start(where, self.idle_s)
+            _start(where, self.idle_s, load)
             try:
                 return Client(str(where.socket), family="AF_UNIX", authkey=key)
             except (OSError, AuthenticationError) as exc:
@@ -256,10 +266,11 @@ class VoiceClient:
                                  f"{where.file('log')}") from None
 
 
-def _start(where: Place, idle_s: float) -> None:
+def _start(where: Place, idle_s: float, load: dict[str, Any] | None = None) -> None:
     """Start the server and return once it listens (its launcher exits 0 then, the server detached)."""
     with open(where.file("log"), "ab") as log:
-        launcher = subprocess.Popen([sys.executable, "-m", "renderer.providers.voice_server", "--idle-s", str(idle_s)],
+        launcher = subprocess.Popen([sys.executable, "-m", "renderer.providers.voice_server", "--idle-s", str(idle_s),
+                                     *(["--load", json.dumps(load)] if load else [])],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                     start_new_session=True, close_fds=True)
     try:
@@ -344,6 +355,9 @@ class Server:
         deadline = time.monotonic() + float(request["timeout_s"])
         try:
             model = loaded(Path(request["onnx"]), Path(request["config"]), int(request["threads"]))
+            if request.get("op") == "load":
+                model.load()
+                return None  # nobody waits for this
             return "audio", model.speak(request["text"], request["cast"], deadline, gone=conn.poll)
         except Abandoned:  # the client closed its connection: nobody to answer
             return None
@@ -351,6 +365,18 @@ class Server:
             return "timeout", str(exc)
         except Exception as exc:
             return "error", str(exc) if isinstance(exc, PiperError) else f"{type(exc).__name__}: {exc}"
+
+    def preload(self, which: dict[str, Any]) -> None:
+        """Load a model before anyone asks (the server was started to warm a run's voice up)."""
+        try:
+            loaded(Path(which["onnx"]), Path(which["config"]), int(which["threads"])).load()
+        except Exception as exc:  # a sentence asking for it reports the failure
+            logger.warning("voice process: the model was not loaded ahead: {}", exc)
+        finally:
+            with self.state:
+                self.active -= 1
+                self.last = time.monotonic()
+                self.state.notify_all()
 
     def done(self) -> bool:
         """Nothing held, nothing spoken, and either every holder let go or nothing was asked for ``idle_s``."""
@@ -378,8 +404,9 @@ class Server:
             os._exit(0)
 
 
-def serve(idle_s: float, ready: int | None = None) -> None:
-    """Listen on this installation's socket until idle; ``ready`` (a pipe's write end) is told once listening."""
+def serve(idle_s: float, ready: int | None = None, load: dict[str, Any] | None = None) -> None:
+    """Listen on this installation's socket until idle; ``ready`` (a pipe's write end) is told once listening;
+    ``load`` (onnx, config, threads): a model loaded meanwhile, as a request to load it would."""
     where = place()
     key = authkey(where)
     where.socket.unlink(missing_ok=True)  # a dead server's; a live one would have answered the client
@@ -390,6 +417,10 @@ def serve(idle_s: float, ready: int | None = None) -> None:
     if ready is not None:
         os.write(ready, b"ok")
         os.close(ready)
+    if load:
+        with server.state:
+            server.active += 1
+        threading.Thread(target=server.preload, args=(load,), name="voice-load", daemon=True).start()
     while True:
         try:
             conn = listener.accept()
@@ -404,9 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m renderer.providers.voice_server")
     parser.add_argument("--idle-s", type=float, required=True, help="exit after this long with nothing to do")
     parser.add_argument("--foreground", action="store_true", help="serve in this process")
+    parser.add_argument("--load", type=json.loads, help="a model to load once listening (JSON: onnx, config, threads)")
     args = parser.parse_args(argv)
     if args.foreground:
-        serve(args.idle_s)
+        serve(args.idle_s, load=args.load)
         return 0
     read, write = os.pipe()
     if os.fork():  # the launcher: wait for the word that the server listens
@@ -416,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     os.close(read)
     os.chdir("/")
     try:
-        serve(args.idle_s, ready=write)
+        serve(args.idle_s, ready=write, load=args.load)
     except BaseException as exc:
         print(f"voice process: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         os._exit(1)
