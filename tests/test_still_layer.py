@@ -148,3 +148,32 @@ def test_a_run_matches_its_all_ass_rendering_to_within_rounding(tmp_path):
     assert len(frames) == SECONDS * fps
     assert min(f["psnr_y"] for f in frames) > 48.1
     assert min(min(f["psnr_u"], f["psnr_v"]) for f in frames) > 40
+
+
+def test_layers_libass_draws_one_after_another_are_one_ass_filter_with_the_same_frames(tmp_path):
+    """Layers with nothing still between them (the title card, the captions over the terminal's text) go to
+    libass as one document, each layer's styles renamed and its events lifted above the previous layer's, so
+    one ``ass`` filter (one font setup, one walk of every frame) draws what one filter per layer drew."""
+    w, h, fps, seconds = 320, 180, 10, 2
+    big = ass.header(w, h, ass.plain_styles("DejaVu Sans Mono", 28, "#ffcc00"))  # "Term", sized otherwise
+    below = (small_header(w, h), ass.Track((Event(0, None, 3, "Term", r"{\pos(10,40)}under the card"),
+                                            Event(50, 150, 0, "Term", r"{\pos(10,60)}typed $ ls"))))
+    above = (big, ass.Track((Event(0, None, 0, "Shape", r"{\fad(300,0)\pos(0,30)\p1\1a&H40&}m 0 0 l 320 0 320 60 0 60"),
+                             Event(0, None, 1, "Term", r"{\fad(300,300)\pos(20,35)}TITLE"))))
+    cfg = {"format.width": w, "format.height": h, "format.fps": fps, "assembly.transition_s": 0,
+           "assembly.grade": "", "theme.background": "#102030"}
+    run = Chunk(0, seconds * fps, seconds * fps, fps)
+    black = {"layers": (below, above)}  # no picture: the theme's background
+    inputs, merged = segment.scene_run(cfg, black, run, tmp_path / "merged")
+    assert merged.count("ass=filename=") == 1 and "overlay=" not in merged  # nothing still: one document
+    separate = segment.scene_run(cfg, {**black, "layers": ()}, run, tmp_path / "bare")[1] + "".join(
+        f",ass=filename={ass.write(tmp_path / f'own-{n}.ass', header, segment._layer_events(track, run)).name}"
+        for n, (header, track) in enumerate((below, above)))
+
+    def frames(chain: str) -> bytes:
+        return subprocess.run(["ffmpeg", "-v", "error", "-nostdin", *inputs, "-filter_complex", f"{chain},format=rgb24",
+                               "-frames:v", str(seconds * fps), "-f", "rawvideo", "-"], cwd=tmp_path,
+                              capture_output=True, check=True).stdout
+
+    drawn = frames(merged)
+    assert drawn == frames(separate) and len(set(drawn)) > 2  # the same pixels, and something was drawn

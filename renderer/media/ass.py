@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -177,6 +177,23 @@ def header(width: int, height: int, styles: dict[str, pysubs2.SSAStyle]) -> str:
                       "ScaledBorderAndShadow": "yes"})
     subs.styles = dict(styles)
     return subs.to_string("ass").rstrip("\n")
+
+
+def merged(layers: list[tuple[str, list[Event]]]) -> list[tuple[str, list[Event]]]:
+    """Layers drawn one over the other as one ASS document where their headers allow it (the same frame and
+    settings; every layer's styles kept, each renamed after its layer): each layer's events on ASS layers above
+    the previous one's, so libass draws them in the same order and ffmpeg needs one ``ass`` filter, not one per
+    layer (each loads fonts and walks every frame: ~6 MB and ~6 % of a 720p segment's CPU time apiece)."""
+    docs = [pysubs2.SSAFile.from_string(head, format_="ass") for head, _ in layers]
+    if len(layers) < 2 or any(doc.info != docs[0].info for doc in docs):
+        return layers
+    subs, events, floor = pysubs2.SSAFile(), [], 0
+    subs.info = dict(docs[0].info)
+    for n, (doc, (_, layer_events)) in enumerate(zip(docs, layers)):
+        subs.styles.update({f"{n}.{name}": style for name, style in doc.styles.items()})
+        events += [replace(e, layer=e.layer + floor, style=f"{n}.{e.style}") for e in layer_events]
+        floor += max((e.layer for e in layer_events), default=0) + 1
+    return [(subs.to_string("ass").rstrip("\n"), events)]
 
 
 def document(head: str, events: Iterable[Event]) -> str:

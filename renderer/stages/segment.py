@@ -146,40 +146,41 @@ def _layer_events(track: ass.Track, chunk: Chunk) -> list[ass.Event]:
 def scene_run(cfg: dict[str, Any], scene: dict[str, Any], run: Chunk, stem: Path, *,
               first_input: int = 0, opens: bool = False, closes: bool = False) -> tuple[list[str], str]:
     """``run`` of a scene's frames as the video shows them (before any transition at its cuts), from what
-    ``scene_inputs`` gave it (``scene``): its picture, its layers burnt in (written to ``stem``-N.ass, their
-    still part to ``stem``-N-still.rgba), faded where the scene opens or closes the video. The ffmpeg inputs it
-    reads (numbered from ``first_input``) and its filter chain, without an output label."""
+    ``scene_inputs`` gave it (``scene``): its picture, its layers burnt in (their still parts to
+    ``stem``-N-still.rgba, the rest to ``stem``-N.ass), faded where the scene opens or closes the video. The ffmpeg
+    inputs it reads (numbered from ``first_input``) and its filter chain, without an output label."""
     pictures, bounds = _pictures(scene, run)
     inputs, chain = _picture_chain(cfg, pictures, run, bounds, first_input)
+    drawn: list[tuple[int, str, list[ass.Event]]] = []  # what libass draws over the chain so far, by layer
     for n, (header, track) in enumerate(layer for layer in scene["layers"] if layer):
-        added, chain = _burn_layer(cfg, header, _layer_events(track, run), run, stem.with_name(f"{stem.name}-{n}"),
-                                   chain, first_input + inputs.count("-i"))
-        inputs = inputs + added
+        events = _layer_events(track, run)
+        parts = still_layer.split(events, round(run.duration * 100))
+        still = still_layer.render(header, parts.still, cfg["format.width"], cfg["format.height"],
+                                   stem.with_name(f"{stem.name}-{n}-still"))
+        if still is None:
+            drawn.append((n, header, events))
+            continue
+        chain += _libass(drawn, stem)  # the image goes over what the layers below it draw: they come first
+        label = re.sub(r"\W", "_", f"{stem.name}-{n}")  # unique in the graph: a transition's two runs share one
+        # the image loops for ever: the overlay ends when the picture does (shortest)
+        chain += (f"[{label}_under];[{first_input + inputs.count('-i')}:v]format=yuva420p,loop=loop=-1:size=1:start=0"
+                  f"[{label}_still];[{label}_under][{label}_still]overlay=x={still.x}:y={still.y}:format=yuv420"
+                  ":eof_action=repeat:shortest=1")
+        inputs = inputs + still.input_args()
+        drawn = [(n, header, parts.moving)]
+    chain += _libass(drawn, stem)
     # the whole frame fades, layers and all
     return inputs, chain + _fades(cfg["assembly.transition_s"], run, opens=opens, closes=closes)
 
 
-def _burn_layer(cfg: dict[str, Any], header: str, events: list[ass.Event], run: Chunk, stem: Path, chain: str,
-                index: int) -> tuple[list[str], str]:
-    """A layer burnt into the open ``chain``: what it shows unchanged on every frame of the run drawn once and
-    overlaid (ffmpeg input ``index``; the image is converted once, then looped), the rest by libass (``stem``.ass).
-    The inputs it adds and the chain, still open."""
-    parts = still_layer.split(events, round(run.duration * 100))
-    still = still_layer.render(header, parts.still, cfg["format.width"], cfg["format.height"],
-                               stem.with_name(f"{stem.name}-still"))
-    if still is None:
-        return [], chain + _libass(header, events, stem)
-    label = re.sub(r"\W", "_", stem.name)  # unique in the graph: a transition's two runs share one
-    # the image loops for ever: the overlay ends when the picture does (shortest)
-    chain += (f"[{label}_under];[{index}:v]format=yuva420p,loop=loop=-1:size=1:start=0[{label}_still];"
-              f"[{label}_under][{label}_still]overlay=x={still.x}:y={still.y}:format=yuv420:eof_action=repeat"
-              ":shortest=1")
-    return still.input_args(), chain + _libass(header, parts.moving, stem)
-
-
-def _libass(header: str, events: list[ass.Event], stem: Path) -> str:
-    """The ``ass`` filter drawing ``events`` (written to ``stem``.ass), to append to a chain; "" for none."""
-    return f",ass=filename={ass.write(stem.with_name(f'{stem.name}.ass'), header, events).name}" if events else ""
+def _libass(layers: list[tuple[int, str, list[ass.Event]]], stem: Path) -> str:
+    """The ``ass`` filters drawing ``layers`` (numbered), to append to a chain: one where they merge
+    (``ass.merged``), written to ``stem``-N.ass after the first layer it draws; "" for no events."""
+    kept = [(n, header, events) for n, header, events in layers if events]
+    docs = ass.merged([(header, events) for _, header, events in kept])
+    numbers = [n for n, _, _ in kept] if len(docs) == len(kept) else [kept[0][0]]
+    return "".join(f",ass=filename={ass.write(stem.with_name(f'{stem.name}-{n}.ass'), header, events).name}"
+                   for n, (header, events) in zip(numbers, docs))
 
 
 def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path, *, threads: int,
