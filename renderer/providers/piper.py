@@ -13,11 +13,11 @@ from __future__ import annotations
 import threading
 import time
 import wave
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from loguru import logger
 
 from renderer.providers.base import LOCAL_TIMEOUT_S, SPEAKER_GAP_S, AudioClip, takes
 from renderer.providers.piper_model import Cast, Model, PiperError, PiperTimeout, locate, model, resample
@@ -71,10 +71,9 @@ class PiperVoice:
             return
 
         def warm() -> None:
-            try:
+            # silent: this runs before the run's logs are set up, and the run says why when it builds the voice
+            with suppress(Exception):
                 VoiceClient(settings["server_idle_s"]).load(model(settings["model"], settings["threads"]))
-            except Exception as exc:
-                logger.debug("the voice was not warmed up: {}", exc)
 
         threading.Thread(target=warm, name="voice-warm-up").start()
 
