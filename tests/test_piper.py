@@ -319,14 +319,14 @@ def test_the_decoder_in_windows_makes_the_whole_models_samples():
 
     whole, front_s, decoder_s = session(prepared), session(front), session(decoder)
     names = [i.name for i in decoder_s.get_inputs()]
-    for count in (12, 150):  # one window; several
+    for count in (12, 300):  # one window; several
         ids = (np.arange(count, dtype=np.int64) % 60 + 1)[None]
         feeds = {"input": ids, "input_lengths": np.array([count], dtype=np.int64),
                  "scales": np.array([0.667, 1.0, 0.8], dtype=np.float32)}
         expected = piper_noise.run(whole, feeds, piper_noise.inputs(whole))[0].reshape(-1)
         latent = piper_noise.run(front_s, feeds, piper_noise.inputs(front_s))
         frames = latent[0].shape[-1]
-        assert (frames > 2 * piper_decoder.WINDOW_FRAMES) == (count == 150)
+        assert (frames > 2 * piper_decoder.WINDOW_FRAMES) == (count == 300)
         got = piper_decoder.decode(decoder_s, dict(zip(names, latent)), names[0])
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 1e-5
@@ -359,4 +359,4 @@ def test_the_voices_peak_memory_is_flat_in_a_sentences_length():
          "The keeper climbed the stairs at dusk counting each of the hundred steps while the storm gathered over the "
          "grey and restless sea beyond the harbour wall and the old town below."], "VmHWM")
     assert long > 3 * short  # seconds more audio from one unbroken clause
-    assert long_peak - short_peak < 30, f"{long_peak - short_peak:.0f} MB more at the peak"
+    assert long_peak - short_peak < 60, f"{long_peak - short_peak:.0f} MB more at the peak"  # 138 MB whole

@@ -5,10 +5,10 @@ its decoder (HiFi-GAN) upsamples that 256× into samples. The decoder's working 
 makes, ~22 MB a second on en_US-joe-medium; the rest of the model needs ~3.5 MB a second. Its convolutions see a
 few frames either side (measured: 12 frames of context reproduce the whole sentence's samples to 1e-7), so
 decoding ``WINDOW_FRAMES`` at a time, each with ``MARGIN_FRAMES`` of context it then drops, gives the same
-samples in bounded memory: an unbroken 9.3 s sentence took the process to 349 MB whole and to 189 MB in
-windows (142 MB of either the loaded model), in about the same time (0.91-0.99 s against 0.86-0.97 s); a
-130-word scene of short sentences is spoken ~10 % slower on an idle machine (two sessions, each run cut in
-two), no slower in a render, where the stages beside it share the cores (P8).
+samples in bounded memory: an unbroken 9.3 s sentence took the process to 349 MB whole and to 223 MB in windows
+(142 MB of either the loaded model), in 0.73-0.78 s rather than 0.86-0.97 s; a 130-word scene was spoken in
+3.1-3.3 s rather than 3.5 s. Windows of 128 frames held that sentence to 189 MB but spoke the scene ~10 % slower
+(3.7-4.1 s): the voice process's peak is not the render's (P2), its speed is on P8's critical path.
 
 The halves are cut where the exporter put the decoder (nodes named ``/dec/…``, as piper's PyTorch exports name
 them) and kept beside the prepared model (renderer/providers/piper_noise.py), made once per model file with the
@@ -25,7 +25,7 @@ from renderer.ops.files import atomic_path
 
 VERSION = 1  # of the cut: a new one makes new files
 DECODER = "/dec/"  # the decoder's scope in the node names of piper's exports
-WINDOW_FRAMES = 128  # frames decoded at once (~1.5 s at 22,050 Hz): the decoder's working memory, ~30 MB
+WINDOW_FRAMES = 256  # frames decoded at once (~3 s at 22,050 Hz): the decoder's working memory, ~60 MB
 MARGIN_FRAMES = 16  # context decoded on each side of a window and dropped (12 is the least that is exact)
 
 

@@ -93,7 +93,7 @@ class Model:
     """A voice model, loaded on its first sentence or when a run warms its voice up (``load``): a run where piper
     only stands by for a cloud voice never pays the load (~0.3 s and ~100 MB).
 
-    It speaks one sentence at a time per process. Each synthesis holds its own working memory (~30 MB with the
+    It speaks one sentence at a time per process. Each synthesis holds its own working memory (~60 MB with the
     decoder in windows), so scenes spoken side by side multiplied the process's peak by the stage threads; one
     at a time, onnxruntime spreads each synthesis over the cores instead (and the espeak-ng phonemizer inside
     piper is not thread-safe anyway).
