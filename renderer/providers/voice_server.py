@@ -14,7 +14,9 @@ It lives while a script speaks through it, and no longer: a client holds it (a c
 and nothing is being spoken it exits, so a script's encodes never run beside a model that has finished
 speaking (P2: the tree's peak is the voice phase's or the encodes', not their sum). A worker that dies lets go
 with its connection. A client that never holds (a status call) keeps it ``voice.server_idle_s``; the watcher
-(``python -m renderer.watch``) holds it while it watches, so each save speaks on a loaded model.
+(``python -m renderer.watch``) holds it while it watches, so each save speaks on a loaded model. A run starts it
+ahead of its first sentence (``VoiceClient.load``: started with ``--load``, it loads the model as soon as it
+listens, held by nobody), so the model is loaded while the run starts rather than on the narration's path.
 
 Client and server talk through ``multiprocessing.connection`` on an AF_UNIX socket in a per-user runtime dir
 (``$XDG_RUNTIME_DIR/renderer``, else ``/tmp/renderer-<uid>``; mode 0700) with an authkey from a 0600 file
