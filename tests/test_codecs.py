@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer.media import codecs
+from renderer.media import codecs, tool_notes
 from renderer.ops.files import RunLayout
 from renderer.pipeline.render import render_script
 from tests.conftest import THREE_SCENES, TINY, compose_cfg, ffprobe, video_size
@@ -111,13 +111,13 @@ def test_the_trial_is_kept_per_machine_in_the_user_cache(tmp_path, monkeypatch):
     codecs.forget()
     try:
         assert codecs.resolve("hevc", "none", preset="ultrafast")[0].name == "libx265"
-        data = json.loads(codecs.cache_file().read_text(encoding="utf-8"))
+        data = json.loads(tool_notes.cache_file().read_text(encoding="utf-8"))
         ((machine, trials),) = data.items()
         (trial,) = [t for t in trials if "libx265" in t]
         assert trials[trial]["ok"] is True and str(Path(machine.split("|")[1]).name) == "ffmpeg"
         # what the file says is what this machine can do: a failure written there is believed, not tried again
         trials[trial] = {"ok": False, "reason": "no libx265 (as recorded)", "at": trials[trial]["at"]}
-        codecs.cache_file().write_text(json.dumps(data), encoding="utf-8")
+        tool_notes.cache_file().write_text(json.dumps(data), encoding="utf-8")
         codecs.forget()
         with pytest.raises(codecs.CodecError, match=r"encode\.codec=hevc: .* \(no libx265 \(as recorded\)\)"):
             codecs.resolve("hevc", "none", preset="ultrafast")

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from renderer.media import ffmpeg, tool_notes
 from renderer.media.encoding import failure_reason
@@ -176,11 +175,6 @@ def works(encoder: Encoder) -> str | None:
         _tried[trial] = why
         tool_notes.note(ffmpeg.binary("ffmpeg"), trial, {"ok": why is None, "reason": why or "", "at": time.time()})
     return why
-
-
-def cache_file() -> Path:
-    """Where what was tried is kept: ``$XDG_CACHE_HOME/renderer/encoders.json`` (``~/.cache/renderer``)."""
-    return tool_notes.cache_file()
 
 
 def forget() -> None:

@@ -143,11 +143,8 @@ class Model:
                 prepared = piper_noise.prepared(self.onnx)
                 halves = piper_decoder.split(prepared)
                 front, decoder = halves if halves else (prepared, None)
-                session = onnxruntime.InferenceSession(str(optimized(front)), sess_options=options,
-                                                       providers=["CPUExecutionProvider"])
-                if decoder is not None:
-                    self._decoder = onnxruntime.InferenceSession(str(optimized(decoder)), sess_options=options,
-                                                                 providers=["CPUExecutionProvider"])
+                session = _session(front, options)
+                self._decoder = _session(decoder, options) if decoder else None
                 self._voice = PiperVoice(config=PiperConfig.from_dict(self.config), session=session)
             except Exception as exc:
                 raise PiperError(f"cannot load piper voice {self.onnx}: {exc}") from exc
@@ -215,6 +212,13 @@ class Model:
         if factor != 1.0 and audio.size:
             audio = resample(audio, round(audio.size / factor))
         return audio
+
+
+def _session(onnx: Path, options):
+    """An onnxruntime session of ``onnx``'s kept optimized copy, on the CPU."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(optimized(onnx)), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def optimized(onnx: Path) -> Path:
