@@ -65,3 +65,16 @@ def test_a_piece_that_does_not_end_on_a_whole_frame_or_has_lost_packets_is_refus
         adts.join([(b"".join(adts.packets(data)[:-2]), 10 * adts.FRAME, "short")])
     with pytest.raises(adts.AdtsError, match="no ADTS frame at byte 0"):
         adts.packets(b"RIFF....WAVE", "not aac")
+
+
+def test_a_piece_ending_in_silence_is_extended_by_its_silent_packet_and_one_ending_in_sound_is_not():
+    """``extended``: a piece encoded from its first frames, ending in silent ones, decodes as the encode of all
+    its samples; a piece still sounding at its end (its last packets differ) cannot be extended."""
+    voiced = speech_like(20 * adts.FRAME / RATE)
+    voiced[-3 * adts.FRAME:] = 0.0
+    whole = np.concatenate([voiced, np.zeros(300 * adts.FRAME + 100, dtype=np.float32)])
+    extended = adts.extended(encode(voiced), whole.size, "voiced")
+    assert extended is not None and len(adts.packets(extended)) == adts.frames_for(whole.size)
+    assert np.array_equal(decode(extended), decode(encode(whole)))
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * adts.FRAME) / RATE)
+    assert adts.extended(encode(tone), whole.size, "sounding") is None

@@ -311,6 +311,46 @@ def test_the_narration_lands_on_the_target_from_its_clips_measurements(layout, t
     assert peak <= -1.5
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_short_clip_on_a_long_scene_is_encoded_for_its_voiced_frames_and_plays_as_the_whole_encode(channels,
+                                                                                                   tmp_path):
+    """A 1.5 s clip on a 30 s scene: ffmpeg encodes the frames it sounds in (and a few silent ones), and the rest
+    of the piece is the encoder's silent packet repeated; decoded, the piece is sample for sample one encode of
+    the whole stretch, and it has the packets of the stretch's length, so it joins like any piece."""
+    from hydra.utils import instantiate
+
+    from renderer.media import adts
+    from renderer.stages import narration, voice
+
+    scene = parsed().scenes[0]
+    (tmp_path / "voice").mkdir()
+    clip = voice.node(scene, instantiate(compose_cfg(*TINY).voice), timeout=60).fn(
+        NodeInput(None, {}, {}, tmp_path / "voice", "v" * 64))
+    cfg = {**CFG, "encode.audio_channels": channels}
+    inp = NodeInput(None, cfg, {"voice": clip, "where": narration._where(plan([(0.5, 30), (30.5, 5)], 25), 0)},
+                    tmp_path, "n" * 64)
+    at = narration._stretch(inp)
+    assert narration.voiced(clip, at, RATE) < at.samples / 5  # the clip is short for its stretch
+    piece = narration.render(inp, scene=0, timeout=60)
+    encoded = next(tmp_path.glob("narration-000-*.filter")).read_text(encoding="utf-8")
+    assert f"apad=whole_len={narration.voiced(clip, at, RATE)}[out]" in encoded  # what ffmpeg was given to encode
+    filters = tmp_path / "whole.filter"
+    filters.write_text(narration._chain(clip, at, piece.gain_db, cfg["audio.true_peak_db"], RATE,
+                                        "mono" if channels == 1 else "stereo") + "\n", encoding="utf-8")
+    whole = tmp_path / "whole.aac"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip.path), "-filter_complex_script", str(filters), "-map",
+                    "[out]", "-c:a", "aac", "-aac_pns", "0", "-b:a", "128k", "-ar", str(RATE), "-ac", str(channels),
+                    "-fflags", "+bitexact", "-f", "adts", str(whole)], check=True)
+
+    def decoded(path: Path) -> np.ndarray:
+        return np.frombuffer(subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-"],
+                                            capture_output=True, check=True).stdout, dtype=np.float32)
+
+    assert len(adts.packets(piece.path.read_bytes())) == adts.frames_for(at.samples)
+    got, reference = decoded(piece.path), decoded(whole)
+    assert np.abs(got).max() > 0.1 and np.array_equal(got, reference)
+
+
 def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
     """The voice stage's clips carry their measurements: each scene's piece takes its gain from them and is
     encoded once, with no pass of ffmpeg's meter over it or the joined track (no .r128 or .peak stats in their

@@ -39,6 +39,18 @@ def frames_for(samples: int) -> int:
     return DELAY_FRAMES + -(-samples // FRAME)
 
 
+def extended(data: bytes, samples: int, name: str = "piece") -> bytes | None:
+    """``data``, a piece encoded from the first whole frames of ``samples`` and ending in silent ones, as the piece
+    of all ``samples``: its last packet repeated, for the silence an encoder gives for silence is one packet over
+    and over (ffmpeg's AAC encoder: 13 bytes for 128 kb/s stereo). None when its last two packets differ: that
+    encoder's silence is not one packet, and the whole piece must be encoded."""
+    found = packets(data, name)
+    more = frames_for(samples) - len(found)
+    if more < 0 or len(found) < 2 or found[-1] != found[-2]:
+        return None
+    return data + found[-1] * more
+
+
 def join(pieces: list[tuple[bytes, int, str]]) -> bytes:
     """One stream of ``pieces`` (their ADTS bytes, the samples each was encoded from, a name for errors), each
     but the last without its last packet. Each piece but the first must begin, and each but the last end, with a

@@ -8,11 +8,14 @@ so the whole soundtrack does too (its gating blocks are the pieces'). A piece sp
 frame one before its scene starts until the one before the next piece's, and where it meets another piece its
 first and last frames are silent, so the join has no gap and no click: the clip is placed exactly where its
 scene starts (the first after its lead), faded out and cut before that last frame when it is longer than its
-scene. Without a music bed only; a bed's ducked mix is made whole (renderer/stages/soundtrack.py).
+scene. Only the frames its clip sounds in are encoded; the silence after them is the encoder's silent packet
+repeated (``adts.extended``: it decodes as the encode of the whole stretch, sample for sample). Without a music
+bed only; a bed's ducked mix is made whole (renderer/stages/soundtrack.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from renderer.stages.soundtrack import CUT_FADE_S, SLOT, behind
 from renderer.stages.timeline import Span, Timeline
 
 VERSION = "1"
+SILENT_FRAMES = 3  # encoded after the frames a clip sounds in: the last two give the encoder's silent packet
+DURATION_SLACK_S = 0.1  # a clip may sound this much past its duration (a decoder's padding, a resampler's tail)
 READS = ("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", "audio.loudness_lufs",
          "audio.true_peak_db")
 
@@ -86,14 +91,24 @@ def _fade(voice: AudioClip, at: Stretch, rate: int) -> float:
     return min(CUT_FADE_S, (at.clip_until - at.clip_at) / rate)
 
 
-def _chain(voice: AudioClip, at: Stretch, gain: float, ceiling: float, rate: int, layout: str) -> str:
+def voiced(voice: AudioClip, at: Stretch, rate: int) -> int:
+    """The samples of a piece its clip can sound in, as whole frames, then ``SILENT_FRAMES`` of silence: what is
+    encoded; the silence after it is the encoder's silent packet repeated (``adts.extended``). More than the
+    piece's samples when the clip sounds to its end."""
+    sound_ends = min(at.clip_until, at.clip_at + math.ceil((voice.duration + DURATION_SLACK_S) * rate))
+    return (-(-sound_ends // adts.FRAME) + SILENT_FRAMES) * adts.FRAME
+
+
+def _chain(voice: AudioClip, at: Stretch, gain: float, ceiling: float, rate: int, layout: str,
+           samples: int | None = None) -> str:
     """The piece's samples: the clip at its level, limited, placed, faded out and cut where it must end, and
-    padded with silence."""
+    padded with silence to ``samples`` (default: the whole piece's)."""
     chain = (f"[0:a]aresample={rate},aformat=sample_fmts=fltp:channel_layouts={layout},volume={gain:.3f}dB,"
              f"{audio.limiter(ceiling)},adelay={at.clip_at}S:all=1")
     if fade := _fade(voice, at, rate):
         chain += f",afade=t=out:st={at.clip_until / rate - fade:.6f}:d={fade:.6f}"
-    return f"{chain},atrim=end_sample={at.clip_until},apad=whole_len={at.samples}[out]"
+    samples = at.samples if samples is None else samples
+    return f"{chain},atrim=end_sample={at.clip_until},apad=whole_len={samples}[out]"
 
 
 def _silent(inp: NodeInput, samples: int, out: Path, *, timeout: float, safe: bool = False) -> Path:
@@ -132,10 +147,21 @@ def render(inp: NodeInput, *, scene: int, timeout: float) -> Piece:
     gain = audio.gain_to(target, playing) if target else 0.0
     args, script = ["-i", str(voice.path)], inp.workdir / f"{stem}.filter"
 
-    def encode(correction: float, ceiling: float) -> None:
-        script.write_text(_chain(voice, at, gain + correction, ceiling, rate, layout) + "\n", encoding="utf-8")
+    prefix = min(voiced(voice, at, rate), at.samples)
+
+    def encode(correction: float, ceiling: float, samples: int = prefix) -> None:
+        """The piece: its voiced frames encoded, the silence after them added as packets (a scene whose clip
+        is short for it costs the encode of its clip, not of its length); all of it where that cannot be."""
+        script.write_text(_chain(voice, at, gain + correction, ceiling, rate, layout, samples) + "\n",
+                          encoding="utf-8")
         ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
                     "-f", "adts", str(out)], timeout=timeout, cwd=inp.workdir)
+        if samples < at.samples:
+            whole = adts.extended(out.read_bytes(), at.samples, out.name)
+            if whole is None:
+                encode(correction, ceiling, at.samples)
+            else:
+                out.write_bytes(whole)
 
     def level(correction: float, ceiling: float, n: int) -> float:
         return audio.measure(args, [_chain(voice, at, gain + correction, ceiling, rate, layout)], "out",
