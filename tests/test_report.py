@@ -56,6 +56,31 @@ def test_report_escapes_everything_it_shows(tmp_path: Path):
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing from the network
 
 
+def test_the_template_compiles_once_per_machine_and_a_cache_dir_that_cannot_be_written_costs_only_that(
+        tmp_path: Path, monkeypatch):
+    """The report's template is compiled once and its bytecode kept in the user's cache dir (a later run loads
+    it); where that dir cannot be made, the report is written all the same."""
+    manifest = {"started": "2026-11-25T10:00:00+00:00", "seconds": 1, "scripts": {}}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def written(run: Path) -> str:
+        return report.write(manifest, run).read_text().replace(str(run), "RUN")
+
+    report._env.cache_clear()
+    try:
+        first = written(tmp_path / "one" / "run")
+        kept = list((tmp_path / "cache" / "renderer" / "templates").glob("__jinja2_*.cache"))
+        assert len(kept) == 1
+        report._env.cache_clear()
+        assert written(tmp_path / "two" / "run") == first  # from the kept bytecode
+        (tmp_path / "blocked").write_text("a file where the cache dir would be")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+        report._env.cache_clear()
+        assert written(tmp_path / "three" / "run") == first
+    finally:
+        report._env.cache_clear()
+
+
 def test_waterfall_places_each_node_on_its_stage_row():
     stages = [{"name": "voice/0", "stage": "voice", "status": "ok", "started": 0.0, "seconds": 1.0},
               {"name": "segment/0.0", "stage": "segment", "status": "ok", "started": 1.0, "seconds": 3.0},
