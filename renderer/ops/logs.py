@@ -10,12 +10,11 @@ urllib3, requests, distributed) goes through loguru with the same ids.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import sys
-import threading
-import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator
@@ -136,14 +135,13 @@ def setup(run_dir: Path, *, console: bool) -> None:
 
 
 def stacks_on_request() -> bool:
-    """``kill -USR1 <pid>`` writes every thread's Python stack to this process's stderr (file, line and function
-    only, never a value) and the process goes on: what a batch that seems stuck waits on. Whether it took (only
-    the main thread can set a signal handler).
+    """``kill -USR1 <pid>`` writes every thread's Python stack to this process's stderr (faulthandler: file, line
+    and function only, never a value) and the process goes on: what a batch that seems stuck waits on. Whether
+    it took (only the main thread can set a signal handler).
 
-    A Python handler rather than ``faulthandler.register(all_threads=True)``: faulthandler walks the other
-    threads' frames from inside the C signal handler while they run, and a thread that pops a frame meanwhile
-    crashes the process (seen as SIGSEGV mid-dump). The Python handler runs in the main thread holding the GIL,
-    so every other thread stands still while it reads them."""
+    The dump runs in a Python handler, in the main thread holding the GIL, so every other thread stands still
+    while it is read. ``faulthandler.register(all_threads=True)`` dumps from inside the C signal handler while
+    the other threads run, and one that pops a frame meanwhile crashes the process (seen: SIGSEGV mid-dump)."""
     if not hasattr(signal, "SIGUSR1"):
         return False
     try:
@@ -154,17 +152,9 @@ def stacks_on_request() -> bool:
 
 
 def _write_stacks(_signum: int, _frame: Any) -> None:
-    names = {thread.ident: thread.name for thread in threading.enumerate()}
-    lines = []
-    for ident, top in sys._current_frames().items():
-        lines.append(f"Thread 0x{ident:016x} ({names.get(ident, 'not started by threading')}, most recent call "
-                     "first):")
-        stack = traceback.StackSummary.extract(traceback.walk_stack(top), lookup_lines=False)
-        lines += [f'  File "{f.filename}", line {f.lineno} in {f.name}' for f in stack]
-        lines.append("")
-    stream = sys.__stderr__ or sys.stderr
-    stream.write("\n".join(lines) + "\n")
-    stream.flush()
+    with suppress(OSError, ValueError, AttributeError):  # no stderr to write to: nothing to say it on
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
 @contextmanager
