@@ -17,11 +17,11 @@ from renderer.pipeline.render import providers_for, render_script
 from tests.conftest import TINY, compose_cfg, parsed
 
 STAGES = {
-    "overlay": ["voice", "visual", "terminal", "timeline", "narration", "soundtrack", "segment", "mux",
+    "overlay": ["voice", "visual", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "mux",
                 "thumbnails"],
-    "visual_only": ["voice", "visual", "timeline", "narration", "soundtrack", "segment", "mux", "thumbnails"],
-    "ui_only": ["voice", "terminal", "timeline", "narration", "soundtrack", "segment", "mux", "thumbnails"],
-    "audio_only": ["voice", "timeline", "narration", "soundtrack", "mux"],
+    "visual_only": ["voice", "visual", "timeline", "level", "narration", "soundtrack", "segment", "mux", "thumbnails"],
+    "ui_only": ["voice", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "mux", "thumbnails"],
+    "audio_only": ["voice", "timeline", "level", "narration", "soundtrack", "mux"],
 }
 
 
@@ -71,9 +71,9 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     assert set(nodes) == expected
     assert {n.stage for n in nodes.values()} == set(STAGES[strategy])
     # CPU-bound work takes turns for the cores (pictures drawn here among it); voices wait in a slot of their own;
-    # the soundtrack, which only the mux waits for, is mixed beside the encodes at a lower priority
-    slots = {"segment": "encode", "narration": "background", "soundtrack": "background", "visual": "encode",
-             "voice": "voice"}
+    # the clips' shaping and the soundtrack, which only the mux waits for, beside the encodes at a lower priority
+    slots = {"segment": "encode", "level": "background", "narration": "background", "soundtrack": "background",
+             "visual": "encode", "voice": "voice"}
     for name, node in nodes.items():
         assert node.slot == slots.get(node.stage, ""), name
     assert comp.slots["background"] == 1
@@ -162,7 +162,7 @@ def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
 
 def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_between_them(tmp_path):
     comp = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2", "assembly.transition_s=0.5")
-    assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:7], "transition", *STAGES["overlay"][7:]]
+    assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:8], "transition", *STAGES["overlay"][8:]]
     assert comp.nodes_of("transition") == ("transition/0", "transition/1")  # the cut after scene 1, after scene 2
     cut = comp.graph.nodes["transition/1"]
     assert cut.slot == "encode" and cut.fallback is not None and "assembly.transition" in cut.reads

@@ -100,7 +100,7 @@ def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(scrip
     cache = tmp_path / "cache"
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
     # the thumbnails are taken from the segments, the same: only the soundtrack is new (and the file it goes in)
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "narration/1", "soundtrack", "voice/1"]
+    assert rerun(render(script, tmp_path / "b", cache)) == ["level/1", "mux", "narration/1", "soundtrack", "voice/1"]
 
 
 def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(script, cold, tmp_path):
@@ -110,14 +110,14 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     grown = render(script, tmp_path / "b", cache)
     # the last scene lasts as long as its narration: its clip and typing are fitted to the new length (grown
     # past twice timeline.HALF_AT_S as scripted, it is now encoded in two halves); nothing of the others re-runs
-    assert rerun(grown) == ["mux", "narration/2", "segment/2.0", "segment/2.1", "soundtrack", "terminal/2",
+    assert rerun(grown) == ["level/2", "mux", "narration/2", "segment/2.0", "segment/2.1", "soundtrack", "terminal/2",
                             "thumbnails", "timeline", "visual/2", "voice/2"]
     assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
     assert grown["timeline"][:2] == first["timeline"][:2]
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
     same = render(script, tmp_path / "c", cache)
     assert same["timeline"] == first["timeline"]
-    assert rerun(same) == ["mux", "narration/2", "soundtrack", "timeline", "voice/2"]
+    assert rerun(same) == ["level/2", "mux", "narration/2", "soundtrack", "timeline", "voice/2"]
 
 
 def test_one_on_screen_change_reencodes_that_scene_only(script, cold, tmp_path):

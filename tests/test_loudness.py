@@ -43,14 +43,15 @@ def test_a_shaped_voice_keeps_its_length_and_its_peaks_near_its_level(tmp_path):
     clip = speech(tmp_path / "a.wav", "We did not build gods. We built mirrors, and they looked back.", "-a", "180")
     before = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                    str(clip)], capture_output=True, text=True, check=True).stdout)
-    measured = audio.level_voice(clip, tmp_path, timeout=60)
+    shaped = tmp_path / "shaped.wav"
+    measured = audio.level_voice(clip, shaped, tmp_path, timeout=60)
     after = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                  str(clip)], capture_output=True, text=True, check=True).stdout)
+                                  str(shaped)], capture_output=True, text=True, check=True).stdout)
     assert after == pytest.approx(before, abs=0.01)
-    meter, peak = r128(clip)
+    meter, peak = r128(shaped)
     assert measured.lufs == pytest.approx(meter, abs=0.15) and measured.true_peak_db == pytest.approx(peak, abs=0.3)
     assert measured.true_peak_db - measured.lufs <= audio.VOICE_PEAK_LU + 2.5  # what a gain to target leaves
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "shaped.wav"]  # nothing left behind
 
 
 def test_placed_clips_give_the_loudness_of_the_programme_they_make(tmp_path):

@@ -171,7 +171,7 @@ def test_audio_only_is_one_aac_stream_of_the_timeline_length(rendered):
     assert int(stream["sample_rate"]) == AUDIO_RATE
     assert abs(float(stream["duration"]) - record["duration"]) <= 1 / FPS
     assert record["duration"] == pytest.approx(11.0)  # 0:07 + the last scene's 4 s
-    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "narration", "soundtrack", "mux"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "level", "narration", "soundtrack", "mux"}
 
 
 def test_the_placeholder_stands_in_when_the_mux_fails(tmp_path):

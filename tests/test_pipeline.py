@@ -69,8 +69,8 @@ def test_outputs_and_record(two_scenes, tmp_path):
     assert saved["parsed"]["scenes"][1]["narration"][0]["speaker"] == "Anya"
     stages = {s["name"]: s for s in saved["stages"]}
     assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
-                           "segment/0.0", "segment/1.0", "narration/0", "narration/1", "soundtrack", "mux",
-                           "thumbnails"}
+                           "segment/0.0", "segment/1.0", "level/0", "level/1", "narration/0", "narration/1",
+                           "soundtrack", "mux", "thumbnails"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -82,12 +82,12 @@ def test_outputs_and_record(two_scenes, tmp_path):
 
 def test_strategy_shapes_the_graph(two_scenes, tmp_path):
     record = render(two_scenes, tmp_path, "assembly=audio_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "narration", "soundtrack", "mux"}
+    assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "level", "narration", "soundtrack", "mux"}
     record = render(two_scenes, tmp_path, "assembly=ui_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "narration",
+    assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "level", "narration",
                                                      "soundtrack", "mux", "thumbnails"}
     record = render(two_scenes, tmp_path, "assembly=visual_only")
-    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "narration",
+    assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "level", "narration",
                                                      "soundtrack", "mux", "thumbnails"}
 
 

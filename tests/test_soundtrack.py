@@ -320,12 +320,13 @@ def test_a_short_clip_on_a_long_scene_is_encoded_for_its_voiced_frames_and_plays
     from hydra.utils import instantiate
 
     from renderer.media import adts
-    from renderer.stages import narration, voice
+    from renderer.stages import level, narration, voice
 
     scene = parsed().scenes[0]
     (tmp_path / "voice").mkdir()
-    clip = voice.node(scene, instantiate(compose_cfg(*TINY).voice), timeout=60).fn(
+    spoken = voice.node(scene, instantiate(compose_cfg(*TINY).voice), timeout=60).fn(
         NodeInput(None, {}, {}, tmp_path / "voice", "v" * 64))
+    clip = level.render(NodeInput(None, {}, {"voice": spoken}, tmp_path / "voice", "l" * 64), scene=0, timeout=60)
     cfg = {**CFG, "encode.audio_channels": channels}
     inp = NodeInput(None, cfg, {"voice": clip, "where": narration._where(plan([(0.5, 30), (30.5, 5)], 25), 0)},
                     tmp_path, "n" * 64)
@@ -352,12 +353,12 @@ def test_a_short_clip_on_a_long_scene_is_encoded_for_its_voiced_frames_and_plays
 
 
 def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
-    """The voice stage's clips carry their measurements: each scene's piece takes its gain from them and is
+    """The level stage's clips carry their measurements: each scene's piece takes its gain from them and is
     encoded once, with no pass of ffmpeg's meter over it or the joined track (no .r128 or .peak stats in their
     work folder); the joined track lasts exactly the timeline, and lands on the target."""
     from hydra.utils import instantiate
 
-    from renderer.stages import narration, voice
+    from renderer.stages import level, narration, voice
 
     script = parsed()
     speaker = instantiate(compose_cfg(*TINY).voice)
@@ -365,7 +366,9 @@ def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
     for scene in script.scenes:
         work = tmp_path / f"voice{scene.index}"
         work.mkdir()
-        clips.append(voice.node(scene, speaker, timeout=60).fn(NodeInput(None, {}, {}, work, f"{scene.index}" * 64)))
+        spoken = voice.node(scene, speaker, timeout=60).fn(NodeInput(None, {}, {}, work, f"{scene.index}" * 64))
+        clips.append(level.render(NodeInput(None, {}, {"voice": spoken}, work, "l" * 64), scene=scene.index,
+                                  timeout=60))
     assert all(clip.loudness and clip.loudness.energies for clip in clips)
     work = tmp_path / "soundtrack"
     work.mkdir()

@@ -130,11 +130,10 @@ def voice_limiter(loudness_lufs: float) -> str:
             f"volume={-lift:.3f}dB")
 
 
-def level_voice(path: Path, workdir: Path, *, timeout: float) -> loudness.Loudness:
+def level_voice(path: Path, out: Path, workdir: Path, *, timeout: float) -> loudness.Loudness:
     """Shape the narration clip at ``path`` (``voice_compressor`` then ``voice_limiter``, each at the level the
-    voice has there; one channel at ``loudness.RATE``), rewriting it in place, and return its measurements,
-    taken once here so that a soundtrack of any clips is set to its target without measuring it
-    (renderer/media/loudness.py)."""
+    voice has there; one channel at ``loudness.RATE``) into ``out``, and return its measurements, taken once here
+    so that a soundtrack of any clips is set to its target without measuring it (renderer/media/loudness.py)."""
     stem = workdir / f"voiced-{uuid.uuid4().hex[:12]}"
     compressed, shaped = stem.with_suffix(".f32"), stem.with_suffix(".wav")
     pcm = ["-f", "f32le", "-ar", str(loudness.RATE), "-ac", "1"]
@@ -151,7 +150,7 @@ def level_voice(path: Path, workdir: Path, *, timeout: float) -> loudness.Loudne
                     "-map", "[shaped]", "-c:a", "pcm_s16le", "-f", "wav", shaped.name, *measuring.outputs],
                    timeout=timeout, cwd=workdir)
         measured = measuring.result()
-        os.replace(shaped, path)
+        os.replace(shaped, out)
         return measured
     finally:
         compressed.unlink(missing_ok=True)

@@ -58,7 +58,8 @@ def stage_names(cfg: DictConfig) -> list[str]:
     """The stages a script's graph is built from, in the order they are added."""
     picture, layers = cfg.assembly.picture, layer_names(cfg)
     sources = ["voice"] + ([picture] if picture not in PICTURES_WITHOUT_STAGE else []) + layers
-    sound = ["soundtrack"] if cfg.audio.music else ["narration", "soundtrack"]  # a bed is mixed whole
+    # each clip shaped and measured, then placed as a piece of its own, or mixed whole with a bed
+    sound = ["level", "soundtrack"] if cfg.audio.music else ["level", "narration", "soundtrack"]
     if picture == "none":
         return [*dict.fromkeys(sources), "timeline", *sound, "mux"]
     early = [name for name in dict.fromkeys(sources) if name not in AFTER_TIMELINE]

@@ -31,7 +31,7 @@ class AudioClip(StageOutput):
     # per-character timing when the provider gives it (ElevenLabs /with-timestamps):
     # {"characters": [...], "character_start_times_seconds": [...], "character_end_times_seconds": [...]}
     alignment: dict | None = field(default=None, compare=False, repr=False)
-    # its measurements, taken by the voice stage as it makes the clip (renderer/media/loudness.py)
+    # its measurements, taken by the level stage as it shapes the clip (renderer/stages/level.py)
     loudness: Loudness | None = field(default=None, compare=False, repr=False)
 
 

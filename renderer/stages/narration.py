@@ -1,7 +1,7 @@
 """Narration stage: each scene's voice placed on its stretch of the timeline, set to ``audio.loudness_lufs`` and
 encoded to AAC on its own (a piece), so that the soundtrack is the pieces joined by copying their packets
 (renderer/stages/soundtrack.py, renderer/media/adts.py) and editing one scene's narration encodes that scene's
-piece alone: its clip's measurements (taken by the voice stage) give its gain, and no other piece changes.
+piece alone: its clip's measurements (taken by the level stage) give its gain, and no other piece changes.
 
 Each scene's narration is levelled on its own, as a leveller sets each speaker: every piece lands on the target,
 so the whole soundtrack does too (its gating blocks are the pieces'). A piece spans whole AAC frames, from the
@@ -206,7 +206,7 @@ def add(comp) -> None:
     for i in comp.scenes:
         comp.add(Node(
             stage="narration", scene=i, version=VERSION, reads=READS,
-            deps={"voice": comp.name("voice", i), "where": Part(comp.name("timeline"), lambda t, i=i: _where(t, i))},
+            deps={"voice": comp.name("level", i), "where": Part(comp.name("timeline"), lambda t, i=i: _where(t, i))},
             fn=lambda inp, i=i: behind(render, inp, scene=i, timeout=timeout),
             fallback=lambda inp, exc, i=i: silence(inp, exc, scene=i, timeout=timeout),
             retry=RetryPolicy.from_cfg(comp.cfg.retry.assembly), slot=SLOT))

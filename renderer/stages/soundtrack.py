@@ -143,7 +143,7 @@ def _bed_file(music: audio.Music | ambient.Bed, inp: NodeInput, stem: str) -> Pa
 
 
 def _measured(inp: NodeInput, *, timeout: float) -> list[loudness.Loudness | None]:
-    """Every scene's clip's measurements (taken by the voice stage; a clip made elsewhere is measured here, a
+    """Every scene's clip's measurements (taken by the level stage; a clip made elsewhere is measured here, a
     file placed again once); None for a silent scene."""
     unmeasured: dict[Path, loudness.Loudness] = {}
     out: list[loudness.Loudness | None] = []
@@ -268,7 +268,7 @@ def add(comp) -> None:
         stage="soundtrack", version=VERSION,
         reads=("encode.audio_bitrate", "encode.audio_rate", "encode.audio_channels", *audio.reads(comp.cfg)),
         data={"music": music},
-        deps={**deps, "voices": tuple(comp.name("voice", i) for i in comp.scenes)},
+        deps={**deps, "voices": tuple(comp.name("level", i) for i in comp.scenes)},
         fn=lambda inp: behind(render, inp, timeout=timeout), fallback=fallback, retry=retry, slot=SLOT))
 
 

@@ -1,35 +1,16 @@
-"""Voice stage: one narration clip per scene; when the provider fails, its stand-ins are tried in turn.
-
-Whoever spoke it, the clip is shaped (compressed and its peaks limited, relative to its own level) and
-measured here, once: its loudness measurements are part of its output, cached with it, so the narration stage
-sets its scene's loudness without measuring it (renderer/media/loudness.py, renderer/stages/narration.py)."""
+"""Voice stage: one narration clip per scene, as spoken; when the provider fails, its stand-ins are tried in
+turn. The level stage then shapes and measures it (renderer/stages/level.py); what needs only its timing (the
+timeline, the captions, the cuts between shots) reads it from here, without waiting for that."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Any, Callable
+from typing import Any
 
 from renderer.engine.node import Node, NodeInput, first_that_works
-from renderer.media import audio
-from renderer.media.loudness import Loudness
 from renderer.ops import health
-from renderer.providers.base import AudioClip
 from renderer.script import Scene
 
-VERSION = "2"  # 2: clips shaped and measured (their loudness in the output)
-
-
-def levelled(speak: Callable[[NodeInput], AudioClip], *, timeout: float) -> Callable[[NodeInput], AudioClip]:
-    """``speak``, its clip shaped and measured (``audio.level_voice``); a silent clip measures as silence."""
-
-    def fn(inp: NodeInput) -> AudioClip:
-        clip = speak(inp)
-        if clip.path is None:
-            return dataclasses.replace(clip, loudness=Loudness((), -math.inf))
-        return dataclasses.replace(clip, loudness=audio.level_voice(clip.path, inp.workdir, timeout=timeout))
-
-    return fn
+VERSION = "3"  # 3: clips as spoken (shaped and measured by the level stage); 2: shaped and measured here
 
 
 SLOT = "voice"  # its own slot: voices waiting for a model that speaks one at a time hold no thread a picture needs
@@ -45,8 +26,7 @@ def node(scene: Scene, provider: Any, *, timeout: float, backups: list[Any] | No
         return inp.workdir / f"voice-{scene.index:03d}-{inp.key[:12]}.wav"
 
     def speak_with(p: Any) -> Any:
-        return levelled(lambda inp: health.provider_call(p, lambda: p.synthesize(lines, out(inp), timeout=timeout)),
-                        timeout=timeout)
+        return lambda inp: health.provider_call(p, lambda: p.synthesize(lines, out(inp), timeout=timeout))
 
     return Node(
         stage="voice",
