@@ -152,9 +152,10 @@ def stacks_on_request() -> bool:
 
 
 def _write_stacks(_signum: int, _frame: Any) -> None:
+    """Straight to stderr's file descriptor: the handler may have stopped the main thread in the middle of a write
+    to ``sys.stderr``, whose buffer must not be touched again from here (a reentrant call raises)."""
     with suppress(OSError, ValueError, AttributeError):  # no stderr to write to: nothing to say it on
-        sys.stderr.flush()
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        faulthandler.dump_traceback(file=sys.stderr.fileno(), all_threads=True)
 
 
 @contextmanager
