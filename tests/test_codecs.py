@@ -74,8 +74,8 @@ def test_a_video_in_another_codec_joins_its_segments_by_stream_copy(tmp_path, ca
     assert statuses(record, "segment", "transition") == {"ok"}
     assert not set(keys(record, "segment", "transition").values()) & set(keys(h264, "segment", "transition").values())
     assert keys(record, "voice", "visual", "terminal") == keys(h264, "voice", "visual", "terminal")
-    mux = next(s for s in record["stages"] if s["stage"] == "mux")
-    assert mux["provider"] == "ffmpeg:concat"  # joined by stream copy, not re-encoded
+    join = next(s for s in record["stages"] if s["stage"] == "join")
+    assert join["provider"] == "ffmpeg:concat"  # joined by stream copy, not re-encoded
     stream = video_stream(video)
     assert (stream["codec_name"], stream["codec_tag_string"]) == (name, tag)  # hvc1: what Apple's players need
     assert (stream["width"], stream["height"], stream["pix_fmt"]) == (W, H, "yuv420p")

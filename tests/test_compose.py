@@ -17,10 +17,12 @@ from renderer.pipeline.render import providers_for, render_script
 from tests.conftest import TINY, compose_cfg, parsed
 
 STAGES = {
-    "overlay": ["voice", "visual", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "mux",
+    "overlay": ["voice", "visual", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "join",
+                "mux", "thumbnails"],
+    "visual_only": ["voice", "visual", "timeline", "level", "narration", "soundtrack", "segment", "join", "mux",
+                    "thumbnails"],
+    "ui_only": ["voice", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "join", "mux",
                 "thumbnails"],
-    "visual_only": ["voice", "visual", "timeline", "level", "narration", "soundtrack", "segment", "mux", "thumbnails"],
-    "ui_only": ["voice", "terminal", "timeline", "level", "narration", "soundtrack", "segment", "mux", "thumbnails"],
     "audio_only": ["voice", "timeline", "level", "narration", "soundtrack", "mux"],
 }
 
@@ -62,7 +64,7 @@ def test_stage_names_keep_the_layers_in_order_once_each():
 def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     script = parsed()
     comp = composed(tmp_path, script, f"assembly={strategy}")
-    once = {"timeline", "soundtrack", "mux", "thumbnails"} & set(STAGES[strategy])
+    once = {"timeline", "soundtrack", "join", "mux", "thumbnails"} & set(STAGES[strategy])
     per_scene = [s for s in STAGES[strategy] if s not in once]
     expected = {f"{stage}/{i}" for stage in per_scene if stage != "segment" for i in (0, 1)}
     expected |= {f"segment/{i}.{k}" for i in (0, 1) for k in range(comp.chunks[i])} if "segment" in per_scene else set()
@@ -79,10 +81,11 @@ def test_the_graph_has_a_node_per_stage_and_scene(tmp_path, strategy):
     assert comp.slots["background"] == 1
     mux_deps = nodes["mux"].deps
     if strategy == "audio_only":
-        assert "segments" not in mux_deps
+        assert "picture" not in mux_deps and "join" not in nodes
     else:
-        assert mux_deps["segments"] == comp.nodes_of("segment")  # every chunk, scene by scene
-        assert nodes["mux"].fallback is not None
+        assert nodes["join"].deps["segments"] == comp.nodes_of("segment")  # every chunk, scene by scene
+        assert mux_deps["picture"] == "join" and "segments" not in mux_deps  # two files: a sound edit copies them
+        assert nodes["join"].fallback is not None and nodes["mux"].fallback is not None
 
 
 def test_segments_read_their_span_their_picture_and_their_layers(tmp_path):
@@ -155,12 +158,12 @@ def test_a_long_scene_is_encoded_in_chunks_side_by_side(tmp_path):
     comp = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=10", "format.fps=25")
     assert comp.chunks[:2] == [3, 1]  # 25 s in three chunks of at most 10 s; 4 s in one
     assert comp.nodes_of("segment")[:4] == ("segment/0.0", "segment/0.1", "segment/0.2", "segment/1.0")
-    assert comp.graph.nodes["mux"].deps["segments"] == comp.nodes_of("segment")
+    assert comp.graph.nodes["join"].deps["segments"] == comp.nodes_of("segment")
     whole = composed(tmp_path, script, "assembly=visual_only", "encode.chunk_s=0")
     assert whole.chunks == [1, 1, 1]
 
 
-def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_between_them(tmp_path):
+def test_with_transitions_each_cut_reads_its_two_scenes_and_is_joined_between_them(tmp_path):
     comp = composed(tmp_path, scenes_script(3), "assembly=overlay", "encode.chunk_s=2", "assembly.transition_s=0.5")
     assert compose.stage_names(comp.cfg) == [*STAGES["overlay"][:8], "transition", *STAGES["overlay"][8:]]
     assert comp.nodes_of("transition") == ("transition/0", "transition/1")  # the cut after scene 1, after scene 2
@@ -169,7 +172,7 @@ def test_with_transitions_each_cut_reads_its_two_scenes_and_the_mux_joins_it_bet
     assert isinstance(cut.deps["window"], Part) and cut.deps["window"].node == "timeline"
     assert cut.upstream(by_key=True) == ["visual/1", "visual/2"]  # its two scenes' pictures, nothing else
     assert [p.node for p in (*cut.deps["layers"], *cut.deps["next_layers"])] == ["terminal/1", "terminal/2"]
-    assert comp.graph.nodes["mux"].deps["segments"] == (
+    assert comp.graph.nodes["join"].deps["segments"] == (
         "segment/0.0", "segment/0.1", "transition/0", "segment/1.0", "segment/1.1", "transition/1", "segment/2.0",
         "segment/2.1")
     assert "assembly.transition" not in comp.graph.nodes["segment/1.0"].reads  # the name is the cuts' alone

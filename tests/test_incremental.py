@@ -87,19 +87,20 @@ def test_theme_change_redraws_terminals_and_backgrounds_and_speaks_nothing_again
     cache = tmp_path / "cache"
     changed = render(script, tmp_path / "b", cache, "theme=matrix")
     # the procedural backgrounds are drawn in the theme's colours: every scene is re-encoded, no voice re-run
-    assert rerun(changed) == ["mux", "segment/0.0", "segment/1.0", "segment/2.0", "terminal/0", "terminal/1",
+    assert rerun(changed) == ["join", "mux", "segment/0.0", "segment/1.0", "segment/2.0", "terminal/0", "terminal/1",
                               "terminal/2", "thumbnails", "visual/0", "visual/1", "visual/2"]
     footage = ["visual.sources=[gradients]"]  # pictures that ignore the theme (the matrix terminals are cached now)
     render(script, tmp_path / "c", cache, *footage)
     # scene 2 ("Two") shows no terminal: its events are the same (none) in every theme
     assert rerun(render(script, tmp_path / "d", cache, *footage, "theme=matrix")) == [
-        "mux", "segment/0.0", "segment/2.0", "thumbnails"]
+        "join", "mux", "segment/0.0", "segment/2.0", "thumbnails"]
 
 
 def test_one_narration_change_reruns_that_voice_the_soundtrack_and_the_mux(script, cold, tmp_path):
     cache = tmp_path / "cache"
     script.write_text(THREE_SCENES.replace("“And two.”", "“And two, said differently.”"), encoding="utf-8")
-    # the thumbnails are taken from the segments, the same: only the soundtrack is new (and the file it goes in)
+    # the picture is joined from the segments, the same, as the thumbnails are taken from them: only the
+    # soundtrack is new (and the file it goes in)
     assert rerun(render(script, tmp_path / "b", cache)) == ["level/1", "mux", "narration/1", "soundtrack", "voice/1"]
 
 
@@ -110,8 +111,8 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
     grown = render(script, tmp_path / "b", cache)
     # the last scene lasts as long as its narration: its clip and typing are fitted to the new length (grown
     # past twice timeline.HALF_AT_S as scripted, it is now encoded in two halves); nothing of the others re-runs
-    assert rerun(grown) == ["level/2", "mux", "narration/2", "segment/2.0", "segment/2.1", "soundtrack", "terminal/2",
-                            "thumbnails", "timeline", "visual/2", "voice/2"]
+    assert rerun(grown) == ["join", "level/2", "mux", "narration/2", "segment/2.0", "segment/2.1", "soundtrack",
+                            "terminal/2", "thumbnails", "timeline", "visual/2", "voice/2"]
     assert grown["timeline"][2]["duration"] > first["timeline"][2]["duration"]
     assert grown["timeline"][:2] == first["timeline"][:2]
     script.write_text(THREE_SCENES.replace("“Three.”", "“Three!”"), encoding="utf-8")  # same length of scene
@@ -123,7 +124,8 @@ def test_the_last_scene_is_reencoded_only_when_its_narration_changes_its_length(
 def test_one_on_screen_change_reencodes_that_scene_only(script, cold, tmp_path):
     cache = tmp_path / "cache"
     script.write_text(THREE_SCENES.replace("$ uptime", "$ uptime --pretty"), encoding="utf-8")
-    assert rerun(render(script, tmp_path / "b", cache)) == ["mux", "segment/2.0", "terminal/2", "thumbnails"]
+    assert rerun(render(script, tmp_path / "b", cache)) == ["join", "mux", "segment/2.0", "terminal/2",
+                                                            "thumbnails"]
 
 
 def test_with_transitions_an_edit_of_one_scene_reencodes_that_scene_and_its_cuts_only(script, tmp_path):
@@ -133,11 +135,11 @@ def test_with_transitions_an_edit_of_one_scene_reencodes_that_scene_and_its_cuts
     assert {n for n in statuses(cold) if n.startswith("transition/")} == {"transition/0", "transition/1"}
     script.write_text(THREE_SCENES.replace("A blue sea.", "A blue lake."), encoding="utf-8")  # the middle scene
     assert rerun(render(script, tmp_path / "b", cache, *on)) == [
-        "mux", "segment/1.0", "thumbnails", "transition/0", "transition/1", "visual/1"]
+        "join", "mux", "segment/1.0", "thumbnails", "transition/0", "transition/1", "visual/1"]
     script.write_text(THREE_SCENES.replace("A blue sea.", "A blue lake.").replace("$ uptime", "$ uptime --pretty"),
                       encoding="utf-8")  # the last scene's on-screen text: its one cut
     assert rerun(render(script, tmp_path / "c", cache, *on)) == [
-        "mux", "segment/2.0", "terminal/2", "thumbnails", "transition/1"]
+        "join", "mux", "segment/2.0", "terminal/2", "thumbnails", "transition/1"]
     assert rerun(render(script, tmp_path / "d", cache, *on)) == []
 
 
@@ -157,7 +159,7 @@ def test_a_corrupt_cached_segment_is_rendered_again(script, cold, tmp_path):
     (entry,) = cache.glob(f"segment/*/{key}/*.mp4")
     entry.write_bytes(entry.read_bytes()[:-100] + b"\0" * 100)  # same size, other bytes
     again = render(script, tmp_path / "b", cache)
-    assert rerun(again) == ["segment/1.0"]  # the mux's inputs are the same, so its entry still stands
+    assert rerun(again) == ["segment/1.0"]  # the join's inputs are the same, so its entry still stands
     assert sha(tmp_path / "a" / "tiny" / "tiny.mp4") == sha(tmp_path / "b" / "tiny" / "tiny.mp4")
 
 

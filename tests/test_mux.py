@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from renderer.engine.node import NodeInput
 from renderer.media.codecs import Encoder
 from renderer.media.ffmpeg import FFmpegError
-from renderer.stages import mux, segment
+from renderer.stages import join, mux, segment
 from renderer.stages.segment import Segment
 from renderer.stages.soundtrack import Soundtrack
 from renderer.stages.timeline import plan, split
@@ -136,7 +136,8 @@ def test_scenes_start_on_their_timestamps_with_the_segments_own_frames(rendered,
 
 
 def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_path):
-    """A scene that fell back to its placeholder is encoded alike, so the mux still joins by stream copy."""
+    """A scene that fell back to its placeholder is encoded alike, so the picture is still joined by stream copy,
+    and the mux puts the soundtrack under it."""
     record, _, segments, cache = rendered("overlay")
     timeline = plan([(0.0, 3.0), (3.0, 4.0), (7.0, 4.0)], FPS)
     assert timeline.to_list() == record["timeline"]
@@ -153,10 +154,12 @@ def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_pat
     (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
     parts = [Segment(segments[0], 30, provider="ffmpeg"), failed, Segment(segments[2], 40, provider="ffmpeg")]
     soundtrack = Soundtrack(sound, 11.0, provider="ffmpeg")
-    inp = NodeInput(None, {"format.fps": FPS}, {"timeline": timeline, "soundtrack": soundtrack, "segments": parts},
-                    tmp_path, "b" * 64)
+    picture = join.render(NodeInput(None, {"format.fps": FPS}, {"duration": 11.0, "segments": parts}, tmp_path,
+                                    "b" * 64), timeout=60)
+    assert picture.provider == "ffmpeg:concat" and codecs(ffprobe(picture.path)) == ["h264"]
+    inp = NodeInput(None, {}, {"timeline": timeline, "soundtrack": soundtrack, "picture": picture}, tmp_path, "c" * 64)
     video = mux.render(inp, slug="tiny", timeout=60)
-    assert video.provider == "ffmpeg:concat" and decode_errors(video.path) == ""
+    assert video.provider == "ffmpeg:copy" and decode_errors(video.path) == ""
     final = md5s(decode(video.path))
     assert final == [h for part in parts for h in md5s(decode(part.path))]
     info = ffprobe(video.path)
@@ -174,10 +177,30 @@ def test_audio_only_is_one_aac_stream_of_the_timeline_length(rendered):
     assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "level", "narration", "soundtrack", "mux"}
 
 
+def test_a_picture_that_cannot_be_joined_is_a_card_under_which_the_soundtrack_still_plays(rendered, tmp_path):
+    record, *_, cache = rendered("overlay")
+    key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
+    (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
+    timeline = plan([(0.0, 3.0), (3.0, 4.0), (7.0, 4.0)], FPS)
+    cfg = {"format.width": 192, "format.height": 108, "format.fps": FPS}
+    gone = [Segment(tmp_path / "gone.mp4", 30, provider="ffmpeg")]
+    inp = NodeInput(None, cfg, {"duration": timeline.duration, "segments": gone}, tmp_path, "d" * 64)
+    with pytest.raises(FFmpegError) as failed:
+        join.render(inp, timeout=60)
+    picture = join.card(inp, failed.value, slug="tiny", timeout=60)
+    assert picture.provider == "placeholder" and "gone.mp4" in picture.warnings[0]
+    info = ffprobe(picture.path)
+    assert codecs(info) == ["h264"] and abs(float(info["streams"][0]["duration"]) - 11.0) <= 1 / FPS
+    video = mux.render(NodeInput(None, {}, {"timeline": timeline, "soundtrack": Soundtrack(sound, 11.0),
+                                            "picture": picture}, tmp_path, "e" * 64), slug="tiny", timeout=60)
+    assert codecs(ffprobe(video.path)) == ["aac", "h264"] and decode_errors(video.path) == ""
+    assert decoded_seconds_of_audio(video.path) == pytest.approx(11.0, abs=0.05)
+
+
 def test_the_placeholder_stands_in_when_the_mux_fails(tmp_path):
     timeline = plan([(0.0, 3.0), (3.0, 2.5)], 10)
     inp = NodeInput(data=None, cfg={"format.width": 192, "format.height": 108, "format.fps": 10},
-                    deps={"timeline": timeline, "soundtrack": None, "segments": []}, workdir=tmp_path, key="0" * 64)
+                    deps={"timeline": timeline, "soundtrack": None, "picture": None}, workdir=tmp_path, key="0" * 64)
     exc = FFmpegError("ffmpeg failed", stderr_tail="[mp4 @ 0x55] No space left on device")
     video = mux.placeholder(inp, exc, slug="tiny", timeout=60)
     assert video.provider == "placeholder"

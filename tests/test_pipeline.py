@@ -70,7 +70,7 @@ def test_outputs_and_record(two_scenes, tmp_path):
     stages = {s["name"]: s for s in saved["stages"]}
     assert set(stages) == {"voice/0", "visual/0", "terminal/0", "voice/1", "visual/1", "terminal/1", "timeline",
                            "segment/0.0", "segment/1.0", "level/0", "level/1", "narration/0", "narration/1",
-                           "soundtrack", "mux", "thumbnails"}
+                           "soundtrack", "join", "mux", "thumbnails"}
     assert all(s["status"] == "ok" and s["seconds"] >= 0 and len(s["key"]) == 64 for s in stages.values())
     assert saved["providers"]["voice"] == ["espeak"]
     assert saved["fallbacks"] == []
@@ -85,10 +85,10 @@ def test_strategy_shapes_the_graph(two_scenes, tmp_path):
     assert {s["stage"] for s in record["stages"]} == {"voice", "timeline", "level", "narration", "soundtrack", "mux"}
     record = render(two_scenes, tmp_path, "assembly=ui_only")
     assert {s["stage"] for s in record["stages"]} == {"voice", "terminal", "timeline", "segment", "level", "narration",
-                                                     "soundtrack", "mux", "thumbnails"}
+                                                     "soundtrack", "join", "mux", "thumbnails"}
     record = render(two_scenes, tmp_path, "assembly=visual_only")
     assert {s["stage"] for s in record["stages"]} == {"voice", "visual", "timeline", "segment", "level", "narration",
-                                                     "soundtrack", "mux", "thumbnails"}
+                                                     "soundtrack", "join", "mux", "thumbnails"}
 
 
 def test_a_strategy_naming_no_stage_fails_the_script_clearly(two_scenes, tmp_path):

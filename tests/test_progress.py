@@ -95,6 +95,6 @@ def test_the_bar_shows_scripts_in_flight_on_a_terminal_only(tmp_path: Path):
     shown = run_on_terminal(tmp_path)
     assert "scripts:" in shown and "1/1" in shown
     stages = "voice|visual|terminal|timeline|level|narration|segment|soundtrack|mux|thumbnails"
-    assert re.search(rf"s0 ({stages})\S* .*\[\d+/22\]", shown), shown
+    assert re.search(rf"s0 ({stages})\S* .*\[\d+/23\]", shown), shown
     assert "scripts:" not in run_on_terminal(tmp_path, "progress=false")
     assert "scripts:" not in run_on_terminal(tmp_path, tty=False)  # a pipe or a log file gets no bar

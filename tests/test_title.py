@@ -84,7 +84,7 @@ def test_the_card_shows_over_the_first_scene_and_then_is_gone(tmp_path: Path):
     assert difference(frame(plain, 7.0), frame(titled, 7.0)) < 1  # the second scene never had it
     reran = {s["name"] for s in videos["true"][1]["stages"] if s["status"] == "ok"}
     # scene 2 from the cache
-    assert reran == {"title/0", "mux", "thumbnails"} | {n for n in reran if n.startswith("segment/0.")}
+    assert reran == {"title/0", "join", "mux", "thumbnails"} | {n for n in reran if n.startswith("segment/0.")}
     assert any(n.startswith("segment/0.") for n in reran)
 
 

@@ -141,7 +141,7 @@ def test_renders_on_start_and_on_every_save_and_stops_on_sigterm(watched, tmp_pa
     save(script, edited)
     line = watch.stdout_line("refreshed", timeout=EDIT_RENDER_S)
     redone = line.split("redone: ")[1].rstrip(")").split(", ")
-    assert sorted(redone) == ["captions/1", "level/1", "mux", "narration/1", "segment/1.0", "soundtrack",
+    assert sorted(redone) == ["captions/1", "join", "level/1", "mux", "narration/1", "segment/1.0", "soundtrack",
                               "thumbnails", "voice/1"], line
     assert video.stat().st_mtime_ns != before
     good = video.read_bytes()

@@ -17,7 +17,7 @@ from renderer.ops.files import RunLayout, user_cache_dir, write_text_atomic
 from renderer.script import format_time
 
 STAGE_ORDER = ("voice", "level", "visual", "terminal", "timeline", "segment", "transition", "narration",
-               "soundtrack", "mux")
+               "soundtrack", "join", "mux")
 WATERFALL_W, ROW_H, LABEL_W = 560, 16, 80  # SVG geometry, in px
 
 

@@ -7,7 +7,7 @@ in on top of it (``assembly.layers``, bottom first). Every name there is a stage
 module plus one line of config. The fixed part of the graph around them:
 
     voice, picture, layers (per scene) -> timeline -> narration (per scene, without a music bed) -> soundtrack,
-    segment (per scene), transition (per cut) -> mux
+    segment (per scene), transition (per cut) -> join -> mux
 
 Stages find each other's nodes through ``Composition.name`` alone.
 """
@@ -67,7 +67,7 @@ def stage_names(cfg: DictConfig) -> list[str]:
     cuts = ["transition"] if cfg.assembly.transition_s > 0 else []
     # the soundtrack before the segments: it needs only the voices and the timeline, so it is mixed beside the
     # encodes (in the background) rather than alone on one core at the end
-    return [*early, "timeline", *late, *sound, "segment", *cuts, "mux", "thumbnails"]
+    return [*early, "timeline", *late, *sound, "segment", *cuts, "join", "mux", "thumbnails"]
 
 
 def stage_module(name: str) -> Any:

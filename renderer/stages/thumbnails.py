@@ -1,5 +1,5 @@
 """Thumbnails stage: a JPEG per scene of the video, for report.html, taken from the segments the video is
-joined from (as the mux joins them). Keyed by the picture alone, so a video whose segments did not change
+joined from (as the join stage joins them). Keyed by the picture alone, so a video whose segments did not change
 (a narration edit gives it only a new soundtrack) takes its thumbnails from the cache; if they cannot be made,
 the report shows none (the video is fine)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from renderer.engine.node import Node, NodeInput, Part
 from renderer.engine.output import StageOutput
 from renderer.media import thumbnails
-from renderer.stages.mux import in_timeline_order
+from renderer.stages.join import in_timeline_order
 from renderer.stages.timeline import Timeline
 
 VERSION = "3"  # 3: a midpoint on a join between segments finds its frame
