@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from renderer.engine.cache import Cache
 from renderer.engine.node import NodeInput
 from renderer.media.codecs import Encoder
 from renderer.media.ffmpeg import FFmpegError
@@ -45,6 +46,12 @@ def rendered(tmp_path_factory):
 
     assert "Visual: A red sky" in THREE_SCENES and "Visual: A blue sea." in THREE_SCENES
     return get
+
+
+def cached_soundtrack(record: dict, cache: Path) -> Soundtrack:
+    """The soundtrack a render left in the cache (its joined packets and the options that mux them)."""
+    key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
+    return Cache(cache).get("soundtrack", key)
 
 
 def md5s(frames: list[bytes]) -> list[str]:
@@ -150,10 +157,8 @@ def test_a_placeholder_segment_joins_the_others_by_stream_copy(rendered, tmp_pat
         FFmpegError("ffmpeg failed", stderr_tail="[h264 @ 0x1] Invalid data"), scene=1, part=0,
         threads=1, timeout=60)
     assert failed.provider == "placeholder" and "Invalid data" in failed.warnings[0]
-    key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
-    (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
+    soundtrack = cached_soundtrack(record, cache)
     parts = [Segment(segments[0], 30, provider="ffmpeg"), failed, Segment(segments[2], 40, provider="ffmpeg")]
-    soundtrack = Soundtrack(sound, 11.0, provider="ffmpeg")
     picture = join.render(NodeInput(None, {"format.fps": FPS}, {"duration": 11.0, "segments": parts}, tmp_path,
                                     "b" * 64), timeout=60)
     assert picture.provider == "ffmpeg:concat" and codecs(ffprobe(picture.path)) == ["h264"]
@@ -179,8 +184,6 @@ def test_audio_only_is_one_aac_stream_of_the_timeline_length(rendered):
 
 def test_a_picture_that_cannot_be_joined_is_a_card_under_which_the_soundtrack_still_plays(rendered, tmp_path):
     record, *_, cache = rendered("overlay")
-    key = next(s["key"] for s in record["stages"] if s["name"] == "soundtrack")
-    (sound,) = (cache / "soundtrack" / key[:2] / key).glob("*.m4a")
     timeline = plan([(0.0, 3.0), (3.0, 4.0), (7.0, 4.0)], FPS)
     cfg = {"format.width": 192, "format.height": 108, "format.fps": FPS}
     gone = [Segment(tmp_path / "gone.mp4", 30, provider="ffmpeg")]
@@ -191,7 +194,7 @@ def test_a_picture_that_cannot_be_joined_is_a_card_under_which_the_soundtrack_st
     assert picture.provider == "placeholder" and "gone.mp4" in picture.warnings[0]
     info = ffprobe(picture.path)
     assert codecs(info) == ["h264"] and abs(float(info["streams"][0]["duration"]) - 11.0) <= 1 / FPS
-    video = mux.render(NodeInput(None, {}, {"timeline": timeline, "soundtrack": Soundtrack(sound, 11.0),
+    video = mux.render(NodeInput(None, {}, {"timeline": timeline, "soundtrack": cached_soundtrack(record, cache),
                                             "picture": picture}, tmp_path, "e" * 64), slug="tiny", timeout=60)
     assert codecs(ffprobe(video.path)) == ["aac", "h264"] and decode_errors(video.path) == ""
     assert decoded_seconds_of_audio(video.path) == pytest.approx(11.0, abs=0.05)

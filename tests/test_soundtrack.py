@@ -320,7 +320,7 @@ def test_a_short_clip_on_a_long_scene_is_encoded_for_its_voiced_frames_and_plays
     from hydra.utils import instantiate
 
     from renderer.media import adts
-    from renderer.stages import level, narration, voice
+    from renderer.stages import level, mux, narration, voice
 
     scene = parsed().scenes[0]
     (tmp_path / "voice").mkdir()
@@ -358,7 +358,7 @@ def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
     work folder); the joined track lasts exactly the timeline, and lands on the target."""
     from hydra.utils import instantiate
 
-    from renderer.stages import level, narration, voice
+    from renderer.stages import level, mux, narration, voice
 
     script = parsed()
     speaker = instantiate(compose_cfg(*TINY).voice)
@@ -375,8 +375,10 @@ def test_narration_alone_is_encoded_once_per_scene_and_never_measured(tmp_path):
     timeline = plan([(0, 3), (3, 3)], 25)
     pieces = [narration.render(NodeInput(None, CFG, {"voice": clip, "where": narration._where(timeline, i)}, work,
                                          f"{i}" * 64), scene=i, timeout=60) for i, clip in enumerate(clips)]
-    track = soundtrack.join(NodeInput(None, CFG, {"pieces": pieces, "timeline": timeline}, work, "k" * 64),
-                            timeout=60).path
+    joined = soundtrack.join(NodeInput(None, CFG, {"pieces": pieces, "timeline": timeline}, work, "k" * 64))
+    # no tool ran on the joined track: the mux copies it into the video with its options
+    track = mux.render(NodeInput(None, {}, {"soundtrack": joined, "timeline": timeline}, work, "m" * 64), slug="tiny",
+                       timeout=60).path
     assert not list(work.glob("*.r128")) and not list(work.glob("*.peak"))
     assert duration(track) == pytest.approx(6.0, abs=1e-3)
     loudness, peak = r128(track)

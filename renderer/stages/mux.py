@@ -34,10 +34,11 @@ def render(inp: NodeInput, *, slug: str, timeout: float) -> Video:
     timeline: Timeline = inp.deps["timeline"]
     sound = inp.deps["soundtrack"]
     out = inp.workdir / f"{slug}-{inp.key[:12]}.mp4"
+    sound_in = [*sound.input_args, "-i", str(sound.path)]
     if "picture" in inp.deps:
-        args = ["-i", str(inp.deps["picture"].path), "-i", str(sound.path), "-map", "0:v", "-map", "1:a"]
+        args = ["-i", str(inp.deps["picture"].path), *sound_in, "-map", "0:v", "-map", "1:a", *sound.stream_args]
     else:
-        args = ["-i", str(sound.path), "-map", "0:a"]
+        args = [*sound_in, "-map", "0:a", *sound.stream_args]
     ffmpeg.run([*args, "-c", "copy", "-movflags", "+faststart", "-fflags", "+bitexact", "-f", "mp4", str(out)],
                timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
     return Video(out, timeline.duration, timeline.to_list(), provider="ffmpeg:copy")

@@ -3,13 +3,13 @@ bed, every scene's narration and the bed mixed and encoded whole.
 
 Without a bed (the default), each scene's narration is a piece of its own, placed, levelled and encoded by the
 narration stage (renderer/stages/narration.py): the join copies their packets (renderer/media/adts.py) into
-an MP4 audio track, so editing one scene's narration costs that clip, its piece and this copy. A music bed
-(``audio.music``: a file, or with ``ambient`` a pad synthesised for the script, written as a WAV and played
-as a file would be) is set ``audio.music_db`` below the narration, ducked under the voice, and the mix (the
-ducking makes it no sum of its parts) measured and corrected (renderer/media/audio.py,
-renderer/media/ambient.py), in a few cheap audio-only passes (no run opening more than ``ffmpeg.MAX_INPUTS``
-voice files: a script of many scenes is mixed in submixes first). Its narration is levelled scene by scene,
-as the pieces are.
+one AAC track, which the mux copies into the video, so editing one scene's narration costs that clip, its piece
+and these copies. A music bed (``audio.music``: a file, or with ``ambient`` a pad synthesised for the script,
+written as a WAV and played as a file would be) is set ``audio.music_db`` below the narration, ducked under
+the voice, and the mix (the ducking makes it no sum of its parts) measured and corrected
+(renderer/media/audio.py, renderer/media/ambient.py), in a few cheap audio-only passes (no run opening more
+than ``ffmpeg.MAX_INPUTS`` voice files: a script of many scenes is mixed in submixes first). Its narration is
+levelled scene by scene, as the pieces are.
 """
 
 from __future__ import annotations
@@ -34,14 +34,20 @@ from renderer.stages.timeline import Timeline
 
 SLOT = "background"  # a slot of its own, its tools niced: only the mux needs it, so it takes the time the encodes leave
 VERSION = "4"  # 4: each scene's narration levelled on its own (the pad's synthesis: ambient.VERSION, in its data)
-JOIN_VERSION = "1"
+JOIN_VERSION = "2"  # 2: the joined packets as they are, with the options to mux them (was an MP4 of them)
 CUT_FADE_S = 0.3  # narration cut at a scene end fades out over this
 
 
 @dataclass(frozen=True)
 class Soundtrack(StageOutput):
+    """The script's sound, and what ffmpeg needs to copy it into a video as it is meant to play: options before
+    its input (the narration's joined packets: the encoder's delay skipped) and on its stream (the padding of
+    their last frame marked), applied where it is muxed."""
+
     path: Path
     duration: float
+    input_args: tuple[str, ...] = ()
+    stream_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,23 +218,21 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
     return Soundtrack(out, timeline.duration, provider="ffmpeg", warnings=tuple(warnings))
 
 
-def join(inp: NodeInput, *, timeout: float) -> Soundtrack:
-    """The narration's pieces as one MP4 audio track: their packets copied one after another, the encoder's
-    delay at its head and the padding of its last frame marked for players to skip, as an encode's own are."""
+def join(inp: NodeInput) -> Soundtrack:
+    """The narration's pieces as one AAC track: their packets copied one after another (no tool runs), with the
+    options that have the mux skip the encoder's delay at its head and the padding of its last frame, as an
+    encode's own are marked for players to skip."""
     timeline: Timeline = inp.deps["timeline"]
     pieces = [(piece.path.read_bytes(), piece.samples, piece.path.name) for piece in inp.deps["pieces"]
               if piece.path is not None]
-    stem = inp.workdir / f"soundtrack-{inp.key[:12]}"
-    joined, out = stem.with_suffix(".aac"), stem.with_suffix(".m4a")
+    out = inp.workdir / f"soundtrack-{inp.key[:12]}.aac"
     data = adts.join(pieces)
-    joined.write_bytes(data)
+    out.write_bytes(data)
     delay = adts.DELAY_FRAMES * adts.FRAME / inp.cfg["encode.audio_rate"]
     last = pieces[-1][1] % adts.FRAME or adts.FRAME  # the samples the last packet holds
-    ffmpeg.run(["-itsoffset", f"{-delay:.9f}", "-i", joined.name, "-c:a", "copy", "-bsf:a",
-                f"setts=duration=if(eq(N\\,{len(adts.packets(data)) - 1})\\,DURATION*{last}/{adts.FRAME}\\,DURATION)",
-                "-fflags", "+bitexact", "-f", "mp4", out.name], timeout=timeout, cwd=inp.workdir)
-    joined.unlink(missing_ok=True)
-    return Soundtrack(out, timeline.duration, provider="ffmpeg:copy")
+    trim = f"setts=duration=if(eq(N\\,{len(adts.packets(data)) - 1})\\,DURATION*{last}/{adts.FRAME}\\,DURATION)"
+    return Soundtrack(out, timeline.duration, input_args=("-itsoffset", f"{-delay:.9f}"),
+                      stream_args=("-bsf:a", trim), provider="adts:copy")
 
 
 def silence(inp: NodeInput, exc: Exception, *, timeout: float) -> Soundtrack:
@@ -258,7 +262,7 @@ def add(comp) -> None:
     if comp.nodes_of("narration"):
         comp.add(Node(stage="soundtrack", version=JOIN_VERSION, reads=("encode.audio_rate",),
                       deps={**deps, "pieces": comp.nodes_of("narration")},
-                      fn=lambda inp: behind(join, inp, timeout=timeout), fallback=fallback, retry=retry, slot=SLOT))
+                      fn=join, fallback=fallback, retry=retry, slot=SLOT))
         return
     if comp.cfg.audio.music == ambient.AMBIENT:
         music = ambient.bed(comp.cfg.audio.ambient, comp.slug)
