@@ -100,10 +100,10 @@ class PiperVoice:
     def _load(self, cast: Cast) -> Model:
         return model(cast.model, self.threads)
 
-    def _speak(self, loaded: Model, sentence: str, cast: Cast, deadline: float) -> np.ndarray:
+    def _speak(self, loaded: Model, sentence: str, cast: Cast, deadline: float, last: bool) -> np.ndarray:
         if self.server is None:
-            return loaded.speak(sentence, cast, deadline)
-        return self.server.speak(loaded, sentence, cast, deadline)
+            return loaded.speak(sentence, cast, deadline, last=last)
+        return self.server.speak(loaded, sentence, cast, deadline, last)
 
     def cancel(self) -> None:
         """An interrupted render: the sentence the voice process speaks for it is dropped."""
@@ -130,13 +130,15 @@ class PiperVoice:
         t = 0
         for n, (cast, text) in enumerate(spoken):
             loaded = self._load(cast)
-            for k, sentence in enumerate(sentences(" ".join(text.split()))):
+            said = list(sentences(" ".join(text.split())))
+            for k, sentence in enumerate(said):
                 gap = round(self.rate * (SPEAKER_GAP_S if n and not k else self.sentence_silence_s if k else 0))
                 if gap:
                     pieces.append(np.zeros(gap, dtype=np.float32))
                     _spread(" ", t, t + gap, self.rate, chars, starts, ends)
                     t += gap
-                audio = self._speak(loaded, sentence, cast, deadline)
+                ends_clip = n == len(spoken) - 1 and k == len(said) - 1
+                audio = self._speak(loaded, sentence, cast, deadline, last=ends_clip)
                 if loaded.rate != self.rate:
                     audio = resample(audio, round(audio.size * self.rate / loaded.rate))
                 pieces.append(_peaked(audio))

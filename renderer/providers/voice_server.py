@@ -64,7 +64,7 @@ from renderer.providers.piper_model import (
     loaded,
 )
 
-PROTOCOL = 1  # bump when a request or reply changes shape
+PROTOCOL = 2  # bump when a request or reply changes shape (2: a sentence says if it ends its clip)
 START_TIMEOUT_S = 30.0  # a server started answers within this (Python, numpy; the model loads on a sentence)
 WAIT_SLICE_S = 0.1  # a waiting client looks at cancellation this often
 REPORT_GRACE_S = 1.0  # past its deadline a client waits this long for the server's own timeout report
@@ -196,10 +196,10 @@ class VoiceClient:
                     self._hold.close()
                 self._hold = None
 
-    def speak(self, model: Model, text: str, cast: Cast, deadline: float) -> np.ndarray:
+    def speak(self, model: Model, text: str, cast: Cast, deadline: float, last: bool = True) -> np.ndarray:
         """``model.speak`` done by the voice process, started (again) as needed; see the module's docstring."""
         request = {"op": "speak", "onnx": str(model.onnx), "config": str(model.config_path),
-                   "threads": model.threads, "text": text, "cast": cast}
+                   "threads": model.threads, "text": text, "cast": cast, "last": last}
         self.hold()
         try:
             return self._ask(request, deadline)
@@ -360,7 +360,8 @@ class Server:
             if request.get("op") == "load":
                 model.load()
                 return None  # nobody waits for this
-            return "audio", model.speak(request["text"], request["cast"], deadline, gone=conn.poll)
+            return "audio", model.speak(request["text"], request["cast"], deadline, gone=conn.poll,
+                                        last=request["last"])
         except Abandoned:  # the client closed its connection: nobody to answer
             return None
         except PiperTimeout as exc:
