@@ -20,7 +20,7 @@ ENCODE = [*X264, "-c:a", "aac", "-b:a", _ENC.audio_bitrate, "-ar", str(_ENC.audi
 EDITS = [("unchanged", "", ()), ("narration", "narration", ()), ("screen", "screen", ()), ("theme", "", ("theme=matrix",))]
 # what a theme may re-run: what is drawn in its colours (terminals, backgrounds, the title card, burned-in
 # captions), the segments; no voice or soundtrack
-THEME_REDRAWS = {"terminal", "visual", "title", "captions", "segment", "mux", "thumbnails"}
+THEME_REDRAWS = {"terminal", "visual", "title", "captions", "segment", "join", "mux", "thumbnails"}
 P1_TARGET = 1.15  # the cold render against one re-encode of what it made
 SOFT_CAPTIONS = ("captions.burn=false",)  # P4b: captions in their own files, so a narration edit is audio only
 
