@@ -279,7 +279,7 @@ def test_a_synthesis_hands_its_working_memory_back_when_it_ends():
 
 
 def test_a_clip_keeps_the_working_memory_between_its_sentences_and_hands_it_back_after_its_last():
-    """Faulting a synthesis's working memory back in for each sentence cost ~0.08 s of its ~0.45 s: a clip's
+    """Faulting a synthesis's working memory back in for each sentence cost 10-20 % of its synthesis: a clip's
     sentences keep it for the next one, and its last sentence gives it back."""
     (_, loaded), (_, between), (_, after) = spoken_in_a_fresh_process(
         ["Hi.", "The keeper climbed the stairs at dusk, counting each of the hundred steps.",

@@ -188,7 +188,7 @@ class Model:
         (``time.monotonic()``), waiting for the model or between its sentences, ``PiperTimeout``; once
         ``gone()`` says the caller left, ``Abandoned`` (looked at in the same places). ``last``: the end of a
         clip, after which the synthesis's working memory is given back; a clip's earlier texts keep it for the
-        next (faulting ~50 MB back in cost ~0.08 s a sentence, 15-25 % of its synthesis)."""
+        next (faulting ~50 MB back in cost 0.04-0.08 s a sentence, 10-20 % of its synthesis)."""
         from piper import SynthesisConfig
 
         # a lower voice is made by speaking faster and then stretching the samples back, so the length holds
