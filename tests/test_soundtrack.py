@@ -320,7 +320,7 @@ def test_a_short_clip_on_a_long_scene_is_encoded_for_its_voiced_frames_and_plays
     from hydra.utils import instantiate
 
     from renderer.media import adts
-    from renderer.stages import level, mux, narration, voice
+    from renderer.stages import level, narration, voice
 
     scene = parsed().scenes[0]
     (tmp_path / "voice").mkdir()
