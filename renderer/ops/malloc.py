@@ -16,7 +16,6 @@ grew with the script's length (P6b: 67 MB for 1 minute, 75 MB for 10; 66 and 69 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from functools import cache
 
 M_ARENA_MAX = -8  # mallopt's parameter numbers (malloc.h)
@@ -28,11 +27,8 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept: a block this la
 @cache
 def _glibc(function: str):
     """``function`` of glibc's malloc, or None elsewhere (musl, macOS: no arenas of this kind)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        return getattr(ctypes.CDLL(name), function)
+    try:  # the symbols the process has loaded (its C library's among them): no ldconfig run to find it
+        return getattr(ctypes.CDLL(None), function)
     except (OSError, AttributeError):
         return None
 
