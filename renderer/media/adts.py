@@ -10,6 +10,8 @@ plays it skips (``DELAY_FRAMES``).
 
 from __future__ import annotations
 
+from typing import BinaryIO, Iterable
+
 FRAME = 1024  # samples per AAC frame (AAC-LC)
 DELAY_FRAMES = 1  # the encoder's priming, at the head of every piece and of the joined stream
 HEADER = 7  # an ADTS header without a CRC
@@ -21,6 +23,12 @@ class AdtsError(ValueError):
 
 def packets(data: bytes, name: str = "stream") -> list[bytes]:
     """The ADTS frames of ``data``, each with its header, in order."""
+    starts = _starts(data, name)
+    return [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)])]
+
+
+def _starts(data: bytes, name: str) -> list[int]:
+    """Where each ADTS frame of ``data`` begins; the frames fill it to its end."""
     out, at = [], 0
     while at < len(data):
         head = data[at:at + HEADER]
@@ -29,7 +37,7 @@ def packets(data: bytes, name: str = "stream") -> list[bytes]:
         length = ((head[3] & 0x03) << 11) | (head[4] << 3) | (head[5] >> 5)
         if length < HEADER or at + length > len(data):
             raise AdtsError(f"{name}: the ADTS frame at byte {at} runs past the end ({length} bytes)")
-        out.append(data[at:at + length])
+        out.append(at)
         at += length
     return out
 
@@ -51,18 +59,30 @@ def extended(data: bytes, samples: int, name: str = "piece") -> bytes | None:
     return data + found[-1] * more
 
 
-def join(pieces: list[tuple[bytes, int, str]]) -> bytes:
-    """One stream of ``pieces`` (their ADTS bytes, the samples each was encoded from, a name for errors), each
-    but the last without its last packet. Each piece but the first must begin, and each but the last end, with a
-    silent frame (its samples a whole number of frames)."""
-    out = []
-    for n, (data, samples, name) in enumerate(pieces):
-        found = packets(data, name)
-        if len(found) != frames_for(samples):
-            raise AdtsError(f"{name}: {len(found)} AAC packets for {samples} samples, not {frames_for(samples)}")
-        if n < len(pieces) - 1:
-            if samples % FRAME:
-                raise AdtsError(f"{name}: {samples} samples is not a whole number of {FRAME}-sample frames")
-            found = found[:-1]
-        out += found
-    return b"".join(out)
+def join(pieces: Iterable[tuple[bytes, int, str]], out: BinaryIO) -> int:
+    """Write one stream of ``pieces`` (their ADTS bytes, the samples each was encoded from, a name for errors) to
+    ``out``, each but the last without its last packet; the packets written. Each piece but the first must
+    begin, and each but the last end, with a silent frame (its samples a whole number of frames). ``pieces`` is
+    read as it is written: given lazily (each read when asked for), the join holds two pieces, not the track."""
+    written, held = 0, None
+    for piece in pieces:
+        if held is not None:
+            written += _copy(*held, out, last=False)
+        held = piece
+    if held is not None:
+        written += _copy(*held, out, last=True)
+    return written
+
+
+def _copy(data: bytes, samples: int, name: str, out: BinaryIO, *, last: bool) -> int:
+    """One piece of a join written to ``out`` (but its last packet, unless it is the ``last``): the packets written."""
+    starts = _starts(data, name)
+    if len(starts) != frames_for(samples):
+        raise AdtsError(f"{name}: {len(starts)} AAC packets for {samples} samples, not {frames_for(samples)}")
+    if last:
+        out.write(data)
+        return len(starts)
+    if samples % FRAME:
+        raise AdtsError(f"{name}: {samples} samples is not a whole number of {FRAME}-sample frames")
+    out.write(memoryview(data)[:starts[-1]])
+    return len(starts) - 1

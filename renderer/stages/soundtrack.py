@@ -223,14 +223,13 @@ def join(inp: NodeInput) -> Soundtrack:
     options that have the mux skip the encoder's delay at its head and the padding of its last frame, as an
     encode's own are marked for players to skip."""
     timeline: Timeline = inp.deps["timeline"]
-    pieces = [(piece.path.read_bytes(), piece.samples, piece.path.name) for piece in inp.deps["pieces"]
-              if piece.path is not None]
+    pieces = [piece for piece in inp.deps["pieces"] if piece.path is not None]
     out = inp.workdir / f"soundtrack-{inp.key[:12]}.aac"
-    data = adts.join(pieces)
-    out.write_bytes(data)
+    with open(out, "wb") as file:  # a piece read at a time: the track's length costs no memory
+        packets = adts.join(((piece.path.read_bytes(), piece.samples, piece.path.name) for piece in pieces), file)
     delay = adts.DELAY_FRAMES * adts.FRAME / inp.cfg["encode.audio_rate"]
-    last = pieces[-1][1] % adts.FRAME or adts.FRAME  # the samples the last packet holds
-    trim = f"setts=duration=if(eq(N\\,{len(adts.packets(data)) - 1})\\,DURATION*{last}/{adts.FRAME}\\,DURATION)"
+    last = pieces[-1].samples % adts.FRAME or adts.FRAME  # the samples the last packet holds
+    trim = f"setts=duration=if(eq(N\\,{packets - 1})\\,DURATION*{last}/{adts.FRAME}\\,DURATION)"
     return Soundtrack(out, timeline.duration, input_args=("-itsoffset", f"{-delay:.9f}"),
                       stream_args=("-bsf:a", trim), provider="adts:copy")
 
