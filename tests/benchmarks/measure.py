@@ -38,6 +38,7 @@ class Run:
     pss_mb: float  # peak of the tree's summed PSS (shared pages split among the processes that map them)
     stderr: str = ""
     voice_mb: float = 0.0  # peak PSS of the voice process alone (0: none ran)
+    own_rss_mb: float = 0.0  # peak RSS of the command's own process (the orchestrator), sampled with the tree
 
 
 def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = True, memory: bool = True) -> Run:
@@ -48,21 +49,21 @@ def run(cmd: list[str], cwd: Path = ROOT, env: dict | None = None, tree: bool = 
     stop_voice_process()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
         before = _children_cpu()
-        started, rss, pss, voice = time.perf_counter(), 0, 0, 0
+        started, rss, pss, voice, own = time.perf_counter(), 0, 0, 0, 0
         voice_cpu: dict[int, float] = {}  # each voice process's CPU time, as last seen
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
         while proc.poll() is None:
-            now_rss, now_pss = _memory(proc.pid, tree) if memory else (0, 0)
+            now_rss, now_pss, now_own = _memory(proc.pid, tree) if memory else (0, 0, 0)
             voice_rss, voice_pss = _voice_memory(voice_cpu, memory)
             if tree:
                 now_rss, now_pss = now_rss + voice_rss, now_pss + voice_pss
-            rss, pss, voice = max(rss, now_rss), max(pss, now_pss), max(voice, voice_pss)
+            rss, pss, voice, own = max(rss, now_rss), max(pss, now_pss), max(voice, voice_pss), max(own, now_own)
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=SAMPLE_S)
         seconds = time.perf_counter() - started
         err.seek(0)
         cpu = _children_cpu() - before + (sum(voice_cpu.values()) if tree else 0.0)
-        result = Run(seconds, cpu, rss / 2**20, pss / 2**20, err.read(), voice / 2**20)
+        result = Run(seconds, cpu, rss / 2**20, pss / 2**20, err.read(), voice / 2**20, own / 2**20)
     stop_voice_process()
     if proc.returncode:
         raise Failed(f"exit {proc.returncode}: {' '.join(map(str, cmd[:6]))} …\n{tail(result.stderr)}")
@@ -101,15 +102,17 @@ def _children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def _memory(pid: int, tree: bool) -> tuple[int, int]:
-    rss = pss = 0
+def _memory(pid: int, tree: bool) -> tuple[int, int, int]:
+    """The RSS and PSS of ``pid`` and (with ``tree``) its descendants, summed; and the RSS of ``pid`` alone."""
+    rss = pss = own = 0
     with suppress(psutil.NoSuchProcess):  # gone between poll() and here
         parent = psutil.Process(pid)
         for proc in [parent, *(parent.children(recursive=True) if tree else [])]:
             with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 info = proc.memory_full_info()
                 rss, pss = rss + info.rss, pss + info.pss
-    return rss, pss
+                own = info.rss if proc is parent else own
+    return rss, pss, own
 
 
 def tail(text: str, lines: int = 12) -> str:
