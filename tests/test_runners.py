@@ -265,6 +265,34 @@ def test_one_long_video_spreads_its_encodes_over_the_cluster(cluster, tmp_path):
     assert {s["status"] for s in record["stages"]} == {"ok"}
 
 
+def _profiling(dask_worker) -> bool:
+    return any(callback.is_running() for name, callback in dask_worker.periodic_callbacks.items()
+               if name.startswith("profile"))
+
+
+def test_no_worker_renders_beside_the_profiler_that_can_hang_it(inputs, tmp_path):
+    """Dask's statistical profiler calls sys._current_frames() every 10 ms, which before CPython 3.12 can deadlock
+    (python/cpython#106883): a LocalCluster worker hung mid-script for good, and the batch with it. The
+    renderer's LocalCluster starts its workers without it; on a cluster started as a user starts one (the
+    profiler on), each worker that runs a script stops it."""
+    from distributed import Client
+    from omegaconf import OmegaConf
+
+    from renderer.config import DaskConfig
+    from renderer.runners.dask import PROFILER_CAN_DEADLOCK, DaskRunner
+
+    runner = DaskRunner(OmegaConf.structured(DaskConfig(workers=1)))
+    try:
+        assert not any(runner.client.run(_profiling).values())
+    finally:
+        runner.close()
+    with Cluster(tmp_path / "cluster", workers=1) as users, \
+            Client(users.address, set_as_default=False) as client:
+        assert all(client.run(_profiling).values())
+        render(inputs, tmp_path / "run", "batch.backend=dask", f"batch.dask.address={users.address}")
+        assert not any(client.run(_profiling).values()) or not PROFILER_CAN_DEADLOCK
+
+
 # --- the graceful stop of a local pool, through public interfaces only ---------------------------------------
 
 ON_THE_ROLL = """

@@ -17,6 +17,7 @@ import itertools
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -36,6 +37,13 @@ from renderer.runners.worker import render_in_worker
 
 PROBE_PREFIX = ".renderer-probe-"
 STOP_POLL_S = 5.0  # a task's watcher asks the scheduler this often (a long poll) whether the batch stopped
+# A worker's statistical profiler calls sys._current_frames() every 10 ms, which before CPython 3.12 can deadlock
+# (python/cpython#106883: a threading.local the garbage collector frees inside it waits for a lock the call
+# holds). A script's graph makes and drops such objects on many threads, and its worker hung for good, holding
+# the batch. The renderer reads no profile: its own workers start without the profiler, and on an older Python
+# a task stops it on whatever worker runs it.
+NO_PROFILER = {"distributed.worker.profile.enabled": False}
+PROFILER_CAN_DEADLOCK = sys.version_info < (3, 12)
 
 
 def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: str) -> dict[str, Any]:
@@ -45,6 +53,8 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
     worker (``dask worker --nthreads 1``) keeps one run's cancellation from touching another's script."""
     from distributed import Event
 
+    if PROFILER_CAN_DEADLOCK:
+        _stop_profiler()
     event = Event(stop)
     if event.is_set():  # the batch stopped before this task began: it does not start
         return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
@@ -73,6 +83,18 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
         return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
     finally:
         finished.set()
+
+
+def _stop_profiler() -> None:
+    """Stop this worker's statistical profiler (``NO_PROFILER``), on its event loop (tornado's callbacks are not
+    thread-safe)."""
+    from distributed import get_worker
+
+    with suppress(ValueError):  # not on a worker (a task run in the client's process)
+        worker = get_worker()
+        for name in ("profile", "profile-cycle"):
+            if (callback := worker.periodic_callbacks.get(name)) is not None:
+                worker.loop.add_callback(callback.stop)
 
 
 def probe_file(folder: Path | str, token: str, worker: str = "") -> Path:
@@ -140,6 +162,7 @@ class DaskRunner(Runner):
     name = "dask"
 
     def __init__(self, dask_cfg: Any):
+        import dask
         from distributed import Client, LocalCluster
 
         self.cfg = dask_cfg
@@ -153,8 +176,9 @@ class DaskRunner(Runner):
             if dask_cfg.address:
                 self.client = Client(dask_cfg.address, timeout=dask_cfg.timeout_s, set_as_default=False)
             else:
-                self.cluster = LocalCluster(n_workers=dask_cfg.workers, threads_per_worker=1, processes=True,
-                                            host="127.0.0.1", dashboard_address=None)
+                with dask.config.set(NO_PROFILER):  # what its workers' nannies start them with, restarts too
+                    self.cluster = LocalCluster(n_workers=dask_cfg.workers, threads_per_worker=1, processes=True,
+                                                host="127.0.0.1", dashboard_address=None)
                 self.client = Client(self.cluster, set_as_default=False)
             self.client.wait_for_workers(1, timeout=dask_cfg.timeout_s)
         except (OSError, TimeoutError) as exc:
