@@ -270,11 +270,11 @@ def _profiling(dask_worker) -> bool:
                if name.startswith("profile"))
 
 
-def test_no_worker_renders_beside_the_profiler_that_can_hang_it(inputs, tmp_path):
+def test_no_worker_renders_beside_the_profiler_that_can_hang_it(tmp_path):
     """Dask's statistical profiler calls sys._current_frames() every 10 ms, which before CPython 3.12 can deadlock
     (python/cpython#106883): a LocalCluster worker hung mid-script for good, and the batch with it. The
     renderer's LocalCluster starts its workers without it; on a cluster started as a user starts one (the
-    profiler on), each worker that runs a script stops it."""
+    profiler on), each worker stops it as it takes the script's task or one of its encodes."""
     from distributed import Client
     from omegaconf import OmegaConf
 
@@ -286,10 +286,13 @@ def test_no_worker_renders_beside_the_profiler_that_can_hang_it(inputs, tmp_path
         assert not any(runner.client.run(_profiling).values())
     finally:
         runner.close()
-    with Cluster(tmp_path / "cluster", workers=1) as users, \
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "long.txt").write_text(TWO_SCENES.replace("[0:03 – Two]", "[0:06 – Two]"), encoding="utf-8")
+    with Cluster(tmp_path / "cluster", workers=2) as users, \
             Client(users.address, set_as_default=False) as client:
-        assert all(client.run(_profiling).values())
-        render(inputs, tmp_path / "run", "batch.backend=dask", f"batch.dask.address={users.address}")
+        assert all(client.run(_profiling).values()) and len(client.run(_profiling)) == 2
+        render(tmp_path / "in", tmp_path / "run", "batch.backend=dask", f"batch.dask.address={users.address}",
+               "batch.dask.split_scenes=true", "encode.chunk_s=1")  # one script's task; its encodes on both
         assert not any(client.run(_profiling).values()) or not PROFILER_CAN_DEADLOCK
 
 

@@ -97,6 +97,13 @@ def _stop_profiler() -> None:
                 worker.loop.add_callback(callback.stop)
 
 
+def _encode(fn: Any, inp: Any) -> Any:
+    """A ``ClusterSlot`` encode, on whichever worker takes it: that worker's profiler stopped too."""
+    if PROFILER_CAN_DEADLOCK:
+        _stop_profiler()
+    return fn(inp)
+
+
 def probe_file(folder: Path | str, token: str, worker: str = "") -> Path:
     """The file that shows ``folder`` is shared: the client's (holding ``token``), or a worker's answer to it."""
     return Path(folder) / f"{PROBE_PREFIX}{token}{'-' + worker if worker else ''}"
@@ -145,8 +152,8 @@ class ClusterSlot:
     def __call__(self, fn: Any, inp: Any) -> Any:
         with self.lock:
             where = {} if self.turns is None else {"workers": [next(self.turns)], "allow_other_workers": True}
-        future = self.client.submit(fn, inp, key=f"encode-{inp.key[:16]}-{uuid.uuid4().hex[:8]}", pure=False,
-                                    priority=10, **where)
+        future = self.client.submit(_encode, fn, inp, key=f"encode-{inp.key[:16]}-{uuid.uuid4().hex[:8]}",
+                                    pure=False, priority=10, **where)
         # Waited for through a done callback, not ``result(timeout=)`` in a loop: a timed-out wait can race the
         # task's end inside distributed and raise UnboundLocalError instead (dask/distributed#8514).
         done = threading.Event()
