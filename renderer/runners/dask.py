@@ -53,8 +53,7 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
     worker (``dask worker --nthreads 1``) keeps one run's cancellation from touching another's script."""
     from distributed import Event
 
-    if PROFILER_CAN_DEADLOCK:
-        _stop_profiler()
+    _stop_profiler()
     event = Event(stop)
     if event.is_set():  # the batch stopped before this task began: it does not start
         return new_record(Path(path), slug, "cancelled (the batch was interrupted)") | {"status": "cancelled"}
@@ -86,8 +85,10 @@ def render_on_dask(plain_cfg: dict, path: str, slug: str, run_dir: str, stop: st
 
 
 def _stop_profiler() -> None:
-    """Stop this worker's statistical profiler (``NO_PROFILER``), on its event loop (tornado's callbacks are not
-    thread-safe)."""
+    """Stop this worker's statistical profiler where it can deadlock (``NO_PROFILER``), on its event loop
+    (tornado's callbacks are not thread-safe)."""
+    if not PROFILER_CAN_DEADLOCK:
+        return
     from distributed import get_worker
 
     with suppress(ValueError):  # not on a worker (a task run in the client's process)
@@ -99,8 +100,7 @@ def _stop_profiler() -> None:
 
 def _encode(fn: Any, inp: Any) -> Any:
     """A ``ClusterSlot`` encode, on whichever worker takes it: that worker's profiler stopped too."""
-    if PROFILER_CAN_DEADLOCK:
-        _stop_profiler()
+    _stop_profiler()
     return fn(inp)
 
 
