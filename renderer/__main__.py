@@ -6,6 +6,7 @@ usable ffmpeg, no reachable cluster or a run dir in use (renderer/cli/run_dir.py
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -23,10 +24,7 @@ from renderer.ops.exits import Exit
 @hydra.main(version_base="1.3", config_path="pkg://" + CONF_MODULE, config_name="config")
 def main(cfg: DictConfig) -> None:
     # imported here, not at the top: `--cfg job`, `--help` and tab completion never load the batch machinery
-    from renderer.providers import chain
-
-    if cfg.batch.backend != "dask":  # the voice process of this machine, where the workers are
-        chain.warm_up(cfg)
+    # (the voice is warmed up before this, by renderer.cli.warm_up)
     from renderer import batch
     from renderer.media.ffmpeg import FFmpegError
     from renderer.ops import logs
@@ -52,8 +50,13 @@ def main(cfg: DictConfig) -> None:
 
 def run() -> None:
     """``python -m renderer`` and the ``renderer`` command."""
-    main()
-    sys.exit(max((code for _, code in sweep.results), default=Exit.OK))  # a sweep with a failed job fails
+    try:
+        main()
+        sys.exit(max((code for _, code in sweep.results), default=Exit.OK))  # a sweep with a failed job fails
+    finally:
+        # every output is written and closed: the interpreter's last collection would only walk the ~700
+        # modules' objects on the way out (~0.1 s of every command, an edit's 3 %)
+        gc.freeze()
 
 
 if __name__ == "__main__":

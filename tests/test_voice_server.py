@@ -289,6 +289,32 @@ def test_a_run_has_the_voice_process_start_and_load_its_model_before_it_speaks(r
     assert status["pid"] == pid and status["loads"] == 1 and status["idle_s"] == 60.0  # warmed up, not held
 
 
+def test_each_job_of_a_sweep_warms_its_own_voice_up_and_a_run_warms_it_once(runtime):
+    """The callback warms the voice up as Hydra starts the run (``on_run_start``) or each job of a sweep, in its
+    launcher's process, with its own config (``on_job_start``); a run's job start leaves it be (already done)."""
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from renderer.cli.warm_up import WarmUpVoice
+
+    def config(mode: RunMode, backend: str = "loky"):
+        cfg = compose_cfg("voice=piper", "voice.server_idle_s=30", f"batch.backend={backend}")
+        with open_dict(cfg):
+            cfg.hydra = {"mode": mode}
+        return cfg
+
+    WarmUpVoice().on_job_start(config=config(RunMode.RUN))
+    WarmUpVoice().on_job_start(config=config(RunMode.MULTIRUN, backend="dask"))  # its workers have their own
+    time.sleep(1.0)
+    assert running_pid() is None
+    WarmUpVoice().on_job_start(config=config(RunMode.MULTIRUN))
+    give_up = time.monotonic() + 30
+    while (running_pid() is None or voice_server.VoiceClient(30.0).status()["loads"] < 1) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    runtime.add(running_pid())
+    assert voice_server.VoiceClient(30.0).status()["loads"] == 1
+
+
 def test_a_model_loaded_ahead_is_the_one_a_sentence_then_speaks_with(runtime, tmp_path):
     from renderer.providers.piper_model import model
 
