@@ -256,3 +256,33 @@ def test_a_chunk_seeks_into_its_clip_only_well_inside_it():
     assert _seek(clip, Chunk(offset=30, frames=15, scene_frames=80, fps=10), 10) == "2.000"
     assert _seek(clip, Chunk(offset=5, frames=15, scene_frames=80, fps=10), 10) == ""  # near its start
     assert _seek(clip, Chunk(offset=60, frames=15, scene_frames=80, fps=10), 10) == ""  # reaching its end: loops
+
+
+def test_every_input_of_an_encode_decodes_on_its_threads_alone(tmp_path):
+    """A shot's clip or a transition's second scene is an encode's second input: left to choose, its decoder
+    takes a thread per core and one more beside the encode's one (the first input's were set, the rest not)."""
+    import os
+    import time
+
+    from renderer.stages.segment import on_threads
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("on one core a decoder left to choose takes one thread too")
+    clips = []
+    for name in ("a", "b"):
+        clips.append(tmp_path / f"{name}.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264",
+                        "-preset", "ultrafast", str(clips[-1])], check=True)
+    inputs = [arg for clip in clips for arg in ("-readrate", "1", "-i", str(clip))]  # 2 s each, decoded in real time
+
+    def threads_while_decoding(args: list[str]) -> int:
+        proc = subprocess.Popen(["ffmpeg", "-v", "error", *args, "-filter_complex_threads", "1", "-filter_complex",
+                                 "[0:v][1:v]blend=all_mode=average", "-f", "null", "-"])
+        time.sleep(1.0)
+        count = len(os.listdir(f"/proc/{proc.pid}/task"))
+        assert proc.wait(timeout=30) == 0
+        return count
+
+    first_only = threads_while_decoding(["-threads", "1", *inputs])
+    each = threads_while_decoding(on_threads(inputs, 1))
+    assert each < first_only and on_threads(inputs, 1).count("-threads") == 2

@@ -183,6 +183,16 @@ def _libass(layers: list[tuple[int, str, list[ass.Event]]], stem: Path) -> str:
                    for n, (header, events) in zip(numbers, docs))
 
 
+def on_threads(inputs: list[str], threads: int) -> list[str]:
+    """``inputs`` (ffmpeg's input arguments) with every input's decoders on ``threads`` threads: an option before
+    ``-i`` is that input's alone, and an input left to choose decodes on a thread per core and one more (a
+    shot's clip, a transition's second scene: ~10 MB and three threads each, beside the encode's one)."""
+    out: list[str] = []
+    for arg in inputs:
+        out += ["-threads", str(threads), arg] if arg == "-i" else [arg]
+    return out
+
+
 def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path, *, threads: int,
            timeout: float) -> Path:
     """``frames`` of the filter graph ``chain`` encoded with the settings every segment shares (the script's
@@ -192,7 +202,7 @@ def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path
     script.write_text(f"{chain},{codecs.pixels(encoder)}[v]\n", encoding="utf-8")
     output = codecs.video_args(encoder, preset=inp.cfg["encode.preset"], x264_crf=inp.cfg["encode.crf"],
                                fps=inp.cfg["format.fps"], threads=threads)
-    ffmpeg.run(["-threads", str(threads), *codecs.device_args(encoder), *inputs, "-filter_complex_threads",
+    ffmpeg.run([*codecs.device_args(encoder), *on_threads(inputs, threads), "-filter_complex_threads",
                 str(threads), "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(frames),
                 *output, "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
                duration=frames / inp.cfg["format.fps"])
