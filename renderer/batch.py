@@ -335,9 +335,11 @@ def _render(runner: runners.Runner, cfg: DictConfig, layout: RunLayout, cache: C
         clean_leftovers(layout)
         manifest["finished"] = _now()
         manifest["seconds"] = round(time.perf_counter() - started, 3)
+        held = cache.usage()  # one walk of the cache for both figures
         if cfg.cache.enabled:
-            manifest["cache"] = cache.stats() | _cache_use(manifest)
-        manifest["storage"] = storage({"run_dir": layout.run_dir, "cache_dir": cache.root})
+            manifest["cache"] = cache.stats(held) | _cache_use(manifest)
+        manifest["storage"] = storage({"run_dir": layout.run_dir, "cache_dir": cache.root},
+                                      walked={"cache_dir": (held.bytes, held.files)})
         write_json_atomic(layout.manifest, manifest)
         report.write(manifest, layout.run_dir)
 

@@ -303,6 +303,33 @@ def test_prune_removes_least_recently_used_first(tmp_path):
     assert cache.stats()["entries"] == 2
 
 
+def test_one_walk_counts_the_complete_entries_and_every_file(tmp_path):
+    """What a run's manifest reports of the cache, in one walk: complete entries and their bytes (a half-built
+    one, an entry dir without its record, the lock and a link are not entries), and every regular file."""
+    from renderer.ops.files import tree_stats
+
+    cache = Cache(tmp_path / "cache")
+    keys = [f"{n:02d}" + "a" * 62 for n in range(3)]
+    for key in keys:
+        cache.put("voice", key, clip(tmp_path, b"x" * (100 + len(key))))
+    with cache.in_use():  # its lock file
+        pass
+    (cache.root / "tmp" / "renderer-host-1-half").mkdir(parents=True)
+    (cache.root / "tmp" / "renderer-host-1-half" / "0.wav").write_bytes(b"y" * 50)
+    orphan = cache.entry_dir("voice", "ff" + "b" * 62)  # an entry dir that lost its record
+    orphan.mkdir(parents=True)
+    (orphan / "0.wav").write_bytes(b"z" * 70)
+    (cache.root / "voice" / "link").symlink_to(tmp_path)
+
+    held = cache.usage()
+    complete = cache.entries()
+    walked = tree_stats(cache.root)
+    assert held.entries == len(complete) == 3 and held.entry_bytes == sum(size for _, size, _ in complete)
+    assert (held.bytes, held.files) == (walked.bytes, walked.files) and held.bytes > held.entry_bytes + 100
+    assert cache.stats(held)["entries"] == cache.stats()["entries"] == 3
+    assert Cache(tmp_path / "none").usage() == (0, 0, 0, 0)
+
+
 def test_prune_refuses_while_a_run_uses_the_cache(tmp_path):
     cache = Cache(tmp_path / "cache")
     cache.put("voice", KEY, clip(tmp_path))

@@ -28,7 +28,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import psutil
 from loguru import logger
@@ -47,6 +47,16 @@ STALE_STAGING_S = 86400.0  # a half-built entry of another host is removed once 
 STAGING = re.compile(r"renderer-(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]{32}")
 
 _warned: set[str] = set()
+
+
+class Usage(NamedTuple):
+    """What a cache holds: its complete entries and their files' bytes; every regular file in it (half-built
+    entries and the lock too) and their bytes."""
+
+    entries: int
+    entry_bytes: int
+    files: int
+    bytes: int
 
 
 class DamagedEntry(ValueError):
@@ -267,9 +277,39 @@ class Cache:
             out.append((entry, size, record.stat().st_mtime))
         return out
 
-    def stats(self) -> dict[str, Any]:
-        entries = self.entries()
-        return {"dir": str(self.root), "entries": len(entries), "bytes": sum(size for _, size, _ in entries),
+    def usage(self) -> Usage:
+        """What the cache holds, in one walk (a stat per file, none per directory). A run's end reports it, and an
+        overnight batch's cache holds tens of thousands of entries: 27,000 took 2.7 s (9 s with nothing in the
+        page cache) in the two walks before, ~2.5 stats a file."""
+        entries = entry_bytes = files = total = 0
+        stack = [(os.fspath(self.root), 0)]
+        while stack:
+            folder, depth = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    found = list(it)
+            except OSError:  # gone (pruned, or never made), or unreadable
+                continue
+            here = complete = 0
+            for item in found:
+                try:
+                    if item.is_dir(follow_symlinks=False):
+                        stack.append((item.path, depth + 1))
+                    elif item.is_file(follow_symlinks=False):
+                        here += item.stat(follow_symlinks=False).st_size
+                        files += 1
+                        complete = complete or item.name == ENTRY_FILE
+                except OSError:  # removed while walked
+                    continue
+            total += here
+            if depth == 3 and complete:  # <root>/<stage>/<key[:2]>/<key>/
+                entries, entry_bytes = entries + 1, entry_bytes + here
+        return Usage(entries, entry_bytes, files, total)
+
+    def stats(self, usage: Usage | None = None) -> dict[str, Any]:
+        """The complete entries and their bytes, and this process's hits and misses (``usage``: walked already)."""
+        usage = usage or self.usage()
+        return {"dir": str(self.root), "entries": usage.entries, "bytes": usage.entry_bytes,
                 "hits": self.hits, "misses": self.misses}
 
     def prune(self, max_bytes: int, *, wait: bool = False) -> dict[str, int]:

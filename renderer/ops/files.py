@@ -306,15 +306,16 @@ def free_bytes(path: Path | str) -> int:
     return shutil.disk_usage(current).free
 
 
-def storage(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+def storage(paths: dict[str, Path], walked: dict[str, tuple[int, int]] | None = None) -> dict[str, dict[str, Any]]:
     """Per named directory: its path, total bytes and file count (regular files, symlinks not followed) and
     the free bytes of its file system. A directory that does not exist counts 0 bytes and 0 files.
 
-    It walks every file, so a large stage cache takes a moment: call it once per run, not per update."""
+    It walks every file, so a large stage cache takes a moment: call it once per run, not per update, and give
+    a directory walked already as ``walked`` (name: (bytes, files))."""
     out: dict[str, dict[str, Any]] = {}
     for name, path in paths.items():
-        tree = tree_stats(Path(path))
-        out[name] = {"path": str(path), "bytes": tree.bytes, "files": tree.files, "free_bytes": free_bytes(path)}
+        total, files = (walked or {}).get(name) or tree_stats(Path(path))[:2]
+        out[name] = {"path": str(path), "bytes": total, "files": files, "free_bytes": free_bytes(path)}
     return out
 
 
