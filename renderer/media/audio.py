@@ -181,7 +181,7 @@ def measure(args: list[str], graph: list[str], label: str, workdir: Path, stem: 
     stats = workdir / f"{stem}.r128"
     script.write_text(";\n".join([*graph, f"[{label}]ebur128=metadata=1,ametadata=mode=print:key=lavfi.r128.I:"
                                           f"file={stats.name}[measured]"]) + "\n", encoding="utf-8")
-    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[measured]", "-f", "null", "-"],
+    ffmpeg.run([*args, *ffmpeg.graph_file(script.name), "-map", "[measured]", "-f", "null", "-"],
                timeout=timeout, cwd=workdir)
     return loudness_of(stats.read_text(encoding="utf-8"))
 

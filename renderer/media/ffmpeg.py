@@ -11,11 +11,13 @@ last lines of stderr.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +39,8 @@ KILL_GRACE_S = 3.0
 STDERR_TAIL_LINES = 20
 REQUIRED_ENCODERS = ("libx264", "aac")
 REQUIRED_FILTERS = ("ass", "scale", "concat", "color", "anullsrc", "gradients", "life", "mandelbrot", "geq")
+GRAPH_FILE_OPTIONS = ("-/filter_complex", "-filter_complex_script")  # ffmpeg >= 7, ffmpeg < 8
+GRAPH_FILE_TRIAL = "reads a filter graph from a file with"  # its note's key (tool_notes.py)
 INSTALL_HINT = "install ffmpeg with libx264, aac and libass (Debian/Ubuntu: apt-get install ffmpeg)"
 # files one run opens as inputs at most, whatever the scene count (far under any open-file limit): the stages
 # that read something of every scene do it in batches of this many
@@ -125,6 +129,32 @@ def check_features() -> None:
                           "at a build that has them")
     binary("ffprobe")
     tool_notes.note(ffmpeg_binary, needed, {"ok": True, "at": time.time()})
+
+
+def graph_file(path: Path | str) -> list[str]:
+    """The arguments that have ffmpeg read its filter graph from the file at ``path``: ``-/filter_complex`` since
+    ffmpeg 7 (8 has dropped ``-filter_complex_script``, 5.1 knows only it). Tried once per binary and noted."""
+    return [_graph_option(binary("ffmpeg")), str(path)]
+
+
+@functools.cache
+def _graph_option(ffmpeg_binary: str) -> str:
+    noted = tool_notes.recall(ffmpeg_binary, GRAPH_FILE_TRIAL)
+    if noted and noted.get("option") in GRAPH_FILE_OPTIONS:
+        return str(noted["option"])
+    with tempfile.TemporaryDirectory(prefix="renderer-graph-") as folder:
+        graph = Path(folder) / "trial.filter"
+        graph.write_text("[0:a]anull[out]\n", encoding="utf-8")
+        try:  # ffmpeg 7's "-/option file": what an option reads from a file
+            run(["-f", "lavfi", "-i", "anullsrc", "-t", "0.01", "-/filter_complex", str(graph), "-map", "[out]",
+                 "-f", "null", "-"], timeout=30)
+            option = GRAPH_FILE_OPTIONS[0]
+        except FFmpegError as exc:
+            if "Unrecognized option" not in str(exc):  # not an answer (cancelled, timed out): asked again next time
+                raise
+            option = GRAPH_FILE_OPTIONS[1]
+    tool_notes.note(ffmpeg_binary, GRAPH_FILE_TRIAL, {"option": option, "at": time.time()})
+    return option
 
 
 # --- running ---------------------------------------------------------------------------------------------

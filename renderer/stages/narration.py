@@ -154,7 +154,7 @@ def render(inp: NodeInput, *, scene: int, timeout: float) -> Piece:
         is short for it costs the encode of its clip, not of its length); all of it where that cannot be."""
         script.write_text(_chain(voice, at, gain + correction, ceiling, rate, layout, samples) + "\n",
                           encoding="utf-8")
-        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+        ffmpeg.run([*args, *ffmpeg.graph_file(script.name), "-map", "[out]", *audio_args(cfg),
                     "-f", "adts", str(out)], timeout=timeout, cwd=inp.workdir)
         if samples < at.samples:
             whole = adts.extended(out.read_bytes(), at.samples, out.name)

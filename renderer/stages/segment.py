@@ -203,7 +203,7 @@ def encode(inp: NodeInput, inputs: list[str], chain: str, frames: int, out: Path
     output = codecs.video_args(encoder, preset=inp.cfg["encode.preset"], x264_crf=inp.cfg["encode.crf"],
                                fps=inp.cfg["format.fps"], threads=threads)
     ffmpeg.run([*codecs.device_args(encoder), *on_threads(inputs, threads), "-filter_complex_threads",
-                str(threads), "-filter_complex_script", script.name, "-map", "[v]", "-frames:v", str(frames),
+                str(threads), *ffmpeg.graph_file(script.name), "-map", "[v]", "-frames:v", str(frames),
                 *output, "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir,
                duration=frames / inp.cfg["format.fps"])
     return out

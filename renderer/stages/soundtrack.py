@@ -109,7 +109,7 @@ def _submix(pieces: list[_Piece], inp: NodeInput, stem: str, *, timeout: float) 
     args, graph = _placing(pieces, "sub", rate, layout)
     script, out = inp.workdir / f"{stem}.filter", inp.workdir / f"{stem}.wav"
     script.write_text(";\n".join(graph) + "\n", encoding="utf-8")
-    ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[sub]", "-c:a", "pcm_f32le", "-rf64", "auto",
+    ffmpeg.run([*args, *ffmpeg.graph_file(script.name), "-map", "[sub]", "-c:a", "pcm_f32le", "-rf64", "auto",
                 "-f", "wav", str(out)], timeout=timeout, cwd=inp.workdir)
     duration = sum(piece.duration for piece in pieces)
     return _Piece(out, duration, voice_s=duration)
@@ -208,7 +208,7 @@ def render(inp: NodeInput, *, timeout: float) -> Soundtrack:
                                   target) if target else 0.0
         script = inp.workdir / f"{stem}.filter"
         script.write_text(";\n".join(finished(correction, ceiling)) + "\n", encoding="utf-8")
-        ffmpeg.run([*args, "-filter_complex_script", script.name, "-map", "[out]", *audio_args(cfg),
+        ffmpeg.run([*args, *ffmpeg.graph_file(script.name), "-map", "[out]", *audio_args(cfg),
                     "-f", "mp4", str(out)], timeout=timeout, cwd=inp.workdir, duration=timeline.duration)
         over = audio.true_peak_db(out, inp.workdir, f"{stem}-{attempt}", timeout=timeout) - goal
         if over <= 0:
