@@ -34,30 +34,38 @@ def _start(b) -> Row:
                wall <= START_TARGET_S, [f"{r.seconds:.2f} s" for r in runs])
 
 
+# what P6's memory rows read of a run: the orchestrator's peak RSS (also under a cap), the process tree's peak PSS
+MEASURES = [("orchestrator's peak RSS", lambda r: r.own_rss_mb, MEMORY_TARGET_MB),
+            ("process tree's peak PSS", lambda r: r.pss_mb, None)]
+
+
+def _target(cap: float | None) -> str:
+    return (f"≤ {cap:g} MB, " if cap else "") + f"≤ {FLAT_TARGET}× the shorter (flat in length)"
+
+
 def _memory(b, ids: tuple[str, ...], voice: str, which: str) -> list[Row]:
-    """The orchestrator's peak RSS (``ids[0]``) and, when asked (``ids[1]``), the tree's peak PSS, for a short and a
-    long script."""
+    """A row for each of ``ids``, the ``MEASURES`` in turn, for a short and a long script."""
     sizes = [(20, 2), (60, 3)] if b.quick else [(60, 3), (600, 30)]
-    claims = [f"orchestrator's peak RSS with {which}", f"process tree's peak PSS with {which}"][:len(ids)]
+    rows_of = list(zip(ids, MEASURES))
     try:
         runs = {total: [_render(b, total, count, voice) for _ in range(b.runs)] for total, count in sizes}
     except measure.Failed as exc:
-        return [failed(id_, claim, f"≤ {FLAT_TARGET}× the shorter", exc) for id_, claim in zip(ids, claims)]
+        return [failed(id_, f"{name} with {which}", _target(cap), exc) for id_, (name, _, cap) in rows_of]
     (short, _), (long, _) = sizes
     out = []
-    for id_, claim, mb, cap in zip(ids, claims, [lambda r: r.own_rss_mb, lambda r: r.pss_mb],
-                                   [MEMORY_TARGET_MB, None]):
+    for id_, (name, mb, cap) in rows_of:
         low, high = (measure.median([mb(r) for r in runs[total]]) for total in (short, long))
-        detail = [f"{scripts.length(total)}: " + ", ".join(f"{mb(r):.0f} MB" for r in runs[total]) for total, _ in sizes]
-        target = (f"≤ {cap:g} MB, " if cap else "") + f"≤ {FLAT_TARGET}× the shorter (flat in length)"
-        out.append(Row(id_, f"{claim}: a {scripts.length(long)} script", f"{high:.0f} MB",
-                       f"{scripts.length(short)} script {low:.0f} MB", f"{high / low:.2f}×", target,
+        detail = [f"{scripts.length(total)}: " + ", ".join(f"{mb(r):.0f} MB" for r in runs[total])
+                  for total, _ in sizes]
+        out.append(Row(id_, f"{name} with {which}: a {scripts.length(long)} script", f"{high:.0f} MB",
+                       f"{scripts.length(short)} script {low:.0f} MB", f"{high / low:.2f}×", _target(cap),
                        (cap is None or high <= cap) and high / low <= FLAT_TARGET, detail))
     return out
 
 
 def _render(b, total: int, count: int, voice: str) -> measure.Run:
     script = scripts.write(b.dir("memory-in") / "bench.txt", scripts.edit_scenes(total, count))
-    return measure.renderer([f"batch.inputs=[{script}]", "batch.backend=sequential", f"cache.dir={b.dir('memory-cache')}",
-                             f"voice={voice}", f"script.min_last_scene_s={total / count:g}", "format=landscape_720p",
+    return measure.renderer([f"batch.inputs=[{script}]", "batch.backend=sequential",
+                             f"cache.dir={b.dir('memory-cache')}", f"voice={voice}",
+                             f"script.min_last_scene_s={total / count:g}", "format=landscape_720p",
                              "format.width=320", "format.height=180", "format.fps=30"], b.dir("memory"))
